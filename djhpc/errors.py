@@ -1,0 +1,84 @@
+"""Exceptions of djhpc: one base class, a few subclasses, each with a CLI exit code.
+
+Messages are one line that name the problem and the fix. They never contain a password.
+"""
+
+
+class DjhpcError(Exception):
+    """Base of every error djhpc raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(DjhpcError):
+    """The caller asked for something that cannot work (bad argument, bad option)."""
+
+    exit_code = 2
+
+
+class ConfigError(DjhpcError):
+    """A configuration file, URL or profile is wrong."""
+
+    exit_code = 2
+
+
+class DefinitionError(DjhpcError):
+    """A table definition does not parse or refers to something that does not exist."""
+
+    exit_code = 2
+
+
+class DataError(DjhpcError):
+    """A value does not fit its attribute (type, range, missing, duplicate)."""
+
+    exit_code = 2
+
+
+class DuplicateError(DataError):
+    """A row with the same primary key exists already."""
+
+
+class MissingError(DjhpcError):
+    """fetch1 or a lookup found no row where exactly one was expected."""
+
+    exit_code = 2
+
+
+class QueryError(DjhpcError):
+    """A query names an unknown attribute or combines incompatible operands."""
+
+    exit_code = 2
+
+
+class DatabaseError(DjhpcError):
+    """The database refused or failed; keeps the driver's exception as __cause__."""
+
+    exit_code = 1
+
+
+class ConnectError(DatabaseError):
+    """The database cannot be reached or refuses the credentials."""
+
+    exit_code = 2
+
+
+class LostConnectionError(DatabaseError):
+    """The connection dropped inside a transaction: the transaction is lost and must be retried."""
+
+
+class TransientError(DatabaseError):
+    """Deadlock, lock-wait timeout or busy database: the whole transaction may be retried."""
+
+
+class ReservationLostError(DjhpcError):
+    """This worker's reservation was reclaimed by another: its result must not be committed."""
+
+
+class BlobError(DataError):
+    """A value cannot be encoded as a blob, or stored bytes are not a valid blob."""
+
+
+class SchedulerError(DjhpcError):
+    """A scheduler command is missing, failed, or printed something unexpected."""
+
+    exit_code = 2
