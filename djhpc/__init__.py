@@ -1,3 +1,40 @@
-"""djhpc: DataJoint-style tables and distributed populate for HPC clusters."""
+"""djhpc: DataJoint-style tables and distributed populate for HPC clusters.
+
+``import djhpc as dj`` reads like DataJoint: ``dj.Schema``, ``dj.Manual``, ``dj.Computed``, ...
+"""
+
+from .db.connection import Connection, conn
+from .errors import (
+    BlobError,
+    ConfigError,
+    ConnectError,
+    DatabaseError,
+    DataError,
+    DefinitionError,
+    DjhpcError,
+    DuplicateError,
+    LostConnectionError,
+    MissingError,
+    QueryError,
+    ReservationLostError,
+    SchedulerError,
+    TransientError,
+    UsageError,
+)
+from .jobs import JobsTable
+from .populate import Interrupted, PopulateResult
+from .query import SQL, AndList, Not
+from .reservation import Claim, Reservations, key_hash
+from .tables import Computed, Imported, Lookup, Manual, Part, Schema, Table, config, schema
 
 __version__ = "0.1.0"
+
+DataJointError = DjhpcError  # code written for DataJoint catches this name
+
+__all__ = [
+    "SQL", "AndList", "BlobError", "Claim", "Computed", "ConfigError", "ConnectError", "Connection",
+    "DataError", "DataJointError", "DatabaseError", "DefinitionError", "DjhpcError", "DuplicateError",
+    "Imported", "Interrupted", "JobsTable", "Lookup", "LostConnectionError", "Manual", "MissingError", "Not",
+    "Part", "PopulateResult", "QueryError", "ReservationLostError", "Reservations", "SchedulerError", "Schema",
+    "Table", "TransientError", "UsageError", "config", "conn", "key_hash", "schema",
+]

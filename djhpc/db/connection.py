@@ -1,0 +1,360 @@
+"""One database connection per process: connect, run statements, transactions, reconnect, counters.
+
+The connection re-opens itself in a forked child (it never touches the parent's socket) and after the
+server dropped it, unless a transaction was open: then the transaction is lost and the caller hears
+``LostConnectionError``.
+
+On SQLite, a transaction does not take the write lock when it starts: reads run without it, and the
+first write issues ``BEGIN IMMEDIATE``. A long ``make()`` that reads for minutes and writes at the end
+therefore holds the single writer lock only for its final inserts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymysql
+
+from ..config import DatabaseURL, resolve_database_url
+from ..errors import ConnectError, DatabaseError, LostConnectionError, TransientError
+from .dialects import DIALECTS, Dialect
+
+log = logging.getLogger(__name__)
+
+_WRITE_WORDS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+@dataclass
+class Stats:
+    """Round trips and commits since the connection was made: what the budget tests count."""
+
+    statements: int = 0
+    commits: int = 0
+
+    def snapshot(self) -> tuple[int, int]:
+        return self.statements, self.commits
+
+
+class _Transaction:
+    """``with conn.transaction:`` groups statements; an exception rolls everything back."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.start_transaction()
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.conn.commit()
+        else:
+            self.conn.rollback()
+        return False
+
+
+class Connection:
+    def __init__(self, url: str | DatabaseURL | None = None, *, connect_timeout: float = 10):
+        self.url = url if isinstance(url, DatabaseURL) else resolve_database_url(url)
+        self.dialect: Dialect = DIALECTS[self.url.scheme]
+        self.connect_timeout = connect_timeout
+        self.stats = Stats()
+        self._raw = None
+        self._pid = None
+        self._depth = 0  # nesting of transaction()
+        self._sqlite_writing = False  # SQLite: BEGIN IMMEDIATE issued in this transaction
+        self.connection_id = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def __repr__(self):
+        return f"Connection({self.url.redacted!r})"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect.name == "sqlite"
+
+    @property
+    def raw(self):
+        """The driver connection, opened on first use and again in a forked child."""
+        if self._raw is None or self._pid != os.getpid():
+            if self._pid is not None and self._pid != os.getpid():
+                # forked: drop the parent's handle without closing it (closing would end the parent's session)
+                self._raw = None
+                self._depth = 0
+                self._sqlite_writing = False
+            self._open()
+        return self._raw
+
+    def _open(self):
+        if self.is_sqlite:
+            self._raw = self._open_sqlite()
+            self.connection_id = os.getpid()
+        else:
+            self._raw = self._open_mysql()
+        self._pid = os.getpid()
+
+    def _open_sqlite(self):
+        path = Path(self.url.path)
+        if not path.parent.exists():
+            raise ConnectError(f"cannot create the SQLite file {path}: its folder does not exist")
+        try:
+            raw = sqlite3.connect(
+                str(path), timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+            raw.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            mode = raw.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                log.warning("SQLite file %s is not in WAL mode (%s): concurrent workers will wait more", path, mode)
+            raw.execute("PRAGMA synchronous = NORMAL")
+            raw.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as e:
+            raise ConnectError(f"cannot open the SQLite file {path}: {e}") from None
+        return raw
+
+    def _open_mysql(self):
+        u = self.url
+        try:
+            raw = pymysql.connect(
+                host=u.host,
+                port=u.port or 3306,
+                user=u.user,
+                password=u.password,
+                autocommit=True,
+                charset="utf8mb4",
+                connect_timeout=self.connect_timeout,
+                init_command="SET SESSION time_zone = '+00:00', "
+                "SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
+                "NO_ENGINE_SUBSTITUTION'",
+            )
+        except pymysql.err.Error as e:
+            code = e.args[0] if e.args else 0
+            if code in (1045, 1698):
+                raise ConnectError(
+                    f"the database at {u.host}:{u.port} refused user '{u.user}': check the user name and password"
+                ) from None
+            raise ConnectError(
+                f"cannot reach the database at {u.host}:{u.port}: check the host and port, and that the server runs"
+            ) from None
+        with raw.cursor() as cur:
+            cur.execute("SELECT CONNECTION_ID()")
+            self.connection_id = cur.fetchone()[0]
+        return raw
+
+    def close(self):
+        if self._raw is not None and self._pid == os.getpid():
+            try:
+                self._raw.close()
+            except Exception:  # closing a dead connection may fail; nothing to keep
+                pass
+        self._raw = None
+        self._depth = 0
+
+    def reconnect(self):
+        """Drop the connection and open a new one (any open transaction is lost)."""
+        self._raw = None
+        self._depth = 0
+        self._sqlite_writing = False
+        self._open()
+
+    # ------------------------------------------------------------------ statements
+    def query(self, sql: str, params=(), *, many: bool = False, context: str = ""):
+        """Run one statement; returns the driver cursor (``fetchall``, ``rowcount``, ``lastrowid``)."""
+        if self.is_sqlite:
+            return self._query_sqlite(sql, params, many, context)
+        return self._query_mysql(sql, params, many, context)
+
+    def run(self, name: str, params=(), **fmt):
+        """Run a named query from the dialect's ``.sql`` file; ``fmt`` fills ``{table}``-style names."""
+        sql = self.dialect.queries[name]
+        if fmt:
+            sql = sql.format(**fmt)
+        return self.query(sql, params, context=name)
+
+    def _query_mysql(self, sql, params, many, context):
+        for attempt in range(2):
+            raw = self.raw
+            cur = raw.cursor()
+            try:
+                self.stats.statements += 1
+                if many:
+                    cur.executemany(sql, params)
+                else:
+                    cur.execute(sql, params or None)
+                return cur
+            except pymysql.err.Error as e:
+                err = self.dialect.translate(e, context=context)
+                if isinstance(err, LostConnectionError):
+                    self._raw = None
+                    if self._depth or attempt:
+                        self._depth = 0
+                        raise err from None
+                    log.warning("lost the database connection; reconnecting")
+                    self._reconnect_with_backoff()
+                    continue
+                raise err from None
+            except (pymysql.err.InterfaceError, BrokenPipeError, ConnectionError) as e:
+                self._raw = None
+                if self._depth or attempt:
+                    self._depth = 0
+                    raise LostConnectionError(f"lost the connection to the database server ({e})") from None
+                self._reconnect_with_backoff()
+        raise AssertionError("unreachable")
+
+    def _reconnect_with_backoff(self, give_up_after: float | None = None):
+        """Reconnect after a drop, waiting longer each time; gives up after ``give_up_after`` seconds."""
+        limit = give_up_after if give_up_after is not None else float(os.environ.get("DJHPC_RECONNECT_SECONDS", 60))
+        deadline = time.monotonic() + limit
+        delay = 0.1
+        while True:
+            try:
+                self._open()
+                return
+            except ConnectError:
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 5)
+
+    def _query_sqlite(self, sql, params, many, context):
+        raw = self.raw
+        if self._depth and not self._sqlite_writing and sql.lstrip()[:7].upper().startswith(_WRITE_WORDS):
+            self._begin_immediate()
+        self.stats.statements += 1
+        try:
+            if many:
+                return raw.executemany(sql, params)
+            return raw.execute(sql, params)
+        except sqlite3.Error as e:
+            err = self.dialect.translate(e, context=context)
+            raise err from None
+
+    def _begin_immediate(self):
+        """Take SQLite's write lock now; retry past the busy timeout rather than fail the caller."""
+        for attempt in range(100):
+            try:
+                self.stats.statements += 1
+                self._raw.execute("BEGIN IMMEDIATE")
+                self._sqlite_writing = True
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise self.dialect.translate(e) from None
+                time.sleep(min(0.01 * 2**attempt, 1.0) * random.random())
+        raise TransientError("the SQLite file stayed locked for minutes: is a process stuck holding it?")
+
+    # ------------------------------------------------------------------ transactions
+    @property
+    def transaction(self) -> _Transaction:
+        return _Transaction(self)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0 and self._pid == os.getpid()
+
+    def start_transaction(self):
+        if self._depth == 0:
+            raw = self.raw
+            if not self.is_sqlite:
+                self.stats.statements += 1
+                try:
+                    raw.begin()
+                except (pymysql.err.Error, ConnectionError) as e:
+                    self._raw = None
+                    self._reconnect_with_backoff()
+                    self.stats.statements += 1
+                    try:
+                        self._raw.begin()
+                    except pymysql.err.Error:
+                        raise self.dialect.translate(e) from None
+            self._sqlite_writing = False
+        self._depth += 1
+
+    def commit(self):
+        if self._depth == 0:
+            return
+        self._depth -= 1
+        if self._depth:
+            return
+        if self.is_sqlite:
+            if self._sqlite_writing:
+                self.stats.statements += 1
+                self.stats.commits += 1
+                self._sqlite_writing = False
+                try:
+                    self._raw.execute("COMMIT")
+                except sqlite3.Error as e:
+                    self._safe_rollback()
+                    raise self.dialect.translate(e, context="commit") from None
+            return
+        self.stats.statements += 1
+        self.stats.commits += 1
+        try:
+            self._raw.commit()
+        except (pymysql.err.Error, ConnectionError) as e:
+            self._raw = None
+            err = self.dialect.translate(e, context="commit")
+            if not isinstance(err, DatabaseError):
+                err = LostConnectionError(f"lost the connection during commit ({e})")
+            raise err from None
+
+    def rollback(self):
+        """Roll back the whole transaction, whatever the nesting depth."""
+        if self._depth == 0:
+            return
+        self._depth = 0
+        self._safe_rollback()
+
+    def _safe_rollback(self):
+        if self._raw is None:
+            return
+        try:
+            if self.is_sqlite:
+                if self._sqlite_writing:
+                    self._raw.execute("ROLLBACK")
+            else:
+                self.stats.statements += 1
+                self._raw.rollback()
+        except Exception:  # a dead connection has nothing to roll back
+            self._raw = None
+        self._sqlite_writing = False
+
+    @contextmanager
+    def counting(self):
+        """Yield a dict that holds the statements and commits run inside the block."""
+        before = self.stats.snapshot()
+        out = {}
+        try:
+            yield out
+        finally:
+            out["statements"] = self.stats.statements - before[0]
+            out["commits"] = self.stats.commits - before[1]
+
+
+_connection: Connection | None = None
+
+
+def conn(url: str | None = None, *, reset: bool = False) -> Connection:
+    """The process's connection, created on first use (``dj.conn()``)."""
+    global _connection
+    if reset or _connection is None or (url and resolve_database_url(url) != _connection.url):
+        if _connection is not None:
+            _connection.close()
+        _connection = Connection(url)
+    return _connection
+
+
+def _forget_after_fork():
+    if _connection is not None:
+        _connection._raw = None
+        _connection._depth = 0
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)

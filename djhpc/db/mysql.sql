@@ -1,0 +1,88 @@
+-- Named statements of the reservation library, MySQL/MariaDB dialect.
+-- {jobs} is the quoted jobs table; every value is a parameter.
+
+-- name: create_jobs
+CREATE TABLE IF NOT EXISTS {jobs} (
+  `table_name` varchar(255) NOT NULL COMMENT 'the table whose key this is',
+  `key_hash` char(32) NOT NULL COMMENT 'sha256 of the key in canonical form, 128 bits',
+  `status` enum('reserved','error','ignore','pending') NOT NULL,
+  `key` longblob COMMENT 'the key, djhpc blob',
+  `error_message` varchar(2047) NOT NULL DEFAULT '',
+  `error_stack` mediumtext,
+  `user` varchar(255) NOT NULL DEFAULT '',
+  `host` varchar(255) NOT NULL DEFAULT '',
+  `pid` int unsigned NOT NULL DEFAULT 0,
+  `connection_id` bigint unsigned NOT NULL DEFAULT 0,
+  `timestamp` timestamp(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  `token` char(32) NOT NULL DEFAULT '' COMMENT 'fencing token of the current reservation',
+  `owner` char(32) NOT NULL DEFAULT '' COMMENT 'worker id',
+  `pid_start` double NOT NULL DEFAULT 0 COMMENT 'process start time, to tell reused PIDs apart',
+  `boot_id` varchar(64) NOT NULL DEFAULT '',
+  `sched_job_id` varchar(64) NOT NULL DEFAULT '',
+  `sched_task_id` varchar(64) NOT NULL DEFAULT '',
+  `attempts` smallint unsigned NOT NULL DEFAULT 0,
+  `failures` smallint unsigned NOT NULL DEFAULT 0,
+  `deaths` smallint unsigned NOT NULL DEFAULT 0,
+  `heartbeat_at` datetime(6) NULL DEFAULT NULL,
+  `retry_after` datetime(6) NULL DEFAULT NULL,
+  `history` mediumtext COMMENT 'JSON list of earlier attempts',
+  PRIMARY KEY (`table_name`, `key_hash`),
+  KEY `status` (`table_name`, `status`),
+  KEY `owner` (`owner`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='djhpc jobs: reserved, failed and ignored keys'
+
+-- name: complete
+DELETE FROM {jobs} WHERE `table_name` = %s AND `key_hash` = %s AND `token` = %s AND `status` = 'reserved'
+
+-- name: release
+DELETE FROM {jobs} WHERE `table_name` = %s AND `key_hash` = %s AND `token` = %s AND `status` = 'reserved'
+  AND `attempts` <= 1 AND `failures` = 0 AND `deaths` = 0
+
+-- name: release_keep_history
+UPDATE {jobs} SET `status` = 'pending', `token` = '', `owner` = '', `retry_after` = UTC_TIMESTAMP(6)
+WHERE `table_name` = %s AND `key_hash` = %s AND `token` = %s AND `status` = 'reserved'
+
+-- name: fail
+UPDATE {jobs} SET `status` = %s, `error_message` = %s, `error_stack` = %s, `failures` = `failures` + 1,
+  `retry_after` = UTC_TIMESTAMP(6) + INTERVAL %s SECOND, `history` = %s, `timestamp` = UTC_TIMESTAMP(6)
+WHERE `table_name` = %s AND `key_hash` = %s AND `token` = %s AND `status` = 'reserved'
+
+-- name: winners
+SELECT `key_hash` FROM {jobs} WHERE `table_name` = %s AND `token` = %s
+
+-- name: ignore
+INSERT INTO {jobs} (`table_name`, `key_hash`, `status`, `key`, `user`, `host`, `pid`)
+VALUES (%s, %s, 'ignore', %s, %s, %s, %s)
+ON DUPLICATE KEY UPDATE `status` = IF(`status` = 'reserved', `status`, 'ignore')
+
+-- name: count_by_status
+SELECT `status`, COUNT(*) FROM {jobs} WHERE `table_name` = %s GROUP BY `status`
+
+-- name: claim_pending
+UPDATE {jobs} SET `status` = 'reserved', `token` = %s, `owner` = %s, `user` = %s, `host` = %s, `pid` = %s,
+  `connection_id` = %s, `pid_start` = %s, `boot_id` = %s, `sched_job_id` = %s, `sched_task_id` = %s,
+  `attempts` = `attempts` + 1, `heartbeat_at` = UTC_TIMESTAMP(6), `timestamp` = UTC_TIMESTAMP(6)
+WHERE `table_name` = %s AND `key_hash` IN (SELECT `key_hash` FROM (SELECT `key_hash` FROM {jobs}
+  WHERE `table_name` = %s AND `status` = 'pending' AND (`retry_after` IS NULL OR `retry_after` <= UTC_TIMESTAMP(6))
+  LIMIT %s) AS p)
+
+-- name: claimed
+SELECT `key_hash`, `key`, `attempts`, `failures`, `deaths`, `history` FROM {jobs}
+WHERE `table_name` = %s AND `token` = %s
+
+-- name: heartbeat
+UPDATE {jobs} SET `heartbeat_at` = UTC_TIMESTAMP(6) WHERE `owner` = %s AND `status` = 'reserved'
+
+-- name: reserved_rows
+SELECT `table_name`, `key_hash`, `token`, `owner`, `host`, `pid`, `pid_start`, `boot_id`, `sched_job_id`,
+  `sched_task_id`, `connection_id`, TIMESTAMPDIFF(MICROSECOND, `heartbeat_at`, UTC_TIMESTAMP(6)) / 1e6,
+  `deaths`, `history`
+FROM {jobs} WHERE `status` = 'reserved'
+
+-- name: reclaim
+UPDATE {jobs} SET `status` = %s, `token` = '', `owner` = '', `deaths` = `deaths` + 1, `history` = %s,
+  `error_message` = %s, `retry_after` = UTC_TIMESTAMP(6), `timestamp` = UTC_TIMESTAMP(6)
+WHERE `table_name` = %s AND `key_hash` = %s AND `token` = %s AND `status` = 'reserved'
+
+-- name: server_uptime
+SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'

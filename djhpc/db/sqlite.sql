@@ -1,0 +1,92 @@
+-- Named statements of the reservation library, SQLite dialect (same names as mysql.sql).
+-- {jobs} is the quoted jobs table; every value is a parameter. Times are UTC text.
+
+-- name: create_jobs
+CREATE TABLE IF NOT EXISTS {jobs} (
+  "table_name" TEXT NOT NULL,
+  "key_hash" TEXT NOT NULL,
+  "status" TEXT NOT NULL CHECK ("status" IN ('reserved', 'error', 'ignore', 'pending')),
+  "key" BLOB,
+  "error_message" TEXT NOT NULL DEFAULT '',
+  "error_stack" TEXT,
+  "user" TEXT NOT NULL DEFAULT '',
+  "host" TEXT NOT NULL DEFAULT '',
+  "pid" INTEGER NOT NULL DEFAULT 0,
+  "connection_id" INTEGER NOT NULL DEFAULT 0,
+  "timestamp" TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
+  "token" TEXT NOT NULL DEFAULT '',
+  "owner" TEXT NOT NULL DEFAULT '',
+  "pid_start" REAL NOT NULL DEFAULT 0,
+  "boot_id" TEXT NOT NULL DEFAULT '',
+  "sched_job_id" TEXT NOT NULL DEFAULT '',
+  "sched_task_id" TEXT NOT NULL DEFAULT '',
+  "attempts" INTEGER NOT NULL DEFAULT 0,
+  "failures" INTEGER NOT NULL DEFAULT 0,
+  "deaths" INTEGER NOT NULL DEFAULT 0,
+  "heartbeat_at" TEXT,
+  "retry_after" TEXT,
+  "history" TEXT,
+  PRIMARY KEY ("table_name", "key_hash")
+)
+
+-- name: complete
+DELETE FROM {jobs} WHERE "table_name" = ? AND "key_hash" = ? AND "token" = ? AND "status" = 'reserved'
+
+-- name: release
+DELETE FROM {jobs} WHERE "table_name" = ? AND "key_hash" = ? AND "token" = ? AND "status" = 'reserved'
+  AND "attempts" <= 1 AND "failures" = 0 AND "deaths" = 0
+
+-- name: release_keep_history
+UPDATE {jobs} SET "status" = 'pending', "token" = '', "owner" = '',
+  "retry_after" = strftime('%Y-%m-%d %H:%M:%f', 'now')
+WHERE "table_name" = ? AND "key_hash" = ? AND "token" = ? AND "status" = 'reserved'
+
+-- name: fail
+UPDATE {jobs} SET "status" = ?, "error_message" = ?, "error_stack" = ?, "failures" = "failures" + 1,
+  "retry_after" = strftime('%Y-%m-%d %H:%M:%f', 'now', '+' || ? || ' seconds'), "history" = ?,
+  "timestamp" = strftime('%Y-%m-%d %H:%M:%f', 'now')
+WHERE "table_name" = ? AND "key_hash" = ? AND "token" = ? AND "status" = 'reserved'
+
+-- name: winners
+SELECT "key_hash" FROM {jobs} WHERE "table_name" = ? AND "token" = ?
+
+-- name: ignore
+INSERT INTO {jobs} ("table_name", "key_hash", "status", "key", "user", "host", "pid")
+VALUES (?, ?, 'ignore', ?, ?, ?, ?)
+ON CONFLICT ("table_name", "key_hash") DO UPDATE SET "status" =
+  CASE WHEN "status" = 'reserved' THEN "status" ELSE 'ignore' END
+
+-- name: count_by_status
+SELECT "status", COUNT(*) FROM {jobs} WHERE "table_name" = ? GROUP BY "status"
+
+-- name: claim_pending
+UPDATE {jobs} SET "status" = 'reserved', "token" = ?, "owner" = ?, "user" = ?, "host" = ?, "pid" = ?,
+  "connection_id" = ?, "pid_start" = ?, "boot_id" = ?, "sched_job_id" = ?, "sched_task_id" = ?,
+  "attempts" = "attempts" + 1, "heartbeat_at" = strftime('%Y-%m-%d %H:%M:%f', 'now'),
+  "timestamp" = strftime('%Y-%m-%d %H:%M:%f', 'now')
+WHERE "table_name" = ? AND "key_hash" IN (SELECT "key_hash" FROM {jobs} WHERE "table_name" = ?
+  AND "status" = 'pending' AND ("retry_after" IS NULL OR "retry_after" <= strftime('%Y-%m-%d %H:%M:%f', 'now'))
+  LIMIT ?)
+
+-- name: claimed
+SELECT "key_hash", "key", "attempts", "failures", "deaths", "history" FROM {jobs}
+WHERE "table_name" = ? AND "token" = ?
+
+-- name: heartbeat
+UPDATE {jobs} SET "heartbeat_at" = strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE "owner" = ? AND "status" = 'reserved'
+
+-- name: reserved_rows
+SELECT "table_name", "key_hash", "token", "owner", "host", "pid", "pid_start", "boot_id", "sched_job_id",
+  "sched_task_id", "connection_id",
+  (julianday('now') - julianday("heartbeat_at")) * 86400.0,
+  "deaths", "history"
+FROM {jobs} WHERE "status" = 'reserved'
+
+-- name: reclaim
+UPDATE {jobs} SET "status" = ?, "token" = '', "owner" = '', "deaths" = "deaths" + 1, "history" = ?,
+  "error_message" = ?, "retry_after" = strftime('%Y-%m-%d %H:%M:%f', 'now'),
+  "timestamp" = strftime('%Y-%m-%d %H:%M:%f', 'now')
+WHERE "table_name" = ? AND "key_hash" = ? AND "token" = ? AND "status" = 'reserved'
+
+-- name: server_uptime
+SELECT 1000000000

@@ -1,0 +1,336 @@
+"""Definition text -> table spec -> CREATE TABLE, one parser for both dialects.
+
+The definition syntax is DataJoint's: an optional ``# comment`` line, primary attributes above
+``---``, ``-> Parent`` references (``-> [nullable] Parent`` in the secondary part), attribute lines
+``name [= default] : type [# comment]`` and ``[unique] index(attr, ...)`` lines.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+from .errors import DefinitionError
+
+INT_TYPES = {
+    "tinyint": (8, "tinyint"),
+    "smallint": (16, "smallint"),
+    "mediumint": (24, "mediumint"),
+    "int": (32, "int"),
+    "integer": (32, "int"),
+    "bigint": (64, "bigint"),
+}
+BLOB_TYPES = ("tinyblob", "blob", "mediumblob", "longblob", "attach")
+SIMPLE_TYPES = {
+    "float": "float",
+    "double": "float",
+    "real": "float",
+    "bool": "bool",
+    "boolean": "bool",
+    "date": "date",
+    "year": "year",
+    "uuid": "uuid",
+    "json": "json",
+}
+KNOWN_TYPES = (
+    "tinyint smallint mediumint int bigint [unsigned], float, double, decimal(p,s), varchar(n), char(n), "
+    "bool, date, datetime, timestamp, time, year, enum(...), uuid, json, blob, mediumblob, longblob"
+)
+SQL_NOW = "CURRENT_TIMESTAMP"
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    type: str  # as written, normalised to lower case, e.g. "int unsigned", "varchar(32)"
+    category: str  # int float decimal string bool date datetime timestamp time year enum uuid json blob
+    in_key: bool = False
+    nullable: bool = False
+    default: object = None  # python value, or SQL_NOW
+    has_default: bool = False
+    comment: str = ""
+    unsigned: bool = False
+    sql_int: str = ""
+    length: int | None = None  # varchar/char length
+    fixed: bool = False  # char(n)
+    precision: int | None = None  # decimal digits, or fractional seconds of datetime/time
+    scale: int | None = None
+    enum_values: tuple = ()
+    double: bool = False  # float: double precision
+
+    @property
+    def int_range(self) -> tuple[int, int]:
+        bits = INT_TYPES[self.sql_int][0]
+        if self.unsigned:
+            return 0, 2**bits - 1
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+    @property
+    def is_blob(self) -> bool:
+        return self.category == "blob"
+
+
+@dataclass
+class ForeignKey:
+    parent: object  # the parent table (class or instance with .heading and .full_table_name)
+    attributes: list  # names in the child
+    parent_attributes: list  # names in the parent
+    nullable: bool = False
+    in_key: bool = False
+    line: str = ""  # the definition line, for describe()
+
+
+@dataclass
+class TableSpec:
+    comment: str = ""
+    attributes: list = field(default_factory=list)
+    foreign_keys: list = field(default_factory=list)
+    indexes: list = field(default_factory=list)  # (unique: bool, [names])
+
+    @property
+    def primary_key(self) -> list:
+        return [a.name for a in self.attributes if a.in_key]
+
+
+_ATTR = re.compile(
+    r"^(?P<name>[a-z][a-z0-9_]*)\s*(?:=\s*(?P<default>.+?))?\s*:\s*(?P<type>[^#]+?)\s*(?:#\s*(?P<comment>.*))?$"
+)
+_INDEX = re.compile(r"^(?P<unique>unique\s+)?index\s*\((?P<attrs>[^)]*)\)\s*$", re.I)
+_FK = re.compile(r"^->\s*(?:\[(?P<opts>[^\]]*)\]\s*)?(?P<ref>[\w.]+)(?:\s*\.proj\((?P<proj>[^)]*)\))?\s*(?:#.*)?$")
+
+
+def parse_type(text: str, line: str = "") -> dict:
+    """Type text -> the Attribute fields that describe it; raises DefinitionError naming the line."""
+    t = " ".join(text.strip().split())
+    low = t.lower()
+    where = f" in line '{line}'" if line else ""
+    m = re.fullmatch(r"(tinyint|smallint|mediumint|int|integer|bigint)(\s*\(\d+\))?(\s+unsigned)?", low)
+    if m:
+        return dict(
+            category="int", sql_int=INT_TYPES[m.group(1)][1], unsigned=bool(m.group(3)),
+            type=INT_TYPES[m.group(1)][1] + (" unsigned" if m.group(3) else ""),
+        )
+    if low in ("float", "real", "double"):
+        return dict(category="float", double=low != "float", type="double" if low != "float" else "float")
+    m = re.fullmatch(r"(?:decimal|numeric)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)(\s+unsigned)?", low)
+    if m:
+        p, s = int(m.group(1)), int(m.group(2) or 0)
+        if not (1 <= p <= 65 and 0 <= s <= min(p, 30)):
+            raise DefinitionError(f"decimal({p},{s}){where} is out of range: use 1 <= precision <= 65, scale <= 30")
+        return dict(category="decimal", precision=p, scale=s, unsigned=bool(m.group(3)), type=f"decimal({p},{s})")
+    m = re.fullmatch(r"(varchar|char)\s*\(\s*(\d+)\s*\)", low)
+    if m:
+        n = int(m.group(2))
+        limit = 255 if m.group(1) == "char" else 16383
+        if not 1 <= n <= limit:
+            raise DefinitionError(f"{m.group(1)}({n}){where}: length must be between 1 and {limit}")
+        return dict(category="string", length=n, fixed=m.group(1) == "char", type=f"{m.group(1)}({n})")
+    m = re.fullmatch(r"(datetime|timestamp|time)(?:\s*\(\s*(\d)\s*\))?", low)
+    if m:
+        prec = int(m.group(2) or 0)
+        if prec > 6:
+            raise DefinitionError(f"{low}{where}: fractional seconds precision must be 0 to 6")
+        return dict(category=m.group(1), precision=prec, type=low.replace(" ", ""))
+    if low in SIMPLE_TYPES:
+        kind = SIMPLE_TYPES[low]
+        return dict(category=kind, type={"boolean": "bool", "real": "double"}.get(low, low),
+                    double=low in ("double", "real"))
+    if low in BLOB_TYPES:
+        return dict(category="blob", type="longblob" if low == "attach" else low)
+    m = re.fullmatch(r"enum\s*\((.*)\)", t, re.I | re.S)
+    if m:
+        values = re.findall(r"""\s*(?:'((?:[^'\\]|\\.|'')*)'|"((?:[^"\\]|\\.)*)")\s*(?:,|$)""", m.group(1))
+        vals = tuple(a if a or not b else b for a, b in values)
+        if not vals:
+            raise DefinitionError(f"enum{where} lists no values: write enum('a', 'b')")
+        return dict(category="enum", enum_values=vals, type="enum(" + ",".join(repr(v) for v in vals) + ")")
+    raise DefinitionError(f"unknown type '{t}'{where}: use one of {KNOWN_TYPES}")
+
+
+def parse_default(text: str, line: str):
+    """Default literal -> (python value | SQL_NOW, nullable)."""
+    s = text.strip()
+    low = s.lower()
+    if low == "null":
+        return None, True
+    if low in ("current_timestamp", "current_timestamp()", "now()"):
+        return SQL_NOW, False
+    if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"":
+        return s[1:-1], False
+    if low in ("true", "false"):
+        return low == "true", False
+    try:
+        return (int(s) if re.fullmatch(r"[+-]?\d+", s) else float(s)), False
+    except ValueError:
+        raise DefinitionError(
+            f"default '{s}' in line '{line}' is not a literal: quote strings (\"text\"), or use null "
+            "or CURRENT_TIMESTAMP"
+        ) from None
+
+
+def parse_definition(definition: str, resolve) -> TableSpec:
+    """Parse a definition; ``resolve(name)`` returns the referenced table or raises DefinitionError."""
+    if not isinstance(definition, str):
+        raise DefinitionError("definition must be a string")
+    spec = TableSpec()
+    in_key = True
+    seen: dict[str, Attribute] = {}
+    lines = [ln.strip() for ln in definition.strip().splitlines()]
+    for n, line in enumerate(lines):
+        if not line:
+            continue
+        if line.startswith("#"):
+            if n == 0 or not spec.comment and not seen:
+                spec.comment = spec.comment or line.lstrip("#").strip()
+            continue
+        if re.fullmatch(r"-{3,}|={3,}", line):
+            if not in_key:
+                raise DefinitionError(f"a second '---' divider in line '{line}': keep one between key and rest")
+            in_key = False
+            continue
+        if line.startswith("->"):
+            _add_foreign_key(spec, line, in_key, resolve, seen)
+            continue
+        m = _INDEX.match(line)
+        if m:
+            names = [a.strip() for a in m.group("attrs").split(",") if a.strip()]
+            spec.indexes.append((bool(m.group("unique")), names))
+            continue
+        m = _ATTR.match(line)
+        if not m:
+            raise DefinitionError(
+                f"cannot parse line '{line}': write 'name : type', 'name = default : type', '-> Parent' or '---'"
+            )
+        fields = parse_type(m.group("type"), line)
+        nullable, default, has_default = False, None, False
+        if m.group("default") is not None:
+            default, nullable = parse_default(m.group("default"), line)
+            has_default = True
+            if nullable and in_key:
+                raise DefinitionError(f"primary key attribute '{m.group('name')}' cannot default to null")
+        attr = Attribute(
+            name=m.group("name"), in_key=in_key, nullable=nullable, default=default, has_default=has_default,
+            comment=(m.group("comment") or "").strip(), **fields,
+        )
+        if attr.is_blob and in_key:
+            raise DefinitionError(f"blob attribute '{attr.name}' cannot be in the primary key: move it below ---")
+        _add_attribute(spec, attr, seen, line)
+    if not spec.primary_key:
+        raise DefinitionError("the primary key is empty: put at least one attribute or -> Parent above ---")
+    for unique, names in spec.indexes:
+        for name in names:
+            if name not in seen:
+                raise DefinitionError(f"index names unknown attribute '{name}' (known: {', '.join(seen)})")
+    return spec
+
+
+def _add_attribute(spec: TableSpec, attr: Attribute, seen: dict, line: str):
+    if attr.name in seen:
+        raise DefinitionError(f"attribute '{attr.name}' is declared twice (line '{line}'): rename one")
+    seen[attr.name] = attr
+    spec.attributes.append(attr)
+
+
+def _add_foreign_key(spec: TableSpec, line: str, in_key: bool, resolve, seen: dict):
+    m = _FK.match(line)
+    if not m:
+        raise DefinitionError(f"cannot parse reference '{line}': write '-> Parent' or '-> [nullable] Parent'")
+    opts = {o.strip().lower() for o in (m.group("opts") or "").split(",") if o.strip()}
+    unknown = opts - {"nullable", "unique"}
+    if unknown:
+        raise DefinitionError(f"unknown option '{sorted(unknown)[0]}' in '{line}': use [nullable] or [unique]")
+    nullable = "nullable" in opts
+    if nullable and in_key:
+        raise DefinitionError(f"'{line}': a primary-key reference cannot be [nullable]; move it below ---")
+    parent = resolve(m.group("ref"))
+    renames = {}
+    if m.group("proj"):
+        for part in m.group("proj").split(","):
+            new, _, old = part.partition("=")
+            renames[old.strip().strip("'\"")] = new.strip()
+    parent_key = [a for a in parent.heading.attributes if a.in_key]
+    child_names, parent_names = [], []
+    for a in parent_key:
+        name = renames.get(a.name, a.name)
+        child_names.append(name)
+        parent_names.append(a.name)
+        if name in seen:
+            if seen[name].type != a.type:
+                raise DefinitionError(f"attribute '{name}' from '{line}' clashes with one of another type")
+            continue  # shared ancestor attribute: already present
+        copied = replace(a, name=name, in_key=in_key, nullable=nullable, default=None, has_default=nullable,
+                         comment=a.comment)
+        _add_attribute(spec, copied, seen, line)
+    spec.foreign_keys.append(ForeignKey(parent, child_names, parent_names, nullable, in_key, line.split('#')[0].strip()))
+    if "unique" in opts:
+        spec.indexes.append((True, child_names))
+
+
+# ---------------------------------------------------------------------------- DDL
+def literal(dialect, value) -> str:
+    """A default value as an SQL literal (DDL cannot take parameters)."""
+    if value is None:
+        return "NULL"
+    if value is SQL_NOW:
+        return "CURRENT_TIMESTAMP"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    if dialect.name == "mysql":
+        text = text.replace("\\", "\\\\")
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _column_sql(dialect, attr: Attribute) -> str:
+    q = dialect.quote
+    parts = [q(attr.name), dialect.column_type(attr)]
+    if not attr.nullable:
+        parts.append("NOT NULL")
+    if attr.has_default and not attr.is_blob:
+        if attr.default is SQL_NOW:
+            if dialect.name == "mysql" and attr.category in ("datetime", "timestamp") and attr.precision:
+                parts.append(f"DEFAULT CURRENT_TIMESTAMP({attr.precision})")
+            else:
+                parts.append("DEFAULT CURRENT_TIMESTAMP")
+        elif attr.default is None:
+            parts.append("DEFAULT NULL")
+        elif dialect.name == "mysql" and attr.category in ("json", "blob"):
+            pass  # MariaDB forbids literal defaults on text/blob columns: djhpc fills them at insert
+        elif attr.category in ("string", "enum", "decimal", "date", "datetime", "timestamp", "int", "float",
+                               "bool", "year"):
+            parts.append("DEFAULT " + literal(dialect, attr.default))
+    if attr.comment and dialect.name == "mysql":
+        parts.append("COMMENT " + literal(dialect, attr.comment[:1024]))
+    return " ".join(parts)
+
+
+def create_table_sql(dialect, spec: TableSpec, schema: str, table: str) -> list[str]:
+    """CREATE TABLE (and, on SQLite, CREATE INDEX) statements for a spec."""
+    q = dialect.quote
+    full = dialect.table(schema, table)
+    cols = [_column_sql(dialect, a) for a in spec.attributes]
+    cols.append("PRIMARY KEY (" + ", ".join(q(n) for n in spec.primary_key) + ")")
+    for fk in spec.foreign_keys:
+        cols.append(
+            "FOREIGN KEY (" + ", ".join(q(n) for n in fk.attributes) + ") REFERENCES "
+            + fk.parent.full_table_name + " (" + ", ".join(q(n) for n in fk.parent_attributes) + ")"
+            + " ON UPDATE CASCADE ON DELETE RESTRICT"
+        )
+    extra = []
+    for i, (unique, names) in enumerate(spec.indexes):
+        if dialect.name == "mysql":
+            cols.append(("UNIQUE " if unique else "") + "INDEX (" + ", ".join(q(n) for n in names) + ")")
+        else:
+            iname = q(f"{schema}.{table}__idx{i}")
+            extra.append(
+                f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {iname} ON {full} ("
+                + ", ".join(q(n) for n in names) + ")"
+            )
+    body = ",\n  ".join(cols)
+    if dialect.name == "mysql":
+        tail = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT=" + literal(dialect, spec.comment[:2048])
+    else:
+        tail = ""
+    return [f"CREATE TABLE IF NOT EXISTS {full} (\n  {body}\n){tail}", *extra]

@@ -1,0 +1,120 @@
+"""``schema.jobs``: the reservation library's jobs table, seen as a table like any other."""
+
+from __future__ import annotations
+
+import sys
+
+from .declare import parse_definition
+from .errors import UsageError
+from .query import SQL, Heading, Query, _new_alias
+from .reservation import JOBS_TABLE, Reservations, key_hash
+from .tables import config
+
+# The columns of the jobs table, as the table layer reads them (the DDL lives in db/*.sql).
+JOBS_DEFINITION = """
+# djhpc jobs: reserved, failed and ignored keys
+table_name : varchar(255)
+key_hash : char(32)
+---
+status : enum('reserved','error','ignore','pending')
+key = null : longblob
+error_message = "" : varchar(2047)
+error_stack = null : varchar(16383)
+user = "" : varchar(255)
+host = "" : varchar(255)
+pid = 0 : int unsigned
+connection_id = 0 : bigint unsigned
+timestamp = CURRENT_TIMESTAMP : timestamp(6)
+token = "" : char(32)
+owner = "" : char(32)
+pid_start = 0 : double
+boot_id = "" : varchar(64)
+sched_job_id = "" : varchar(64)
+sched_task_id = "" : varchar(64)
+attempts = 0 : smallint unsigned
+failures = 0 : smallint unsigned
+deaths = 0 : smallint unsigned
+heartbeat_at = null : datetime(6)
+retry_after = null : datetime(6)
+history = null : varchar(16383)
+"""
+
+_SPEC = parse_definition(JOBS_DEFINITION, lambda name: None)
+
+
+class JobsTable(Query):
+    """Rows of keys reserved now, failed, ignored or waiting for a retry; supports fetch, &, delete, len."""
+
+    def __init__(self, connection, database: str):
+        self.database = database
+        self.reservations = Reservations(connection, database)
+        self.reservations.ensure_table()
+        alias = _new_alias()
+        q = connection.dialect.quote
+        heading = Heading(_SPEC.attributes)
+        cols = {a.name: f"{alias}.{q(a.name)}" for a in heading.attributes}
+        full = connection.dialect.table(database, JOBS_TABLE)
+        super().__init__(connection, heading, f"{full} AS {alias}", (), cols,
+                         aliases={alias}, flat_names=True)
+
+    @property
+    def table_name(self) -> str:
+        return JOBS_TABLE
+
+    @property
+    def full_table_name(self) -> str:
+        return self.connection.dialect.table(self.database, JOBS_TABLE)
+
+    @staticmethod
+    def _target_name(table) -> str:
+        if isinstance(table, str):
+            return table
+        if isinstance(table, type):
+            return table._table_name()
+        return table.table_name
+
+    def ignore(self, table, key: dict):
+        """Make populate skip ``key`` of ``table`` until this row is removed."""
+        self.reservations.ignore(self._target_name(table), dict(key))
+
+    def clear_errors(self, table=None, message: str | None = None) -> int:
+        """Delete error rows (of one table, optionally whose message contains ``message``): they run again."""
+        query = self & {"status": "error"}
+        if table is not None:
+            query = query & {"table_name": self._target_name(table)}
+        if message:
+            query = query.restrict(_like(self.connection, "error_message", message))
+        return _delete_rows(self, query)
+
+    def delete(self, safemode=None) -> int:
+        """Delete the selected job rows (asks first in safemode)."""
+        safemode = config["safemode"] if safemode is None else safemode
+        n = len(self)
+        if safemode and n:
+            if not sys.stdin.isatty():
+                raise UsageError("jobs.delete() asks for confirmation but stdin is not a terminal: "
+                                 "pass safemode=False")
+            if input(f"Delete {n} job rows? [yes, No]: ").strip().lower() != "yes":
+                return 0
+        return _delete_rows(self, self)
+
+    def delete_quick(self, get_count=False):
+        n = _delete_rows(self, self)
+        return n if get_count else None
+
+    def key_hash(self, key) -> str:
+        return key_hash(dict(key))
+
+
+def _like(connection, column: str, text: str) -> SQL:
+    """``column LIKE %text%`` with the text as a parameter (``!`` escapes the wildcards on both dialects)."""
+    escaped = text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return SQL(f"{connection.dialect.quote(column)} LIKE %s ESCAPE '!'", (f"%{escaped}%",))
+
+
+def _delete_rows(jobs: JobsTable, query: Query) -> int:
+    d = jobs.connection.dialect
+    sub, params = query.make_sql(["table_name", "key_hash"])
+    sql = (f"DELETE FROM {jobs.full_table_name} WHERE ({d.quote('table_name')}, {d.quote('key_hash')}) IN "
+           f"(SELECT {d.quote('table_name')}, {d.quote('key_hash')} FROM ({sub}) AS _j)")
+    return jobs.connection.query(sql, params, context="delete jobs").rowcount

@@ -1,0 +1,519 @@
+"""populate(): the worker loop that fills an Imported or Computed table, alone or with many others.
+
+Each worker walks the pending keys from its own starting point (the array task's share of the key
+space, else a random one), a window at a time with keyset pagination, so that start-up costs a few
+statements whatever the number of pending keys and concurrent workers rarely meet on the same key.
+Keys are reserved in batches that grow while makes are fast and shrink to one when they are slow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+
+from . import blob, values
+from .errors import (
+    DataError,
+    LostConnectionError,
+    ReservationLostError,
+    TransientError,
+    UsageError,
+)
+from .query import Query
+from .reservation import Claim, Reservations
+
+log = logging.getLogger(__name__)
+
+ORDERS = ("original", "reverse", "random")
+WINDOW = 64
+MAX_BATCH = 32
+TRANSIENT_RETRIES = 5
+
+
+class Interrupted(BaseException):
+    """A stop signal (SIGTERM, SIGUSR1) arrived: roll back, give the keys back, stop."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@dataclass
+class PopulateResult(dict):
+    """What a populate run did; also readable as DataJoint's dict (``success_count``, ``error_list``)."""
+
+    success_count: int = 0
+    error_list: list = field(default_factory=list)
+    skipped_count: int = 0
+    make_calls: int = 0
+    lost_count: int = 0
+
+    def __post_init__(self):
+        self._sync()
+
+    def _sync(self):
+        self.update(success_count=self.success_count, error_list=self.error_list, error_count=len(self.error_list),
+                    skipped_count=self.skipped_count, make_calls=self.make_calls)
+
+
+def task_position(env=None) -> float | None:
+    """This array task's share of the key space, as a fraction in [0, 1), or None outside an array."""
+    env = os.environ if env is None else env
+    pairs = [
+        ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN"),
+        ("PBS_ARRAY_INDEX", "DJHPC_ARRAY_SIZE", None),
+        ("PBS_ARRAYID", "DJHPC_ARRAY_SIZE", None),
+        ("PARALLEL_SEQ", "DJHPC_ARRAY_SIZE", None),
+        ("DJHPC_TASK_ID", "DJHPC_ARRAY_SIZE", None),
+    ]
+    for task_var, count_var, min_var in pairs:
+        if env.get(task_var) and env.get(count_var):
+            try:
+                task = int(env[task_var]) + int(env.get("DJHPC_TASK_OFFSET", 0) or 0)
+                count = int(env[count_var]) + int(env.get("DJHPC_TASK_OFFSET", 0) or 0)
+                first = int(env[min_var]) if min_var and env.get(min_var) else 1
+            except ValueError:
+                return None
+            if count > 0:
+                return ((task - first) % count) / count
+    return None
+
+
+class KeyWalker:
+    """Pending keys of a candidates query, a window at a time, starting at a chosen fraction of the keys."""
+
+    def __init__(self, candidates: Query, names: list[str], order: str, fraction: float | None):
+        self.q = candidates
+        self.names = names
+        self.attrs = [candidates.heading[n] for n in names]
+        self.desc = order == "reverse"
+        self.shuffle = order == "random"
+        self.buffer: deque = deque()
+        self.cursor = None
+        self.stop_at = None  # phase 2: walk up to the start key
+        self.done = False
+        self.pending_at_start = None
+        if fraction is None:
+            fraction = random.random() if order == "random" else 0.0
+        self.start = None
+        if fraction > 0:
+            self.pending_at_start = len(candidates)
+            offset = int(fraction * self.pending_at_start)
+            if offset:
+                rows = self._fetch(limit=1, offset=offset)
+                self.start = rows[0] if rows else None
+        self.cursor = None
+        self.phase = 1
+
+    def _key_condition(self, key: dict, op: str, inclusive: bool):
+        """(sql, params): PK tuple op key, expanded so every database uses the index."""
+        d = self.q.connection.dialect
+        cols = [self.q._columns[n] for n in self.names]
+        enc = [values.encode(a, key[a.name], d.name) for a in self.attrs]
+        ors, params = [], []
+        for i in range(len(cols)):
+            parts = [f"{cols[j]} = {d.placeholder}" for j in range(i)]
+            params += enc[:i]
+            last_op = op + ("=" if inclusive and i == len(cols) - 1 else "")
+            parts.append(f"{cols[i]} {last_op} {d.placeholder}")
+            params.append(enc[i])
+            ors.append("(" + " AND ".join(parts) + ")")
+        return "(" + " OR ".join(ors) + ")", params
+
+    def _fetch(self, limit, offset=None, lower=None, lower_inclusive=False, upper=None):
+        q = self.q._copy()
+        gt, lt = (">", "<") if not self.desc else ("<", ">")
+        if lower is not None:
+            sql, params = self._key_condition(lower, gt, lower_inclusive)
+            q._where.append((sql, tuple(params)))
+        if upper is not None:
+            sql, params = self._key_condition(upper, lt, False)
+            q._where.append((sql, tuple(params)))
+        order = [f"{n} DESC" if self.desc else n for n in self.names]
+        return q.fetch(*self.names, as_dict=True, order_by=order, limit=limit, offset=offset)
+
+    def next(self, n: int) -> list[dict]:
+        """Up to ``n`` keys; an empty list when the walk has covered the whole key space."""
+        while not self.buffer and not self.done:
+            self._refill(max(WINDOW, n))
+        out = []
+        while self.buffer and len(out) < n:
+            out.append(self.buffer.popleft())
+        return out
+
+    def _refill(self, size: int):
+        """Fetch the next window: phase 1 runs from the start key to the end, phase 2 from the beginning up to it."""
+        if self.phase == 1:
+            inclusive = self.cursor is None and self.start is not None
+            rows = self._fetch(size, lower=self.cursor or self.start, lower_inclusive=inclusive)
+        else:
+            rows = self._fetch(size, lower=self.cursor, upper=self.start)
+        if rows:
+            self.cursor = rows[-1]
+            if self.shuffle:
+                random.shuffle(rows)
+            self.buffer.extend(rows)
+        if len(rows) < size:
+            if self.phase == 1 and self.start is not None:
+                self.phase, self.cursor = 2, None
+            else:
+                self.done = True
+
+
+class AutoPopulate:
+    """populate(), progress() and key_source for Imported and Computed tables."""
+
+    _auto_populated = True
+
+    @property
+    def key_source(self) -> Query:
+        """The join of the primary-key parents' keys (a class may override it with any query)."""
+        spec = type(self)._declared_spec
+        parents = [fk for fk in spec.foreign_keys if fk.in_key]
+        if not parents:
+            raise UsageError(
+                f"{type(self).__name__} has no primary-key parent (-> Parent above ---): define key_source"
+            )
+        query = None
+        for fk in parents:
+            renames = {c: p for c, p in zip(fk.attributes, fk.parent_attributes, strict=True) if c != p}
+            part = fk.parent.proj(**renames) if renames else fk.parent.proj()
+            query = part if query is None else query * part
+        return query
+
+    def _key_source(self) -> Query:
+        ks = self.key_source
+        if isinstance(ks, type):
+            ks = ks()
+        return ks
+
+    # ---------------------------------------------------------------- progress
+    def progress(self, *restrictions, display=False, detail=False):
+        """(remaining, total) from a few counting queries; ``detail=True`` adds the jobs table's counts."""
+        ks = self._key_source()
+        for r in restrictions:
+            ks = ks & r
+        total = len(ks)
+        remaining = len(ks - self)
+        if display:
+            done = total - remaining
+            pct = 100.0 * done / total if total else 100.0
+            print(f"{type(self).__name__}: Completed {done:,} of {total:,} ({pct:.1f}%)   "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+        if not detail:
+            return remaining, total
+        counts = Reservations(self.connection, type(self).database).counts(self.table_name)
+        return {"total": total, "done": total - remaining, "remaining": remaining,
+                "reserved": counts["reserved"], "error": counts["error"], "ignore": counts["ignore"],
+                "pending": counts["pending"]}
+
+    def parpopulate(self, *restrictions, **kwargs):
+        """populate with reservation: safe to run from many processes at once."""
+        kwargs["reserve_jobs"] = True
+        return self.populate(*restrictions, **kwargs)
+
+    # ---------------------------------------------------------------- populate
+    def populate(self, *restrictions, reserve_jobs=False, suppress_errors=False, return_exception_objects=False,
+                 order="original", limit=None, max_calls=None, display_progress=False, make_kwargs=None,
+                 processes=1, max_attempts=1, retry_delay_seconds=0.0, on_key=None, worker=None,
+                 position: float | None = None, should_stop=None):
+        """Call make(key) for every key of the restricted key source that is not in the table yet."""
+        runner = _Runner(self, restrictions, reserve_jobs=reserve_jobs, suppress_errors=suppress_errors,
+                         return_exception_objects=return_exception_objects, order=order, limit=limit,
+                         max_calls=max_calls, display_progress=display_progress, make_kwargs=make_kwargs or {},
+                         max_attempts=max_attempts, retry_delay_seconds=retry_delay_seconds, on_key=on_key,
+                         worker=worker, position=position, should_stop=should_stop)
+        if processes not in (1, None) and processes != 1:
+            raise UsageError("processes= is not supported: start several workers (djhpc work) instead")
+        return runner.run()
+
+
+class _Runner:
+    def __init__(self, table, restrictions, *, reserve_jobs, suppress_errors, return_exception_objects, order,
+                 limit, max_calls, display_progress, make_kwargs, max_attempts, retry_delay_seconds, on_key,
+                 worker, position, should_stop):
+        if order not in ORDERS:
+            raise UsageError(f"order must be one of {', '.join(ORDERS)} (got {order!r})")
+        for name, v in (("limit", limit), ("max_calls", max_calls)):
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise UsageError(f"{name} must be a non-negative integer (got {v!r})")
+        if not isinstance(max_attempts, int) or max_attempts < 1:
+            raise UsageError(f"max_attempts must be >= 1 (got {max_attempts!r})")
+        self.table = table
+        self.cls = type(table)
+        self.conn = table.connection
+        if self.conn.in_transaction:
+            raise UsageError("populate() cannot run inside a transaction: call it outside 'with transaction'")
+        self.make_kind = self._make_kind()
+        self.restrictions = restrictions
+        self.reserve = reserve_jobs
+        self.suppress = suppress_errors
+        self.return_exceptions = return_exception_objects
+        self.order = order
+        self.limit = limit
+        self.max_calls = max_calls
+        self.display = display_progress
+        self.make_kwargs = make_kwargs
+        self.max_attempts = max_attempts
+        self.retry_delay = retry_delay_seconds
+        self.on_key = on_key
+        self.position = position if position is not None else task_position()
+        self.should_stop = should_stop or (lambda: False)
+        self.result = PopulateResult()
+        self.jobs = Reservations(self.conn, self.cls.database, worker) if reserve_jobs else None
+        self.batch = 1
+        self.held: deque[Claim] = deque()
+
+    def _make_kind(self) -> str:
+        cls = self.cls
+        if all(hasattr(cls, m) for m in ("make_fetch", "make_compute", "make_insert")):
+            return "tripartite"
+        if callable(getattr(cls, "make", None)) and "make" in _defined_names(cls):
+            return "make"
+        if callable(getattr(cls, "_make_tuples", None)):
+            return "_make_tuples"
+        raise UsageError(f"{cls.__name__} defines no make(self, key): write one to populate it")
+
+    # ---------------------------------------------------------------- the loop
+    def run(self) -> PopulateResult:
+        ks = self.table._key_source()
+        for r in self.restrictions:
+            ks = ks & r
+        names = ks.primary_key
+        missing = [n for n in names if n not in self.table.heading]
+        if missing:
+            raise UsageError(f"key_source attribute '{missing[0]}' is not in {self.cls.__name__}'s primary key")
+        candidates = ks.proj() - self.table
+        walker = KeyWalker(candidates, names, self.order, self.position)
+        progress = _ProgressBar(self.cls.__name__, walker.pending_at_start or len(candidates)) \
+            if self.display else None
+        restore = self._install_signal_handlers() if self.reserve else None
+        try:
+            while not self._budget_spent() and not self.should_stop():
+                if self.reserve:
+                    if not self.held:
+                        self._take_more(walker, names)
+                    if not self.held:
+                        break
+                    claim = self.held.popleft()
+                    self._one(claim.key, claim)
+                else:
+                    keys = walker.next(1)
+                    if not keys:
+                        break
+                    self._one(keys[0], None)
+                if progress:
+                    progress.advance()
+        except BaseException:
+            self._release_held()
+            raise
+        finally:
+            if restore:
+                restore()
+            if progress:
+                progress.close()
+        self._release_held()
+        self.result._sync()
+        return self.result
+
+    def _budget_spent(self) -> bool:
+        attempted = self.result.success_count + len(self.result.error_list)
+        if self.limit is not None and attempted >= self.limit:
+            return True
+        return self.max_calls is not None and self.result.make_calls >= self.max_calls
+
+    def _remaining_budget(self) -> int:
+        left = MAX_BATCH
+        attempted = self.result.success_count + len(self.result.error_list)
+        if self.limit is not None:
+            left = min(left, self.limit - attempted)
+        if self.max_calls is not None:
+            left = min(left, self.max_calls - self.result.make_calls)
+        return max(left, 1)
+
+    def _take_more(self, walker: KeyWalker, names):
+        """Reserve the next batch: keys waiting for a retry first, then fresh keys from the walk."""
+        n = min(self.batch, self._remaining_budget())
+        if not self.restrictions:
+            self.held.extend(self.jobs.claim_pending(self.table.table_name, n))
+            if self.held:
+                return
+        d = self.conn.dialect
+        while not self.held:
+            keys = walker.next(n)
+            if not keys:
+                return
+            attrs = [self.table.heading[a] for a in names]
+            encoded = [tuple(values.encode(a, k[a.name], d.name) for a in attrs) for k in keys]
+            claims = self.jobs.reserve(self.table.table_name, keys, done_table=self.table.full_table_name,
+                                       key_columns=names, encoded=encoded)
+            self.result.skipped_count += len(keys) - len(claims)
+            self.result.lost_count += len(keys) - len(claims)
+            self.held.extend(claims)
+
+    def _release_held(self):
+        while self.held:
+            claim = self.held.popleft()
+            try:
+                self.jobs.release(claim)
+            except Exception:  # best effort: a dead worker's keys are reclaimed anyway
+                log.warning("could not release %s", claim.key, exc_info=True)
+
+    def _adapt_batch(self, seconds: float):
+        if seconds < 0.05:
+            self.batch = min(self.batch * 2, MAX_BATCH)
+        elif seconds > 0.5:
+            self.batch = 1
+
+    def _one(self, key: dict, claim: Claim | None):
+        """Make one key in one transaction; errors are recorded, interruptions give the key back."""
+        started = time.time()
+        for transient_attempt in range(TRANSIENT_RETRIES + 1):
+            try:
+                self.result.make_calls += 1
+                self._make_in_transaction(key, claim)
+            except ReservationLostError as e:
+                log.warning("%s", e)
+                self.result.lost_count += 1
+                self.result.skipped_count += 1
+                self._report(key, started, "lost", str(e))
+                return
+            except (TransientError, LostConnectionError) as e:
+                if transient_attempt < TRANSIENT_RETRIES:
+                    log.warning("%s; retrying %s", e, key)
+                    time.sleep(min(0.1 * 2**transient_attempt, 5) * (0.5 + random.random()))
+                    continue
+                self._failed(key, claim, e, started)
+                return
+            except (KeyboardInterrupt, Interrupted) as e:
+                if claim:
+                    try:
+                        self.jobs.release(claim)
+                    except Exception:  # reclaimed later if this fails
+                        log.warning("could not release %s", key, exc_info=True)
+                self._report(key, started, "interrupted", str(e) or type(e).__name__)
+                raise
+            except Exception as e:
+                self._failed(key, claim, e, started)
+                return
+            else:
+                self.result.success_count += 1
+                elapsed = time.time() - started
+                self._adapt_batch(elapsed)
+                self._report(key, started, "success", "")
+                return
+
+    def _failed(self, key, claim, exc, started):
+        message = f"{type(exc).__name__}: {exc}"
+        stack = traceback.format_exc()
+        if claim:
+            try:
+                self.jobs.fail(claim, message, stack, max_attempts=max(self.max_attempts, claim.failures + 1)
+                               if self.max_attempts > 1 else 1, retry_delay_seconds=self.retry_delay)
+            except Exception:  # the error row is a courtesy; the original error matters more
+                log.warning("could not record the error of %s", key, exc_info=True)
+        self.result.error_list.append((key, exc if self.return_exceptions else message))
+        self.batch = 1
+        self._report(key, started, "error", message)
+        if not self.suppress:
+            raise exc
+
+    def _report(self, key, started, outcome, message):
+        if self.on_key:
+            self.on_key(key, started, time.time(), outcome, message)
+
+    def _make_in_transaction(self, key: dict, claim: Claim | None):
+        cls, conn = self.cls, self.conn
+        computed = None
+        if self.make_kind == "tripartite":
+            fetched = cls.make_fetch(self.table, dict(key))
+            computed = cls.make_compute(self.table, dict(key), *_as_tuple(fetched))
+        conn.start_transaction()
+        cls._allow_insert = True
+        try:
+            if self.make_kind == "tripartite":
+                again = cls.make_fetch(self.table, dict(key))
+                if blob.pack(_as_list(again)) != blob.pack(_as_list(fetched)):
+                    raise DataError("make_fetch returned other data inside the transaction: the inputs changed "
+                                    "while make_compute ran; populate again")
+                cls.make_insert(self.table, dict(key), *_as_tuple(computed))
+            elif self.make_kind == "make":
+                self.table.make(dict(key), **self.make_kwargs)
+            else:
+                self.table._make_tuples(dict(key))
+            if claim:
+                self.jobs.complete(claim)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            cls._allow_insert = False
+
+    def _install_signal_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        previous = {}
+
+        def handler(signum, frame):
+            raise Interrupted(signum)
+
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except (ValueError, OSError):
+                pass
+
+        def restore():
+            for sig, h in previous.items():
+                signal.signal(sig, h)
+
+        return restore
+
+
+def _as_tuple(x):
+    return x if isinstance(x, tuple) else (x,)
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, tuple) else [x]
+
+
+def _defined_names(cls) -> set:
+    names = set()
+    for klass in cls.__mro__:
+        if klass.__module__.startswith("djhpc."):
+            continue
+        names |= set(vars(klass))
+    return names
+
+
+class _ProgressBar:
+    """A terminal progress bar for display_progress=True (rich, on stderr)."""
+
+    def __init__(self, name, total):
+        from rich.progress import Progress
+
+        self.progress = Progress(transient=False, console=None) if sys.stderr.isatty() else None
+        self.total = total
+        self.count = 0
+        if self.progress:
+            self.progress.start()
+            self.task = self.progress.add_task(name, total=total)
+
+    def advance(self):
+        self.count += 1
+        if self.progress:
+            self.progress.advance(self.task)
+
+    def close(self):
+        if self.progress:
+            self.progress.stop()

@@ -1,0 +1,481 @@
+"""Lazy query expressions: restrict (&, -), join (*), proj, fetch; each runs as one SQL statement.
+
+A query is a FROM clause, a WHERE list and an expression for each output attribute. Operations build
+new queries; nothing runs until ``fetch``, ``len``, ``in`` or iteration. When an operand cannot be
+merged flat (clashing aliases, renamed attributes under an SQL-string condition) it is wrapped as a
+subquery with a fresh alias.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping
+
+from . import values
+from .declare import Attribute
+from .errors import MissingError, QueryError
+
+_alias_counter = itertools.count()
+
+
+def _new_alias() -> str:
+    return f"_t{next(_alias_counter)}"
+
+
+class Heading:
+    """The attributes of a query's output, primary key first."""
+
+    def __init__(self, attributes):
+        self.attributes: list[Attribute] = list(attributes)
+        self._by_name = {a.name: a for a in self.attributes}
+
+    @property
+    def names(self) -> list[str]:
+        return [a.name for a in self.attributes]
+
+    @property
+    def primary_key(self) -> list[str]:
+        return [a.name for a in self.attributes if a.in_key]
+
+    @property
+    def secondary_attributes(self) -> list[str]:
+        return [a.name for a in self.attributes if not a.in_key]
+
+    def __contains__(self, name):
+        return name in self._by_name
+
+    def __getitem__(self, name) -> Attribute:
+        return self._by_name[name]
+
+    def __iter__(self):
+        return iter(self.attributes)
+
+    def __repr__(self):
+        lines = []
+        for a in self.attributes:
+            lines.append(f"{a.name:<20} : {a.type}" + (f"  # {a.comment}" if a.comment else ""))
+            if a.in_key and (a is self.attributes[-1] or not self._next_in_key(a)):
+                lines.append("---")
+        return "\n".join(lines)
+
+    def _next_in_key(self, a):
+        i = self.attributes.index(a)
+        return i + 1 < len(self.attributes) and self.attributes[i + 1].in_key
+
+
+class AndList(list):
+    """Conditions that must all hold (a plain list means OR, as in DataJoint)."""
+
+
+class Not:
+    """The negation of a restriction: ``table & dj.Not(cond)`` equals ``table - cond``."""
+
+    def __init__(self, restriction):
+        self.restriction = restriction
+
+
+class SQL:
+    """An SQL condition over the query's attribute names with its own parameters: ``SQL("a > %s", (5,))``.
+
+    Write the placeholder as ``%s``; it becomes ``?`` on SQLite.
+    """
+
+    def __init__(self, text: str, params=()):
+        self.text = text
+        self.params = tuple(params)
+
+
+class Query:
+    """A lazy query over one connection."""
+
+    def __init__(self, connection, heading: Heading, from_sql: str, from_params: tuple, columns: dict,
+                 where=(), aliases=frozenset(), flat_names=False):
+        self._connection = connection
+        self._heading = heading
+        self._from = from_sql
+        self._from_params = tuple(from_params)
+        self._columns = dict(columns)  # output name -> SQL expression
+        self._where = list(where)  # [(sql, params)]
+        self._aliases = frozenset(aliases)
+        self._flat_names = flat_names  # bare column names resolve unambiguously (single table, no renames)
+
+    # -------------------------------------------------------------- basics
+    @property
+    def connection(self):
+        return self._connection
+
+    @property
+    def heading(self) -> Heading:
+        return self._heading
+
+    @property
+    def primary_key(self) -> list[str]:
+        return self._heading.primary_key
+
+    @property
+    def _dialect(self):
+        return self._connection.dialect
+
+    def _copy(self, **changes) -> Query:
+        q = object.__new__(type(self))  # a restricted table stays a table (delete, insert, ...)
+        q.__dict__.update(self.__dict__)
+        q._where = list(self._where)
+        q._columns = dict(self._columns)
+        q.__dict__.update({f"_{k}": v for k, v in changes.items()})
+        return q
+
+    def _select_list(self, names, *, for_output=True) -> str:
+        q = self._dialect.quote
+        parts = []
+        for n in names:
+            expr = self._columns[n]
+            attr = self._heading[n]
+            if for_output and self._dialect.name == "mysql" and attr.category == "float" and not attr.double:
+                expr = f"CAST({expr} AS DOUBLE)"  # the text protocol prints FLOAT to 6 digits only
+            parts.append(f"{expr} AS {q(n)}")
+        return ", ".join(parts) or "1"
+
+    def _where_sql(self) -> tuple[str, tuple]:
+        if not self._where:
+            return "", ()
+        params = tuple(p for _, ps in self._where for p in ps)
+        return " WHERE " + " AND ".join(f"({s})" for s, _ in self._where), params
+
+    def make_sql(self, names=None, *, for_output=False) -> tuple[str, tuple]:
+        """``SELECT names FROM ... WHERE ...`` and its parameters."""
+        names = self._heading.names if names is None else names
+        where, wparams = self._where_sql()
+        sql = f"SELECT {self._select_list(names, for_output=for_output)} FROM {self._from}{where}"
+        return sql, self._from_params + wparams
+
+    def as_subquery(self) -> Query:
+        """This query wrapped as ``(SELECT ...) AS alias``: a flat operand for any other operation."""
+        sql, params = self.make_sql()
+        alias = _new_alias()
+        q = self._dialect.quote
+        cols = {n: f"{alias}.{q(n)}" for n in self._heading.names}
+        return Query(self._connection, self._heading, f"({sql}) AS {alias}", params, cols,
+                     aliases={alias}, flat_names=True)
+
+    # -------------------------------------------------------------- restriction
+    def __and__(self, restriction) -> Query:
+        return self.restrict(restriction)
+
+    def __sub__(self, restriction) -> Query:
+        return self.restrict(Not(restriction))
+
+    def restrict(self, restriction) -> Query:
+        cond = self._condition(restriction)
+        if cond is None:
+            return self
+        sql, params, query = cond
+        q = query._copy()
+        q._where.append((sql, tuple(params)))
+        return q
+
+    def _condition(self, restriction, negate=False):
+        """(sql, params, query-to-restrict) or None for 'no restriction'."""
+        if isinstance(restriction, Not):
+            return self._condition(restriction.restriction, not negate)
+        if isinstance(restriction, type) and hasattr(restriction, "_make_query"):
+            restriction = restriction()
+        if restriction is None or restriction is True:
+            return ("0=1", (), self) if negate else None
+        if restriction is False:
+            return (None if negate else ("0=1", (), self))
+        if isinstance(restriction, Query):
+            return self._semijoin(restriction, negate)
+        if isinstance(restriction, Mapping):
+            return self._wrap_neg(self._dict_condition(restriction), negate)
+        if isinstance(restriction, str):
+            query = self if self._flat_names else self.as_subquery()
+            return self._wrap_neg((restriction, (), query), negate)
+        if isinstance(restriction, SQL):
+            query = self if self._flat_names else self.as_subquery()
+            text = restriction.text.replace("%s", self._dialect.placeholder)
+            return self._wrap_neg((text, restriction.params, query), negate)
+        if isinstance(restriction, AndList):
+            query, parts = self, []
+            for r in restriction:
+                c = query._condition(r)
+                if c is None:
+                    continue
+                if c[2] is not query:
+                    query = c[2].restrict_sql_list(parts)
+                    parts = []
+                parts.append(c[:2])
+            if not parts and query is self:
+                return ("0=1", (), self) if negate else None
+            sql = " AND ".join(f"({s})" for s, _ in parts) or "1=1"
+            return self._wrap_neg((sql, tuple(p for _, ps in parts for p in ps), query), negate)
+        if isinstance(restriction, (list, tuple, set)):
+            items = list(restriction)
+            if not items:
+                return None if negate else ("0=1", (), self)
+            query = self
+            if any(isinstance(r, str) for r in items) and not self._flat_names:
+                query = self.as_subquery()
+            parts = []
+            for r in items:
+                c = query._condition(r)
+                if c is None:
+                    return ("0=1", (), query) if negate else None
+                if c[2] is not query:
+                    raise QueryError("an OR-list of restrictions cannot mix SQL strings with renamed attributes")
+                parts.append(c[:2])
+            sql = " OR ".join(f"({s})" for s, _ in parts)
+            return self._wrap_neg((sql, tuple(p for _, ps in parts for p in ps), query), negate)
+        if hasattr(restriction, "dtype") and getattr(restriction.dtype, "names", None):
+            return self._condition([dict(zip(restriction.dtype.names, r, strict=True)) for r in restriction], negate)
+        raise QueryError(
+            f"cannot restrict by {type(restriction).__name__}: use a dict, a list of dicts, an SQL string or a query"
+        )
+
+    def restrict_sql_list(self, parts):
+        q = self._copy()
+        for s, p in parts:
+            q._where.append((s, tuple(p)))
+        return q
+
+    @staticmethod
+    def _wrap_neg(cond, negate):
+        sql, params, query = cond
+        return (f"NOT ({sql})", params, query) if negate else cond
+
+    def _dict_condition(self, mapping):
+        known = [k for k in mapping if k in self._heading]
+        if mapping and not known:
+            raise QueryError(
+                f"restriction names unknown attribute '{next(iter(mapping))}' "
+                f"(known: {', '.join(self._heading.names)})"
+            )
+        parts, params = [], []
+        for k in known:
+            v = mapping[k]
+            attr = self._heading[k]
+            if v is None:
+                parts.append(f"{self._columns[k]} IS NULL")
+                continue
+            parts.append(f"{self._columns[k]} = {self._dialect.placeholder}")
+            params.append(values.encode(attr, v, self._dialect.name))
+        return (" AND ".join(parts) or "1=1"), params, self
+
+    def _semijoin(self, other: Query, negate: bool):
+        if other._aliases & self._aliases:
+            other = other.as_subquery()
+        common = [n for n in self._heading.names if n in other._heading]
+        where, wparams = other._where_sql()
+        conds = [f"{other._columns[n]} = {self._columns[n]}" for n in common]
+        if where:
+            conds.insert(0, where[len(" WHERE "):])
+        sql = f"EXISTS (SELECT 1 FROM {other._from}" + (" WHERE " + " AND ".join(conds) if conds else "") + ")"
+        if negate:
+            sql = "NOT " + sql
+        return sql, other._from_params + wparams, self
+
+    # -------------------------------------------------------------- join and projection
+    def __mul__(self, other) -> Query:
+        return self.join(other)
+
+    def join(self, other) -> Query:
+        if isinstance(other, type) and hasattr(other, "_make_query"):
+            other = other()
+        if not isinstance(other, Query):
+            raise QueryError(f"cannot join with {type(other).__name__}: join two tables or queries")
+        left = self
+        if other._aliases & left._aliases:
+            other = other.as_subquery()
+        common = [n for n in left._heading.names if n in other._heading]
+        on = " AND ".join(f"{left._columns[n]} = {other._columns[n]}" for n in common) or "1=1"
+        attrs = []
+        for a in left._heading.attributes:
+            attrs.append(a)
+        for a in other._heading.attributes:
+            if a.name not in left._heading:
+                attrs.append(a)
+        # key of the join: union of both keys
+        key = set(left.primary_key) | set(other.primary_key)
+        attrs = [_with_key(a, a.name in key) for a in attrs]
+        attrs.sort(key=lambda a: not a.in_key)
+        columns = {**other._columns, **left._columns}
+        # other's WHERE goes into the ON clause so that the parameters stay in textual order
+        owhere, oparams = other._where_sql()
+        if owhere:
+            on = f"{on} AND {owhere[len(' WHERE '):]}"
+        from_sql = f"{left._from} JOIN {other._from} ON {on}"
+        q = Query(self._connection, Heading(attrs), from_sql, left._from_params + other._from_params + oparams,
+                  columns, aliases=left._aliases | other._aliases, flat_names=False)
+        if left._where:
+            q._where = list(left._where)
+        return q
+
+    def proj(self, *attributes, **renames) -> Query:
+        """Primary key plus the named attributes; ``new='old'`` renames, ``new='expr'`` computes."""
+        keep = list(self.primary_key)
+        for a in attributes:
+            if a is Ellipsis:
+                keep += [n for n in self._heading.secondary_attributes if n not in keep]
+            elif a not in self._heading:
+                raise QueryError(f"proj names unknown attribute '{a}' (known: {', '.join(self._heading.names)})")
+            elif a not in keep:
+                keep.append(a)
+        base = self
+        needs_expr = any(v not in self._heading for v in renames.values())
+        if needs_expr and not self._flat_names:
+            base = self.as_subquery()
+        attrs, cols = [], {}
+        renamed_from = {old for old in renames.values() if old in self._heading}
+        for n in keep:
+            if n in renamed_from and n not in renames:
+                continue
+            attrs.append(base._heading[n])
+            cols[n] = base._columns[n]
+        for new, old in renames.items():
+            if old in base._heading:
+                src = base._heading[old]
+                attr = _renamed(src, new)
+                if new in cols:
+                    idx = [a.name for a in attrs].index(new)
+                    attrs[idx] = attr
+                else:
+                    attrs.append(attr)
+                cols[new] = base._columns[old]
+            else:
+                attrs.append(Attribute(name=new, type="expression", category="expression"))
+                cols[new] = old  # an SQL expression over base's column names (base is flat)
+        attrs.sort(key=lambda a: not a.in_key)
+        return Query(self._connection, Heading(attrs), base._from, base._from_params, cols, base._where,
+                     base._aliases, flat_names=base._flat_names and not renames)
+
+    # -------------------------------------------------------------- fetching
+    def _order_sql(self, order_by) -> str:
+        if order_by is None:
+            return ""
+        items = [order_by] if isinstance(order_by, str) else list(order_by)
+        out = []
+        for item in items:
+            if item == "KEY":
+                out += [self._dialect.quote(n) for n in self.primary_key]
+                continue
+            m = re.fullmatch(r"\s*(\w+)(?:\s+(ASC|DESC))?\s*", item, re.I)
+            if not m or m.group(1) not in self._heading:
+                raise QueryError(f"order_by names unknown attribute '{item}' (known: {', '.join(self._heading.names)})")
+            out.append(self._dialect.quote(m.group(1)) + (f" {m.group(2).upper()}" if m.group(2) else ""))
+        return " ORDER BY " + ", ".join(out)
+
+    def cursor(self, names=None, order_by=None, limit=None, offset=None):
+        names = self._heading.names if names is None else names
+        sql, params = self.make_sql(names, for_output=True)
+        sql += self._order_sql(order_by)
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+            if offset:
+                sql += f" OFFSET {int(offset)}"
+        elif offset:
+            raise QueryError("offset needs a limit: pass limit= as well")
+        return self._connection.query(sql, params, context="fetch"), names
+
+    def _decode_rows(self, rows, names):
+        attrs = [self._heading[n] for n in names]
+        dialect = self._dialect.name
+        return [
+            {n: (values.decode(a, v, dialect) if a.category != "expression" else v)
+             for n, a, v in zip(names, attrs, row, strict=True)}
+            for row in rows
+        ]
+
+    def fetch(self, *attributes, as_dict=None, order_by=None, limit=None, offset=None, format=None,
+              download_path=None):
+        """Rows as a list of dicts; ``fetch("KEY")``; ``fetch("a", "b")`` -> lists; ``as_dict=True``."""
+        if not attributes:
+            names = self._heading.names
+            cur, names = self.cursor(names, order_by, limit, offset)
+            return self._decode_rows(cur.fetchall(), names)
+        names = []
+        for a in attributes:
+            if a == "KEY":
+                names += [n for n in self.primary_key if n not in names]
+            elif a not in self._heading:
+                raise QueryError(f"fetch names unknown attribute '{a}' (known: {', '.join(self._heading.names)})")
+            elif a not in names:
+                names.append(a)
+        cur, names = self.cursor(names, order_by, limit, offset)
+        rows = self._decode_rows(cur.fetchall(), names)
+        if as_dict:
+            return rows
+        out = []
+        for a in attributes:
+            if a == "KEY":
+                out.append([{k: r[k] for k in self.primary_key} for r in rows])
+            else:
+                out.append([r[a] for r in rows])
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def fetch1(self, *attributes):
+        """Exactly one row: a dict, one value, or a tuple of values."""
+        names = self._heading.names if not attributes else None
+        if attributes:
+            rows = self.fetch(*attributes, as_dict=True, limit=2)
+        else:
+            rows = self.fetch(limit=2)
+        if len(rows) != 1:
+            what = "no row" if not rows else "more than one row"
+            raise MissingError(f"fetch1 found {what}: restrict the query to exactly one row first")
+        row = rows[0]
+        if names is not None:
+            return row
+        vals = [{k: row[k] for k in self.primary_key} if a == "KEY" else row[a] for a in attributes]
+        return vals[0] if len(vals) == 1 else tuple(vals)
+
+    def keys(self, **kwargs):
+        return self.fetch("KEY", **kwargs)
+
+    def __len__(self):
+        where, params = self._where_sql()
+        sql = f"SELECT COUNT(*) FROM {self._from}{where}"
+        return int(self._connection.query(sql, self._from_params + params, context="count").fetchone()[0])
+
+    def __bool__(self):
+        return True
+
+    def __contains__(self, item):
+        q = self.restrict(item)
+        where, params = q._where_sql()
+        sql = f"SELECT EXISTS (SELECT 1 FROM {q._from}{where})"
+        return bool(self._connection.query(sql, q._from_params + params, context="exists").fetchone()[0])
+
+    def __iter__(self):
+        return iter(self.fetch())
+
+    def __repr__(self):
+        try:
+            n = len(self)
+        except Exception:  # repr must never raise
+            return f"<{type(self).__name__}>"
+        rows = self.fetch(limit=10)
+        names = self._heading.names
+        lines = ["  ".join(f"*{n}" if n in self.primary_key else n for n in names)]
+        for r in rows:
+            lines.append("  ".join(_short(r[n]) for n in names))
+        if n > len(rows):
+            lines.append("...")
+        lines.append(f" ({n} tuples)")
+        return "\n".join(lines)
+
+
+def _short(v) -> str:
+    s = "=BLOB=" if isinstance(v, (bytes, bytearray)) else str(v)
+    return s if len(s) <= 24 else s[:21] + "..."
+
+
+def _with_key(a: Attribute, in_key: bool) -> Attribute:
+    from dataclasses import replace
+
+    return a if a.in_key == in_key else replace(a, in_key=in_key)
+
+
+def _renamed(a: Attribute, new: str) -> Attribute:
+    from dataclasses import replace
+
+    return replace(a, name=new)

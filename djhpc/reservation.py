@@ -1,0 +1,309 @@
+"""The reservation library: reserve, complete, fail, release and ignore keys in a schema's jobs table.
+
+It stands on its own: it takes a connection, a table name and key dicts, and knows nothing of table
+classes, so other table layers can drive it.
+
+Protocol (the invariants the tests check):
+- A reservation is a row ``(table_name, key_hash)`` with ``status='reserved'`` and a random ``token``.
+  Reserving is one ``INSERT ... SELECT`` that skips keys already reserved/failed/ignored (primary key)
+  and keys already in the target table (``NOT EXISTS``): a batch costs one round trip, plus one to learn
+  which keys were won when the batch has more than one key.
+- Completing is ``DELETE ... WHERE token = ?`` as the last statement of make's own transaction; if it
+  deletes nothing, the reservation was reclaimed and the transaction must roll back (fencing).
+- Failing and releasing present the token too, so a late worker never touches another's reservation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import hashlib
+import json
+import os
+import secrets
+import socket
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cache
+
+import psutil
+
+from . import blob
+from .errors import ReservationLostError
+
+JOBS_TABLE = "~jobs"
+ERROR_MESSAGE_LIMIT = 2047
+_TRUNCATED = "...truncated"
+
+
+# ------------------------------------------------------------------------ key hashing
+def _canonical(value):
+    """A type-tagged, unambiguous form of one key value."""
+    if isinstance(value, bool):
+        return ["b", int(value)]
+    if isinstance(value, int):
+        return ["i", str(value)]
+    if isinstance(value, float):
+        return ["f", repr(value)]
+    if isinstance(value, Decimal):
+        return ["d", str(value.normalize())]
+    if isinstance(value, str):
+        return ["s", value]
+    if isinstance(value, (bytes, bytearray)):
+        return ["x", bytes(value).hex()]
+    if isinstance(value, dt.datetime):
+        return ["t", value.isoformat()]
+    if isinstance(value, dt.date):
+        return ["D", value.isoformat()]
+    if isinstance(value, dt.timedelta):
+        return ["T", str(value.total_seconds())]
+    if isinstance(value, uuid.UUID):
+        return ["u", str(value)]
+    if hasattr(value, "item"):  # numpy scalar
+        return _canonical(value.item())
+    return ["r", repr(value)]
+
+
+def key_hash(key: dict) -> str:
+    """32 hex digits (128 bits of SHA-256) over attribute names and type-tagged values, sorted by name.
+
+    Names and values are JSON-encoded, so ``{'a': 1, 'b': 23}`` and ``{'a': 12, 'b': 3}`` differ.
+    """
+    canon = json.dumps([[k, _canonical(key[k])] for k in sorted(key)], separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canon.encode("utf-8")).hexdigest()[:32]
+
+
+# ------------------------------------------------------------------------ who is working
+@cache
+def boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def scheduler_ids(env=None) -> tuple[str, str]:
+    """(cluster job id, array task id) from SLURM, PBS Pro, Torque, GNU parallel or djhpc's local runner."""
+    env = os.environ if env is None else env
+    offset = int(env.get("DJHPC_TASK_OFFSET", "0") or 0)
+
+    def task(value):
+        if value in (None, ""):
+            return ""
+        try:
+            return str(int(value) + offset)
+        except ValueError:
+            return value
+
+    if env.get("SLURM_ARRAY_JOB_ID"):
+        return env["SLURM_ARRAY_JOB_ID"], task(env.get("SLURM_ARRAY_TASK_ID"))
+    if env.get("SLURM_JOB_ID"):
+        return env["SLURM_JOB_ID"], ""
+    if env.get("PBS_JOBID"):
+        return env["PBS_JOBID"], task(env.get("PBS_ARRAY_INDEX") or env.get("PBS_ARRAYID"))
+    if env.get("PARALLEL_SEQ"):
+        return env.get("DJHPC_RUN_ID", "parallel"), task(env["PARALLEL_SEQ"])
+    if env.get("DJHPC_TASK_ID"):
+        return env.get("DJHPC_RUN_ID", "local"), task(env["DJHPC_TASK_ID"])
+    return "", ""
+
+
+@dataclass
+class Worker:
+    """The identity a worker writes into every reservation and error row."""
+
+    owner: str = field(default_factory=lambda: secrets.token_hex(16))
+    user: str = ""
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    pid_start: float = 0.0
+    boot_id: str = field(default_factory=boot_id)
+    sched_job_id: str = ""
+    sched_task_id: str = ""
+    connection_id: int = 0
+
+    @classmethod
+    def current(cls, connection=None) -> Worker:
+        job, task = scheduler_ids()
+        try:
+            start = psutil.Process().create_time()
+        except psutil.Error:
+            start = 0.0
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = str(os.getuid())
+        return cls(user=user, pid_start=start, sched_job_id=job, sched_task_id=task,
+                   connection_id=getattr(connection, "connection_id", 0) or 0)
+
+
+@dataclass
+class Claim:
+    """One reserved key: present ``token`` to complete, fail or release it."""
+
+    table_name: str
+    key: dict
+    key_hash: str
+    token: str
+    attempts: int = 1
+    failures: int = 0
+    deaths: int = 0
+    history: list = field(default_factory=list)
+
+
+def truncate_message(message: str, limit: int = ERROR_MESSAGE_LIMIT) -> str:
+    return message if len(message) <= limit else message[: limit - len(_TRUNCATED)] + _TRUNCATED
+
+
+def _now_text() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class Reservations:
+    """The jobs table of one schema, seen through one connection."""
+
+    def __init__(self, connection, schema: str, worker: Worker | None = None):
+        self.connection = connection
+        self.schema = schema
+        self.worker = worker or Worker.current(connection)
+        self.jobs = connection.dialect.table(schema, JOBS_TABLE)
+        self._ready = False
+
+    # -------------------------------------------------------------- plumbing
+    def _run(self, name, params=()):
+        return self.connection.run(name, params, jobs=self.jobs)
+
+    def ensure_table(self):
+        if not self._ready:
+            self._run("create_jobs")
+            self._ready = True
+
+    def _identity(self) -> tuple:
+        w = self.worker
+        w.connection_id = self.connection.connection_id
+        return (w.user, w.host, w.pid, w.connection_id, w.owner, w.pid_start, w.boot_id, w.sched_job_id,
+                w.sched_task_id)
+
+    # -------------------------------------------------------------- reserve
+    def reserve(self, table_name: str, keys: list[dict], *, done_table: str | None = None,
+                key_columns: list[str] | None = None, encoded: list[tuple] | None = None) -> list[Claim]:
+        """Reserve as many of ``keys`` as possible in one statement; returns the claims won.
+
+        With ``done_table``, keys whose row exists there already (``key_columns`` equal to ``encoded``)
+        are skipped in the same statement, so a key finished by another worker is never reserved again.
+        """
+        if not keys:
+            return []
+        self.ensure_table()
+        d = self.connection.dialect
+        q, ph = d.quote, d.placeholder
+        token = secrets.token_hex(16)
+        hashes = [key_hash(k) for k in keys]
+        key_columns = key_columns or []
+        encoded = encoded or [()] * len(keys)
+        rows_sql, params = [], []
+        for i, (k, h, enc) in enumerate(zip(keys, hashes, encoded, strict=True)):
+            cols = [ph, ph, ph] + [ph] * len(key_columns)
+            if i == 0:
+                names = ["_tn", "_kh", "_k"] + [f"_c{j}" for j in range(len(key_columns))]
+                cols = [f"{c} AS {n}" for c, n in zip(cols, names, strict=True)]
+            rows_sql.append("SELECT " + ", ".join(cols))
+            params += [table_name, h, blob.pack(k), *enc]
+        identity = self._identity()
+        head = [ph] * len(identity)
+        insert_cols = ["table_name", "key_hash", "status", "key", "user", "host", "pid", "connection_id",
+                       "owner", "pid_start", "boot_id", "sched_job_id", "sched_task_id", "token", "attempts",
+                       "heartbeat_at"]
+        verb = "INSERT IGNORE" if d.name == "mysql" else "INSERT OR IGNORE"
+        sql = (
+            f"{verb} INTO {self.jobs} ({', '.join(q(c) for c in insert_cols)}) "
+            f"SELECT v._tn, v._kh, 'reserved', v._k, {', '.join(head)}, {ph}, 1, {d.now} "
+            f"FROM ({' UNION ALL '.join(rows_sql)}) AS v"
+        )
+        if done_table and key_columns:
+            match = " AND ".join(f"t.{q(c)} = v._c{j}" for j, c in enumerate(key_columns))
+            sql += f" WHERE NOT EXISTS (SELECT 1 FROM {done_table} AS t WHERE {match})"
+        cur = self.connection.query(sql, (*identity, token, *params), context="reserve")
+        if cur.rowcount == 0:
+            return []
+        if len(keys) == 1:
+            won = {hashes[0]}
+        else:
+            won = {r[0] for r in self._run("winners", (table_name, token)).fetchall()}
+        return [Claim(table_name, k, h, token) for k, h in zip(keys, hashes, strict=True) if h in won]
+
+    def claim_pending(self, table_name: str, limit: int = 1) -> list[Claim]:
+        """Take keys that wait for a retry (released with history, reclaimed from dead workers, retried errors)."""
+        self.ensure_table()
+        token = secrets.token_hex(16)
+        identity = self._identity()
+        w = self.worker
+        params = (token, w.owner, w.user, w.host, w.pid, w.connection_id, w.pid_start, w.boot_id,
+                  w.sched_job_id, w.sched_task_id, table_name, table_name, int(limit))
+        cur = self._run("claim_pending", params)
+        del identity
+        if cur.rowcount == 0:
+            return []
+        claims = []
+        for h, k, attempts, failures, deaths, history in self._run("claimed", (table_name, token)).fetchall():
+            claims.append(Claim(table_name, blob.unpack(bytes(k)), h, token, attempts, failures, deaths,
+                                json.loads(history) if history else []))
+        return claims
+
+    # -------------------------------------------------------------- finish
+    def complete(self, claim: Claim):
+        """Remove the reservation; run it inside make's transaction, just before the commit."""
+        cur = self._run("complete", (claim.table_name, claim.key_hash, claim.token))
+        if cur.rowcount != 1:
+            raise ReservationLostError(
+                f"reservation of {claim.table_name} {claim.key} was reclaimed by another worker: result rolled back"
+            )
+
+    def fail(self, claim: Claim, message: str, stack: str, *, max_attempts: int = 1,
+             retry_delay_seconds: float = 0) -> str:
+        """Record a failed make; the key waits for a retry while attempts remain, else it is an error."""
+        message = truncate_message(self._scrub(message))
+        stack = self._scrub(stack)
+        failures = claim.failures + 1
+        status = "pending" if failures < max_attempts else "error"
+        history = claim.history + [self._attempt("error", message)]
+        delay = retry_delay_seconds * (2 ** (failures - 1)) if status == "pending" else 0
+        cur = self._run("fail", (status, message, stack, float(delay), json.dumps(history),
+                                 claim.table_name, claim.key_hash, claim.token))
+        return status if cur.rowcount == 1 else "lost"
+
+    def release(self, claim: Claim) -> bool:
+        """Give the key back (interrupted or not started): no error, no attempt counted against it."""
+        cur = self._run("release", (claim.table_name, claim.key_hash, claim.token))
+        if cur.rowcount == 1:
+            return True
+        cur = self._run("release_keep_history", (claim.table_name, claim.key_hash, claim.token))
+        return cur.rowcount == 1
+
+    def ignore(self, table_name: str, key: dict):
+        """Mark a key to be skipped by populate until the row is removed."""
+        self.ensure_table()
+        w = self.worker
+        self._run("ignore", (table_name, key_hash(key), blob.pack(key), w.user, w.host, w.pid))
+
+    def counts(self, table_name: str) -> dict[str, int]:
+        self.ensure_table()
+        out = {"reserved": 0, "error": 0, "ignore": 0, "pending": 0}
+        for status, n in self._run("count_by_status", (table_name,)).fetchall():
+            out[status] = int(n)
+        return out
+
+    def heartbeat(self) -> int:
+        return self._run("heartbeat", (self.worker.owner,)).rowcount
+
+    # -------------------------------------------------------------- helpers
+    def _attempt(self, outcome: str, message: str = "") -> dict:
+        w = self.worker
+        return {"at": _now_text(), "outcome": outcome, "host": w.host, "pid": w.pid, "job": w.sched_job_id,
+                "task": w.sched_task_id, "message": message[:500]}
+
+    def _scrub(self, text: str) -> str:
+        password = getattr(self.connection.url, "password", "")
+        return text.replace(password, "***") if password and len(password) >= 3 else text

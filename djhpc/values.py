@@ -1,0 +1,217 @@
+"""Python value <-> stored value, per attribute and dialect, with validation before anything is written.
+
+Validation happens here, in Python, so that both backends reject the same bad values with the same
+one-line message (SQLite would otherwise store almost anything).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import math
+import struct
+import uuid
+
+from . import blob
+from .declare import SQL_NOW, Attribute
+from .errors import DataError
+
+_BIG = 2**63
+
+
+def _bad(attr: Attribute, value, why: str) -> DataError:
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return DataError(f"attribute '{attr.name}' ({attr.type}) cannot take {shown}: {why}")
+
+
+def encode(attr: Attribute, value, dialect_name: str):
+    """Validate ``value`` for ``attr`` and return what the driver should send."""
+    if value is None:
+        if attr.nullable:
+            return None
+        if attr.in_key:
+            raise _bad(attr, value, "primary key attributes cannot be null")
+        raise _bad(attr, value, "the attribute is not nullable: give a value, or declare '= null'")
+    c = attr.category
+    sqlite = dialect_name == "sqlite"
+    if c == "int":
+        if isinstance(value, bool) or not _is_integral(value):
+            raise _bad(attr, value, "expected an integer")
+        v = int(value)
+        lo, hi = attr.int_range
+        if not lo <= v <= hi:
+            raise _bad(attr, value, f"out of range {lo}..{hi}")
+        if sqlite and v >= _BIG:
+            return f"{v:020d}"  # no-affinity column; zero padding keeps the order among large values
+        return v
+    if c == "bool":
+        if isinstance(value, bool) or (_is_integral(value) and int(value) in (0, 1)):
+            return int(bool(value))
+        raise _bad(attr, value, "expected True or False")
+    if c == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) and not _is_numpy_number(value):
+            raise _bad(attr, value, "expected a number")
+        v = float(value)
+        if math.isnan(v) or math.isinf(v):
+            raise _bad(attr, value, "nan and infinity cannot be stored; use null for a missing value")
+        if not attr.double:
+            try:
+                v = struct.unpack("f", struct.pack("f", v))[0]
+            except OverflowError:
+                raise _bad(attr, value, "out of range for a single-precision float") from None
+        return v
+    if c == "decimal":
+        try:
+            d = decimal.Decimal(str(value)) if not isinstance(value, decimal.Decimal) else value
+        except decimal.InvalidOperation:
+            raise _bad(attr, value, "expected a decimal number") from None
+        if isinstance(value, bool) or not d.is_finite():
+            raise _bad(attr, value, "expected a finite decimal number")
+        q = d.quantize(decimal.Decimal(1).scaleb(-attr.scale), rounding=decimal.ROUND_HALF_EVEN)
+        if q != d:
+            raise _bad(attr, value, f"more than {attr.scale} digits after the point")
+        if len(q.as_tuple().digits) > attr.precision or q.adjusted() >= attr.precision - attr.scale:
+            raise _bad(attr, value, f"more than {attr.precision - attr.scale} digits before the point")
+        if attr.unsigned and q < 0:
+            raise _bad(attr, value, "negative value for an unsigned decimal")
+        return str(q)
+    if c == "string":
+        if not isinstance(value, str):
+            raise _bad(attr, value, "expected a string")
+        if len(value) > attr.length:
+            raise _bad(attr, value, f"longer than {attr.length} characters")
+        if "\x00" in value:
+            raise _bad(attr, value, "strings cannot contain NUL characters")
+        if attr.fixed and value != value.rstrip(" "):
+            raise _bad(attr, value, "char(n) drops trailing spaces: use varchar(n) to keep them")
+        return value
+    if c == "enum":
+        if value not in attr.enum_values:
+            raise _bad(attr, value, f"not one of {', '.join(attr.enum_values)}")
+        return value
+    if c in ("datetime", "timestamp"):
+        if value is SQL_NOW:
+            return value
+        if isinstance(value, str):
+            try:
+                value = dt.datetime.fromisoformat(value)
+            except ValueError:
+                raise _bad(attr, value, "expected a datetime or 'YYYY-MM-DD HH:MM:SS'") from None
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            value = dt.datetime(value.year, value.month, value.day)
+        if not isinstance(value, dt.datetime):
+            raise _bad(attr, value, "expected a datetime")
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        value = _truncate_microseconds(value, attr.precision)
+        if c == "timestamp" and not dt.datetime(1970, 1, 1, 0, 0, 1) <= value < dt.datetime(2038, 1, 19, 3, 14, 8):
+            raise _bad(attr, value, "timestamp covers 1970-01-01 00:00:01 .. 2038-01-19 03:14:07; use datetime")
+        if value.year < 1000:
+            raise _bad(attr, value, "years before 1000 are not supported")
+        return value.isoformat(sep=" ", timespec="microseconds" if attr.precision else "seconds")
+    if c == "date":
+        if isinstance(value, str):
+            try:
+                value = dt.date.fromisoformat(value)
+            except ValueError:
+                raise _bad(attr, value, "expected a date or 'YYYY-MM-DD'") from None
+        if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
+            raise _bad(attr, value, "expected a date")
+        if value.year < 1000:
+            raise _bad(attr, value, "years before 1000 are not supported")
+        return value.isoformat()
+    if c == "time":
+        if not isinstance(value, dt.timedelta):
+            raise _bad(attr, value, "expected a datetime.timedelta")
+        micro = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
+        limit = (838 * 3600 + 59 * 60 + 59) * 1_000_000
+        if abs(micro) > limit:
+            raise _bad(attr, value, "time covers -838:59:59 .. 838:59:59")
+        unit = 10 ** (6 - attr.precision)
+        micro = int(micro / unit) * unit  # truncate toward zero, as MySQL stores it
+        if sqlite:
+            return micro
+        sign = "-" if micro < 0 else ""
+        micro = abs(micro)
+        s, us = divmod(micro, 1_000_000)
+        text = f"{sign}{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+        return text + (f".{us:06d}" if us else "")
+    if c == "year":
+        if isinstance(value, bool) or not _is_integral(value) or not (1901 <= int(value) <= 2155):
+            raise _bad(attr, value, "year covers 1901..2155")
+        return int(value)
+    if c == "uuid":
+        if isinstance(value, str):
+            try:
+                value = uuid.UUID(value)
+            except ValueError:
+                raise _bad(attr, value, "expected a UUID") from None
+        if not isinstance(value, uuid.UUID):
+            raise _bad(attr, value, "expected a uuid.UUID")
+        return value.bytes
+    if c == "json":
+        try:
+            return json.dumps(value, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as e:
+            raise _bad(attr, value, f"not JSON-serialisable ({e})") from None
+    if c == "blob":
+        return blob.pack(value)
+    raise _bad(attr, value, "unsupported attribute type")
+
+
+def decode(attr: Attribute, raw, dialect_name: str):
+    """Stored value -> Python value, the inverse of ``encode``."""
+    if raw is None:
+        return None
+    c = attr.category
+    if c == "int":
+        return int(raw)
+    if c == "bool":
+        return bool(int(raw))
+    if c == "float":
+        return float(raw)
+    if c == "decimal":
+        return decimal.Decimal(str(raw))
+    if c in ("datetime", "timestamp"):
+        if isinstance(raw, dt.datetime):
+            return raw
+        return dt.datetime.fromisoformat(str(raw))
+    if c == "date":
+        if isinstance(raw, dt.date):
+            return raw
+        return dt.date.fromisoformat(str(raw))
+    if c == "time":
+        if isinstance(raw, dt.timedelta):
+            return raw
+        return dt.timedelta(microseconds=int(raw))
+    if c == "year":
+        return int(raw)
+    if c == "uuid":
+        return uuid.UUID(bytes=bytes(raw))
+    if c == "json":
+        return json.loads(raw)
+    if c == "blob":
+        return blob.unpack(bytes(raw))
+    if c in ("string", "enum") and isinstance(raw, bytes):
+        return raw.decode("utf-8")
+    return raw
+
+
+def _truncate_microseconds(value: dt.datetime, precision: int) -> dt.datetime:
+    unit = 10 ** (6 - (precision or 0))
+    return value.replace(microsecond=value.microsecond // unit * unit)
+
+
+def _is_integral(value) -> bool:
+    if isinstance(value, int):
+        return True
+    if _is_numpy_number(value):
+        return float(value).is_integer() and "int" in type(value).__name__
+    return False
+
+
+def _is_numpy_number(value) -> bool:
+    return type(value).__module__ == "numpy" and hasattr(value, "dtype")
