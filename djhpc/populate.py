@@ -36,6 +36,7 @@ ORDERS = ("original", "reverse", "random")
 WINDOW = 64
 MAX_BATCH = 32
 TRANSIENT_RETRIES = 5
+PENDING_CHECK_SECONDS = 30.0
 
 
 class Interrupted(BaseException):
@@ -271,6 +272,8 @@ class _Runner:
         self.jobs = Reservations(self.conn, self.cls.database, worker) if reserve_jobs else None
         self.batch = 1
         self.held: deque[Claim] = deque()
+        self.next_pending_check = 0.0
+        self.final_pending_check_done = False
 
     def _make_kind(self) -> str:
         cls = self.cls
@@ -340,9 +343,22 @@ class _Runner:
         return max(left, 1)
 
     def _take_more(self, walker: KeyWalker, names):
+        """Reserve the next batch, retrying deadlocks and dropped connections with back-off."""
+        for attempt in range(TRANSIENT_RETRIES + 1):
+            try:
+                return self._reserve_batch(walker, names)
+            except (TransientError, LostConnectionError) as e:
+                if attempt == TRANSIENT_RETRIES:
+                    raise
+                log.warning("%s; reserving again", e)
+                time.sleep(min(0.05 * 2**attempt, 5) * (0.5 + random.random()))
+
+    def _reserve_batch(self, walker: KeyWalker, names):
         """Reserve the next batch: keys waiting for a retry first, then fresh keys from the walk."""
         n = min(self.batch, self._remaining_budget())
-        if not self.restrictions:
+        if not self.restrictions and time.monotonic() >= self.next_pending_check:
+            # keys waiting for a retry are rare: look at start, then every half minute
+            self.next_pending_check = time.monotonic() + PENDING_CHECK_SECONDS
             self.held.extend(self.jobs.claim_pending(self.table.table_name, n))
             if self.held:
                 return
@@ -350,6 +366,9 @@ class _Runner:
         while not self.held:
             keys = walker.next(n)
             if not keys:
+                if not self.restrictions and not self.final_pending_check_done:
+                    self.final_pending_check_done = True
+                    self.held.extend(self.jobs.claim_pending(self.table.table_name, n))
                 return
             attrs = [self.table.heading[a] for a in names]
             encoded = [tuple(values.encode(a, k[a.name], d.name) for a in attrs) for k in keys]

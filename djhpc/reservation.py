@@ -33,6 +33,7 @@ from . import blob
 from .errors import ReservationLostError
 
 JOBS_TABLE = "~jobs"
+_created: set = set()  # (database, schema, pid) whose jobs table this process has made sure of
 ERROR_MESSAGE_LIMIT = 2047
 _TRUNCATED = "...truncated"
 
@@ -176,9 +177,14 @@ class Reservations:
         return self.connection.run(name, params, jobs=self.jobs)
 
     def ensure_table(self):
-        if not self._ready:
+        """Create the jobs table once per process and database (CREATE ... IF NOT EXISTS)."""
+        marker = (self.connection.url.redacted, self.schema, os.getpid())
+        if not self._ready and marker not in _created:
             self._run("create_jobs")
-            self._ready = True
+            index = self.connection.dialect.table(self.schema, JOBS_TABLE + "__status")
+            self.connection.run("create_jobs_index", jobs=self.jobs, jobs_index=index)
+            _created.add(marker)
+        self._ready = True
 
     def _identity(self) -> tuple:
         w = self.worker
@@ -235,16 +241,23 @@ class Reservations:
         return [Claim(table_name, k, h, token) for k, h in zip(keys, hashes, strict=True) if h in won]
 
     def claim_pending(self, table_name: str, limit: int = 1) -> list[Claim]:
-        """Take keys that wait for a retry (released with history, reclaimed from dead workers, retried errors)."""
+        """Take keys that wait for a retry (released with history, reclaimed, or failed with attempts left).
+
+        A plain read finds candidates without locking ranges; the compare-and-set UPDATE then takes
+        only rows still pending, so any number of workers may do this at once.
+        """
         self.ensure_table()
+        hashes = [r[0] for r in self._run("pending_hashes", (table_name, int(limit))).fetchall()]
+        if not hashes:
+            return []
         token = secrets.token_hex(16)
-        identity = self._identity()
         w = self.worker
+        w.connection_id = self.connection.connection_id
         params = (token, w.owner, w.user, w.host, w.pid, w.connection_id, w.pid_start, w.boot_id,
-                  w.sched_job_id, w.sched_task_id, table_name, table_name, int(limit))
-        cur = self._run("claim_pending", params)
-        del identity
-        if cur.rowcount == 0:
+                  w.sched_job_id, w.sched_task_id, table_name, *hashes)
+        marks = ", ".join([self.connection.dialect.placeholder] * len(hashes))
+        sql = self.connection.dialect.queries["claim_pending"].format(jobs=self.jobs, hashes=marks)
+        if self.connection.query(sql, params, context="claim_pending").rowcount == 0:
             return []
         claims = []
         for h, k, attempts, failures, deaths, history in self._run("claimed", (table_name, token)).fetchall():

@@ -58,13 +58,18 @@ ON DUPLICATE KEY UPDATE `status` = IF(`status` = 'reserved', `status`, 'ignore')
 -- name: count_by_status
 SELECT `status`, COUNT(*) FROM {jobs} WHERE `table_name` = %s GROUP BY `status`
 
+-- name: pending_hashes
+SELECT `key_hash` FROM {jobs} WHERE `table_name` = %s AND `status` = 'pending'
+  AND (`retry_after` IS NULL OR `retry_after` <= UTC_TIMESTAMP(6)) LIMIT %s
+
 -- name: claim_pending
 UPDATE {jobs} SET `status` = 'reserved', `token` = %s, `owner` = %s, `user` = %s, `host` = %s, `pid` = %s,
   `connection_id` = %s, `pid_start` = %s, `boot_id` = %s, `sched_job_id` = %s, `sched_task_id` = %s,
   `attempts` = `attempts` + 1, `heartbeat_at` = UTC_TIMESTAMP(6), `timestamp` = UTC_TIMESTAMP(6)
-WHERE `table_name` = %s AND `key_hash` IN (SELECT `key_hash` FROM (SELECT `key_hash` FROM {jobs}
-  WHERE `table_name` = %s AND `status` = 'pending' AND (`retry_after` IS NULL OR `retry_after` <= UTC_TIMESTAMP(6))
-  LIMIT %s) AS p)
+WHERE `table_name` = %s AND `key_hash` IN ({hashes}) AND `status` = 'pending'
+
+-- name: create_jobs_index
+SELECT 1
 
 -- name: claimed
 SELECT `key_hash`, `key`, `attempts`, `failures`, `deaths`, `history` FROM {jobs}

@@ -59,14 +59,19 @@ ON CONFLICT ("table_name", "key_hash") DO UPDATE SET "status" =
 -- name: count_by_status
 SELECT "status", COUNT(*) FROM {jobs} WHERE "table_name" = ? GROUP BY "status"
 
+-- name: pending_hashes
+SELECT "key_hash" FROM {jobs} WHERE "table_name" = ? AND "status" = 'pending'
+  AND ("retry_after" IS NULL OR "retry_after" <= strftime('%Y-%m-%d %H:%M:%f', 'now')) LIMIT ?
+
 -- name: claim_pending
 UPDATE {jobs} SET "status" = 'reserved', "token" = ?, "owner" = ?, "user" = ?, "host" = ?, "pid" = ?,
   "connection_id" = ?, "pid_start" = ?, "boot_id" = ?, "sched_job_id" = ?, "sched_task_id" = ?,
   "attempts" = "attempts" + 1, "heartbeat_at" = strftime('%Y-%m-%d %H:%M:%f', 'now'),
   "timestamp" = strftime('%Y-%m-%d %H:%M:%f', 'now')
-WHERE "table_name" = ? AND "key_hash" IN (SELECT "key_hash" FROM {jobs} WHERE "table_name" = ?
-  AND "status" = 'pending' AND ("retry_after" IS NULL OR "retry_after" <= strftime('%Y-%m-%d %H:%M:%f', 'now'))
-  LIMIT ?)
+WHERE "table_name" = ? AND "key_hash" IN ({hashes}) AND "status" = 'pending'
+
+-- name: create_jobs_index
+CREATE INDEX IF NOT EXISTS {jobs_index} ON {jobs} ("table_name", "status")
 
 -- name: claimed
 SELECT "key_hash", "key", "attempts", "failures", "deaths", "history" FROM {jobs}

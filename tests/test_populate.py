@@ -1,0 +1,254 @@
+"""populate() alone and with many processes at once, on both backends: every key made exactly once."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+import djhpc as dj
+from conftest import worker_env
+
+WORKER = "import pipeline_counts as p; r = p.{table}().populate(reserve_jobs=True, suppress_errors=True{extra}); " \
+         "print('RESULT', r['success_count'], r['error_count'], r['make_calls'])"
+
+
+def load_pipeline(backend, schema_name, monkeypatch, tmp_path, **env):
+    """Import the test pipeline in this process, bound to the backend and a fresh schema."""
+    monkeypatch.setenv("DJHPC_DATABASE_URL", backend)
+    monkeypatch.setenv("DJHPC_TEST_SCHEMA", schema_name)
+    monkeypatch.setenv("DJHPC_TEST_CALLS", str(tmp_path / "calls.log"))
+    for k, v in env.items():
+        monkeypatch.setenv(k, str(v))
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pipelines"))
+    try:
+        sys.modules.pop("pipeline_counts", None)
+        return importlib.import_module("pipeline_counts")
+    finally:
+        sys.path.pop(0)
+
+
+def calls(tmp_path) -> Counter:
+    path = tmp_path / "calls.log"
+    if not path.exists():
+        return Counter()
+    return Counter(" ".join(line.split(" ")[:-1]) for line in path.read_text().splitlines())
+
+
+def start_workers(n, backend, schema_name, tmp_path, table="Square", extra="", **env):
+    environment = worker_env(backend, schema_name, DJHPC_TEST_CALLS=tmp_path / "calls.log", **env)
+    code = WORKER.format(table=table, extra=extra)
+    return [subprocess.Popen([sys.executable, "-c", code], env=environment, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(n)]
+
+
+def wait_all(procs, timeout=300):
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=timeout)
+        assert p.returncode == 0, err[-3000:]
+        outs.append(out)
+    return outs
+
+
+@pytest.fixture
+def pipeline(backend, schema_name, monkeypatch, tmp_path, db):
+    p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
+    yield p
+    sys.modules.pop("pipeline_counts", None)
+
+
+def test_four_workers_make_every_key_exactly_once(pipeline, backend, schema_name, tmp_path):
+    p = pipeline
+    p.Item.insert([(i, i) for i in range(500)])
+    procs = start_workers(4, backend, schema_name, tmp_path, DJHPC_TEST_FAIL="7,13")
+    outs = wait_all(procs)
+    made = calls(tmp_path)
+    assert len(made) == 500 and set(made.values()) == {1}, made.most_common(3)
+    assert len(p.Square()) == 498 and len(p.Square.Note()) == 498
+    working = [int(o.split("RESULT")[1].split()[2]) for o in outs]
+    assert sum(working) == 500
+    jobs = p.schema.jobs
+    rows = jobs.fetch(order_by="error_message")
+    assert [r["status"] for r in rows] == ["error", "error"]
+    assert [r["error_message"] for r in rows] == ["ValueError: bad item 13", "ValueError: bad item 7"]
+    assert {r["key"]["item"] for r in rows} == {7, 13}
+    pids = {proc.pid for proc in procs}
+    for r in rows:
+        assert r["host"] and r["pid"] in pids and r["table_name"] == "__square"
+        assert "Traceback" in r["error_stack"] and "ValueError: bad item" in r["error_stack"]
+    # errors are cleared, the fault fixed, and a rerun finishes the table
+    assert jobs.clear_errors() == 2
+    wait_all(start_workers(2, backend, schema_name, tmp_path))
+    assert len(p.Square()) == 500 and len(jobs) == 0
+    made = calls(tmp_path)
+    assert all(n == 1 for k, n in made.items() if "7)" not in k and "13)" not in k)
+
+
+def test_composite_keys_that_glue_to_the_same_string_are_both_made(pipeline, tmp_path):
+    p = pipeline
+    p.Pair.insert([(1, 23), (12, 3), (123, 4)])
+    assert dj.key_hash({"a": 1, "b": 23}) != dj.key_hash({"a": 12, "b": 3})
+    p.Pair.insert([(1, 2)])
+    p.schema.jobs.ignore(p.PairSum, {"a": 1, "b": 2})
+    r = p.PairSum().populate(reserve_jobs=True)
+    assert r["success_count"] == 3
+    assert sorted(p.PairSum.fetch("total")) == [15, 24, 127]
+
+
+def test_statement_budget_per_job(pipeline, db):
+    """Beyond make's own statements (its insert, BEGIN, COMMIT): at most 2 round trips and 1 commit per job."""
+    p = pipeline
+    n = 300
+    p.PairSum().populate()  # nothing to do, but declares everything
+    p.Pair.insert([(i, i) for i in range(n)])
+    with db.counting() as count:
+        r = p.PairSum().populate(reserve_jobs=True)
+    assert r["success_count"] == n
+    makes_own = 3 * n
+    extra_statements = (count["statements"] - makes_own) / n
+    extra_commits = (count["commits"] - n) / n
+    assert extra_statements <= 2.0, count
+    assert extra_commits <= 1.0, count
+
+
+def test_start_up_costs_a_handful_of_statements_whatever_the_backlog(pipeline, db):
+    p = pipeline
+    seen = {}
+
+    def first_make_statements(n_keys):
+        p.Item.insert([(i, i) for i in range(len(p.Item()), n_keys)])
+        before = db.stats.statements
+        p.Square().populate(reserve_jobs=True, max_calls=1, position=0.5)
+        seen[n_keys] = db.stats.statements - before
+
+    first_make_statements(40)  # the first run also creates the jobs table
+    first_make_statements(50)
+    first_make_statements(5000)
+    # count, offset, pending check, window, reserve, then make's own (fetch, 2 inserts, fence, begin, commit)
+    assert seen[5000] == seen[50] and seen[50] <= 11, seen
+
+
+def test_max_calls_counts_per_worker(pipeline, backend, schema_name, tmp_path):
+    p = pipeline
+    p.Item.insert([(i, i) for i in range(200)])
+    wait_all(start_workers(4, backend, schema_name, tmp_path, extra=", max_calls=10"))
+    assert len(p.Square()) == 40
+    assert set(calls(tmp_path).values()) == {1}
+
+
+def test_order_limit_and_restrictions(pipeline, tmp_path):
+    p = pipeline
+    p.Item.insert([(i, i) for i in range(30)])
+    p.Square().populate("item < 5")
+    assert sorted(p.Square.fetch("item")) == [0, 1, 2, 3, 4]
+    p.Square().populate(order="reverse", limit=3, position=0)
+    assert sorted(p.Square.fetch("item")) == [0, 1, 2, 3, 4, 27, 28, 29]
+    r = p.Square().populate({"item": 10}, reserve_jobs=True)
+    assert r["success_count"] == 1 and (p.Square & {"item": 10})
+    r = p.Square().populate(order="random", limit=4, reserve_jobs=True)
+    assert r["success_count"] == 4 and len(p.Square()) == 13
+    r = p.Square().populate(p.Item & "item >= 20", max_calls=2, reserve_jobs=True)
+    assert r["make_calls"] == 2
+    with pytest.raises(dj.UsageError, match="order must be one of"):
+        p.Square().populate(order="sideways")
+
+
+def test_error_raises_rolls_back_and_leaves_an_error_row(backend, schema_name, monkeypatch, tmp_path, db):
+    p = load_pipeline(backend, schema_name, monkeypatch, tmp_path, DJHPC_TEST_FAIL="3")
+    p.Item.insert([(3, 3)])
+    with pytest.raises(ValueError, match="bad item 3"):
+        p.Square().populate(reserve_jobs=True)
+    assert len(p.Square()) == 0 and len(p.Square.Note()) == 0  # master insert rolled back too
+    row = p.schema.jobs.fetch1()
+    assert row["status"] == "error" and row["error_message"] == "ValueError: bad item 3"
+    assert row["pid"] == os.getpid()
+    # an error row makes populate skip the key until the row is removed
+    r = p.Square().populate(reserve_jobs=True, suppress_errors=True)
+    assert r["success_count"] == 0 and r["make_calls"] == 0
+    r = p.Square().populate(suppress_errors=True)
+    assert r["error_count"] == 1 and r["error_list"][0][1] == "ValueError: bad item 3"
+
+
+def test_keyboard_interrupt_stops_and_leaves_no_reservation(pipeline, monkeypatch):
+    p = pipeline
+    p.Item.insert([(i, i) for i in range(5)])
+
+    def interrupted(self, key):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(p.Square, "make", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        p.Square().populate(reserve_jobs=True, suppress_errors=True)
+    assert len(p.schema.jobs) == 0 and len(p.Square()) == 0
+
+
+def test_three_part_make_and_legacy_make_tuples(pipeline):
+    p = pipeline
+    p.Item.insert([(i, i) for i in range(4)])
+    order = []
+
+    @p.schema
+    class Cube(dj.Computed):
+        definition = """
+        -> Item
+        ---
+        cube : bigint
+        """
+
+        def make_fetch(self, key):
+            return (p.Item & key).fetch1("value")
+
+        def make_compute(self, key, value):
+            order.append(("compute", key["item"], dj.conn().in_transaction))
+            return value**3
+
+        def make_insert(self, key, cube):
+            self.insert1(dict(key, cube=cube))
+
+    @p.schema
+    class Legacy(dj.Computed):
+        definition = """
+        -> Item
+        ---
+        twice : int
+        """
+
+        def _make_tuples(self, key):
+            self.insert1(dict(key, twice=2 * key["item"]))
+
+    assert Cube().populate(reserve_jobs=True)["success_count"] == 4
+    assert sorted(Cube.fetch("cube")) == [0, 1, 8, 27]
+    assert all(not in_tx for _, _, in_tx in order)  # compute ran outside any transaction
+    assert Legacy().populate()["success_count"] == 4
+    with pytest.raises(dj.DataError, match="filled by populate"):
+        Legacy.insert1({"item": 0, "twice": 0})
+
+
+def test_progress_counts_without_fetching_keys(pipeline, db):
+    p = pipeline
+    p.Item.insert([(i, i) for i in range(100)])
+    p.Square().populate(limit=40)
+    p.schema.jobs.ignore(p.Square, {"item": 99})
+    with db.counting() as count:
+        assert p.Square().progress() == (60, 100)
+    assert count["statements"] == 2
+    detail = p.Square().progress(detail=True)
+    assert detail["remaining"] == 60 and detail["ignore"] == 1 and detail["error"] == 0
+
+
+@pytest.mark.slow
+def test_long_makes_run_in_parallel_on_sqlite(backend, schema_name, tmp_path, monkeypatch, db):
+    """4 workers with 1-second makes finish in well under half the serial time: nobody holds the lock."""
+    p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
+    p.Item.insert([(i, i) for i in range(8)])
+    t0 = time.monotonic()
+    wait_all(start_workers(4, backend, schema_name, tmp_path, DJHPC_TEST_SLEEP=1))
+    elapsed = time.monotonic() - t0
+    assert len(p.Square()) == 8 and set(calls(tmp_path).values()) == {1}
+    assert elapsed < 0.5 * 8, f"{elapsed:.1f} s for 8 one-second makes on 4 workers"
