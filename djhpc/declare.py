@@ -217,7 +217,7 @@ def parse_definition(definition: str, resolve) -> TableSpec:
         _add_attribute(spec, attr, seen, line)
     if not spec.primary_key:
         raise DefinitionError("the primary key is empty: put at least one attribute or -> Parent above ---")
-    for unique, names in spec.indexes:
+    for _unique, names in spec.indexes:
         for name in names:
             if name not in seen:
                 raise DefinitionError(f"index names unknown attribute '{name}' (known: {', '.join(seen)})")
@@ -261,7 +261,8 @@ def _add_foreign_key(spec: TableSpec, line: str, in_key: bool, resolve, seen: di
         copied = replace(a, name=name, in_key=in_key, nullable=nullable, default=None, has_default=nullable,
                          comment=a.comment)
         _add_attribute(spec, copied, seen, line)
-    spec.foreign_keys.append(ForeignKey(parent, child_names, parent_names, nullable, in_key, line.split('#')[0].strip()))
+    text = line.split("#")[0].strip()
+    spec.foreign_keys.append(ForeignKey(parent, child_names, parent_names, nullable, in_key, text))
     if "unique" in opts:
         spec.indexes.append((True, child_names))
 
