@@ -222,7 +222,10 @@ def resolve_database_url(url: str | None = None, start: Path | None = None) -> D
             text = Path(path).read_text(encoding="utf-8").strip()
         except OSError as e:
             raise ConfigError(f"DJHPC_DATABASE_URL_FILE={path}: cannot read it ({e.strerror})") from None
-        return parse_url(text)
+        parsed = parse_url(text)
+        if parsed.password:
+            _warn_if_readable_by_others(Path(path))
+        return parsed
     if env.get("DJ_HOST"):
         host = env["DJ_HOST"]
         port = env.get("DJ_PORT")
