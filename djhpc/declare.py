@@ -93,7 +93,8 @@ class TableSpec:
 
 
 _ATTR = re.compile(
-    r"^(?P<name>[a-z][a-z0-9_]*)\s*(?:=\s*(?P<default>.+?))?\s*:\s*(?P<type>[^#]+?)\s*(?:#\s*(?P<comment>.*))?$"
+    r"^(?P<name>[a-z][a-z0-9_]*)\s*(?:=\s*(?P<default>\"[^\"]*\"|'[^']*'|[^\"':][^:]*?))?\s*:"
+    r"\s*(?P<type>[^#]+?)\s*(?:#\s*(?P<comment>.*))?$"
 )
 _INDEX = re.compile(r"^(?P<unique>unique\s+)?index\s*\((?P<attrs>[^)]*)\)\s*$", re.I)
 _FK = re.compile(r"^->\s*(?:\[(?P<opts>[^\]]*)\]\s*)?(?P<ref>[\w.]+)(?:\s*\.proj\((?P<proj>[^)]*)\))?\s*(?:#.*)?$")
@@ -140,11 +141,16 @@ def parse_type(text: str, line: str = "") -> dict:
     m = re.fullmatch(r"enum\s*\((.*)\)", t, re.I | re.S)
     if m:
         values = re.findall(r"""\s*(?:'((?:[^'\\]|\\.|'')*)'|"((?:[^"\\]|\\.)*)")\s*(?:,|$)""", m.group(1))
-        vals = tuple(a if a or not b else b for a, b in values)
+        vals = tuple(_unescape(a.replace("''", "'")) if a or not b else _unescape(b) for a, b in values)
         if not vals:
             raise DefinitionError(f"enum{where} lists no values: write enum('a', 'b')")
         return dict(category="enum", enum_values=vals, type="enum(" + ",".join(repr(v) for v in vals) + ")")
     raise DefinitionError(f"unknown type '{t}'{where}: use one of {KNOWN_TYPES}")
+
+
+def _unescape(text: str) -> str:
+    """An SQL string literal's body without its backslash escapes."""
+    return re.sub(r"\\(.)", r"\1", text)
 
 
 def parse_default(text: str, line: str):
