@@ -395,6 +395,8 @@ class _Runner:
     def _one(self, key: dict, claim: Claim | None):
         """Make one key in one transaction; errors are recorded, interruptions give the key back."""
         started = time.time()
+        if self.on_key:
+            self.on_key(key, started, None, "start", "")
         for transient_attempt in range(TRANSIENT_RETRIES + 1):
             try:
                 self.result.make_calls += 1

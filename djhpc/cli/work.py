@@ -1,0 +1,68 @@
+"""``djhpc work TARGET``: one populate loop with reservation (what each array task runs)."""
+
+from __future__ import annotations
+
+from ..populate import ORDERS
+from ..worker import WorkOptions, work
+from .common import add_target_argument, table_class
+
+HELP = """Run one populate loop with reservation until nothing is left for this worker.
+
+exit codes: 0 nothing left, 1 some makes failed (see djhpc jobs errors), 2 usage error,
+            69 database unreachable, 75 stopped by a signal (keys given back: submit again)
+
+examples:
+  djhpc work pipeline:Analysis
+  djhpc work pipeline.py:Analysis --max-calls 100 --restrict "subject = 'm1'"
+"""
+
+
+def register(sub):
+    import argparse
+
+    p = sub.add_parser("work", help="run one populate loop with reservation", description=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_target_argument(p)
+    p.add_argument("--order", choices=ORDERS, default="original", help="order in which keys are taken")
+    p.add_argument("--max-calls", type=_non_negative, metavar="N", help="stop after N calls of make")
+    p.add_argument("--limit", type=_non_negative, metavar="N", help="stop after N keys")
+    p.add_argument("--suppress-errors", dest="suppress_errors", action="store_true", default=True,
+                   help="record a failing key and go on (default)")
+    p.add_argument("--no-suppress-errors", dest="suppress_errors", action="store_false",
+                   help="stop at the first failing key")
+    p.add_argument("--restrict", action="append", default=[], metavar="SQL",
+                   help="SQL condition on the key source (repeatable: all must hold)")
+    p.add_argument("--retries", type=_non_negative, default=0, metavar="N",
+                   help="run a failing key up to N more times")
+    p.add_argument("--retry-delay", type=float, default=30.0, metavar="SECONDS",
+                   help="wait before the first retry (doubles each time)")
+    p.add_argument("--log", metavar="FILE", help="append one line per key here (default: stderr)")
+    p.set_defaults(func=run)
+
+
+def _non_negative(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number (got '{text}')") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (got {value})")
+    return value
+
+
+def run(args) -> int:
+    cls = table_class(args.target)
+    options = WorkOptions(order=args.order, max_calls=args.max_calls, limit=args.limit,
+                          suppress_errors=args.suppress_errors, restrictions=[_and(args.restrict)],
+                          retries=args.retries, retry_delay_seconds=args.retry_delay, log_path=args.log)
+    if not args.restrict:
+        options.restrictions = []
+    return work(cls, options)
+
+
+def _and(conditions):
+    from ..query import AndList
+
+    return AndList(conditions)

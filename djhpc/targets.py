@@ -1,0 +1,58 @@
+"""Name a table as ``module:Class`` or ``path/to/pipeline.py:Class`` and load it."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+from .errors import DjhpcError, UsageError
+
+
+def load_target(target: str, *, base: Path | None = None):
+    """The table class named by ``target``; it must be a declared Computed or Imported table."""
+    from .populate import AutoPopulate
+
+    if not isinstance(target, str) or ":" not in target:
+        raise UsageError(f"target {target!r} must look like module:Class or path/to/pipeline.py:Class")
+    module_name, _, class_path = target.rpartition(":")
+    if not module_name or not class_path:
+        raise UsageError(f"target {target!r} must look like module:Class or path/to/pipeline.py:Class")
+    module = _import(module_name, base or Path.cwd())
+    obj = module
+    for part in class_path.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise UsageError(f"target {target!r}: {module_name} has no {class_path}: check the class name")
+    if not (isinstance(obj, type) and issubclass(obj, AutoPopulate)):
+        raise UsageError(f"target {target!r} is not a Computed or Imported table: name one that has make()")
+    return obj
+
+
+def _import(name: str, base: Path):
+    try:
+        if name.endswith(".py") or "/" in name:
+            path = (base / name).resolve()
+            if not path.is_file():
+                raise UsageError(f"target file {name} does not exist: give a path relative to {base}")
+            module_name = "djhpc_target_" + path.stem
+            if module_name in sys.modules:
+                return sys.modules[module_name]
+            sys.path.insert(0, str(path.parent))
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+            return module
+        if str(base) not in sys.path:
+            sys.path.insert(0, str(base))
+        return importlib.import_module(name)
+    except DjhpcError:
+        raise
+    except ImportError as e:
+        raise UsageError(f"target module {name} does not import ({e}): check the name and PYTHONPATH") from None
+    except SyntaxError as e:
+        raise UsageError(f"target module {name} has a syntax error at line {e.lineno}: fix it") from None
+    except Exception as e:
+        raise UsageError(f"target module {name} failed while importing: {type(e).__name__}: {e}") from None

@@ -1,0 +1,101 @@
+"""``djhpc work``: what each array task runs. One populate loop with reservation, a log line per key,
+graceful stop on SIGTERM/SIGINT/SIGUSR1, and an exit code that tells the scheduler what happened.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+
+from .errors import ConnectError, DjhpcError
+from .populate import Interrupted
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0  # nothing left for this worker
+EXIT_FAILURES = 1  # some makes failed (their error rows are in the jobs table)
+EXIT_USAGE = 2
+EXIT_DATABASE_UNREACHABLE = 69  # EX_UNAVAILABLE: the database stayed unreachable
+EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped by a signal, keys given back; resubmit to go on
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
+@dataclass
+class WorkOptions:
+    order: str = "original"
+    max_calls: int | None = None
+    limit: int | None = None
+    suppress_errors: bool = True
+    restrictions: list = field(default_factory=list)
+    retries: int = 0
+    retry_delay_seconds: float = 30.0
+    log_path: str | None = None
+
+
+class KeyLog:
+    """One line per key event: time, event, table, key, seconds, outcome, message (tab-separated)."""
+
+    def __init__(self, table_name: str, path: str | None):
+        self.table_name = table_name
+        self.stream = open(path, "a", buffering=1, encoding="utf-8") if path else sys.stderr
+
+    def __call__(self, key, started, ended, outcome, message):
+        now = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        seconds = "" if ended is None else f"{ended - started:.3f}"
+        event = "start" if outcome == "start" else "end"
+        fields = [now, event, self.table_name, json.dumps(key, default=str, sort_keys=True), seconds,
+                  "" if outcome == "start" else outcome, message.splitlines()[0][:300] if message else ""]
+        self.stream.write("\t".join(fields) + "\n")
+
+    def close(self):
+        if self.stream is not sys.stderr:
+            self.stream.close()
+
+
+def _install_stop_handlers():
+    """First stop signal: raise Interrupted (roll back, give keys back). A second one: leave at once."""
+    state = {"stopping": False}
+
+    def handler(signum, frame):
+        if state["stopping"]:
+            os._exit(EXIT_INTERRUPTED)
+        state["stopping"] = True
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    return lambda: [signal.signal(sig, h) for sig, h in previous.items()]
+
+
+def work(table_class, options: WorkOptions) -> int:
+    """Run one worker on ``table_class``; returns the process exit code."""
+    keylog = KeyLog(table_class._table_name(), options.log_path)
+    restore = _install_stop_handlers()
+    try:
+        result = table_class().populate(
+            *options.restrictions, reserve_jobs=True, suppress_errors=options.suppress_errors,
+            order=options.order, limit=options.limit, max_calls=options.max_calls,
+            max_attempts=options.retries + 1, retry_delay_seconds=options.retry_delay_seconds, on_key=keylog,
+        )
+    except Interrupted as e:
+        log.warning("%s: reservations released; submit again to continue", e)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        log.warning("interrupted: reservations released")
+        return EXIT_INTERRUPTED
+    except ConnectError as e:
+        log.error("%s", e)
+        return EXIT_DATABASE_UNREACHABLE
+    except DjhpcError:
+        raise
+    finally:
+        restore()
+        keylog.close()
+    log.info("%s: %d made, %d failed, %d skipped", table_class.__name__, result["success_count"],
+             result["error_count"], result["skipped_count"])
+    return EXIT_FAILURES if result["error_count"] else EXIT_OK
