@@ -10,9 +10,9 @@ import time
 from collections import Counter
 
 import pytest
+from conftest import worker_env
 
 import djhpc as dj
-from conftest import worker_env
 
 WORKER = "import pipeline_counts as p; r = p.{table}().populate(reserve_jobs=True, suppress_errors=True{extra}); " \
          "print('RESULT', r['success_count'], r['error_count'], r['make_calls'])"
