@@ -72,6 +72,8 @@ class Connection:
         self._depth = 0  # nesting of transaction()
         self._sqlite_writing = False  # SQLite: BEGIN IMMEDIATE issued in this transaction
         self.connection_id = 0
+        #: called with the connection after each (re)connect, e.g. to take a worker's session lock again
+        self.on_connect: list = []
 
     # ------------------------------------------------------------------ lifecycle
     def __repr__(self):
@@ -100,6 +102,8 @@ class Connection:
         else:
             self._raw = self._open_mysql()
         self._pid = os.getpid()
+        for hook in self.on_connect:
+            hook(self)
 
     def _open_sqlite(self):
         path = Path(self.url.path)
