@@ -27,6 +27,7 @@ from .errors import (
     TransientError,
     UsageError,
 )
+from .liveness import Reaper
 from .query import Query
 from .reservation import Claim, Reservations
 
@@ -37,6 +38,7 @@ WINDOW = 64
 MAX_BATCH = 32
 TRANSIENT_RETRIES = 5
 PENDING_CHECK_SECONDS = 30.0
+REAP_SECONDS = float(os.environ.get("DJHPC_REAP_SECONDS", 10))
 
 
 class Interrupted(BaseException):
@@ -225,13 +227,15 @@ class AutoPopulate:
     def populate(self, *restrictions, reserve_jobs=False, suppress_errors=False, return_exception_objects=False,
                  order="original", limit=None, max_calls=None, display_progress=False, make_kwargs=None,
                  processes=1, max_attempts=1, retry_delay_seconds=0.0, on_key=None, worker=None,
-                 position: float | None = None, should_stop=None):
+                 position: float | None = None, should_stop=None, lease_seconds=None, scheduler=None,
+                 walltime=None):
         """Call make(key) for every key of the restricted key source that is not in the table yet."""
         runner = _Runner(self, restrictions, reserve_jobs=reserve_jobs, suppress_errors=suppress_errors,
                          return_exception_objects=return_exception_objects, order=order, limit=limit,
                          max_calls=max_calls, display_progress=display_progress, make_kwargs=make_kwargs or {},
                          max_attempts=max_attempts, retry_delay_seconds=retry_delay_seconds, on_key=on_key,
-                         worker=worker, position=position, should_stop=should_stop)
+                         worker=worker, position=position, should_stop=should_stop, lease_seconds=lease_seconds,
+                         scheduler=scheduler, walltime=walltime)
         if processes not in (1, None) and processes != 1:
             raise UsageError("processes= is not supported: start several workers (djhpc work) instead")
         return runner.run()
@@ -240,7 +244,7 @@ class AutoPopulate:
 class _Runner:
     def __init__(self, table, restrictions, *, reserve_jobs, suppress_errors, return_exception_objects, order,
                  limit, max_calls, display_progress, make_kwargs, max_attempts, retry_delay_seconds, on_key,
-                 worker, position, should_stop):
+                 worker, position, should_stop, lease_seconds=None, scheduler=None, walltime=None):
         if order not in ORDERS:
             raise UsageError(f"order must be one of {', '.join(ORDERS)} (got {order!r})")
         for name, v in (("limit", limit), ("max_calls", max_calls)):
@@ -269,7 +273,12 @@ class _Runner:
         self.position = position if position is not None else task_position()
         self.should_stop = should_stop or (lambda: False)
         self.result = PopulateResult()
-        self.jobs = Reservations(self.conn, self.cls.database, worker) if reserve_jobs else None
+        self.jobs = Reservations(self.conn, self.cls.database, worker, lease_seconds=lease_seconds) \
+            if reserve_jobs else None
+        self.reaper = Reaper(self.jobs, lease_seconds=self.jobs.lease_seconds, scheduler=scheduler) \
+            if reserve_jobs else None
+        self.next_reap = 0.0
+        self.walltime = walltime
         self.batch = 1
         self.held: deque[Claim] = deque()
         self.next_pending_check = 0.0
@@ -303,6 +312,10 @@ class _Runner:
             while not self._budget_spent() and not self.should_stop():
                 if self.reserve:
                     if not self.held:
+                        self._reap_if_due()
+                        if self.walltime and not self.walltime.fits():
+                            log.warning("the next key would not fit in the time left of this allocation: stopping")
+                            break
                         self._take_more(walker, names)
                     if not self.held:
                         break
@@ -317,6 +330,8 @@ class _Runner:
                     progress.advance()
         except BaseException:
             self._release_held()
+            if self.jobs:
+                self.jobs.close()
             raise
         finally:
             if restore:
@@ -324,6 +339,8 @@ class _Runner:
             if progress:
                 progress.close()
         self._release_held()
+        if self.jobs:
+            self.jobs.close()
         self.result._sync()
         return self.result
 
@@ -341,6 +358,21 @@ class _Runner:
         if self.max_calls is not None:
             left = min(left, self.max_calls - self.result.make_calls)
         return max(left, 1)
+
+    def _reap_if_due(self, force=False):
+        """Give back dead workers' keys: at start, every REAP_SECONDS, and before giving up on the walk."""
+        now = time.monotonic()
+        if not force and now < self.next_reap:
+            return
+        self.next_reap = now + REAP_SECONDS
+        try:
+            reclaimed = self.reaper.reap()
+        except (TransientError, LostConnectionError) as e:
+            log.warning("could not look for dead workers (%s)", e)
+            return
+        if reclaimed:
+            self.next_pending_check = 0.0
+            self.final_pending_check_done = False
 
     def _take_more(self, walker: KeyWalker, names):
         """Reserve the next batch, retrying deadlocks and dropped connections with back-off."""
@@ -368,6 +400,7 @@ class _Runner:
             if not keys:
                 if not self.restrictions and not self.final_pending_check_done:
                     self.final_pending_check_done = True
+                    self._reap_if_due(force=True)
                     self.held.extend(self.jobs.claim_pending(self.table.table_name, n))
                 return
             attrs = [self.table.heading[a] for a in names]
@@ -411,6 +444,12 @@ class _Runner:
                 if transient_attempt < TRANSIENT_RETRIES:
                     log.warning("%s; retrying %s", e, key)
                     time.sleep(min(0.1 * 2**transient_attempt, 5) * (0.5 + random.random()))
+                    if claim and not self._still_mine(claim):
+                        log.warning("reservation of %s was reclaimed while the database was away", key)
+                        self.result.lost_count += 1
+                        self.result.skipped_count += 1
+                        self._report(key, started, "lost", "reclaimed while the database was away")
+                        return
                     continue
                 self._failed(key, claim, e, started)
                 return
@@ -431,6 +470,14 @@ class _Runner:
                 self._adapt_batch(elapsed)
                 self._report(key, started, "success", "")
                 return
+
+    def _still_mine(self, claim) -> bool:
+        for attempt in range(TRANSIENT_RETRIES):
+            try:
+                return self.jobs.still_mine(claim)
+            except (TransientError, LostConnectionError):
+                time.sleep(min(0.2 * 2**attempt, 5))
+        return self.jobs.still_mine(claim)
 
     def _failed(self, key, claim, exc, started):
         message = f"{type(exc).__name__}: {exc}"

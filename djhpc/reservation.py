@@ -165,12 +165,56 @@ def _now_text() -> str:
 class Reservations:
     """The jobs table of one schema, seen through one connection."""
 
-    def __init__(self, connection, schema: str, worker: Worker | None = None):
+    def __init__(self, connection, schema: str, worker: Worker | None = None, *, lease_seconds: float | None = None):
+        from .liveness import LEASE_SECONDS
+
         self.connection = connection
         self.schema = schema
         self.worker = worker or Worker.current(connection)
         self.jobs = connection.dialect.table(schema, JOBS_TABLE)
+        self.lease_seconds = lease_seconds or LEASE_SECONDS
         self._ready = False
+        self._heartbeat = None
+
+    # -------------------------------------------------------------- liveness
+    def _start_liveness(self):
+        """Before the first reservation: hold the session lock (MySQL) and start the heartbeat thread."""
+        if self._heartbeat is not None:
+            return
+        from .liveness import HEARTBEAT_SECONDS, Heartbeat
+
+        if not self.connection.is_sqlite:
+            self._take_session_lock(self.connection)
+            self.connection.on_connect.append(self._take_session_lock)
+        self._heartbeat = Heartbeat(self, HEARTBEAT_SECONDS or max(self.lease_seconds / 6, 0.2))
+        self._heartbeat.start()
+
+    def _take_session_lock(self, connection):
+        from .liveness import lock_name
+
+        got = connection.run("take_session_lock", (lock_name(self.worker.owner),)).fetchone()[0]
+        if got != 1:
+            raise ReservationLostError("another session holds this worker's lock: is the owner id shared?")
+
+    def close(self):
+        """Stop the heartbeat and drop the session lock (the worker holds no reservation any more)."""
+        if self._heartbeat is None:
+            return
+        self._heartbeat.stop()
+        self._heartbeat = None
+        if not self.connection.is_sqlite:
+            if self._take_session_lock in self.connection.on_connect:
+                self.connection.on_connect.remove(self._take_session_lock)
+            try:
+                from .liveness import lock_name
+
+                self.connection.run("release_session_lock", (lock_name(self.worker.owner),))
+            except Exception:  # the lock goes with the session anyway
+                pass
+
+    def still_mine(self, claim: Claim) -> bool:
+        row = self._run("token_of", (claim.table_name, claim.key_hash)).fetchone()
+        return bool(row) and row[0] == claim.token
 
     # -------------------------------------------------------------- plumbing
     def _run(self, name, params=()):
@@ -203,6 +247,7 @@ class Reservations:
         if not keys:
             return []
         self.ensure_table()
+        self._start_liveness()
         d = self.connection.dialect
         q, ph = d.quote, d.placeholder
         token = secrets.token_hex(16)
@@ -250,6 +295,7 @@ class Reservations:
         hashes = [r[0] for r in self._run("pending_hashes", (table_name, int(limit))).fetchall()]
         if not hashes:
             return []
+        self._start_liveness()
         token = secrets.token_hex(16)
         w = self.worker
         w.connection_id = self.connection.connection_id

@@ -81,7 +81,7 @@ UPDATE {jobs} SET `heartbeat_at` = UTC_TIMESTAMP(6) WHERE `owner` = %s AND `stat
 -- name: reserved_rows
 SELECT `table_name`, `key_hash`, `token`, `owner`, `host`, `pid`, `pid_start`, `boot_id`, `sched_job_id`,
   `sched_task_id`, `connection_id`, TIMESTAMPDIFF(MICROSECOND, `heartbeat_at`, UTC_TIMESTAMP(6)) / 1e6,
-  `deaths`, `history`
+  `deaths`, `history`, `key`
 FROM {jobs} WHERE `status` = 'reserved'
 
 -- name: reclaim
@@ -91,3 +91,12 @@ WHERE `table_name` = %s AND `key_hash` = %s AND `token` = %s AND `status` = 'res
 
 -- name: server_uptime
 SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'
+
+-- name: take_session_lock
+SELECT GET_LOCK(%s, 0)
+
+-- name: release_session_lock
+SELECT RELEASE_LOCK(%s)
+
+-- name: token_of
+SELECT `token` FROM {jobs} WHERE `table_name` = %s AND `key_hash` = %s

@@ -84,7 +84,7 @@ UPDATE {jobs} SET "heartbeat_at" = strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE "o
 SELECT "table_name", "key_hash", "token", "owner", "host", "pid", "pid_start", "boot_id", "sched_job_id",
   "sched_task_id", "connection_id",
   (julianday('now') - julianday("heartbeat_at")) * 86400.0,
-  "deaths", "history"
+  "deaths", "history", "key"
 FROM {jobs} WHERE "status" = 'reserved'
 
 -- name: reclaim
@@ -95,3 +95,12 @@ WHERE "table_name" = ? AND "key_hash" = ? AND "token" = ? AND "status" = 'reserv
 
 -- name: server_uptime
 SELECT 1000000000
+
+-- name: take_session_lock
+SELECT ?
+
+-- name: release_session_lock
+SELECT ?
+
+-- name: token_of
+SELECT "token" FROM {jobs} WHERE "table_name" = ? AND "key_hash" = ?

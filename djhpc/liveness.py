@@ -1,0 +1,255 @@
+"""Is a reservation's worker still alive? Evidence, most certain first, and the reaper that acts on it.
+
+1. Same host: the PID is gone, a zombie, or another process (start time differs: PIDs are reused),
+   or the host rebooted (boot id differs). A stopped process (SIGSTOP) is not judged here.
+2. MySQL/MariaDB: the worker's session lock (``GET_LOCK`` on its work connection) is free, so its
+   session is gone. Not trusted while the server has been up for less than a lease, because a
+   restart frees every lock while the workers are reconnecting.
+3. The scheduler says the cluster job or array task holding it has ended.
+4. The lease: no heartbeat for ``lease_seconds`` (on the database clock).
+
+Reclaiming is a compare-and-set on the reservation's token, so any number of reapers is safe and a
+late owner can no longer complete, fail or release the key (see reservation.py). After
+``max_deaths`` reclaims of the same key it becomes an ``error`` with every attempt listed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+
+import psutil
+
+from . import blob
+from .reservation import boot_id
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = float(os.environ.get("DJHPC_LEASE_SECONDS", 180))
+HEARTBEAT_SECONDS = float(os.environ.get("DJHPC_HEARTBEAT_SECONDS", 0)) or None
+MAX_DEATHS = 3
+TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY",
+                   "BOOT_FAIL", "DEADLINE"}
+
+
+def lock_name(owner: str) -> str:
+    """The session-lock name of a worker (MySQL limits lock names to 64 characters)."""
+    return "djhpc:" + hashlib.sha1(owner.encode()).hexdigest()
+
+
+def pid_state(pid: int, pid_start: float) -> str:
+    """'gone', 'alive' or 'stopped' for a process on this host, telling reused PIDs apart."""
+    try:
+        proc = psutil.Process(int(pid))
+        status = proc.status()
+        if status in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return "gone"
+        if pid_start and abs(proc.create_time() - pid_start) > 1.0:
+            return "gone"
+        if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+            return "stopped"
+        return "alive"
+    except psutil.NoSuchProcess:
+        return "gone"
+    except (psutil.AccessDenied, ValueError):
+        return "alive"
+
+
+@dataclass
+class ReservedRow:
+    table_name: str
+    key_hash: str
+    token: str
+    owner: str
+    host: str
+    pid: int
+    pid_start: float
+    boot_id: str
+    sched_job_id: str
+    sched_task_id: str
+    connection_id: int
+    heartbeat_age: float | None
+    deaths: int
+    history: list
+    key: dict
+
+
+@dataclass
+class Reclaimed:
+    table_name: str
+    key: dict
+    host: str
+    pid: int
+    reason: str
+    status: str  # 'pending' (will run again) or 'error' (gave up: died too often)
+
+
+def judge(row: ReservedRow, *, lock_free: bool | None, scheduler_state: str | None, lease_seconds: float,
+          host: str | None = None, this_boot: str | None = None) -> str | None:
+    """The reason to believe the row's worker is dead, or None."""
+    host = socket.gethostname() if host is None else host
+    this_boot = boot_id() if this_boot is None else this_boot
+    if row.host == host:
+        if row.boot_id and this_boot and row.boot_id != this_boot:
+            return "rebooted"
+        if pid_state(row.pid, row.pid_start) == "gone":
+            return "pid-gone"
+    if lock_free:
+        return "session-gone"
+    if scheduler_state in TERMINAL_STATES:
+        return f"scheduler:{scheduler_state}"
+    if row.heartbeat_age is not None and row.heartbeat_age > lease_seconds:
+        return "lease-expired"
+    return None
+
+
+class Reaper:
+    """Finds dead reservations of one schema and gives their keys back, atomically."""
+
+    def __init__(self, reservations, *, lease_seconds: float = LEASE_SECONDS, max_deaths: int = MAX_DEATHS,
+                 scheduler=None):
+        self.res = reservations
+        self.connection = reservations.connection
+        self.lease_seconds = lease_seconds
+        self.max_deaths = max_deaths
+        self.scheduler = scheduler
+
+    def reserved_rows(self) -> list[ReservedRow]:
+        self.res.ensure_table()
+        rows = self.res._run("reserved_rows").fetchall()
+        out = []
+        for r in rows:
+            out.append(ReservedRow(r[0], r[1], r[2], r[3], r[4], int(r[5]), float(r[6]), r[7], r[8], r[9],
+                                   int(r[10]), None if r[11] is None else float(r[11]), int(r[12]),
+                                   json.loads(r[13]) if r[13] else [], _safe_key(r[14])))
+        return out
+
+    def _free_locks(self, owners: list[str]) -> dict[str, bool | None]:
+        if self.connection.is_sqlite or not owners:
+            return {}
+        uptime = float(self.res._run("server_uptime").fetchone()[0])
+        if uptime < self.lease_seconds:
+            log.info("database restarted %.0f s ago: waiting a lease before trusting session locks", uptime)
+            return {}
+        marks = ", ".join(["IS_FREE_LOCK(%s)"] * len(owners))
+        flags = self.connection.query(f"SELECT {marks}", [lock_name(o) for o in owners]).fetchone()
+        return {o: bool(f) for o, f in zip(owners, flags, strict=True)}
+
+    def _scheduler_states(self, rows) -> dict:
+        if self.scheduler is None:
+            return {}
+        ids = sorted({r.sched_job_id for r in rows if r.sched_job_id and r.sched_job_id not in ("local", "parallel")})
+        if not ids:
+            return {}
+        try:
+            states = self.scheduler.task_states(ids)
+        except Exception as e:  # the scheduler is one signal among four: carry on without it
+            log.warning("could not ask the scheduler (%s): judging without it", e)
+            return {}
+        return {k: str(getattr(v, "value", v)) for k, v in states.items()}
+
+    def reap(self, *, dry_run: bool = False) -> list[Reclaimed]:
+        """Reclaim every reservation whose worker is dead; returns what was reclaimed and why."""
+        rows = [r for r in self.reserved_rows() if r.owner != self.res.worker.owner]
+        if not rows:
+            return []
+        locks = self._free_locks(sorted({r.owner for r in rows if r.owner}))
+        states = self._scheduler_states(rows)
+        out = []
+        for row in rows:
+            task_key = f"{row.sched_job_id}_{row.sched_task_id}" if row.sched_task_id else row.sched_job_id
+            reason = judge(row, lock_free=locks.get(row.owner), scheduler_state=states.get(task_key),
+                           lease_seconds=self.lease_seconds)
+            if reason is None:
+                continue
+            if dry_run:
+                out.append(Reclaimed(row.table_name, row.key, row.host, row.pid, reason, "dry-run"))
+                continue
+            done = self._reclaim(row, reason)
+            if done:
+                out.append(done)
+        return out
+
+    def _reclaim(self, row: ReservedRow, reason: str) -> Reclaimed | None:
+        deaths = row.deaths + 1
+        status = "error" if deaths >= self.max_deaths else "pending"
+        attempt = {"outcome": "died", "reason": reason, "host": row.host, "pid": row.pid,
+                   "job": row.sched_job_id, "task": row.sched_task_id}
+        history = row.history + [attempt]
+        message = ""
+        if status == "error":
+            message = (f"worker died {deaths} times on this key (last: {reason}); out of memory or a crash? "
+                       "Fix it, then djhpc jobs retry")
+        cur = self.res._run("reclaim", (status, json.dumps(history), message, row.table_name, row.key_hash,
+                                        row.token))
+        if cur.rowcount != 1:
+            return None  # another reaper was first, or the worker finished after all
+        log.warning("reclaimed %s %s from %s pid %s (%s)%s", row.table_name, row.key, row.host, row.pid, reason,
+                    "; gave up: error" if status == "error" else "")
+        self._kill_zombie_session(row.owner)
+        return Reclaimed(row.table_name, row.key, row.host, row.pid, reason, status)
+
+    def _kill_zombie_session(self, owner: str):
+        """If the dead owner's session still exists (a stalled process), end it so its row locks go."""
+        if self.connection.is_sqlite or not owner:
+            return
+        try:
+            holder = self.connection.query("SELECT IS_USED_LOCK(%s)", (lock_name(owner),)).fetchone()[0]
+            if holder and int(holder) != self.connection.connection_id:
+                self.connection.query(f"KILL CONNECTION {int(holder)}")
+                log.warning("ended the database session %s of the stalled owner", holder)
+        except Exception as e:  # best effort: without the privilege, the zombie's locks time out instead
+            log.info("could not end the stalled owner's session: %s", e)
+
+
+def _safe_key(raw):
+    try:
+        return blob.unpack(bytes(raw)) if raw is not None else {}
+    except Exception:  # a damaged key must not stop the reaper
+        return {}
+
+
+class Heartbeat:
+    """Renews a worker's reservations from a thread with its own connection (make holds the main one)."""
+
+    def __init__(self, reservations, interval_seconds: float):
+        self.res = reservations
+        self.interval = interval_seconds
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self):
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="djhpc-heartbeat", daemon=True)
+            self._thread.start()
+
+    def _loop(self):
+        from .db.connection import Connection
+        from .reservation import Reservations
+
+        connection = None
+        while not self._stop.wait(self.interval):
+            try:
+                if connection is None:
+                    connection = Connection(self.res.connection.url)
+                    mirror = Reservations(connection, self.res.schema, self.res.worker)
+                    mirror._ready = True
+                mirror.heartbeat()
+            except Exception as e:  # a missed beat is harmless if the next one lands within the lease
+                log.info("heartbeat failed (%s); trying again", e)
+                if connection is not None:
+                    connection.close()
+                connection = None
+        if connection is not None:
+            connection.close()
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
