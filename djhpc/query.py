@@ -356,12 +356,14 @@ class Query:
         out = []
         for item in items:
             if item == "KEY":
-                out += [self._dialect.quote(n) for n in self.primary_key]
+                out += [self._columns[n] for n in self.primary_key]
                 continue
             m = re.fullmatch(r"\s*(\w+)(?:\s+(ASC|DESC))?\s*", item, re.I)
             if not m or m.group(1) not in self._heading:
                 raise QueryError(f"order_by names unknown attribute '{item}' (known: {', '.join(self._heading.names)})")
-            out.append(self._dialect.quote(m.group(1)) + (f" {m.group(2).upper()}" if m.group(2) else ""))
+            # the column's expression, not its output name: an attribute that is not fetched is no alias,
+            # and its bare name would be ambiguous in a join
+            out.append(self._columns[m.group(1)] + (f" {m.group(2).upper()}" if m.group(2) else ""))
         return " ORDER BY " + ", ".join(out)
 
     def cursor(self, names=None, order_by=None, limit=None, offset=None):
