@@ -6,6 +6,7 @@ one line per make call), DJHPC_TEST_FAIL (comma-separated items whose make raise
 """
 
 import os
+import random
 import time
 
 import djhpc as dj
@@ -63,6 +64,9 @@ class Square(dj.Computed):
     def make(self, key):
         record_call("Square", key)
         delay = float(os.environ.get("DJHPC_TEST_SLEEP", "0") or 0)
+        longest = float(os.environ.get("DJHPC_TEST_SLEEP_MAX", "0") or 0)
+        if longest > delay:
+            delay = random.uniform(delay, longest)
         if delay:
             time.sleep(delay)
         value = (Item & key).fetch1("value")
@@ -83,3 +87,23 @@ class PairSum(dj.Computed):
     def make(self, key):
         record_call("PairSum", key)
         self.insert1(dict(key, total=key["a"] + key["b"]))
+
+
+@schema
+class Held(dj.Computed):
+    """make() inserts, then writes its PID to DJHPC_TEST_MARKER and sleeps DJHPC_TEST_HOLD seconds."""
+
+    definition = """
+    -> Item
+    ---
+    worker_pid : int
+    """
+
+    def make(self, key):
+        record_call("Held", key)
+        self.insert1(dict(key, worker_pid=os.getpid()))
+        marker = os.environ.get("DJHPC_TEST_MARKER")
+        if marker:
+            with open(marker, "a") as f:
+                f.write(f"{os.getpid()}\n")
+        time.sleep(float(os.environ.get("DJHPC_TEST_HOLD", "0") or 0))
