@@ -70,7 +70,11 @@ def encode(attr: Attribute, value, dialect_name: str):
             raise _bad(attr, value, "expected a decimal number") from None
         if isinstance(value, bool) or not d.is_finite():
             raise _bad(attr, value, "expected a finite decimal number")
-        q = d.quantize(decimal.Decimal(1).scaleb(-attr.scale), rounding=decimal.ROUND_HALF_EVEN)
+        if d and d.adjusted() >= attr.precision - attr.scale:
+            raise _bad(attr, value, f"more than {attr.precision - attr.scale} digits before the point")
+        with decimal.localcontext() as context:
+            context.prec = 2 * attr.precision + 2  # decimal(65,30) needs more than the default 28 digits
+            q = d.quantize(decimal.Decimal(1).scaleb(-attr.scale), rounding=decimal.ROUND_HALF_EVEN)
         if q != d:
             raise _bad(attr, value, f"more than {attr.scale} digits after the point")
         if len(q.as_tuple().digits) > attr.precision or q.adjusted() >= attr.precision - attr.scale:
