@@ -338,7 +338,7 @@ usable || { sinfo -N -l >&2 || true; fail "node $NODE not usable (state '$(node_
 # ------------------------------------------------------------ probe job ---
 # slurmctld does not schedule during its first ~3 s; the probe absorbs that
 # and proves munge, slurmctld, slurmd and job launch work end to end.  It runs
-# on every invocation (about 0.2 s on a warm cluster); on a node whose slots
+# on every invocation (about 0.5 s on a warm cluster); on a node whose slots
 # are all taken it waits for a free one, up to SLURM_START_TIMEOUT.
 if [[ $PROBE == 1 ]]; then
     job=$(cd / && sbatch --parsable --job-name=start-slurm-probe --output=/dev/null --error=/dev/null \
