@@ -15,7 +15,7 @@ import uuid
 
 from . import blob
 from .declare import SQL_NOW, Attribute
-from .errors import DataError
+from .errors import BlobError, DataError
 
 _BIG = 2**63
 
@@ -61,7 +61,9 @@ def encode(attr: Attribute, value, dialect_name: str):
             try:
                 v = struct.unpack("f", struct.pack("f", v))[0]
             except OverflowError:
-                raise _bad(attr, value, "out of range for a single-precision float") from None
+                v = math.inf
+            if math.isinf(v):  # struct rounds a too large value to infinity instead of raising
+                raise _bad(attr, value, "out of range for a single-precision float; use double")
         return v
     if c == "decimal":
         try:
@@ -162,7 +164,10 @@ def encode(attr: Attribute, value, dialect_name: str):
         except (TypeError, ValueError) as e:
             raise _bad(attr, value, f"not JSON-serialisable ({e})") from None
     if c == "blob":
-        return blob.pack(value)
+        try:
+            return blob.pack(value)
+        except BlobError as e:
+            raise BlobError(f"attribute '{attr.name}' ({attr.type}): {e}") from None
     raise _bad(attr, value, "unsupported attribute type")
 
 
