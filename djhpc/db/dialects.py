@@ -19,6 +19,7 @@ from ..errors import (
     DataError,
     DuplicateError,
     LostConnectionError,
+    QueryError,
     TransientError,
 )
 
@@ -119,6 +120,8 @@ class MySQLDialect(Dialect):
             return ConnectError(
                 "cannot reach the database server: check the host and port, and that the server runs"
             )
+        if code == 1054:
+            return QueryError(f"{where}{msg}: name only attributes of the query (see its heading)")
         if code == 1146:
             return DatabaseError(f"{where}table does not exist ({msg}): declare it first")
         return DatabaseError(f"{where}database error {code}: {msg}")
@@ -168,6 +171,8 @@ class SQLiteDialect(Dialect):
             return DataError(f"{where}a value does not fit its attribute ({msg})")
         if "database is locked" in msg or "database is busy" in msg:
             return TransientError(f"{where}the SQLite file stayed locked past the busy timeout")
+        if "no such column" in msg:
+            return QueryError(f"{where}{msg}: name only attributes of the query (see its heading)")
         if "no such table" in msg:
             return DatabaseError(f"{where}{msg}: declare the table first")
         if "unable to open database" in msg:
