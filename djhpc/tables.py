@@ -481,7 +481,7 @@ class Schema:
         self._declare(cls, context)
         return cls
 
-    def _declare(self, cls, context, master=None):
+    def _declare(self, cls, context, master=None, parse_only=False):
         if not (isinstance(cls, type) and issubclass(cls, Table)) or cls in (Table, Manual, Lookup, Part):
             raise DefinitionError(f"{getattr(cls, '__name__', cls)} is not a table class: subclass dj.Manual, "
                                   "dj.Lookup, dj.Imported, dj.Computed or dj.Part")
@@ -517,6 +517,16 @@ class Schema:
             spec = parse_definition(cls.definition, resolve)
         except DefinitionError as e:
             raise DefinitionError(f"{cls.__name__}: {e}") from None
+        if parse_only:
+            return
+        parts = [m for n, m in vars(cls).items() if isinstance(m, type) and issubclass(m, Part) and n[0].isupper()]
+        if parts:  # parse the parts first: a bad part must not leave its master's table behind
+            cls._declared_spec = spec
+            try:
+                for part in parts:
+                    self._declare(part, context, master=cls, parse_only=True)
+            finally:
+                cls._declared_spec = None
         if self._existing is None:
             self._existing = set(self.list_tables())
         if name not in self._existing:
@@ -528,9 +538,8 @@ class Schema:
                     self.connection.query(sql, context=f"declare {cls.__name__}")
             self._existing.add(name)
         cls._declared_spec = spec
-        for attr_name, member in list(vars(cls).items()):
-            if isinstance(member, type) and issubclass(member, Part) and attr_name[0].isupper():
-                self._declare(member, context, master=cls)
+        for part in parts:
+            self._declare(part, context, master=cls)
         if issubclass(cls, Lookup) and cls.contents:
             cls().insert(list(cls.contents), skip_duplicates=True)
 
