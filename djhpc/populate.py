@@ -68,26 +68,23 @@ class PopulateResult(dict):
 
 
 def task_position(env=None) -> float | None:
-    """This array task's share of the key space, as a fraction in [0, 1), or None outside an array."""
+    """This array task's share of the key space, as a fraction in [0, 1), or None outside an array.
+
+    Task t of n starts at (t - 1) / n, so n tasks started together begin n evenly spaced walks.
+    """
     env = os.environ if env is None else env
-    pairs = [
-        ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN"),
-        ("PBS_ARRAY_INDEX", "DJHPC_ARRAY_SIZE", None),
-        ("PBS_ARRAYID", "DJHPC_ARRAY_SIZE", None),
-        ("PARALLEL_SEQ", "DJHPC_ARRAY_SIZE", None),
-        ("DJHPC_TASK_ID", "DJHPC_ARRAY_SIZE", None),
-    ]
-    for task_var, count_var, min_var in pairs:
-        if env.get(task_var) and env.get(count_var):
-            try:
-                task = int(env[task_var]) + int(env.get("DJHPC_TASK_OFFSET", 0) or 0)
-                count = int(env[count_var]) + int(env.get("DJHPC_TASK_OFFSET", 0) or 0)
-                first = int(env[min_var]) if min_var and env.get(min_var) else 1
-            except ValueError:
-                return None
-            if count > 0:
-                return ((task - first) % count) / count
-    return None
+    try:
+        if env.get("DJHPC_TASK_ID") and env.get("DJHPC_TASK_COUNT"):
+            task = int(env["DJHPC_TASK_ID"]) + int(env.get("DJHPC_TASK_OFFSET") or 0)
+            count = int(env["DJHPC_TASK_COUNT"])
+        elif env.get("SLURM_ARRAY_TASK_ID") and env.get("SLURM_ARRAY_TASK_COUNT"):
+            task = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN") or 1) + 1
+            count = int(env["SLURM_ARRAY_TASK_COUNT"])
+        else:
+            return None
+    except ValueError:
+        return None
+    return ((task - 1) % count) / count if count > 0 else None
 
 
 class KeyWalker:
@@ -282,7 +279,7 @@ class _Runner:
         self.batch = 1
         self.held: deque[Claim] = deque()
         self.next_pending_check = 0.0
-        self.final_pending_check_done = False
+        self.final_reap_done = False
 
     def _make_kind(self) -> str:
         cls = self.cls
@@ -372,7 +369,7 @@ class _Runner:
             return
         if reclaimed:
             self.next_pending_check = 0.0
-            self.final_pending_check_done = False
+            self.final_reap_done = False
 
     def _take_more(self, walker: KeyWalker, names):
         """Reserve the next batch, retrying deadlocks and dropped connections with back-off."""
@@ -398,9 +395,11 @@ class _Runner:
         while not self.held:
             keys = walker.next(n)
             if not keys:
-                if not self.restrictions and not self.final_pending_check_done:
-                    self.final_pending_check_done = True
-                    self._reap_if_due(force=True)
+                # the walk is over: give back dead workers' keys once, then take pending keys until none is left
+                if not self.restrictions:
+                    if not self.final_reap_done:
+                        self.final_reap_done = True
+                        self._reap_if_due(force=True)
                     self.held.extend(self.jobs.claim_pending(self.table.table_name, n))
                 return
             attrs = [self.table.heading[a] for a in names]
@@ -462,6 +461,12 @@ class _Runner:
                 self._report(key, started, "interrupted", str(e) or type(e).__name__)
                 raise
             except Exception as e:
+                if claim and self._lost_quietly(claim):
+                    log.warning("%s failed after its reservation was reclaimed: dropped (%s)", key, e)
+                    self.result.lost_count += 1
+                    self.result.skipped_count += 1
+                    self._report(key, started, "lost", f"{type(e).__name__}: {e}")
+                    return
                 self._failed(key, claim, e, started)
                 return
             else:
@@ -470,6 +475,12 @@ class _Runner:
                 self._adapt_batch(elapsed)
                 self._report(key, started, "success", "")
                 return
+
+    def _lost_quietly(self, claim) -> bool:
+        try:
+            return not self.jobs.still_mine(claim)
+        except Exception:  # cannot tell: treat it as an ordinary failure
+            return False
 
     def _still_mine(self, claim) -> bool:
         for attempt in range(TRANSIENT_RETRIES):
@@ -506,6 +517,7 @@ class _Runner:
             computed = cls.make_compute(self.table, dict(key), *_as_tuple(fetched))
         conn.start_transaction()
         cls._allow_insert = True
+        conn.defer_writes = conn.is_sqlite  # SQLite: no write lock while make computes
         try:
             if self.make_kind == "tripartite":
                 again = cls.make_fetch(self.table, dict(key))
@@ -517,6 +529,8 @@ class _Runner:
                 self.table.make(dict(key), **self.make_kwargs)
             else:
                 self.table._make_tuples(dict(key))
+            if conn.defer_writes:
+                conn.flush_deferred()
             if claim:
                 self.jobs.complete(claim)
             conn.commit()
@@ -524,6 +538,7 @@ class _Runner:
             conn.rollback()
             raise
         finally:
+            conn.drop_deferred()
             cls._allow_insert = False
 
     def _install_signal_handlers(self):

@@ -86,28 +86,23 @@ def boot_id() -> str:
 
 
 def scheduler_ids(env=None) -> tuple[str, str]:
-    """(cluster job id, array task id) from SLURM, PBS Pro, Torque, GNU parallel or djhpc's local runner."""
+    """(cluster job id, array task index) of this process, as ``Scheduler.task_states`` names tasks.
+
+    djhpc's rendered scripts export DJHPC_JOB_ID and DJHPC_TASK_ID for every scheduler; a worker
+    started by hand under SLURM, PBS or GNU parallel is recognised by their own variables.
+    """
     env = os.environ if env is None else env
-    offset = int(env.get("DJHPC_TASK_OFFSET", "0") or 0)
-
-    def task(value):
-        if value in (None, ""):
-            return ""
-        try:
-            return str(int(value) + offset)
-        except ValueError:
-            return value
-
+    if env.get("DJHPC_JOB_ID"):
+        return env["DJHPC_JOB_ID"], env.get("DJHPC_TASK_ID", "")
     if env.get("SLURM_ARRAY_JOB_ID"):
-        return env["SLURM_ARRAY_JOB_ID"], task(env.get("SLURM_ARRAY_TASK_ID"))
+        return env["SLURM_ARRAY_JOB_ID"], env.get("SLURM_ARRAY_TASK_ID", "")
     if env.get("SLURM_JOB_ID"):
         return env["SLURM_JOB_ID"], ""
     if env.get("PBS_JOBID"):
-        return env["PBS_JOBID"], task(env.get("PBS_ARRAY_INDEX") or env.get("PBS_ARRAYID"))
+        job = env["PBS_JOBID"].split(".")[0].split("[")[0]
+        return job, env.get("PBS_ARRAY_INDEX") or env.get("PBS_ARRAYID") or ""
     if env.get("PARALLEL_SEQ"):
-        return env.get("DJHPC_RUN_ID", "parallel"), task(env["PARALLEL_SEQ"])
-    if env.get("DJHPC_TASK_ID"):
-        return env.get("DJHPC_RUN_ID", "local"), task(env["DJHPC_TASK_ID"])
+        return "parallel", env["PARALLEL_SEQ"]
     return "", ""
 
 

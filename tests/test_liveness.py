@@ -91,7 +91,7 @@ def test_same_host_signals(schema, db, schema_name, sleeper):
         "stopped": dict(pid=stopped.pid, pid_start=psutil.Process(stopped.pid).create_time()),
     }
     locks = []
-    for i, (name, ident) in enumerate(cases.items()):
+    for i, ident in enumerate(cases.values()):
         r = reservations_as(db, schema_name, host=host, **ident)
         assert len(r.reserve("__t", [{"item": i}])) == 1
         locks.append(held_lock(db, r.worker.owner))

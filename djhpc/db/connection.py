@@ -74,6 +74,9 @@ class Connection:
         self.connection_id = 0
         #: called with the connection after each (re)connect, e.g. to take a worker's session lock again
         self.on_connect: list = []
+        #: SQLite, inside make(): writes are queued and run in one short write transaction at the end
+        self.defer_writes = False
+        self._deferred: list = []
 
     # ------------------------------------------------------------------ lifecycle
     def __repr__(self):
@@ -92,7 +95,11 @@ class Connection:
                 self._raw = None
                 self._depth = 0
                 self._sqlite_writing = False
-            self._open()
+                self._open()
+            elif self._pid is not None:
+                self._reconnect_with_backoff()  # it was lost: the server may be restarting
+            else:
+                self._open()  # first connection: a wrong URL fails at once
         return self._raw
 
     def _open(self):
@@ -159,6 +166,7 @@ class Connection:
             except Exception:  # closing a dead connection may fail; nothing to keep
                 pass
         self._raw = None
+        self._pid = None
         self._depth = 0
 
     def reconnect(self):
@@ -229,6 +237,9 @@ class Connection:
 
     def _query_sqlite(self, sql, params, many, context):
         raw = self.raw
+        if self.defer_writes and sql.lstrip()[:7].upper().startswith(_WRITE_WORDS):
+            self._deferred.append((sql, params, many, context))
+            return _DeferredCursor(len(params) if many else 1)
         if self._depth and not self._sqlite_writing and sql.lstrip()[:7].upper().startswith(_WRITE_WORDS):
             self._begin_immediate()
         self.stats.statements += 1
@@ -239,6 +250,17 @@ class Connection:
         except sqlite3.Error as e:
             err = self.dialect.translate(e, context=context)
             raise err from None
+
+    def flush_deferred(self):
+        """Run the queued writes now (the first one takes the write lock)."""
+        queued, self._deferred = self._deferred, []
+        self.defer_writes = False
+        for sql, params, many, context in queued:
+            self._query_sqlite(sql, params, many, context)
+
+    def drop_deferred(self):
+        self._deferred = []
+        self.defer_writes = False
 
     def _begin_immediate(self):
         """Take SQLite's write lock now; retry past the busy timeout rather than fail the caller."""
@@ -311,6 +333,7 @@ class Connection:
 
     def rollback(self):
         """Roll back the whole transaction, whatever the nesting depth."""
+        self.drop_deferred()
         if self._depth == 0:
             return
         self._depth = 0
@@ -340,6 +363,20 @@ class Connection:
         finally:
             out["statements"] = self.stats.statements - before[0]
             out["commits"] = self.stats.commits - before[1]
+
+
+class _DeferredCursor:
+    """What a queued write returns: the row count it will have if nothing conflicts."""
+
+    def __init__(self, rowcount: int):
+        self.rowcount = rowcount
+        self.lastrowid = None
+
+    def fetchall(self):
+        return []
+
+    def fetchone(self):
+        return None
 
 
 _connection: Connection | None = None

@@ -1,0 +1,246 @@
+"""Workers that die, stall, get stopped or lose the database: nothing lost, nothing stuck, nothing done twice.
+
+Real worker processes (``djhpc work``) against real databases; see reliability.md's T1-T15.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymysql
+import pytest
+from conftest import unavailable, worker_env
+from test_populate import calls, load_pipeline
+
+import djhpc as dj
+from djhpc.liveness import Reaper
+from djhpc.reservation import Reservations
+
+EXIT_INTERRUPTED = 75
+
+
+def start_worker(env, table, log_path, *args):
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "djhpc.cli.main", "work", f"pipeline_counts:{table}",
+                                 *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_for(predicate, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def pipeline(backend, schema_name, monkeypatch, tmp_path, db):
+    p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
+    yield p
+    sys.modules.pop("pipeline_counts", None)
+
+
+@pytest.mark.slow
+def test_chaos_sigkill_every_half_second(pipeline, backend, schema_name, tmp_path):
+    """T1: 8 workers, 1,000 keys of 5-50 ms, a random worker SIGKILLed every 0.5 s and replaced."""
+    p = pipeline
+    p.Item.insert([(i, i) for i in range(1000)])
+    env = worker_env(backend, schema_name, DJHPC_TEST_CALLS=tmp_path / "calls.log", DJHPC_TEST_SLEEP=0.005,
+                     DJHPC_TEST_SLEEP_MAX=0.05, DJHPC_REAP_SECONDS=1)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    serial = iter(range(10_000))
+    workers = [start_worker(env, "Square", logs / f"w{next(serial)}.log") for _ in range(8)]
+    kills = 0
+    rng = random.Random(7)
+    while kills < 12 and len(p.Square()) < 900:
+        time.sleep(0.5)
+        alive = [w for w in workers if w.poll() is None]
+        if not alive:
+            break
+        victim = rng.choice(alive)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        kills += 1
+        workers.append(start_worker(env, "Square", logs / f"w{next(serial)}.log"))
+    for w in workers:
+        assert w.wait(timeout=300) in (0, -signal.SIGKILL)
+    # a last worker, as a resubmission would start, finds nothing stuck
+    last = start_worker(env, "Square", logs / "last.log")
+    assert last.wait(timeout=300) == 0
+    assert len(p.Square()) == 1000 and len(p.Square.Note()) == 1000
+    assert len(p.schema.jobs) == 0, p.schema.jobs.fetch()
+    made = calls(tmp_path)
+    assert len(made) == 1000
+    repeated = [k for k, n in made.items() if n > 1]
+    assert len(repeated) <= kills, f"{len(repeated)} keys made again after {kills} kills"
+    text = "".join(f.read_text() for f in logs.iterdir())
+    assert kills >= 3 and text.count("reclaimed") >= 1, text[-2000:]
+
+
+def test_late_worker_cannot_commit_a_duplicate(pipeline, backend, schema_name, tmp_path, db):
+    """T4, T6: a stopped worker loses its key to another; when it resumes it writes nothing."""
+    p = pipeline
+    p.Item.insert1((1, 1))
+    marker = tmp_path / "marker"
+    env = worker_env(backend, schema_name, DJHPC_TEST_MARKER=marker, DJHPC_TEST_HOLD=2, DJHPC_LEASE_SECONDS=2,
+                     DJHPC_HEARTBEAT_SECONDS=0.3)
+    late = start_worker(env, "Held", tmp_path / "late.log")
+    wait_for(marker.exists, what="the first worker to reach the middle of its make")
+    os.kill(late.pid, signal.SIGSTOP)
+    try:
+        time.sleep(2.5)
+        reclaimed = Reaper(Reservations(db, schema_name), lease_seconds=2).reap()
+        assert [(c.key, c.reason) for c in reclaimed] == [({"item": 1}, "lease-expired")]
+        env2 = dict(env, DJHPC_TEST_HOLD="0", DJHPC_TEST_MARKER=str(tmp_path / "marker2"))
+        t0 = time.monotonic()
+        second = start_worker(env2, "Held", tmp_path / "second.log")
+        assert second.wait(timeout=40) == 0, (tmp_path / "second.log").read_text()
+        assert time.monotonic() - t0 < 15, "the new owner waited for the stalled owner's locks"
+    finally:
+        os.kill(late.pid, signal.SIGCONT)
+    assert late.wait(timeout=60) == 0, (tmp_path / "late.log").read_text()
+    assert p.Held.fetch("worker_pid") == [second.pid]
+    assert len(p.schema.jobs) == 0
+    assert "reclaimed" in (tmp_path / "late.log").read_text()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1])
+def test_stop_signal_gives_the_key_back(pipeline, backend, schema_name, tmp_path, sig):
+    """T7: the make rolls back, the key is available again (not an error), exit code 75."""
+    p = pipeline
+    p.Item.insert1((1, 1))
+    marker = tmp_path / "marker"
+    env = worker_env(backend, schema_name, DJHPC_TEST_MARKER=marker, DJHPC_TEST_HOLD=60)
+    w = start_worker(env, "Held", tmp_path / "w.log")
+    wait_for(marker.exists, what="the make to start")
+    t0 = time.monotonic()
+    w.send_signal(sig)
+    assert w.wait(timeout=20) == EXIT_INTERRUPTED, (tmp_path / "w.log").read_text()
+    assert time.monotonic() - t0 < 5
+    assert len(p.Held()) == 0 and len(p.schema.jobs) == 0
+    again = start_worker(dict(env, DJHPC_TEST_HOLD="0"), "Held", tmp_path / "again.log")
+    assert again.wait(timeout=60) == 0
+    assert len(p.Held()) == 1 and len(p.schema.jobs) == 0
+
+
+def test_second_stop_signal_leaves_at_once(pipeline, backend, schema_name, tmp_path):
+    p = pipeline
+    p.Item.insert1((1, 1))
+    marker = tmp_path / "marker"
+    env = worker_env(backend, schema_name, DJHPC_TEST_MARKER=marker, DJHPC_TEST_HOLD=60)
+    w = start_worker(env, "Held", tmp_path / "w.log")
+    wait_for(marker.exists, what="the make to start")
+    w.send_signal(signal.SIGTERM)
+    w.send_signal(signal.SIGTERM)
+    assert w.wait(timeout=10) == EXIT_INTERRUPTED
+    # whatever the first signal had no time to clean up, the reaper does (the PID is gone)
+    Reaper(Reservations(dj.conn(), schema_name)).reap()
+    assert len(p.schema.jobs & {"status": "reserved"}) == 0
+
+
+def test_failed_makes_are_retried_then_kept_as_errors_with_every_attempt(pipeline, backend, schema_name,
+                                                                         tmp_path):
+    """--retries: a failing key runs again up to N more times; then it stays an error, attempts listed."""
+    p = pipeline
+    p.Item.insert([(i, i) for i in range(5)])
+    env = worker_env(backend, schema_name, DJHPC_TEST_CALLS=tmp_path / "calls.log", DJHPC_TEST_FAIL="3")
+    w = start_worker(env, "Square", tmp_path / "w.log", "--retries", "2", "--retry-delay", "0")
+    assert w.wait(timeout=60) == 1
+    assert len(p.Square()) == 4
+    row = p.schema.jobs.fetch1()
+    assert row["status"] == "error" and row["failures"] == 3
+    import json
+
+    attempts = json.loads(row["history"])
+    assert [a["outcome"] for a in attempts] == ["error"] * 3
+    assert all(a["host"] == socket.gethostname() and "bad item 3" in a["message"] for a in attempts)
+    assert calls(tmp_path)["Square [('item', 3)]"] == 3
+
+
+# ---------------------------------------------------------------------------- database restart (T8)
+def _mysql_answers(port) -> bool:
+    try:
+        pymysql.connect(host="127.0.0.1", port=port, user="root", connect_timeout=1).close()
+        return True
+    except pymysql.err.Error:
+        return False
+
+
+class PrivateMariaDB:
+    """A throw-away MariaDB server on its own port and data directory, which a test may restart."""
+
+    def __init__(self, base: Path, port: int = 3399):
+        self.base, self.port = base, port
+        self.datadir = base / "data"
+        self.proc = None
+
+    def install(self):
+        binary = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
+        if not binary or not Path("/usr/sbin/mariadbd").exists():
+            unavailable("mariadbd is not installed (tests/cluster/ensure-mariadb.sh installs it)")
+        subprocess.run([binary, "--no-defaults", f"--datadir={self.datadir}", "--user=root",
+                        "--auth-root-authentication-method=normal", "--skip-test-db"],
+                       check=True, capture_output=True, timeout=120)
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={self.datadir}", f"--port={self.port}",
+             "--bind-address=127.0.0.1", f"--socket={self.base}/sock", "--user=root", "--skip-name-resolve",
+             f"--pid-file={self.base}/pid", "--innodb-buffer-pool-size=64M", f"--log-error={self.base}/err.log"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: _mysql_answers(self.port), timeout=60, what="the private MariaDB")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+
+
+@pytest.fixture
+def private_mariadb(tmp_path):
+    if os.geteuid() != 0:
+        unavailable("a private MariaDB needs root here")
+    server = PrivateMariaDB(tmp_path / "mariadb")
+    server.base.mkdir()
+    server.install()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.mysql
+def test_database_restart_in_the_middle(private_mariadb, tmp_path, monkeypatch):
+    url = f"mysql://root@127.0.0.1:{private_mariadb.port}"
+    p = load_pipeline(url, "restart_test", monkeypatch, tmp_path)
+    connection = dj.conn(url, reset=True)
+    p.Item.insert([(i, i) for i in range(400)])
+    env = worker_env(url, "restart_test", DJHPC_TEST_CALLS=tmp_path / "calls.log", DJHPC_TEST_SLEEP=0.02,
+                     DJHPC_RECONNECT_SECONDS=120)
+    workers = [start_worker(env, "Square", tmp_path / f"w{i}.log") for i in range(4)]
+    wait_for(lambda: len(calls(tmp_path)) > 60, timeout=120, what="work to be under way")
+    private_mariadb.stop()
+    time.sleep(1)
+    private_mariadb.start()
+    for i, w in enumerate(workers):
+        assert w.wait(timeout=300) == 0, (tmp_path / f"w{i}.log").read_text()[-3000:]
+    connection.reconnect()
+    assert len(p.Square()) == 400 and len(p.Square.Note()) == 400
+    assert len(p.schema.jobs) == 0, p.schema.jobs.fetch()
+    made = calls(tmp_path)
+    assert len(made) == 400
+    assert sum(n - 1 for n in made.values()) <= len(workers), "more makes repeated than were in flight"
+    connection.close()
+    sys.modules.pop("pipeline_counts", None)
+
+
