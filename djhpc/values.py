@@ -10,6 +10,7 @@ import datetime as dt
 import decimal
 import json
 import math
+import re
 import struct
 import uuid
 
@@ -130,8 +131,15 @@ def encode(attr: Attribute, value, dialect_name: str):
             raise _bad(attr, value, "years before 1000 are not supported")
         return value.isoformat()
     if c == "time":
+        if isinstance(value, str):  # as a default in a definition is written: "-01:30:00"
+            m = re.fullmatch(r"(-?)(\d+):([0-5]\d):([0-5]\d)(?:\.(\d{1,6}))?", value.strip())
+            if not m:
+                raise _bad(attr, value, "expected a datetime.timedelta or 'HH:MM:SS'")
+            sign = -1 if m.group(1) else 1
+            value = sign * dt.timedelta(hours=int(m.group(2)), minutes=int(m.group(3)), seconds=int(m.group(4)),
+                                        microseconds=int((m.group(5) or "0").ljust(6, "0")))
         if not isinstance(value, dt.timedelta):
-            raise _bad(attr, value, "expected a datetime.timedelta")
+            raise _bad(attr, value, "expected a datetime.timedelta or 'HH:MM:SS'")
         micro = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
         limit = (838 * 3600 + 59 * 60 + 59) * 1_000_000
         if abs(micro) > limit:

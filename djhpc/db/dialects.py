@@ -95,6 +95,9 @@ class MySQLDialect(Dialect):
     def translate(self, exc, *, context=""):
         if not isinstance(exc, pymysql.err.Error):
             return exc
+        if isinstance(exc, pymysql.err.InterfaceError):  # the driver's socket is gone (closed after a failure)
+            return LostConnectionError(f"{context + ': ' if context else ''}lost the connection to the database "
+                                       "server: the next statement reconnects")
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
         msg = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
         where = f"{context}: " if context else ""
