@@ -299,6 +299,9 @@ def _column_sql(dialect, attr: Attribute) -> str:
         if attr.default is SQL_NOW:
             if dialect.name == "mysql" and attr.category in ("datetime", "timestamp") and attr.precision:
                 parts.append(f"DEFAULT CURRENT_TIMESTAMP({attr.precision})")
+            elif attr.precision:
+                # the text values.encode writes (6 fractional digits), so that restricting by it matches
+                parts.append("DEFAULT (strftime('%Y-%m-%d %H:%M:%f000', 'now'))")
             else:
                 parts.append("DEFAULT CURRENT_TIMESTAMP")
         elif attr.default is None:
