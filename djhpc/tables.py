@@ -77,6 +77,7 @@ class Table(Query, metaclass=TableMeta):
     database: str | None = None
     _connection: Connection | None = None
     _declared_spec: TableSpec | None = None
+    _schema: Schema | None = None  # the Schema that declared the class: its table cache forgets drops
     _allow_insert = False  # set by populate around make()
 
     def __init__(self):
@@ -282,7 +283,13 @@ class Table(Query, metaclass=TableMeta):
 
     def drop_quick(self):
         self.connection.query(f"DROP TABLE IF EXISTS {self.full_table_name}", context="drop")
-        type(self)._declared_spec = None
+        self._forget_declaration()
+
+    def _forget_declaration(self):
+        cls = type(self)
+        cls._declared_spec = None
+        if cls._schema is not None:
+            cls._schema._existing = None  # declaring the class again must create the table again
 
     def drop(self, safemode=None):
         """Drop this table and the tables that depend on it (children first)."""
@@ -300,7 +307,7 @@ class Table(Query, metaclass=TableMeta):
                 return
         for s, t in order:
             connection.query(f"DROP TABLE IF EXISTS {connection.dialect.table(s, t)}", context="drop")
-        type(self)._declared_spec = None
+        self._forget_declaration()
 
 
 def _foreign_key_graph(connection) -> dict:
@@ -489,6 +496,7 @@ class Schema:
             raise DefinitionError(f"part table {cls.__name__} must be declared inside its master class")
         cls.database = self.database
         cls._connection = self.connection
+        cls._schema = self
         cls._declared_spec = None
         if master is not None:
             cls._master = master
