@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass
 
 import psutil
@@ -112,12 +113,15 @@ class Reaper:
     """Finds dead reservations of one schema and gives their keys back, atomically."""
 
     def __init__(self, reservations, *, lease_seconds: float = LEASE_SECONDS, max_deaths: int = MAX_DEATHS,
-                 scheduler=None):
+                 scheduler=None, scheduler_every_seconds: float = 0):
         self.res = reservations
         self.connection = reservations.connection
         self.lease_seconds = lease_seconds
         self.max_deaths = max_deaths
         self.scheduler = scheduler
+        # workers ask the scheduler rarely: 200 array tasks polling squeue would load the controller
+        self.scheduler_every_seconds = scheduler_every_seconds
+        self._next_scheduler_check = 0.0
 
     def reserved_rows(self) -> list[ReservedRow]:
         self.res.ensure_table()
@@ -141,8 +145,9 @@ class Reaper:
         return {o: bool(f) for o, f in zip(owners, flags, strict=True)}
 
     def _scheduler_states(self, rows) -> dict:
-        if self.scheduler is None:
+        if self.scheduler is None or time.monotonic() < self._next_scheduler_check:
             return {}
+        self._next_scheduler_check = time.monotonic() + self.scheduler_every_seconds
         ids = sorted({r.sched_job_id for r in rows if r.sched_job_id and r.sched_job_id not in ("local", "parallel")})
         if not ids:
             return {}

@@ -27,9 +27,11 @@ from .errors import (
     TransientError,
     UsageError,
 )
+from .history import History, usage_snapshot
+from .history import enabled as history_enabled
 from .liveness import Reaper
 from .query import Query
-from .reservation import Claim, Reservations
+from .reservation import Claim, Reservations, Worker, key_hash
 
 log = logging.getLogger(__name__)
 
@@ -272,10 +274,14 @@ class _Runner:
         self.result = PopulateResult()
         self.jobs = Reservations(self.conn, self.cls.database, worker, lease_seconds=lease_seconds) \
             if reserve_jobs else None
-        self.reaper = Reaper(self.jobs, lease_seconds=self.jobs.lease_seconds, scheduler=scheduler) \
-            if reserve_jobs else None
+        self.reaper = Reaper(self.jobs, lease_seconds=self.jobs.lease_seconds, scheduler=scheduler,
+                             scheduler_every_seconds=300) if reserve_jobs else None
         self.next_reap = 0.0
         self.walltime = walltime
+        self.history = History(self.conn, self.cls.database) if history_enabled() else None
+        if self.history:
+            self.history.ensure_table()
+        self.identity = self.jobs.worker if self.jobs else Worker.current(self.conn)
         self.batch = 1
         self.held: deque[Claim] = deque()
         self.next_pending_check = 0.0
@@ -512,6 +518,8 @@ class _Runner:
     def _make_in_transaction(self, key: dict, claim: Claim | None):
         cls, conn = self.cls, self.conn
         computed = None
+        started = time.time()
+        cpu_before, _ = usage_snapshot()
         if self.make_kind == "tripartite":
             fetched = cls.make_fetch(self.table, dict(key))
             computed = cls.make_compute(self.table, dict(key), *_as_tuple(fetched))
@@ -533,7 +541,14 @@ class _Runner:
                 conn.flush_deferred()
             if claim:
                 self.jobs.complete(claim)
+            duration = time.time() - started
+            if self.history:
+                cpu_after, rss_mb = usage_snapshot()
+                self.history.record(self.table.table_name, claim.key_hash if claim else key_hash(key), self.identity,
+                                    started, duration, cpu_after - cpu_before, rss_mb)
             conn.commit()
+            if self.walltime:
+                self.walltime.observe(duration)
         except BaseException:
             conn.rollback()
             raise

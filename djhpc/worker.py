@@ -13,7 +13,9 @@ import sys
 from dataclasses import dataclass, field
 
 from .errors import ConnectError, DjhpcError
+from .history import History
 from .populate import Interrupted
+from .walltime import Walltime
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +74,35 @@ def _install_stop_handlers():
     return lambda: [signal.signal(sig, h) for sig, h in previous.items()]
 
 
+def _scheduler_for_reaping():
+    """The scheduler to ask about dead tasks, when this worker runs under one that has a CLI here."""
+    name = os.environ.get("DJHPC_SCHEDULER") or ("slurm" if os.environ.get("SLURM_JOB_ID") else None)
+    if name not in ("slurm", "pbs", "torque"):
+        return None
+    try:
+        from .schedulers import get_scheduler
+
+        return get_scheduler(name)
+    except DjhpcError:
+        return None
+
+
 def work(table_class, options: WorkOptions) -> int:
     """Run one worker on ``table_class``; returns the process exit code."""
     keylog = KeyLog(table_class._table_name(), options.log_path)
     restore = _install_stop_handlers()
+    table = table_class()
+    history = History(table.connection, table_class.database)
+    walltime = Walltime.detect(lambda: history.typical_duration(table.table_name))
+    if walltime:
+        log.info("allocation ends at %s: keys that would not fit are left for the next run",
+                 dt.datetime.fromtimestamp(walltime.end).astimezone().isoformat(timespec="seconds"))
     try:
-        result = table_class().populate(
+        result = table.populate(
             *options.restrictions, reserve_jobs=True, suppress_errors=options.suppress_errors,
             order=options.order, limit=options.limit, max_calls=options.max_calls,
             max_attempts=options.retries + 1, retry_delay_seconds=options.retry_delay_seconds, on_key=keylog,
+            walltime=walltime, scheduler=_scheduler_for_reaping(),
         )
     except Interrupted as e:
         log.warning("%s: reservations released; submit again to continue", e)

@@ -290,6 +290,16 @@ def test_conn_is_one_per_process(clean):
         dj.conn().close()
 
 
+def test_conn_defaults_to_sqlite_file_in_working_directory(clean):
+    connection = dj.conn(reset=True)
+    try:
+        assert connection.is_sqlite
+        assert connection.query("SELECT 1").fetchone()[0] == 1
+        assert (clean / "djhpc.db").is_file()
+    finally:
+        connection.close()
+
+
 def test_conn_uses_environment_when_given_nothing(clean, monkeypatch):
     monkeypatch.setenv("DJHPC_DATABASE_URL", "sqlite:///fromenv.db")
     connection = dj.conn(reset=True)

@@ -345,6 +345,12 @@ def test_mysql_ddl():
     assert sql.endswith("COMMENT='kids'")
 
 
+def test_sqlite_ddl_default_now_keeps_fractional_seconds():
+    (sql,) = ddl("sqlite", "id : int\n---\na = CURRENT_TIMESTAMP : datetime(3)\nb = CURRENT_TIMESTAMP : timestamp\n")
+    assert "\"a\" TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f000', 'now'))" in sql
+    assert '"b" TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP' in sql
+
+
 def test_sqlite_ddl_has_separate_index_statements():
     sql, index = ddl("sqlite", "id : int\n---\nbig : bigint unsigned\nx : int\nindex(x)\n")
     assert sql.startswith('CREATE TABLE IF NOT EXISTS "s.child"')

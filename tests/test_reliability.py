@@ -222,8 +222,8 @@ def private_mariadb(tmp_path):
 @pytest.mark.mysql
 def test_database_restart_in_the_middle(private_mariadb, tmp_path, monkeypatch):
     url = f"mysql://root@127.0.0.1:{private_mariadb.port}"
+    connection = dj.conn(url, reset=True)  # before the pipeline declares its schema on "the" connection
     p = load_pipeline(url, "restart_test", monkeypatch, tmp_path)
-    connection = dj.conn(url, reset=True)
     p.Item.insert([(i, i) for i in range(400)])
     env = worker_env(url, "restart_test", DJHPC_TEST_CALLS=tmp_path / "calls.log", DJHPC_TEST_SLEEP=0.02,
                      DJHPC_RECONNECT_SECONDS=120)

@@ -282,17 +282,25 @@ def test_defaults_fill_missing_attributes(schema):
         price = 1.25 : decimal(6,2)
         day = "2020-02-29" : date
         optional = null : varchar(8)
+        at = "2001-02-03 04:05:06" : datetime
+        wait = "-01:30:00" : time
+        year = 1999 : year
         created = CURRENT_TIMESTAMP : timestamp
+        updated = CURRENT_TIMESTAMP : datetime(6)
         """
 
     start = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     Thing.insert1({"id": 1})
     row = Thing.fetch1()
-    assert {k: v for k, v in row.items() if k != "created"} == {
+    assert {k: v for k, v in row.items() if k not in ("created", "updated")} == {
         "id": 1, "label": "none", "count": 7, "ratio": 0.5, "flag": True, "kind": "b",
-        "price": __import__("decimal").Decimal("1.25"), "day": dt.date(2020, 2, 29), "optional": None}
-    assert isinstance(row["created"], dt.datetime)
-    assert abs((row["created"] - start).total_seconds()) < 120  # stored in UTC on both backends
+        "price": __import__("decimal").Decimal("1.25"), "day": dt.date(2020, 2, 29), "optional": None,
+        "at": dt.datetime(2001, 2, 3, 4, 5, 6), "wait": dt.timedelta(hours=-1, minutes=-30), "year": 1999}
+    for name in ("created", "updated"):
+        assert isinstance(row[name], dt.datetime)
+        assert abs((row[name] - start).total_seconds()) < 120  # stored in UTC on both backends
+    assert row["updated"].microsecond or row["updated"].microsecond == 0  # datetime(6) keeps sub-seconds
+    assert len(Thing & row) == 1  # a fetched row, defaults included, finds itself
 
 
 # ------------------------------------------------------------------ fetch
@@ -500,6 +508,15 @@ def test_drop_removes_dependents(db, filled, schema_name):
         filled.Session()
 
 
+def test_declare_again_after_drop(db, filled, schema, schema_name):
+    filled.Analysis.drop(safemode=False)
+    assert "__analysis" not in db_table_names(db, schema_name)
+    schema(filled.Analysis, context={"Session": filled.Session})
+    assert {"__analysis", "__analysis__unit"} <= db_table_names(db, schema_name)
+    filled.Analysis.insert1((1, 1, 0.5), allow_direct_insert=True)
+    assert len(filled.Analysis) == 1
+
+
 def test_schema_drop(db, filled, schema_name):
     dj.Schema(schema_name, connection=db).drop(force=True)
     assert db_table_names(db, schema_name) == set() if db.is_sqlite else not db.query(
@@ -679,6 +696,28 @@ def test_query_after_server_dropped_the_connection(db, filled):
 
 @pytest.mark.mysql
 @pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+def test_query_after_idle_timeout(db, filled):
+    db.query("SET SESSION wait_timeout = 1")
+    time.sleep(2.2)  # the server closes the idle session
+    assert len(filled.Subject) == 3
+    with db.counting():
+        filled.Subject.insert1((20, "rat", "later", None))
+    assert len(filled.Subject) == 4
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+def test_query_after_driver_connection_closed(db, filled):
+    db.raw.close()  # what the driver does itself after a read timeout
+    assert len(filled.Subject) == 3
+    db.raw.close()
+    with db.transaction:  # a transaction that starts on a dead connection starts on a new one
+        filled.Subject.insert1((20, "rat", "later", None))
+    assert len(filled.Subject) == 4
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
 def test_drop_inside_transaction_is_lost_connection(db, filled):
     with pytest.raises(dj.LostConnectionError) as e:
         with db.transaction:
@@ -704,6 +743,8 @@ WRITER = textwrap.dedent("""
     import djhpc as dj
 
     start = float(os.environ["START_AT"])
+    while time.time() < start:  # all writers open the (new) file and declare the table at once
+        time.sleep(0.005)
     schema = dj.Schema(os.environ["DJHPC_TEST_SCHEMA"])
 
     @schema
@@ -716,8 +757,6 @@ WRITER = textwrap.dedent("""
         '''
 
     me = int(os.environ["WRITER"])
-    while time.time() < start:
-        time.sleep(0.005)
     for n in range(int(os.environ["ROWS"])):
         if n % 3:
             Event.insert1((me, n, list(range(n))))
@@ -732,7 +771,7 @@ WRITER = textwrap.dedent("""
 
 def test_concurrent_writers_never_see_locked(backend, schema_name, tmp_path, db):
     url = backend if backend.startswith("mysql") else f"sqlite:///{tmp_path}/shared.db"  # a fresh file
-    writers, rows = 6, 24
+    writers, rows = 8, 24
     start_at = time.time() + 2.0
     procs = []
     for w in range(writers):

@@ -100,3 +100,30 @@ SELECT RELEASE_LOCK(%s)
 
 -- name: token_of
 SELECT `token` FROM {jobs} WHERE `table_name` = %s AND `key_hash` = %s
+
+-- name: create_history
+CREATE TABLE IF NOT EXISTS {history} (
+  `id` bigint unsigned NOT NULL AUTO_INCREMENT,
+  `table_name` varchar(255) NOT NULL,
+  `key_hash` char(32) NOT NULL,
+  `host` varchar(255) NOT NULL DEFAULT '',
+  `pid` int unsigned NOT NULL DEFAULT 0,
+  `sched_job_id` varchar(64) NOT NULL DEFAULT '',
+  `sched_task_id` varchar(64) NOT NULL DEFAULT '',
+  `started_at` datetime(6) NOT NULL,
+  `duration` double NOT NULL COMMENT 'seconds of make, wall clock',
+  `cpu_seconds` double NOT NULL DEFAULT 0,
+  `max_rss_mb` double NOT NULL DEFAULT 0 COMMENT 'peak resident memory of the worker after make',
+  PRIMARY KEY (`id`),
+  KEY `table_time` (`table_name`, `started_at`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='djhpc: one row per successful make'
+
+-- name: record_history
+INSERT INTO {history} (`table_name`, `key_hash`, `host`, `pid`, `sched_job_id`, `sched_task_id`, `started_at`,
+  `duration`, `cpu_seconds`, `max_rss_mb`) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+
+-- name: recent_durations
+SELECT `duration` FROM {history} WHERE `table_name` = %s ORDER BY `id` DESC LIMIT %s
+
+-- name: prune_history
+DELETE FROM {history} WHERE `started_at` < UTC_TIMESTAMP(6) - INTERVAL %s SECOND

@@ -104,3 +104,28 @@ SELECT ?
 
 -- name: token_of
 SELECT "token" FROM {jobs} WHERE "table_name" = ? AND "key_hash" = ?
+
+-- name: create_history
+CREATE TABLE IF NOT EXISTS {history} (
+  "id" INTEGER PRIMARY KEY AUTOINCREMENT,
+  "table_name" TEXT NOT NULL,
+  "key_hash" TEXT NOT NULL,
+  "host" TEXT NOT NULL DEFAULT '',
+  "pid" INTEGER NOT NULL DEFAULT 0,
+  "sched_job_id" TEXT NOT NULL DEFAULT '',
+  "sched_task_id" TEXT NOT NULL DEFAULT '',
+  "started_at" TEXT NOT NULL,
+  "duration" REAL NOT NULL,
+  "cpu_seconds" REAL NOT NULL DEFAULT 0,
+  "max_rss_mb" REAL NOT NULL DEFAULT 0
+)
+
+-- name: record_history
+INSERT INTO {history} ("table_name", "key_hash", "host", "pid", "sched_job_id", "sched_task_id", "started_at",
+  "duration", "cpu_seconds", "max_rss_mb") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+
+-- name: recent_durations
+SELECT "duration" FROM {history} WHERE "table_name" = ? ORDER BY "id" DESC LIMIT ?
+
+-- name: prune_history
+DELETE FROM {history} WHERE "started_at" < strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || ? || ' seconds')

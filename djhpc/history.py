@@ -1,0 +1,65 @@
+"""The completion history: one compact row per successful make, written in make's own transaction.
+
+It is what rate, ETA, reports and the walltime fit are computed from, and what a user sizes
+``--time`` and ``--mem`` with. Switch it off with ``DJHPC_HISTORY=0``; prune it with
+``djhpc history prune --older-than 30d``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import resource
+import statistics
+import sys
+
+HISTORY_TABLE = "~history"
+_created: set = set()
+
+
+def enabled() -> bool:
+    return os.environ.get("DJHPC_HISTORY", "1").lower() not in ("0", "false", "no", "off")
+
+
+class History:
+    def __init__(self, connection, schema: str):
+        self.connection = connection
+        self.schema = schema
+        self.table = connection.dialect.table(schema, HISTORY_TABLE)
+
+    def ensure_table(self):
+        marker = (self.connection.url.redacted, self.schema, os.getpid())
+        if marker not in _created:
+            self.connection.run("create_history", history=self.table)
+            _created.add(marker)
+
+    def record(self, table_name: str, key_hash: str, worker, started: float, duration: float,
+               cpu_seconds: float, max_rss_mb: float):
+        """Append one row; call it inside make's transaction so it lands with the result or not at all."""
+        started_at = dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None)
+        self.connection.run("record_history", (
+            table_name, key_hash, worker.host, worker.pid, worker.sched_job_id, worker.sched_task_id,
+            started_at.isoformat(sep=" "), duration, cpu_seconds, max_rss_mb), history=self.table)
+
+    def recent_durations(self, table_name: str, limit: int = 200) -> list[float]:
+        self.ensure_table()
+        rows = self.connection.run("recent_durations", (table_name, int(limit)), history=self.table).fetchall()
+        return [float(r[0]) for r in rows]
+
+    def typical_duration(self, table_name: str, quantile: float = 0.9) -> float | None:
+        """The ``quantile`` of recent make durations of a table, or None without history."""
+        durations = self.recent_durations(table_name)
+        if len(durations) < 3:
+            return None
+        return statistics.quantiles(durations, n=100, method="inclusive")[int(quantile * 100) - 1]
+
+    def prune(self, older_than_seconds: float) -> int:
+        self.ensure_table()
+        return self.connection.run("prune_history", (float(older_than_seconds),), history=self.table).rowcount
+
+
+def usage_snapshot() -> tuple[float, float]:
+    """(CPU seconds used by this process so far, its peak resident memory in MB so far)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    rss_kb = r.ru_maxrss / (1024 if sys.platform == "darwin" else 1)
+    return r.ru_utime + r.ru_stime, rss_kb / 1024
