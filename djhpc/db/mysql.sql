@@ -127,3 +127,31 @@ SELECT `duration` FROM {history} WHERE `table_name` = %s ORDER BY `id` DESC LIMI
 
 -- name: prune_history
 DELETE FROM {history} WHERE `started_at` < UTC_TIMESTAMP(6) - INTERVAL %s SECOND
+
+-- name: create_submissions
+CREATE TABLE IF NOT EXISTS {submissions} (
+  `id` bigint unsigned NOT NULL AUTO_INCREMENT,
+  `job_id` varchar(64) NOT NULL COMMENT 'the scheduler job id of one array',
+  `scheduler` varchar(16) NOT NULL,
+  `target` varchar(1024) NOT NULL,
+  `table_name` varchar(255) NOT NULL,
+  `array_size` int unsigned NOT NULL,
+  `index_offset` int unsigned NOT NULL DEFAULT 0,
+  `total_tasks` int unsigned NOT NULL,
+  `submitted_at` datetime(6) NOT NULL,
+  `user` varchar(255) NOT NULL DEFAULT '',
+  `host` varchar(255) NOT NULL DEFAULT '',
+  `script` varchar(1024) NOT NULL DEFAULT '',
+  `settings` mediumtext COMMENT 'the profile as JSON (never a password)',
+  PRIMARY KEY (`id`),
+  KEY `job` (`job_id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='djhpc: submitted job arrays'
+
+-- name: record_submission
+INSERT INTO {submissions} (`job_id`, `scheduler`, `target`, `table_name`, `array_size`, `index_offset`,
+  `total_tasks`, `submitted_at`, `user`, `host`, `script`, `settings`)
+VALUES (%s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), %s, %s, %s, %s)
+
+-- name: list_submissions
+SELECT `id`, `job_id`, `scheduler`, `target`, `table_name`, `array_size`, `index_offset`, `total_tasks`,
+  `submitted_at`, `user`, `host`, `script`, `settings` FROM {submissions} ORDER BY `id` DESC LIMIT %s

@@ -129,3 +129,29 @@ SELECT "duration" FROM {history} WHERE "table_name" = ? ORDER BY "id" DESC LIMIT
 
 -- name: prune_history
 DELETE FROM {history} WHERE "started_at" < strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || ? || ' seconds')
+
+-- name: create_submissions
+CREATE TABLE IF NOT EXISTS {submissions} (
+  "id" INTEGER PRIMARY KEY AUTOINCREMENT,
+  "job_id" TEXT NOT NULL,
+  "scheduler" TEXT NOT NULL,
+  "target" TEXT NOT NULL,
+  "table_name" TEXT NOT NULL,
+  "array_size" INTEGER NOT NULL,
+  "index_offset" INTEGER NOT NULL DEFAULT 0,
+  "total_tasks" INTEGER NOT NULL,
+  "submitted_at" TEXT NOT NULL,
+  "user" TEXT NOT NULL DEFAULT '',
+  "host" TEXT NOT NULL DEFAULT '',
+  "script" TEXT NOT NULL DEFAULT '',
+  "settings" TEXT
+)
+
+-- name: record_submission
+INSERT INTO {submissions} ("job_id", "scheduler", "target", "table_name", "array_size", "index_offset",
+  "total_tasks", "submitted_at", "user", "host", "script", "settings")
+VALUES (?, ?, ?, ?, ?, ?, ?, strftime('%Y-%m-%d %H:%M:%f', 'now'), ?, ?, ?, ?)
+
+-- name: list_submissions
+SELECT "id", "job_id", "scheduler", "target", "table_name", "array_size", "index_offset", "total_tasks",
+  "submitted_at", "user", "host", "script", "settings" FROM {submissions} ORDER BY "id" DESC LIMIT ?
