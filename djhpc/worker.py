@@ -12,7 +12,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
-from .errors import ConnectError, DjhpcError
+from .errors import ConnectError, DjhpcError, UsageError
 from .history import History
 from .populate import Interrupted
 from .walltime import Walltime
@@ -45,7 +45,10 @@ class KeyLog:
 
     def __init__(self, table_name: str, path: str | None):
         self.table_name = table_name
-        self.stream = open(path, "a", buffering=1, encoding="utf-8") if path else sys.stderr
+        try:
+            self.stream = open(path, "a", buffering=1, encoding="utf-8") if path else sys.stderr  # noqa: SIM115
+        except OSError as e:
+            raise UsageError(f"cannot write the key log {path} ({e.strerror}): choose another --log") from None
 
     def __call__(self, key, started, ended, outcome, message):
         now = dt.datetime.now().astimezone().isoformat(timespec="seconds")

@@ -16,7 +16,7 @@ import sys
 from .. import __version__
 from ..errors import DjhpcError
 
-COMMAND_MODULES = ["work", "submit", "progress", "jobs", "reap", "status", "report", "history"]
+COMMAND_MODULES = ["demo", "work", "submit", "progress", "jobs", "reap", "status", "report", "history"]
 
 EPILOG = """examples:
   djhpc work pipeline:Analysis                 run one populate loop with reservation

@@ -1,0 +1,16 @@
+"""``djhpc demo``: run a small pipeline with several workers on the embedded SQLite database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..demo import run_demo
+
+
+def register(sub):
+    p = sub.add_parser("demo", help="run a small pipeline with several local workers (no server needed)",
+                       description="Write a demo pipeline to DIR, fill it, and populate it with several "
+                                   "`djhpc work` processes on SQLite.\n\nexample:\n  djhpc demo --workers 4")
+    p.add_argument("--dir", default="djhpc-demo", help="folder to write the demo into (default: ./djhpc-demo)")
+    p.add_argument("--workers", type=int, default=4, help="worker processes to start (default: 4)")
+    p.set_defaults(func=lambda args: run_demo(Path(args.dir), workers=max(1, args.workers)))
