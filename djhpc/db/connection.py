@@ -121,7 +121,7 @@ class Connection:
                 str(path), timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
             )
             raw.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-            mode = raw.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = self._sqlite_wal(raw)
             if mode.lower() != "wal":
                 log.warning("SQLite file %s is not in WAL mode (%s): concurrent workers will wait more", path, mode)
             raw.execute("PRAGMA synchronous = NORMAL")
@@ -129,6 +129,23 @@ class Connection:
         except sqlite3.Error as e:
             raise ConnectError(f"cannot open the SQLite file {path}: {e}") from None
         return raw
+
+    @staticmethod
+    def _sqlite_wal(raw) -> str:
+        """Switch the file to WAL; retried, because the switch can fail "locked" without waiting the busy timeout."""
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        delay = 0.005
+        while True:
+            try:
+                mode = raw.execute("PRAGMA journal_mode").fetchone()[0]
+                if mode.lower() != "wal":
+                    mode = raw.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                return mode
+            except sqlite3.OperationalError as e:
+                if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.5)
 
     def _open_mysql(self):
         u = self.url
