@@ -14,7 +14,8 @@ import os
 import sys
 
 from .. import __version__
-from ..errors import DjhpcError
+from ..config import parse_url
+from ..errors import DjhpcError, UsageError
 
 COMMAND_MODULES = ["demo", "work", "submit", "progress", "jobs", "reap", "status", "report", "history"]
 
@@ -64,9 +65,12 @@ def main(argv=None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    if args.database_url:
-        os.environ["DJHPC_DATABASE_URL"] = args.database_url
     try:
+        if args.database_url:
+            if parse_url(args.database_url).password:
+                raise UsageError("a password on the command line shows in ps: set DJHPC_DATABASE_URL or put the URL "
+                                 "in a 0600 file named by DJHPC_DATABASE_URL_FILE")
+            os.environ["DJHPC_DATABASE_URL"] = args.database_url
         return int(args.func(args) or 0)
     except DjhpcError as e:
         print(f"djhpc: error: {e}", file=sys.stderr)

@@ -1,0 +1,34 @@
+"""The README's first command: `djhpc demo` runs a real pipeline with several workers on SQLite."""
+
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_demo_populates_with_four_workers_and_records_the_deliberate_failure(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "djhpc.cli.main", "demo", "--dir", str(tmp_path / "demo")],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "41 of 42 sessions analysed, 1 left" in out.stdout
+    assert "units: 164" in out.stdout
+    assert "failed: {'subject': 'r1', 'session_id': 7}: ValueError: corrupt recording in session r1/7" in out.stdout
+    assert "jobs table rows: 1" in out.stdout
+    logs = sorted((tmp_path / "demo").glob("worker-*.keys.tsv"))
+    assert len(logs) == 4
+    assert sum(1 for f in logs if f.read_text().count("\tsuccess\t") > 0) >= 2, "work was not shared"
+
+
+def test_readme_names_the_ci_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "TEST_CMD=(python -m pytest -x -q)" in ci
+    assert "python -m pytest -x -q" in readme and "djhpc demo" in readme
+
+
+def test_password_on_the_command_line_is_refused():
+    out = subprocess.run([sys.executable, "-m", "djhpc.cli.main", "--database-url", "mysql://u:s3cret@h:3306",
+                          "work", "x:Y"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "s3cret" not in out.stderr and "password on the command line" in out.stderr
+    assert out.stderr.count("\n") == 1
