@@ -258,7 +258,7 @@ class Query:
                 parts.append(f"{self._columns[k]} IS NULL")
                 continue
             parts.append(f"{self._columns[k]} = {self._dialect.placeholder}")
-            params.append(values.encode(attr, v, self._dialect.name))
+            params.append(v if attr.category == "expression" else values.encode(attr, v, self._dialect.name))
         return (" AND ".join(parts) or "1=1"), params, self
 
     def _semijoin(self, other: Query, negate: bool):
@@ -345,8 +345,11 @@ class Query:
                 attrs.append(Attribute(name=new, type="expression", category="expression"))
                 cols[new] = old  # an SQL expression over base's column names (base is flat)
         attrs.sort(key=lambda a: not a.in_key)
-        return Query(self._connection, Heading(attrs), base._from, base._from_params, cols, base._where,
-                     base._aliases, flat_names=base._flat_names and not renames)
+        q = Query(self._connection, Heading(attrs), base._from, base._from_params, cols, base._where,
+                  base._aliases, flat_names=base._flat_names and not renames)
+        # a computed attribute is SQL over bare column names: joined or nested, those names would be ambiguous
+        # or bind to the other operand's columns, so the result is wrapped and its columns become plain
+        return q.as_subquery() if any(a.category == "expression" for a in attrs) else q
 
     # -------------------------------------------------------------- fetching
     def _order_sql(self, order_by) -> str:
