@@ -388,6 +388,13 @@ def test_proj(filled):
     assert key_set(key_renamed & "sid > 1") == [(2,), (3,)]
     doubled = S.proj(double_weight="weight * 2")
     assert (doubled & {"subject_id": 1}).fetch1("double_weight") == 41.0
+    assert (doubled & {"double_weight": 41.0}).fetch1("subject_id") == 1
+    assert doubled.fetch("subject_id", order_by="double_weight DESC", limit=1) == [3]
+    # a computed attribute's column names must not bind to another operand's columns
+    next_id = S.proj(next_id="subject_id + 1")
+    assert (next_id * filled.Session).fetch("next_id", order_by=["subject_id", "session"]) == [2, 2, 3, 4]
+    assert key_set(next_id & filled.Session.proj(next_id="session")) == [(1,)]
+    assert key_set(filled.Session & S.proj(session="subject_id + 1")) == [(1, 2)]
     # a renamed projection restricts another table by the new name only
     assert key_set(filled.Session & (S & {"subject_id": 2}).proj(session="subject_id")) == [(1, 2)]
 
