@@ -49,7 +49,8 @@ def encode(attr: Attribute, value, dialect_name: str):
             return f"{v:020d}"  # no-affinity column; zero padding keeps the order among large values
         return v
     if c == "bool":
-        if isinstance(value, bool) or (_is_integral(value) and int(value) in (0, 1)):
+        numpy_bool = _is_numpy_number(value) and value.dtype.kind == "b"
+        if isinstance(value, bool) or numpy_bool or (_is_integral(value) and int(value) in (0, 1)):
             return int(bool(value))
         raise _bad(attr, value, "expected True or False")
     if c == "float":
@@ -94,7 +95,7 @@ def encode(attr: Attribute, value, dialect_name: str):
             raise _bad(attr, value, "strings cannot contain NUL characters")
         if attr.fixed and value != value.rstrip(" "):
             raise _bad(attr, value, "char(n) drops trailing spaces: use varchar(n) to keep them")
-        return value
+        return str(value)  # numpy.str_ is a str the MySQL driver does not know
     if c == "enum":
         if value not in attr.enum_values:
             raise _bad(attr, value, f"not one of {', '.join(attr.enum_values)}")

@@ -156,3 +156,27 @@ def test_double_extremes_round_trip(schema):
             (3, -0.0, -0.0), (4, 0.1, float(np.float32(0.1))), (5, 1e-300, float(np.finfo(np.float32).tiny))]
     Extreme.insert(rows)
     assert [tuple(r.values()) for r in Extreme.fetch(order_by="id")] == rows
+
+
+def test_numpy_scalars_are_stored_as_their_python_values(schema):
+    @schema
+    class FromNumpy(dj.Manual):
+        definition = """
+        id : int
+        ---
+        flag : bool
+        small : tinyint unsigned
+        big : bigint unsigned
+        single : float
+        real : double
+        price : decimal(6,2)
+        label : varchar(8)
+        """
+
+    FromNumpy.insert1({"id": np.int64(1), "flag": np.True_, "small": np.uint8(200), "big": np.uint64(2**64 - 1),
+                       "single": np.float32(0.1), "real": np.float64(2.5), "price": np.float64(1.25),
+                       "label": np.str_("ab")})
+    row = (FromNumpy & {"id": np.int32(1), "flag": np.True_, "label": np.str_("ab")}).fetch1()
+    assert row == {"id": 1, "flag": True, "small": 200, "big": 2**64 - 1, "single": float(np.float32(0.1)),
+                   "real": 2.5, "price": decimal.Decimal("1.25"), "label": "ab"}
+    assert [type(v) for v in row.values()] == [int, bool, int, int, float, float, decimal.Decimal, str]
