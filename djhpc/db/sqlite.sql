@@ -155,3 +155,31 @@ VALUES (?, ?, ?, ?, ?, ?, ?, strftime('%Y-%m-%d %H:%M:%f', 'now'), ?, ?, ?, ?)
 -- name: list_submissions
 SELECT "id", "job_id", "scheduler", "target", "table_name", "array_size", "index_offset", "total_tasks",
   "submitted_at", "user", "host", "script", "settings" FROM {submissions} ORDER BY "id" DESC LIMIT ?
+
+-- Progress, jobs, status and report (djhpc/progress.py, jobrows.py, report.py). Counts, never keys.
+
+-- name: history_summary
+SELECT COUNT(*), COALESCE(SUM(CASE WHEN "started_at" >= ? THEN 1 ELSE 0 END), 0),
+  MIN(CASE WHEN "started_at" >= ? THEN "started_at" END), MAX("started_at")
+FROM {history} WHERE "table_name" = ?
+
+-- name: history_sample
+SELECT "duration", "cpu_seconds", "max_rss_mb" FROM {history} WHERE "table_name" = ? ORDER BY "id" DESC LIMIT ?
+
+-- name: history_rows
+SELECT "started_at", "duration", "host", "sched_job_id", "sched_task_id", "cpu_seconds", "max_rss_mb"
+FROM {history} WHERE "table_name" = ? ORDER BY "id" DESC LIMIT ?
+
+-- name: count_history_older
+SELECT COUNT(*) FROM {history} WHERE "started_at" < strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || ? || ' seconds')
+
+-- name: count_jobs_by_table
+SELECT "table_name", "status", COUNT(*) FROM {jobs} GROUP BY "table_name", "status"
+
+-- name: error_groups
+SELECT "table_name", "error_message", COUNT(*), MIN("key_hash") FROM {jobs}
+WHERE "status" = 'error' AND (? = '' OR "table_name" = ?)
+GROUP BY "table_name", "error_message"
+
+-- name: count_rows
+SELECT COUNT(*) FROM {table}
