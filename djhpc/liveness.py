@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import psutil
 
 from . import blob
+from .errors import DatabaseError
 from .reservation import boot_id
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,11 @@ class Reaper:
             log.info("database restarted %.0f s ago: waiting a lease before trusting session locks", uptime)
             return {}
         marks = ", ".join(["IS_FREE_LOCK(%s)"] * len(owners))
-        flags = self.connection.query(f"SELECT {marks}", [lock_name(o) for o in owners]).fetchone()
+        try:
+            flags = self.connection.query(f"SELECT {marks}", [lock_name(o) for o in owners]).fetchone()
+        except DatabaseError as e:
+            log.info("session locks are not available (%s): judging by lease only", e)
+            return {}
         return {o: bool(f) for o, f in zip(owners, flags, strict=True)}
 
     def _scheduler_states(self, rows) -> dict:

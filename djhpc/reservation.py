@@ -19,6 +19,7 @@ import datetime as dt
 import getpass
 import hashlib
 import json
+import logging
 import os
 import secrets
 import socket
@@ -30,7 +31,9 @@ from functools import cache
 import psutil
 
 from . import blob
-from .errors import ReservationLostError
+from .errors import DatabaseError, ReservationLostError
+
+log = logging.getLogger(__name__)
 
 JOBS_TABLE = "~jobs"
 _created: set = set()  # (database, schema, pid) whose jobs table this process has made sure of
@@ -179,8 +182,12 @@ class Reservations:
         from .liveness import HEARTBEAT_SECONDS, Heartbeat
 
         if not self.connection.is_sqlite:
-            self._take_session_lock(self.connection)
-            self.connection.on_connect.append(self._take_session_lock)
+            try:
+                self._take_session_lock(self.connection)
+                self.connection.on_connect.append(self._take_session_lock)
+            except DatabaseError as e:
+                # e.g. Galera (error 1235) or a proxy without session locks: the lease alone decides
+                log.warning("session locks are not available (%s): dead workers are found by their lease only", e)
         self._heartbeat = Heartbeat(self, HEARTBEAT_SECONDS or max(self.lease_seconds / 6, 0.2))
         self._heartbeat.start()
 

@@ -208,3 +208,38 @@ def test_judge_prefers_certain_evidence():
     assert judge(row, lock_free=False, scheduler_state="NODE_FAIL", lease_seconds=10, host="here") == \
         "scheduler:NODE_FAIL"
     assert judge(row, lock_free=False, scheduler_state="RUNNING", lease_seconds=4, host="here") == "lease-expired"
+
+
+def test_without_session_locks_the_lease_decides(schema, db, schema_name, monkeypatch, caplog):
+    """T12: where GET_LOCK fails (Galera's 1235, a proxy), reserving still works and the lease alone judges."""
+    from djhpc.errors import DatabaseError
+
+    real_run = db.run
+
+    def no_locks(name, params=(), **fmt):
+        if name == "take_session_lock":
+            raise DatabaseError("database error 1235: MariaDB doesn't yet support 'GET_LOCK in cluster'")
+        return real_run(name, params, **fmt)
+
+    monkeypatch.setattr(db, "run", no_locks)
+    worker = Reservations(db, schema_name)
+    assert len(worker.reserve("__t", [{"item": 1}])) == 1
+    worker._heartbeat.stop()  # the worker stalls: no more heartbeats
+    reaper = Reaper(Reservations(db, schema_name), lease_seconds=1)
+    if not db.is_sqlite:
+        monkeypatch.setattr(reaper.connection, "query", _failing_lock_query(reaper.connection.query))
+    assert reaper.reap() == []  # alive by its fresh lease, whatever the lock says
+    age_heartbeat(db, schema_name, 5)
+    assert [c.reason for c in reaper.reap()] == ["lease-expired"]
+    worker._heartbeat = None
+
+
+def _failing_lock_query(query):
+    from djhpc.errors import DatabaseError
+
+    def wrapped(sql, params=(), **kw):
+        if "IS_FREE_LOCK" in sql:
+            raise DatabaseError("database error 1235: GET_LOCK in cluster is not supported")
+        return query(sql, params, **kw)
+
+    return wrapped

@@ -258,3 +258,19 @@ def test_long_makes_run_in_parallel_on_sqlite(backend, schema_name, tmp_path, mo
     elapsed = time.monotonic() - t0
     assert len(p.Square()) == 8 and set(calls(tmp_path).values()) == {1}
     assert elapsed < 0.5 * 8, f"{elapsed:.1f} s for 8 one-second makes on 4 workers"
+
+
+def test_password_never_reaches_an_error_row(pipeline, db, monkeypatch):
+    """A make whose error text contains the connection's password: the jobs row holds *** instead."""
+    p = pipeline
+    p.Item.insert1((1, 1))
+    monkeypatch.setattr(type(db.url), "password", property(lambda self: "hunter2secret"), raising=False)
+
+    def leaky(self, key):
+        raise RuntimeError("could not log in with hunter2secret")
+
+    monkeypatch.setattr(p.Square, "make", leaky)
+    p.Square().populate(reserve_jobs=True, suppress_errors=True)
+    row = p.schema.jobs.fetch1()
+    assert "hunter2secret" not in row["error_message"] + row["error_stack"]
+    assert "could not log in with ***" in row["error_message"]

@@ -244,3 +244,25 @@ def test_database_restart_in_the_middle(private_mariadb, tmp_path, monkeypatch):
     sys.modules.pop("pipeline_counts", None)
 
 
+
+
+def test_worker_does_not_start_a_key_that_would_not_fit_in_its_allocation(pipeline, backend, schema_name,
+                                                                           tmp_path):
+    """Walltime fit: with 5 s left and keys that usually take 10 s, the worker stops cleanly instead."""
+    from djhpc.history import History
+    from djhpc.reservation import Worker
+
+    p = pipeline
+    p.Item.insert([(i, i) for i in range(5)])
+    history = History(dj.conn(), schema_name)
+    history.ensure_table()
+    for i in range(5):
+        history.record("__square", f"h{i}", Worker.current(), time.time() - 100, 10.0, 9.5, 100.0)
+    env = worker_env(backend, schema_name, DJHPC_TEST_CALLS=tmp_path / "calls.log", DJHPC_END_TIME=time.time() + 5)
+    w = start_worker(env, "Square", tmp_path / "w.log")
+    assert w.wait(timeout=60) == 0
+    assert len(p.Square()) == 0 and not calls(tmp_path)
+    assert "would not fit" in (tmp_path / "w.log").read_text()
+    env["DJHPC_END_TIME"] = str(time.time() + 3600)
+    assert start_worker(env, "Square", tmp_path / "w2.log").wait(timeout=60) == 0
+    assert len(p.Square()) == 5
