@@ -48,7 +48,11 @@ class DatabaseURL:
             return f"sqlite:///{self.path}"
         auth = quote(self.user, safe="") + (":***" if self.password else "")
         port = f":{self.port}" if self.port else ""
-        return f"mysql://{auth}@{self.host}{port}"
+        return f"mysql://{auth}@{self._netloc_host}{port}"
+
+    @property
+    def _netloc_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address needs its brackets back
 
     def __str__(self) -> str:
         return self.redacted
@@ -65,7 +69,7 @@ class DatabaseURL:
         if self.password:
             auth += ":" + quote(self.password, safe="")
         port = f":{self.port}" if self.port else ""
-        return f"mysql://{auth}@{self.host}{port}"
+        return f"mysql://{auth}@{self._netloc_host}{port}"
 
 
 def parse_url(url: str) -> DatabaseURL:

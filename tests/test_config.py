@@ -76,6 +76,13 @@ def test_password_is_never_shown():
     assert parse_url(url.full) == url  # the full form is for child environments only, and round-trips
 
 
+def test_ipv6_host_round_trips():
+    url = parse_url(f"mysql://u:{QUOTED_SECRET}@[::1]:3307")
+    assert (url.host, url.port, url.password) == ("::1", 3307, SECRET)
+    assert str(url) == "mysql://u:***@[::1]:3307"
+    assert parse_url(url.full) == url
+
+
 def test_url_without_password_shows_no_stars():
     assert str(parse_url("mysql://bob@h:3306")) == "mysql://bob@h:3306"
 
