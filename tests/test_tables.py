@@ -186,6 +186,59 @@ def test_foreign_keys_are_constraints_in_the_catalog(db, pipeline, schema_name):
         assert [tuple(r) for r in rows] == [("subject", "subject_id")]
 
 
+def test_indexes_and_comments_are_in_the_catalog(db, pipeline, schema_name):
+    if db.is_sqlite:
+        def indexed(table):
+            out = []
+            for _, name, unique, *_ in db.query(f'PRAGMA index_list("{schema_name}.{table}")').fetchall():
+                cols = [r[2] for r in db.query(f'PRAGMA index_info("{name}")').fetchall()]
+                out.append((bool(unique), cols))
+            return out
+
+        assert (False, ["name"]) in indexed("subject")
+        assert (True, ["text"]) in indexed("note")
+        return
+    rows = db.query("SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS "
+                    "WHERE TABLE_SCHEMA=%s AND INDEX_NAME <> 'PRIMARY'", (schema_name,)).fetchall()
+    assert ("subject", 1, "name") in {(t, int(nu), c) for t, _, nu, c in rows}
+    assert ("note", 0, "text") in {(t, int(nu), c) for t, _, nu, c in rows}
+    comments = dict(db.query("SELECT COLUMN_NAME, COLUMN_COMMENT FROM information_schema.COLUMNS "
+                             "WHERE TABLE_SCHEMA=%s AND TABLE_NAME='subject'", (schema_name,)).fetchall())
+    assert comments["subject_id"] == "lab id" and comments["weight"] == "grams"
+    table_comment = db.query("SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
+                             "AND TABLE_NAME='subject'", (schema_name,)).fetchone()[0]
+    assert table_comment == "a lab animal"
+
+
+def test_session_settings(db):
+    if db.is_sqlite:
+        assert db.query("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+        assert db.query("PRAGMA busy_timeout").fetchone()[0] >= 10_000
+        assert db.query("PRAGMA foreign_keys").fetchone()[0] == 1
+    else:
+        zone, mode = db.query("SELECT @@session.time_zone, @@session.sql_mode").fetchone()
+        assert zone == "+00:00" and "STRICT_ALL_TABLES" in mode
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_sqlite_takes_the_write_lock_at_the_first_write(db, filled, backend):
+    import sqlite3
+
+    other = sqlite3.connect(parse_url(backend).path, timeout=0, isolation_level=None)
+    table = filled.Note.full_table_name
+    try:
+        with db.transaction:
+            len(filled.Subject)  # reads take no write lock: another writer is not blocked
+            other.execute(f"INSERT INTO {table} VALUES (10, NULL, 'other')")
+            filled.Note.insert1((11, None, "mine"))  # BEGIN IMMEDIATE: now the file is ours until commit
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute(f"INSERT INTO {table} VALUES (12, NULL, 'blocked')")
+        other.execute(f"INSERT INTO {table} VALUES (12, NULL, 'after')")
+    finally:
+        other.close()
+    assert sorted(filled.Note.fetch("note_id")) == [1, 2, 10, 11, 12]
+
+
 def test_child_without_parent_is_refused(filled):
     before = count_rows(filled.Session)
     with pytest.raises(dj.DataError) as e:
