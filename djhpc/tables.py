@@ -138,7 +138,13 @@ class Table(Query, metaclass=TableMeta):
             lines.append(f"{a.name}{default} : {a.type}" + (f"  # {a.comment}" if a.comment else ""))
         if not divider_written:
             lines.append("---")
+        # the unique index of '-> [unique] Parent' is written by that line already
+        from_references = [fk.attributes for fk in spec.foreign_keys
+                           if re.search(r"\[[^\]]*\bunique\b", fk.line, re.I)]
         for unique, names in spec.indexes:
+            if unique and names in from_references:
+                from_references.remove(names)
+                continue
             lines.append(("unique " if unique else "") + "index(" + ", ".join(names) + ")")
         text = "\n".join(lines) + "\n"
         if printout:
