@@ -606,6 +606,40 @@ def test_describe_round_trips(db, filled, schema_name):
         other.drop(force=True)
 
 
+def test_describe_of_references_round_trips(db, schema, schema_name):
+    @schema
+    class Animal(dj.Manual):
+        definition = "animal_id : int\n"
+
+    @schema
+    class Pair(dj.Manual):
+        definition = """
+        -> Animal.proj(first='animal_id')
+        -> Animal.proj(second='animal_id')
+        ---
+        -> [unique] Animal
+        -> [nullable] Animal.proj(judge='animal_id')
+        """
+
+    text = Pair.describe()
+    assert text.splitlines() == ["-> Animal.proj(first='animal_id')", "-> Animal.proj(second='animal_id')", "---",
+                                 "-> [unique] Animal", "-> [nullable] Animal.proj(judge='animal_id')"]
+    other = dj.Schema(schema_name + "_c", connection=db)
+    try:
+        again = type("Pair", (dj.Manual,), {"definition": text})
+        other(again, context={"Animal": Animal})
+        assert again.describe() == text
+        assert again.heading.names == ["first", "second", "animal_id", "judge"]
+    finally:
+        other.drop(force=True)
+    Animal.insert([(1,), (2,), (3,)])
+    Pair.insert1((1, 2, 3, None))
+    with pytest.raises(dj.DuplicateError):
+        Pair.insert1((2, 1, 3, 1))  # animal 3 is in a pair already
+    assert (Animal & {"animal_id": 2}).delete(safemode=False) == 2
+    assert len(Pair) == 0
+
+
 def test_heading(filled):
     h = filled.Session.heading
     assert h.names == ["subject_id", "session", "rig"]
