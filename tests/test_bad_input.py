@@ -226,6 +226,25 @@ def test_duplicate_key(thing):
     assert snapshot(Thing, Owner) == before
 
 
+def test_duplicate_of_a_key_with_a_newline(schema):
+    @schema
+    class Named(dj.Manual):
+        definition = "name : varchar(16)\n"
+
+    Named.insert1(("two\nlines",))
+    with pytest.raises(dj.DuplicateError) as e:
+        Named.insert1(("two\nlines",))
+    one_line(e.value)
+    assert len(Named) == 1
+
+
+def test_sql_syntax_error_in_restriction(thing):
+    Thing, _ = thing
+    with pytest.raises(dj.DatabaseError) as e:
+        (Thing & "id = = 1\nAND\nname").fetch()
+    one_line(e.value)
+
+
 def test_missing_attribute(thing):
     Thing, Owner = thing
     before = snapshot(Thing, Owner)

@@ -99,7 +99,7 @@ class MySQLDialect(Dialect):
             return LostConnectionError(f"{context + ': ' if context else ''}lost the connection to the database "
                                        "server: the next statement reconnects")
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
-        msg = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+        msg = " ".join((str(exc.args[1]) if len(exc.args) > 1 else str(exc)).split())  # messages are one line
         where = f"{context}: " if context else ""
         if code == 1062:
             return DuplicateError(f"{where}duplicate primary key ({msg}): use skip_duplicates=True to skip it")
@@ -159,7 +159,7 @@ class SQLiteDialect(Dialect):
     def translate(self, exc, *, context=""):
         if not isinstance(exc, sqlite3.Error):
             return exc
-        msg = str(exc)
+        msg = " ".join(str(exc).split())  # messages are one line
         where = f"{context}: " if context else ""
         if "UNIQUE constraint failed" in msg or "PRIMARY KEY" in msg:
             return DuplicateError(f"{where}duplicate primary key ({msg}): use skip_duplicates=True to skip it")
