@@ -10,13 +10,13 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from djhpc.errors import SchedulerError, UsageError
 from djhpc.profile import Profile
-from djhpc.schedulers.base import Scheduler, TaskState, check_target, check_worker_args
+from djhpc.schedulers.base import Scheduler, TaskState, check_env, check_target, check_worker_args
 from djhpc.schedulers.local import BATCH_ONLY_SETTINGS, LocalScheduler, start_detached
 
 _HINT = "install GNU parallel or use --scheduler local"
@@ -27,6 +27,19 @@ def job_line(command: Sequence[str]) -> str:
     return 'export DJHPC_TASK_ID="$PARALLEL_SEQ"; exec ' + shlex.join(command)
 
 
+_HALT = re.compile(r"never|(?:now|soon),(?:fail|success|done)=\d+%?")
+
+
+def check_halt(halt: str) -> str:
+    """A GNU parallel --halt rule: never, or when (now|soon), what (fail|success|done) and how many."""
+    if not isinstance(halt, str) or not _HALT.fullmatch(halt.strip()):
+        raise UsageError(
+            f"--halt {halt!r} is not a GNU parallel halt rule: use never, soon,fail=1, now,fail=1 or now,done=1 "
+            "(a count or a percentage such as soon,fail=10%)"
+        )
+    return halt.strip()
+
+
 def command_line(
     profile: Profile,
     target: str,
@@ -35,16 +48,21 @@ def command_line(
     joblog: str = "djhpc-parallel.joblog",
     *,
     executable: Sequence[str] = ("djhpc",),
+    env: Mapping[str, str] | None = None,
+    halt: str = "never",
+    resume_failed: bool = False,
 ) -> str:
     """The one-line GNU parallel command for `jobs` workers, to paste into bash or zsh.
 
     The quoted version of `printf 'python -c "...populate(reserve_jobs=True)";\\n%.0s' {1..11} |
-    parallel -j 11`. Rerun it with --resume-failed added to run the failed workers again.
+    parallel -j 11`. Rerun it with --resume-failed added to run the failed workers again: the
+    input lines are the same on every run, which is what the joblog is matched against.
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise UsageError(f"--array must be >= 1 (got {jobs})")
     if profile.throttle is not None and profile.throttle > jobs:
         raise UsageError(f"--throttle {profile.throttle} is larger than the array ({jobs}): lower it or omit it")
+    halt = check_halt(halt)
     command = [*executable, "work", check_target(target), *check_worker_args(worker_args)]
     slots = profile.throttle or jobs
     line = shlex.quote(job_line(command))
@@ -52,8 +70,13 @@ def command_line(
     if profile.workdir:
         parts.append(f"cd {shlex.quote(profile.workdir)} &&")
     parts.append(f"for i in $(seq 1 {jobs}); do printf '%s\\n' {line}; done |")
-    parts.append(f"DJHPC_SCHEDULER=parallel DJHPC_TASK_OFFSET=0 DJHPC_TASK_COUNT={jobs}")
-    parts.append(f"parallel --will-cite -j {slots} --joblog {shlex.quote(joblog)} --halt never --line-buffer")
+    # $$: the shell that runs the line, as the job id of every worker (parallel.sh.j2 does the same)
+    parts.append(f"DJHPC_SCHEDULER=parallel DJHPC_JOB_ID=$$ DJHPC_TASK_OFFSET=0 DJHPC_TASK_COUNT={jobs}")
+    parts.extend(f"{name}={shlex.quote(value)}" for name, value in check_env(env))
+    resume = " --resume-failed" if resume_failed else ""
+    parts.append(
+        f"parallel --will-cite -j {slots} --joblog {shlex.quote(joblog)}{resume} --halt {halt} --line-buffer"
+    )
     return " ".join(parts)
 
 

@@ -367,7 +367,7 @@ def test_command_line_is_one_quoted_line(tmp_path: Path, fake_bin: Path) -> None
         "for i in $(seq 1 11); do printf '%s\\n' "
         '\'export DJHPC_TASK_ID="$PARALLEL_SEQ"; exec djhpc work my_pipeline.Analysis --max-calls 10 '
         "--restrict '\"'\"'{\"subject\": 1}'\"'\"''; done | "
-        "DJHPC_SCHEDULER=parallel DJHPC_TASK_OFFSET=0 DJHPC_TASK_COUNT=11 "
+        "DJHPC_SCHEDULER=parallel DJHPC_JOB_ID=$$ DJHPC_TASK_OFFSET=0 DJHPC_TASK_COUNT=11 "
         "parallel --will-cite -j 11 --joblog djhpc.joblog --halt never --line-buffer"
     )
     out = tmp_path / "out"

@@ -1,0 +1,259 @@
+"""``djhpc render``, ``djhpc submit`` and ``djhpc parallel``: a run of populate workers on a scheduler."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+
+from .. import submit as library
+from ..schedulers.parallel import check_gnu_parallel, check_halt
+from .main import ArgumentParser
+
+log = logging.getLogger("djhpc.cli")
+
+SETTINGS_HELP = """settings: djhpc.yaml in this folder or above may set
+  target: pipeline.py:Analysis      the table to populate when TARGET is not given
+  scheduler: slurm                  slurm, pbs, torque, parallel or local
+  profile: default                  the profile used without --profile (env DJHPC_PROFILE)
+  profiles:                         named sets of the flags below, e.g.
+    default: {partition: cpu, time: 2h, mem: 4G}
+    gpu: {partition: gpu, gpus: a100:1, time: 4h, array: 8}
+flags override the profile; the scheduler is --scheduler, else the profile's, else djhpc.yaml's,
+else slurm when sbatch is on PATH, else local.
+
+The database URL reaches the tasks through the environment: DJHPC_DATABASE_URL, or when it holds a
+password DJHPC_DATABASE_URL_FILE naming a 0600 file under ~/.config/djhpc/credentials. It is never
+written into the script. Arguments after -- go to each `djhpc work` (e.g. -- --max-calls 100).
+"""
+
+RENDER_HELP = """Print the task script(s) that `djhpc submit` would submit, and submit nothing.
+
+The array is capped at the keys left; where SLURM's MaxArraySize is lower, the run is split into
+several arrays (each script printed after a '# ==> array I of N' line).
+
+examples:
+  djhpc render --array 11
+  djhpc render pipeline.py:Analysis --array 4 --scheduler pbs --time 2h --mem 4G
+  djhpc render --profile gpu --array 8 -- --max-calls 50
+
+""" + SETTINGS_HELP
+
+SUBMIT_HELP = """Submit a run of populate workers: an array of N tasks, each `djhpc work TARGET`.
+
+Prints the job id(s) on stdout, records each submission in the target's schema, says how many keys
+are left, never asks for more tasks than keys, and submits nothing when none is left. The default
+throttle keeps the workers within the database's free connections (two each).
+
+exit codes: 0 submitted (or nothing left), 2 bad input, a missing scheduler command or a rejected
+submission (the scheduler's message is shown)
+
+examples:
+  djhpc submit --array 11                                     target, scheduler, profile from djhpc.yaml
+  djhpc submit pipeline.py:Analysis --array 100 --throttle 20 --time 30m --mem 2G
+  djhpc submit --array 11 --dry-run                           print and keep the script, submit nothing
+  djhpc submit --array 4 --after 12345 --partition gpu --gpus a100:1
+  djhpc submit --array 8 --scheduler local                    8 workers in the background here
+
+then: djhpc progress --watch, djhpc jobs errors, and djhpc submit again to retry what is left.
+
+""" + SETTINGS_HELP
+
+PARALLEL_HELP = """Print the GNU parallel command line that runs N populate workers on this machine.
+
+--run runs it here and waits. Each worker is one input line of parallel, the same on every run, so
+--resume-failed (with the same --joblog) runs again only the workers that failed or never ran.
+
+exit codes: 0 every worker finished (or nothing left), 1 some workers failed (see djhpc jobs errors),
+2 bad input or GNU parallel missing
+
+examples:
+  djhpc parallel --jobs 11 pipeline.py:Analysis
+  djhpc parallel --jobs 4 --run --joblog analysis.joblog
+  djhpc parallel --jobs 4 --run --joblog analysis.joblog --resume-failed
+  djhpc parallel --jobs 8 --run --halt soon,fail=1 -- --max-calls 100
+"""
+
+
+class WorkerArgsParser(ArgumentParser):
+    """Everything after the first `--` is kept as the workers' arguments (argparse would mix them
+    with TARGET)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        worker_args: list[str] = []
+        if "--" in args:
+            at = args.index("--")
+            args, worker_args = args[:at], args[at + 1:]
+        namespace, extras = super().parse_known_args(args, namespace)
+        namespace.worker_args = worker_args
+        return namespace, extras
+
+
+def _add_parser(sub, name, help_text, description):
+    p = sub.add_parser(name, help=help_text, description=description,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       usage=f"djhpc {name} [TARGET] [options] [-- WORKER_ARGS ...]")
+    p.__class__ = WorkerArgsParser
+    p.add_argument("target", nargs="?", metavar="TARGET",
+                   help="table as module:Class or path/to/pipeline.py:Class (default: target in djhpc.yaml)")
+    return p
+
+
+def _add_profile_options(p, *, array_flag="--array"):
+    g = p.add_argument_group("run")
+    if array_flag == "--array":
+        g.add_argument("--array", "-a", type=int, metavar="N", help="number of workers (array tasks); capped at the "
+                       "keys left (default: array in the profile)")
+    g.add_argument("--profile", metavar="NAME", help="profile of djhpc.yaml (env DJHPC_PROFILE; default: profile: "
+                   "in djhpc.yaml, else 'default' if defined)")
+    g.add_argument("--throttle", type=int, metavar="M", help="most workers running at once (default: all, within "
+                   "the database's free connections)")
+    g.add_argument("--workdir", metavar="DIR", help="folder the tasks run in (default: where you submit)")
+    if array_flag != "--array":
+        return
+    g.add_argument("--scheduler", metavar="NAME", help="slurm, pbs, torque, parallel or local")
+    g.add_argument("--template-dir", metavar="DIR", help="folder searched first for slurm.sh.j2, pbs.sh.j2, ...")
+    r = p.add_argument_group("resources (a profile's settings, named the same)")
+    r.add_argument("--partition", "--queue", dest="partition", metavar="NAME", help="partition (SLURM) or queue (PBS)")
+    r.add_argument("--time", metavar="LIMIT", help="time limit per task: 90 (minutes), 1:30:00, 1-12:00:00, 2h, 1d")
+    r.add_argument("--mem", metavar="SIZE", help="memory per task: 4000 (MB), 500M, 4G")
+    r.add_argument("--cpus", metavar="N", help="CPUs per task")
+    r.add_argument("--gpus", metavar="N|TYPE:N", help="GPUs per task: 1 or a100:1")
+    r.add_argument("--nodes", metavar="N", help="nodes per task")
+    r.add_argument("--account", metavar="NAME", help="account to charge")
+    r.add_argument("--qos", metavar="NAME", help="quality of service (SLURM)")
+    r.add_argument("--job-name", metavar="NAME", help="job name (default: djhpc)")
+    r.add_argument("--output", metavar="FILE", help="stdout of each task (default: djhpc-%%A_%%a.out on SLURM)")
+    r.add_argument("--error", metavar="FILE", help="stderr of each task (default: djhpc-%%A_%%a.err on SLURM)")
+    r.add_argument("--after", action="append", metavar="JOBID", help="start after this job (repeatable)")
+    r.add_argument("--after-type", metavar="TYPE", help="afterok (default), afterany, afternotok or after")
+    r.add_argument("--mail-user", metavar="ADDRESS", help="mail address for job events")
+    r.add_argument("--mail-type", metavar="EVENTS", help="e.g. END,FAIL")
+    r.add_argument("--signal-seconds", metavar="S", help="SLURM sends the workers USR1 this long before the time "
+                   "limit so they give their keys back (default 60, half the limit when that is shorter)")
+    r.add_argument("--setup", action="append", metavar="LINE", help="shell line run before the worker, e.g. "
+                   "'module load python' (repeatable)")
+    r.add_argument("--directive", action="append", dest="extra_directives", metavar="LINE",
+                   help="extra scheduler directive, e.g. --constraint=haswell (repeatable)")
+    r.add_argument("--requeue", action="store_true", default=None, help="let the scheduler requeue a task")
+
+
+FLAG_NAMES = ("partition", "time", "mem", "cpus", "gpus", "nodes", "account", "qos", "job_name", "output", "error",
+              "after", "after_type", "mail_user", "mail_type", "signal_seconds", "setup", "extra_directives",
+              "requeue", "throttle", "workdir")
+
+
+def register(sub):
+    p = _add_parser(sub, "render", "print the task script submit would submit", RENDER_HELP)
+    _add_profile_options(p)
+    p.set_defaults(func=run_render)
+
+    p = _add_parser(sub, "submit", "submit an array of populate workers", SUBMIT_HELP)
+    _add_profile_options(p)
+    p.add_argument("--dry-run", action="store_true", help="write and print the script, submit nothing")
+    p.set_defaults(func=run_submit)
+
+    p = _add_parser(sub, "parallel", "print (or --run) the GNU parallel command line for N workers", PARALLEL_HELP)
+    p.add_argument("--jobs", "-j", type=int, metavar="N", help="number of workers (default: array in the profile)")
+    _add_profile_options(p, array_flag="--jobs")
+    p.add_argument("--joblog", default="djhpc-parallel.joblog", metavar="FILE",
+                   help="GNU parallel's joblog (default: djhpc-parallel.joblog)")
+    p.add_argument("--halt", default="never", metavar="RULE",
+                   help="when to stop: never (default), soon,fail=1, now,fail=1, ...")
+    p.add_argument("--resume-failed", action="store_true",
+                   help="run again only the workers the joblog shows failed or not run")
+    p.add_argument("--run", action="store_true", help="run the command here and wait for it")
+    p.set_defaults(func=run_parallel)
+
+
+def _flags(args) -> dict:
+    return {name: getattr(args, name, None) for name in FLAG_NAMES}
+
+
+def _plan(args, *, scheduler=None, array=None, render=True):
+    return library.plan(args.target, array=array if array is not None else getattr(args, "array", None),
+                        scheduler=scheduler or getattr(args, "scheduler", None), profile_name=args.profile,
+                        flags=_flags(args), worker_args=args.worker_args,
+                        template_dir=getattr(args, "template_dir", None), render=render)
+
+
+def _tell(run) -> None:
+    for note in run.notes:
+        log.info("%s", note)
+    for warning in run.warnings:
+        log.warning("warning: %s", warning)
+
+
+def _nothing_left(run) -> int:
+    log.info("nothing to submit: %s", run.left_message())
+    return 0
+
+
+def _print_scripts(run) -> None:
+    for number, (chunk, text) in enumerate(zip(run.chunks, run.scripts, strict=True), start=1):
+        if len(run.chunks) > 1:
+            first = chunk.index_offset + 1
+            print(f"# ==> array {number} of {len(run.chunks)}: tasks {first}-{first + chunk.size - 1} of the run <==")
+        sys.stdout.write(text)
+
+
+def run_render(args) -> int:
+    run = _plan(args)
+    if not run.chunks:
+        return _nothing_left(run)
+    _print_scripts(run)
+    _tell(run)
+    log.info("%s; %d %s task(s) would be submitted", run.left_message(), run.tasks, run.scheduler.name)
+    return 0
+
+
+def run_submit(args) -> int:
+    run = _plan(args)
+    if not run.chunks:
+        return _nothing_left(run)
+    done = library.submit(run, dry_run=args.dry_run)
+    if args.dry_run:
+        _print_scripts(run)
+        _tell(run)
+        where = ", ".join(str(p) for p in done.scripts)
+        log.info("dry run: nothing submitted; %s; script kept at %s", run.left_message(), where)
+        return 0
+    for job_id in done.job_ids:
+        print(job_id)
+    sys.stdout.flush()
+    _tell(run)
+    ids = ", ".join(done.job_ids)
+    log.info("submitted %d %s task(s) for %s as job %s; %s", run.tasks, run.scheduler.name,
+             run.table_class.__name__, ids, run.left_message())
+    return 0
+
+
+def run_parallel(args) -> int:
+    halt = check_halt(args.halt)
+    if args.run:
+        check_gnu_parallel()
+    run = _plan(args, scheduler="parallel", array=args.jobs, render=False)
+    if not run.chunks:
+        return _nothing_left(run)
+    line = library.parallel_line(run, joblog=args.joblog, halt=halt, resume_failed=args.resume_failed)
+    if not args.run:
+        print(line)
+        _tell(run)
+        log.info("%s; %d worker(s)", run.left_message(), run.tasks)
+        return 0
+    _tell(run)
+    log.info("running %d worker(s) with GNU parallel (joblog %s); %s", run.tasks, args.joblog, run.left_message())
+    proc = subprocess.Popen(["bash", "-c", line], stdin=subprocess.DEVNULL)
+    library.record_parallel(run, str(proc.pid), line)
+    try:
+        status = proc.wait()
+    except KeyboardInterrupt:
+        status = proc.wait()  # the workers got the INT too: they give their keys back and stop
+    if status == 0:
+        log.info("all %d worker(s) finished", run.tasks)
+        return 0
+    log.warning("GNU parallel reports %s failed worker(s): see %s and djhpc jobs errors; rerun with "
+                "--resume-failed", status if 0 < status < 101 else "some", args.joblog)
+    return 1

@@ -1,0 +1,430 @@
+"""Submit a run: array tasks, each one populate worker, sized to the work that is left.
+
+``plan`` does everything that can fail on bad input without leaving a trace, so ``djhpc render``,
+``submit --dry-run`` and ``submit`` share it; ``submit`` then writes, submits and records.
+
+  1. profile    djhpc.yaml's ``profiles:`` section (``profile:`` names the default; ``default`` if there
+                is one) under the command-line flags. Scheduler: the flag, else the profile's, else
+                djhpc.yaml's ``scheduler:``, else slurm when sbatch is on PATH, else local.
+  2. keys       ``progress()`` minus keys in error or ignored; the array never exceeds them.
+  3. limits     MaxArraySize splits the run into arrays with index offsets (``plan_arrays``),
+                MaxSubmitJobs caps it, and the database's free connections give a default throttle
+                (each worker holds two: its work connection and its heartbeat's).
+  4. database   the URL reaches tasks through the environment: DJHPC_DATABASE_URL, or, when it
+                holds a password, DJHPC_DATABASE_URL_FILE naming a 0600 file. Never the script.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import DatabaseURL, Settings, load_settings
+from .errors import ConfigError, DjhpcError, SchedulerError, UsageError
+from .profile import Profile, parse_time
+from .schedulers import ArrayChunk, Scheduler, SiteLimits, default_scheduler_name, get_scheduler, plan_arrays
+from .schedulers.parallel import check_gnu_parallel, command_line
+from .submissions import Submissions
+from .targets import load_target
+
+log = logging.getLogger(__name__)
+
+CONNECTIONS_PER_WORKER = 2  # the work connection and the heartbeat thread's
+SUBMIT_COMMANDS = {"slurm": "sbatch", "pbs": "qsub", "torque": "qsub", "local": "bash"}
+DEFAULT_SIGNAL_SECONDS = 60
+
+
+# ----------------------------------------------------------------------------------- profiles
+
+
+def profile_sections(settings: Settings) -> dict[str, dict]:
+    """The ``profiles:`` mapping of djhpc.yaml, each section a mapping (empty allowed)."""
+    where = settings.project_file or "djhpc.yaml"
+    profiles = settings.get("profiles") or {}
+    if not isinstance(profiles, Mapping):
+        raise ConfigError(f"{where}: 'profiles' must map profile names to settings (got {type(profiles).__name__})")
+    sections = {}
+    for name, section in profiles.items():
+        if section is None:
+            section = {}
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"{where}: profile {name!r} must be a mapping of settings (got {type(section).__name__})")
+        sections[str(name)] = dict(section)
+    return sections
+
+
+def _normal(name: Any) -> str:
+    key = str(name).strip().lower().replace("-", "_")
+    return {"walltime": "time", "queue": "partition"}.get(key, key)
+
+
+def _fit_signal(settings: Mapping[str, Any], base_time: int | None) -> dict[str, Any]:
+    """Give a short time limit a warning that fits: the 60 s default would not be shorter than 1 minute."""
+    out = dict(settings)
+    names = {_normal(k) for k in out}
+    if "signal_seconds" in names:
+        return out
+    time_value = next((v for k, v in out.items() if _normal(k) == "time"), None)
+    seconds = parse_time(time_value) if time_value not in (None, "") and not isinstance(time_value, bool) else None
+    seconds = seconds or base_time
+    if seconds and seconds <= DEFAULT_SIGNAL_SECONDS:
+        out["signal_seconds"] = seconds // 2
+    return out
+
+
+@dataclass
+class ResolvedProfile:
+    name: str | None
+    profile: Profile
+    scheduler: str
+    array: int | None  # the section's ``array:``, if any
+
+
+def resolve_profile(settings: Settings, *, profile_name: str | None = None, scheduler: str | None = None,
+                    flags: Mapping[str, Any] | None = None) -> ResolvedProfile:
+    """The profile of a run: the named (or default) section of djhpc.yaml with the flags on top."""
+    sections = profile_sections(settings)
+    name = profile_name or os.environ.get("DJHPC_PROFILE") or settings.get("profile")
+    if name is None and "default" in sections:
+        name = "default"
+    section: dict[str, Any] = {}
+    if name is not None:
+        name = str(name)
+        if name not in sections:
+            known = ", ".join(sorted(sections)) if sections else "none (add a profiles: section to djhpc.yaml)"
+            raise UsageError(f"unknown profile {name!r}: djhpc.yaml defines {known}")
+        section = dict(sections[name])
+    array = None
+    for key in [k for k in section if _normal(k) == "array"]:
+        array = section.pop(key)
+        if isinstance(array, bool) or not isinstance(array, int):
+            raise ConfigError(f"profile {name!r}: array must be a whole number (got {array!r})")
+    profile = Profile.from_dict(_fit_signal(section, None))
+    overrides = {k: v for k, v in (flags or {}).items() if v is not None and v != [] and v != ()}
+    if scheduler is not None:
+        overrides["scheduler"] = scheduler
+    if overrides:
+        profile = profile.merge(_fit_signal(overrides, profile.time) if "time" in overrides else overrides)
+    chosen = profile.scheduler or settings.get("scheduler") or default_scheduler_name()
+    chosen = get_scheduler(chosen).name  # unknown names are a UsageError listing the choices
+    if profile.scheduler != chosen:
+        profile = dataclasses.replace(profile, scheduler=chosen)
+    return ResolvedProfile(name, profile, chosen, array)
+
+
+# -------------------------------------------------------------------------------- credentials
+
+
+def credentials_dir() -> Path:
+    """Where password-holding URLs are kept for tasks: ~/.config/djhpc/credentials (mode 0700)."""
+    if os.environ.get("DJHPC_CREDENTIALS_DIR"):
+        return Path(os.environ["DJHPC_CREDENTIALS_DIR"])
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "djhpc" / "credentials"
+
+
+def credentials_path(url: DatabaseURL) -> Path:
+    # named by the URL without its password: a hash of a password would be a guessable copy of it
+    digest = hashlib.sha256(url.redacted.encode()).hexdigest()[:16]
+    return credentials_dir() / f"{digest}.url"
+
+
+def write_credentials(url: DatabaseURL) -> Path:
+    """Write the full URL to its 0600 file (folder 0700), atomically; its path."""
+    path = credentials_path(url)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # the umask cannot widen it, but an old file could be wider
+        os.write(fd, (url.full + "\n").encode())
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+    return path
+
+
+def database_env(url: DatabaseURL) -> dict[str, str]:
+    """What tells a task where the database is: the URL itself, or the file holding it with its password."""
+    if url.password:
+        return {"DJHPC_DATABASE_URL_FILE": str(credentials_path(url))}
+    if url.scheme == "sqlite":
+        return {"DJHPC_DATABASE_URL": "sqlite:///" + str(Path(url.path).resolve())}
+    return {"DJHPC_DATABASE_URL": url.full}
+
+
+# --------------------------------------------------------------------------------- work, limits
+
+
+@dataclass(frozen=True)
+class Work:
+    total: int
+    remaining: int  # not in the table yet
+    errors: int
+    ignored: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        """Keys a new worker would take: errored and ignored ones wait for ``djhpc jobs``."""
+        return max(0, self.remaining - self.errors - self.ignored)
+
+
+def count_work(table) -> Work:
+    d = table.progress(detail=True)
+    return Work(d["total"], d["remaining"], d["error"], d["ignore"], d["reserved"])
+
+
+def worker_budget(connection) -> int | None:
+    """How many more workers the database takes, two connections each, a tenth (at least 5) kept free.
+    None when there is no such limit (SQLite) or the server will not say."""
+    if connection.is_sqlite:
+        return None
+    try:
+        max_connections, max_user = connection.query("SELECT @@max_connections, @@max_user_connections").fetchone()
+        row = connection.query("SHOW GLOBAL STATUS LIKE 'Threads_connected'").fetchone()
+        free = int(max_connections) - int(row[1])
+        if int(max_user or 0) > 0:
+            mine = connection.query(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = SUBSTRING_INDEX(USER(), '@', 1)"
+            ).fetchone()[0]
+            free = min(free, int(max_user) - int(mine))
+        headroom = max(5, int(max_connections) // 10)
+    except (DjhpcError, TypeError, ValueError) as e:
+        log.debug("connection budget unknown: %s", e)
+        return None
+    return max(0, (free - headroom) // CONNECTIONS_PER_WORKER)
+
+
+def worker_executable() -> tuple[str, ...]:
+    """`djhpc` when it is on PATH (tasks inherit PATH), else this Python running the CLI module."""
+    return ("djhpc",) if shutil.which("djhpc") else (sys.executable, "-m", "djhpc.cli.main")
+
+
+def check_submit_command(scheduler: Scheduler) -> None:
+    """The scheduler's submit command must exist before anything is written."""
+    if scheduler.name == "parallel":
+        check_gnu_parallel()
+        return
+    command = SUBMIT_COMMANDS.get(scheduler.name)
+    if command and shutil.which(command) is None:
+        raise SchedulerError(f"{command} not found on PATH: {scheduler.missing_hint}")
+
+
+def _absolute_target(target: str, base: Path) -> str:
+    """A file target as an absolute path, so a task finds it whatever its working directory."""
+    module, _, cls = target.rpartition(":")
+    if module.endswith(".py") or "/" in module:
+        return f"{(base / module).resolve()}:{cls}"
+    return target
+
+
+# ----------------------------------------------------------------------------------------- plan
+
+
+@dataclass
+class Run:
+    """One planned run: what would be submitted, and what the user should be told."""
+
+    scheduler: Scheduler
+    profile: Profile
+    profile_name: str | None
+    target: str
+    table_class: Any
+    table: Any
+    work: Work
+    requested: int
+    tasks: int
+    chunks: list[ArrayChunk]
+    env: dict[str, str]
+    url: DatabaseURL
+    worker_args: list[str]
+    template_dir: str | None
+    budget: int | None
+    project_dir: Path
+    scripts: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def table_name(self) -> str:
+        return self.table_class._table_name()
+
+    @property
+    def schema(self) -> str:
+        return self.table_class.database
+
+    @property
+    def connection(self):
+        return self.table.connection
+
+    def left_message(self) -> str:
+        w = self.work
+        text = f"{w.available:,} of {w.total:,} keys of {self.table_class.__name__} left"
+        if w.errors:
+            text += f", {w.errors:,} in error (djhpc jobs errors)"
+        if w.reserved:
+            text += f", {w.reserved:,} being worked on"
+        return text
+
+
+def plan(target: str | None = None, *, array: int | None = None, scheduler: str | None = None,
+         profile_name: str | None = None, flags: Mapping[str, Any] | None = None,
+         worker_args: Sequence[str] = (), template_dir: str | None = None, render: bool = True,
+         settings: Settings | None = None) -> Run:
+    """Resolve, count, limit and render a run without writing or submitting anything."""
+    settings = settings or load_settings()
+    resolved = resolve_profile(settings, profile_name=profile_name, scheduler=scheduler, flags=flags)
+    profile = resolved.profile
+    requested = array if array is not None else resolved.array
+    if requested is None:
+        raise UsageError("how many workers? give --array N (or set array: in the djhpc.yaml profile)")
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+        raise UsageError(f"--array must be >= 1 (got {requested})")
+    if profile.throttle is not None and profile.throttle > requested:
+        raise UsageError(f"--throttle {profile.throttle} is larger than the array ({requested}): lower it or omit it")
+    if template_dir is not None and not Path(template_dir).is_dir():
+        raise UsageError(f"template directory {template_dir!r} does not exist: fix --template-dir")
+    sched = get_scheduler(resolved.scheduler)
+    target = target or settings.get("target")
+    if not target:
+        raise UsageError("no target given and djhpc.yaml sets none: name one as module:Class or pipeline.py:Class")
+    target = str(target)
+    table_class = load_target(target, base=settings.project_dir)
+    table = table_class()
+    work = count_work(table)
+    run = Run(sched, profile, resolved.name, _absolute_target(target, settings.project_dir), table_class, table, work,
+              requested, 0, [], database_env(table.connection.url), table.connection.url, list(worker_args),
+              template_dir, None, settings.project_dir)
+    if work.available == 0:
+        return run
+    tasks = min(requested, work.available)
+    if tasks < requested:
+        run.notes.append(f"only {work.available:,} keys left: {tasks} tasks instead of {requested}")
+    limits = _site_limits(sched)
+    if limits.max_submit_jobs is not None and tasks > limits.max_submit_jobs:
+        run.warnings.append(f"--array {tasks} is more than this account may queue (MaxSubmitJobs "
+                            f"{limits.max_submit_jobs}): submitting {limits.max_submit_jobs} tasks")
+        tasks = limits.max_submit_jobs
+    throttle = min(profile.throttle, tasks) if profile.throttle else None
+    chunks = plan_arrays(tasks, throttle, limits.max_array_size)
+    if len(chunks) > 1:
+        run.notes.append(f"MaxArraySize={limits.max_array_size}: {tasks} tasks split into {len(chunks)} arrays")
+    run.budget = worker_budget(table.connection)
+    profile = _fit_budget(run, profile, tasks, chunks)
+    run.profile, run.tasks, run.chunks = profile, tasks, chunks
+    if render:
+        executable = worker_executable()
+        run.scripts = [
+            sched.render(profile, target=run.target, array_size=c.size, worker_args=run.worker_args, env=run.env,
+                         index_offset=c.index_offset, total_tasks=tasks, template_dir=template_dir,
+                         executable=executable)
+            for c in chunks
+        ]
+    return run
+
+
+def _site_limits(sched: Scheduler) -> SiteLimits:
+    try:
+        return sched.site_limits()
+    except SchedulerError as e:  # rendering away from the cluster: no limits to read
+        log.debug("site limits unknown: %s", e)
+        return SiteLimits()
+
+
+def _fit_budget(run: Run, profile: Profile, tasks: int, chunks: list[ArrayChunk]) -> Profile:
+    """A default throttle within the database's connection budget; a warning when the request exceeds it."""
+    budget = run.budget
+    if budget is None:
+        return profile
+    per_array = profile.throttle
+
+    def concurrent(limit):
+        return sum(min(limit or c.size, c.size) for c in chunks)
+
+    if per_array is None and concurrent(None) > budget:
+        per_array = max(1, budget // len(chunks))
+        profile = dataclasses.replace(profile, throttle=per_array)
+        run.notes.append(f"throttle {per_array}: the database has room for about {budget} more workers "
+                         f"({CONNECTIONS_PER_WORKER} connections each)")
+    if concurrent(per_array) > budget:
+        run.warnings.append(
+            f"up to {concurrent(per_array)} workers may run at once, but the database has room for about {budget} "
+            f"({CONNECTIONS_PER_WORKER} connections each): lower --throttle or raise max_connections"
+        )
+    return profile
+
+
+# --------------------------------------------------------------------------------------- submit
+
+
+@dataclass
+class Submitted:
+    job_ids: list[str]
+    scripts: list[Path]
+
+
+def script_folder(run: Run) -> Path:
+    return run.project_dir / ".djhpc" / "scripts"
+
+
+def submit(run: Run, *, dry_run: bool = False) -> Submitted:
+    """Write each array's script and submit it (dry_run: write only); record what was submitted."""
+    if not run.chunks:
+        return Submitted([], [])
+    if not dry_run:
+        check_submit_command(run.scheduler)
+    if run.url.password:
+        write_credentials(run.url)
+    records = Submissions(run.connection, run.schema)
+    job_ids: list[str] = []
+    scripts: list[Path] = []
+    for chunk, text in zip(run.chunks, run.scripts, strict=True):
+        run.scheduler.last_script = None
+        try:
+            ids = run.scheduler.submit(text, dry_run=dry_run, script_dir=script_folder(run))
+        except DjhpcError:
+            if run.scheduler.last_script is not None:
+                run.scheduler.last_script.unlink(missing_ok=True)
+            raise
+        path = run.scheduler.last_script
+        scripts.append(path)
+        if dry_run:
+            continue
+        job_ids.extend(ids)
+        for job_id in ids:
+            records.record(job_id=job_id, scheduler=run.scheduler.name, target=run.target, table_name=run.table_name,
+                           array_size=chunk.size, index_offset=chunk.index_offset, total_tasks=run.tasks,
+                           script=str(path), settings=recorded_settings(run))
+    return Submitted(job_ids, scripts)
+
+
+def recorded_settings(run: Run) -> dict[str, Any]:
+    """What a submission row keeps of the settings: the profile (never holds a password), no secrets."""
+    return {"profile_name": run.profile_name, "profile": run.profile.to_dict(), "worker_args": run.worker_args,
+            "requested": run.requested, "keys_left": run.work.available, "database": run.url.redacted,
+            "env": sorted(run.env)}
+
+
+# ------------------------------------------------------------------------------------- parallel
+
+
+def parallel_line(run: Run, *, joblog: str, halt: str = "never", resume_failed: bool = False) -> str:
+    """The GNU parallel command line for the run's workers (tasks capped at the keys left)."""
+    return command_line(run.profile, run.target, run.tasks, run.worker_args, joblog, executable=worker_executable(),
+                        env=run.env, halt=halt, resume_failed=resume_failed)
+
+
+def record_parallel(run: Run, job_id: str, line: str) -> None:
+    Submissions(run.connection, run.schema).record(
+        job_id=job_id, scheduler="parallel", target=run.target, table_name=run.table_name, array_size=run.tasks,
+        index_offset=0, total_tasks=run.tasks, script=line, settings=recorded_settings(run))
