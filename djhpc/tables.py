@@ -531,6 +531,12 @@ class Schema:
             spec = parse_definition(cls.definition, resolve)
         except DefinitionError as e:
             raise DefinitionError(f"{cls.__name__}: {e}") from None
+        for a in spec.attributes:  # a default that cannot be stored fails here, alike on both backends
+            if a.has_default and a.default is not None and a.default is not SQL_NOW:
+                try:
+                    values.encode(a, a.default, self.connection.dialect.name)
+                except DataError as e:
+                    raise DefinitionError(f"{cls.__name__}: the default of '{a.name}' does not fit: {e}") from None
         if parse_only:
             return
         parts = [m for n, m in vars(cls).items() if isinstance(m, type) and issubclass(m, Part) and n[0].isupper()]
