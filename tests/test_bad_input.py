@@ -82,6 +82,10 @@ BAD_DEFINITIONS = [
     ("---\nx : int\n", "the primary key is empty"),
     ("id : int\n---\nx : varchar(8)\nindex(y)\n", "index names unknown attribute 'y'"),
     ("id : int\n---\nx = what : int\n", "default 'what' in line 'x = what : int' is not a literal"),
+    ("id : int\n---\nkind = \"c\" : enum('a', 'b')\n", "the default of 'kind' does not fit"),
+    ("id : int\n---\nn = 300 : tinyint\n", "out of range -128..127"),
+    ("id : int\n---\nday = \"2021-02-30\" : date\n", "expected a date"),
+    ("id : int\n---\nlabel = \"too long\" : varchar(3)\n", "longer than 3 characters"),
 ]
 
 
