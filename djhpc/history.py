@@ -36,10 +36,15 @@ class History:
     def record(self, table_name: str, key_hash: str, worker, started: float, duration: float,
                cpu_seconds: float, max_rss_mb: float):
         """Append one row; call it inside make's transaction so it lands with the result or not at all."""
+        sql, params = self.record_statement(table_name, key_hash, worker, started, duration, cpu_seconds, max_rss_mb)
+        self.connection.query(sql, params, context="record_history")
+
+    def record_statement(self, table_name: str, key_hash: str, worker, started: float, duration: float,
+                         cpu_seconds: float, max_rss_mb: float) -> tuple[str, tuple]:
         started_at = dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None)
-        self.connection.run("record_history", (
-            table_name, key_hash, worker.host, worker.pid, worker.sched_job_id, worker.sched_task_id,
-            started_at.isoformat(sep=" "), duration, cpu_seconds, max_rss_mb), history=self.table)
+        sql = self.connection.dialect.queries["record_history"].format(history=self.table)
+        return sql, (table_name, key_hash, worker.host, worker.pid, worker.sched_job_id, worker.sched_task_id,
+                     started_at.isoformat(sep=" "), duration, cpu_seconds, max_rss_mb)
 
     def recent_durations(self, table_name: str, limit: int = 200) -> list[float]:
         self.ensure_table()

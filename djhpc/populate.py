@@ -539,14 +539,25 @@ class _Runner:
                 self.table._make_tuples(dict(key))
             if conn.defer_writes:
                 conn.flush_deferred()
-            if claim:
-                self.jobs.complete(claim)
             duration = time.time() - started
+            closing = []  # statements that end make's transaction: the fenced completion, the history row
+            if claim:
+                closing += self.jobs.complete_statements(claim) if not conn.is_sqlite else []
             if self.history:
                 cpu_after, rss_mb = usage_snapshot()
-                self.history.record(self.table.table_name, claim.key_hash if claim else key_hash(key), self.identity,
-                                    started, duration, cpu_after - cpu_before, rss_mb)
-            conn.commit()
+                closing.append(self.history.record_statement(
+                    self.table.table_name, claim.key_hash if claim else key_hash(key), self.identity, started,
+                    duration, cpu_after - cpu_before, rss_mb))
+            if conn.is_sqlite:
+                if claim:
+                    self.jobs.complete(claim)
+                for sql, params in closing:
+                    conn.query(sql, params, context="record_history")
+                conn.commit()
+            else:
+                # one round trip: completion, history, COMMIT, and BEGIN for the next key already held
+                begin_next = bool(self.held) and self.make_kind != "tripartite"
+                conn.commit_batch(closing, begin_next=begin_next, context="complete")
             if self.walltime:
                 self.walltime.observe(duration)
         except BaseException:

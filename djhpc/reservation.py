@@ -322,6 +322,13 @@ class Reservations:
                 f"reservation of {claim.table_name} {claim.key} was reclaimed by another worker: result rolled back"
             )
 
+    def complete_statements(self, claim: Claim) -> list[tuple[str, tuple]]:
+        """MySQL: the completion as statements for ``Connection.commit_batch``: the fenced DELETE and a check
+        that fails unless it removed exactly this reservation (so a reclaimed key's make never commits)."""
+        q = self.connection.dialect.queries
+        return [(q["complete"].format(jobs=self.jobs), (claim.table_name, claim.key_hash, claim.token)),
+                (q["fence_check"], ())]
+
     def fail(self, claim: Claim, message: str, stack: str, *, max_attempts: int = 1,
              retry_delay_seconds: float = 0) -> str:
         """Record a failed make; the key waits for a retry while attempts remain, else it is an error."""

@@ -103,7 +103,8 @@ def test_composite_keys_that_glue_to_the_same_string_are_both_made(pipeline, tmp
 
 def test_statement_budget_per_job(pipeline, db, monkeypatch):
     """Reservation bookkeeping beyond make's own statements (its insert, BEGIN, COMMIT): at most 2 round trips
-    and 1 commit per job. The completion history adds one INSERT per job inside make's transaction."""
+    and 1 commit per job. The completion history adds one INSERT per job inside make's transaction (on MySQL
+    in the round trip that commits)."""
     p = pipeline
     n = 300
     p.PairSum().populate()  # nothing to do, but declares everything
@@ -119,7 +120,13 @@ def test_statement_budget_per_job(pipeline, db, monkeypatch):
     assert (runs["0"]["statements"] - makes_own) / n <= 2.0, runs
     assert (runs["0"]["commits"] - n) / n <= 1.0, runs
     assert runs["1"]["commits"] == runs["0"]["commits"]
-    assert 0.9 <= (runs["1"]["statements"] - runs["0"]["statements"]) / n <= 1.1, runs
+    history_cost = (runs["1"]["statements"] - runs["0"]["statements"]) / n
+    if db.is_sqlite:
+        assert 0.9 <= history_cost <= 1.1, runs  # one in-process INSERT
+    else:
+        assert abs(history_cost) < 0.1, runs  # sent in the same round trip as the COMMIT
+        # make's own insert plus one closing round trip (fence, history, COMMIT, next BEGIN)
+        assert runs["1"]["statements"] / n < 2.3, runs
 
 
 def test_start_up_costs_a_handful_of_statements_whatever_the_backlog(pipeline, db):

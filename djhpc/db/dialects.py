@@ -20,6 +20,7 @@ from ..errors import (
     DuplicateError,
     LostConnectionError,
     QueryError,
+    ReservationLostError,
     TransientError,
 )
 
@@ -101,6 +102,8 @@ class MySQLDialect(Dialect):
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
         msg = " ".join((str(exc.args[1]) if len(exc.args) > 1 else str(exc)).split())  # messages are one line
         where = f"{context}: " if context else ""
+        if code == 1242 and context == "complete":
+            return ReservationLostError("this worker's reservation was reclaimed by another: result rolled back")
         if code == 1062:
             return DuplicateError(f"{where}duplicate primary key ({msg}): use skip_duplicates=True to skip it")
         if code == 1452:

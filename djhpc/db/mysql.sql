@@ -167,7 +167,8 @@ FROM {history} WHERE `table_name` = %s
 SELECT `duration`, `cpu_seconds`, `max_rss_mb` FROM {history} WHERE `table_name` = %s ORDER BY `id` DESC LIMIT %s
 
 -- name: history_rows
-SELECT `started_at`, `duration`, `host`, `sched_job_id`, `sched_task_id`, `cpu_seconds`, `max_rss_mb`
+SELECT `started_at`, `duration`, `host`, `sched_job_id`, `sched_task_id`, `cpu_seconds`, `max_rss_mb`,
+  `pid`
 FROM {history} WHERE `table_name` = %s ORDER BY `id` DESC LIMIT %s
 
 -- name: count_history_older
@@ -183,3 +184,8 @@ GROUP BY `table_name`, `error_message`
 
 -- name: count_rows
 SELECT COUNT(*) FROM {table}
+
+-- name: fence_check
+-- fails (error 1242) unless the statement before it changed exactly one row: the server then runs nothing
+-- more of the batch, so a make whose reservation was reclaimed never reaches its COMMIT
+SELECT IF(ROW_COUNT() = 1, 0, (SELECT 1 UNION ALL SELECT 2))

@@ -167,7 +167,8 @@ FROM {history} WHERE "table_name" = ?
 SELECT "duration", "cpu_seconds", "max_rss_mb" FROM {history} WHERE "table_name" = ? ORDER BY "id" DESC LIMIT ?
 
 -- name: history_rows
-SELECT "started_at", "duration", "host", "sched_job_id", "sched_task_id", "cpu_seconds", "max_rss_mb"
+SELECT "started_at", "duration", "host", "sched_job_id", "sched_task_id", "cpu_seconds", "max_rss_mb",
+  "pid"
 FROM {history} WHERE "table_name" = ? ORDER BY "id" DESC LIMIT ?
 
 -- name: count_history_older
@@ -183,3 +184,7 @@ GROUP BY "table_name", "error_message"
 
 -- name: count_rows
 SELECT COUNT(*) FROM {table}
+
+-- name: fence_check
+-- (SQLite completes with complete + rowcount; this name exists so both files define the same queries)
+SELECT 0
