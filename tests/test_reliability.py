@@ -266,3 +266,25 @@ def test_worker_does_not_start_a_key_that_would_not_fit_in_its_allocation(pipeli
     env["DJHPC_END_TIME"] = str(time.time() + 3600)
     assert start_worker(env, "Square", tmp_path / "w2.log").wait(timeout=60) == 0
     assert len(p.Square()) == 5
+
+
+def test_a_killed_workers_key_is_reclaimable_within_a_second(pipeline, backend, schema_name, tmp_path, db):
+    """T2: after SIGKILL the evidence (PID gone; on MariaDB also the session lock) frees the key at once."""
+    p = pipeline
+    p.Item.insert1((1, 1))
+    marker = tmp_path / "marker"
+    env = worker_env(backend, schema_name, DJHPC_TEST_MARKER=marker, DJHPC_TEST_HOLD=60)
+    w = start_worker(env, "Held", tmp_path / "w.log")
+    wait_for(marker.exists, what="the make to start")
+    w.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    reaper = Reaper(Reservations(db, schema_name))
+    reclaimed = []
+    while not reclaimed and time.monotonic() - killed < 5:
+        reclaimed = reaper.reap()
+        time.sleep(0.02)
+    latency = time.monotonic() - killed
+    w.wait()
+    assert [c.reason for c in reclaimed] == ["pid-gone"] and latency < 1.0, latency
+    assert start_worker(dict(env, DJHPC_TEST_HOLD="0"), "Held", tmp_path / "again.log").wait(timeout=60) == 0
+    assert len(p.Held()) == 1 and len(p.schema.jobs) == 0
