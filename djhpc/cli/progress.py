@@ -1,0 +1,184 @@
+"""``djhpc progress [TARGET | --schema NAME]``: how far a table is, how fast it goes, how big a make is."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+
+from ..progress import RATE_WINDOW_SECONDS, TableProgress, schema_progress, table_progress
+from . import display
+from .scope import resolve_scope
+
+HELP = """Progress of one table: keys in total, done, remaining, running (reserved), failed and ignored,
+the completion rate over a recent window and the ETA, plus the median and 95th percentile of make
+time, CPU seconds and peak memory of recent makes (to size --time and --mem).
+
+With --schema NAME the pipeline is not imported, so the key source (total, remaining, ETA) is unknown:
+every Imported/Computed table of the schema is listed with what the database holds (rows made,
+jobs by status, rate and percentiles). Name TARGET for the totals.
+
+exit codes: 0 shown (--watch: the table is done), 2 usage error, 130 --watch stopped by Ctrl-C
+
+examples:
+  djhpc progress pipeline:Analysis
+  djhpc progress pipeline:Analysis --watch          refresh until nothing is left to run
+  djhpc progress --schema my_pipeline --json
+"""
+
+
+def register(sub):
+    p = sub.add_parser("progress", help="counts, rate, ETA and make-size percentiles of a table",
+                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    display.add_schema_options(p)
+    p.add_argument("--watch", action="store_true", help="refresh in place until the table is done (or Ctrl-C)")
+    p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="--watch refresh (default 2)")
+    p.add_argument("--window", type=display.age_argument, default=RATE_WINDOW_SECONDS, metavar="AGE",
+                   help="rate over makes started this recently (default 10m)")
+    p.add_argument("--json", action="store_true", help="machine-readable rows (--watch: one JSON line each time)")
+    display.add_quiet(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    scope = resolve_scope(args)
+    if args.watch and scope.table is None:
+        from ..errors import UsageError
+
+        raise UsageError("--watch needs TARGET (module:Class): without the pipeline's code the total is unknown")
+    if args.interval <= 0:
+        from ..errors import UsageError
+
+        raise UsageError(f"--interval must be > 0 seconds (got {args.interval:g})")
+
+    def measure() -> list[TableProgress]:
+        if scope.table is None:
+            return schema_progress(scope.connection, scope.schema, window_seconds=args.window)
+        return [table_progress(scope.table, window_seconds=args.window)]
+
+    if args.watch:
+        return _watch(measure, args)
+    rows = measure()
+    if args.json:
+        display.print_json([r.as_dict() for r in rows])
+    elif getattr(args, "quiet", False):
+        for r in rows:
+            print(summary_line(r))
+    else:
+        show(rows, display.console())
+    return 0
+
+
+# ---------------------------------------------------------------------------- text
+def eta_text(p: TableProgress) -> str:
+    if p.total is None:
+        return "—"
+    if p.finished:
+        return "done"
+    if p.left == 0:
+        return "finishing"
+    if p.eta_seconds is None:
+        return "stalled" if p.completions else "not started"
+    at = dt.datetime.now().astimezone() + dt.timedelta(seconds=p.eta_seconds)
+    clock = at.strftime("%H:%M" if p.eta_seconds < 86400 else "%Y-%m-%d %H:%M")
+    return f"{display.seconds_text(p.eta_seconds)} ({clock})"
+
+
+def _percent(p: TableProgress) -> str:
+    return "—" if p.percent is None else f"{p.percent:.1f}%"
+
+
+def _rate(p: TableProgress) -> str:
+    return "—" if p.rate_per_minute is None else f"{p.rate_per_minute:,.1f}"
+
+
+def summary_line(p: TableProgress) -> str:
+    if p.total is None:
+        head = f"{p.name}: {p.done:,} rows"
+    else:
+        head = f"{p.name}: {p.done:,} of {p.total:,} done ({_percent(p)})"
+    return (f"{head}, {p.reserved:,} running, {p.error:,} failed, {p.ignore:,} ignored, "
+            f"{_rate(p)}/min, ETA {eta_text(p)}")
+
+
+def progress_table(rows: list[TableProgress]):
+    t = display.table("Table", "Total", "Done", "Remaining", "Running", "Failed", "Ignored", "Done %",
+                      "Rate /min", "ETA",
+                      right=("Total", "Done", "Remaining", "Running", "Failed", "Ignored", "Done %", "Rate /min"))
+    for p in rows:
+        failed = f"[red]{p.error:,}[/red]" if p.error else "0"
+        t.add_row(p.name, display.number(p.total), display.number(p.done), display.number(p.remaining),
+                  display.number(p.reserved), failed, display.number(p.ignore), _percent(p), _rate(p), eta_text(p))
+    return t
+
+
+def sizing_table(rows: list[TableProgress]):
+    t = display.table("Table", "Makes", "Time p50", "Time p95", "CPU p50", "CPU p95", "Peak mem p50",
+                      "Peak mem p95", title="Recent makes (size --time and --mem from p95)",
+                      right=("Makes", "Time p50", "Time p95", "CPU p50", "CPU p95", "Peak mem p50", "Peak mem p95"))
+    for p in rows:
+        d, c, m = p.duration, p.cpu_seconds, p.max_rss_mb
+        t.add_row(p.name, display.number(p.completions),
+                  display.seconds_text(d.median if d else None), display.seconds_text(d.p95 if d else None),
+                  display.seconds_text(c.median if c else None), display.seconds_text(c.p95 if c else None),
+                  display.megabytes_text(m.median if m else None), display.megabytes_text(m.p95 if m else None))
+    return t
+
+
+def show(rows: list[TableProgress], out) -> None:
+    out.print(progress_table(rows))
+    out.print(sizing_table(rows))
+    if rows and rows[0].total is None:
+        out.print("total, remaining and ETA need the pipeline's code: name TARGET (module:Class) for them")
+        return
+    for p in rows:
+        if not p.completions:
+            out.print(f"{p.name}: no completions recorded yet: rate, ETA and percentiles appear after the first "
+                      "make (history is off if DJHPC_HISTORY=0)")
+
+
+# ---------------------------------------------------------------------------- watch
+def _watch(measure, args) -> int:
+    interval = max(args.interval, 0.2)
+    tty = sys.stdout.isatty() and not args.json
+    try:
+        if tty and not getattr(args, "quiet", False):
+            return _watch_live(measure, interval)
+        while True:
+            rows = measure()
+            if args.json:
+                print(json.dumps([r.as_dict() for r in rows], default=str), flush=True)
+            else:
+                print(" | ".join(summary_line(r) for r in rows), flush=True)
+            if all(r.finished for r in rows):
+                return 0
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _watch_live(measure, interval: float) -> int:
+    from rich.console import Group
+    from rich.live import Live
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+
+    out = display.console()
+
+    def render(rows):
+        bars = Table.grid(padding=(0, 1))
+        for p in rows:
+            bars.add_row(p.name, ProgressBar(total=max(p.total or 0, 1), completed=p.done, width=40),
+                         f"{p.done:,}/{p.total:,}", _percent(p), f"ETA {eta_text(p)}")
+        stamp = dt.datetime.now().astimezone().strftime("%H:%M:%S")
+        return Group(bars, progress_table(rows), sizing_table(rows), f"updated {stamp}; Ctrl-C to stop watching")
+
+    rows = measure()
+    with Live(render(rows), console=out, refresh_per_second=4, transient=False) as live:
+        while not all(r.finished for r in rows):
+            time.sleep(interval)
+            rows = measure()
+            live.update(render(rows))
+    return 0

@@ -1,0 +1,39 @@
+"""``djhpc report TARGET -o report.html``: one self-contained HTML page about a table's run."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UsageError
+from ..report import REPORT_ROWS, write_report
+from .scope import resolve_scope
+
+HELP = """Write one HTML page (inline CSS and SVG, no script, nothing fetched from the network) with the
+table's progress over time, throughput, a timeline of makes per host and array task (stragglers and
+idle workers show), the distribution of make durations and the errors grouped by type and message.
+Open it in any browser, or attach it to a ticket.
+
+examples:
+  djhpc report pipeline:Analysis -o analysis.html
+"""
+
+
+def register(sub):
+    p = sub.add_parser("report", help="write an HTML report of a table's run", description=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", nargs="?", metavar="TARGET",
+                   help="table as module:Class or path/to/pipeline.py:Class (default: target in djhpc.yaml)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the page")
+    p.add_argument("--max-makes", type=int, default=REPORT_ROWS, metavar="N",
+                   help=f"draw the newest N makes (default {REPORT_ROWS:,})")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if args.max_makes < 1:
+        raise UsageError(f"--max-makes must be >= 1 (got {args.max_makes})")
+    scope = resolve_scope(args, allow_schema=False)
+    path = write_report(scope.table, args.output, limit=args.max_makes)
+    if not getattr(args, "quiet", False):
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,230 @@
+"""Progress of auto-populated tables: counts, rate, ETA and how big a make is, from a handful of queries.
+
+For a table class: two COUNTs (key source, key source minus table), one GROUP BY over the jobs table,
+one summary of the completion history and one bounded sample of it (the last ``SAMPLE_SIZE`` makes).
+Nothing fetches keys, so the cost does not grow with the table.
+
+Without the pipeline's code (``schema_progress``) the key source cannot be computed: total, remaining
+and ETA are unknown, and what the database holds is reported instead (rows made, jobs, history).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import statistics
+from dataclasses import asdict, dataclass
+
+from .errors import UsageError
+from .history import History
+from .reservation import JOBS_TABLE, Reservations
+
+RATE_WINDOW_SECONDS = 600.0
+SAMPLE_SIZE = 1000  # recent makes the percentiles are computed from
+
+
+@dataclass
+class Spread:
+    """Median and 95th percentile of recent makes."""
+
+    median: float
+    p95: float
+
+
+@dataclass
+class TableProgress:
+    name: str  # the class name
+    table_name: str
+    total: int | None  # keys in the key source; None without the pipeline's code
+    done: int
+    remaining: int | None
+    reserved: int = 0
+    error: int = 0
+    ignore: int = 0
+    pending: int = 0
+    completions: int = 0  # makes in the history
+    recent: int = 0  # of them started within the rate window
+    window_seconds: float = RATE_WINDOW_SECONDS
+    rate_per_minute: float | None = None
+    eta_seconds: float | None = None
+    duration: Spread | None = None  # seconds of make
+    cpu_seconds: Spread | None = None
+    max_rss_mb: Spread | None = None
+    last_started_at: dt.datetime | None = None  # UTC
+
+    @property
+    def percent(self) -> float | None:
+        if self.total is None:
+            return None
+        return 100.0 * self.done / self.total if self.total else 100.0
+
+    @property
+    def left(self) -> int | None:
+        """Keys still to run: remaining, less those that failed or are ignored (they wait for the user)."""
+        if self.remaining is None:
+            return None
+        return max(self.remaining - self.error - self.ignore, 0)
+
+    @property
+    def finished(self) -> bool:
+        """Nothing left to run and nothing running: what --watch waits for."""
+        return self.left == 0 and self.reserved == 0
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["percent"] = self.percent
+        out["left"] = self.left
+        out["finished"] = self.finished if self.total is not None else None
+        if self.last_started_at is not None:
+            out["last_started_at"] = self.last_started_at.replace(tzinfo=dt.timezone.utc).isoformat()
+        return out
+
+
+# ---------------------------------------------------------------------------- table names
+def is_auto_populated(table_name: str) -> bool:
+    """Imported (``_name``) or Computed (``__name``), not a part (``__master__part``) nor a djhpc table."""
+    if not table_name.startswith("_"):
+        return False
+    return "__" not in table_name.lstrip("_") and bool(table_name.lstrip("_"))
+
+
+def class_name(table_name: str) -> str:
+    """``__spike_sorting`` -> ``SpikeSorting`` (how the table's class is named)."""
+    return "".join(w[:1].upper() + w[1:] for w in re.split(r"_+", table_name.lstrip("_#")) if w)
+
+
+def schema_tables(connection, schema: str) -> list[str]:
+    """Table names of a schema; an unknown schema is a UsageError naming the known ones."""
+    from .tables import Schema
+
+    try:
+        tables = Schema(schema, connection=connection, create_schema=False).list_tables()
+    except UsageError:
+        tables = []
+    if not tables:
+        raise UsageError(f"schema '{schema}' does not exist or has no tables: check the name{_known(connection)}")
+    return tables
+
+
+def _known(connection) -> str:
+    if connection.is_sqlite:
+        rows = connection.query("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+        names = sorted({r[0].split(".", 1)[0] for r in rows if "." in r[0]})
+    else:
+        rows = connection.query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA").fetchall()
+        names = sorted(r[0] for r in rows if r[0] not in ("information_schema", "mysql", "performance_schema",
+                                                            "sys"))
+    if not names:
+        return ""
+    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    return f" (schemas here: {shown})"
+
+
+# ---------------------------------------------------------------------------- statistics
+def spread(values: list[float]) -> Spread | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return Spread(values[0], values[0])
+    p95 = statistics.quantiles(values, n=100, method="inclusive")[94]
+    return Spread(statistics.median(values), p95)
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def _as_datetime(value) -> dt.datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return value
+    return dt.datetime.fromisoformat(str(value))
+
+
+def _sql_time(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _history_stats(connection, schema: str, table_name: str, window_seconds: float, now: dt.datetime) -> dict:
+    """Completions, recent completions, rate and percentiles: two statements."""
+    history = History(connection, schema)
+    history.ensure_table()
+    cutoff = _sql_time(now - dt.timedelta(seconds=window_seconds))
+    count, recent, first_recent, last = connection.run("history_summary", (cutoff, cutoff, table_name),
+                                                       history=history.table).fetchone()
+    count, recent = int(count or 0), int(recent or 0)
+    out = {"completions": count, "recent": recent, "last_started_at": _as_datetime(last)}
+    if count:
+        first = _as_datetime(first_recent)
+        if recent and first is not None:
+            span = min(window_seconds, max((now - first).total_seconds(), 1.0))
+            out["rate_per_minute"] = recent * 60.0 / span
+        else:
+            out["rate_per_minute"] = 0.0
+        rows = connection.run("history_sample", (table_name, SAMPLE_SIZE), history=history.table).fetchall()
+        out["duration"] = spread([float(r[0]) for r in rows])
+        out["cpu_seconds"] = spread([float(r[1]) for r in rows])
+        out["max_rss_mb"] = spread([float(r[2]) for r in rows])
+    return out
+
+
+def _eta(p: TableProgress) -> float | None:
+    left = p.left
+    if left is None:
+        return None
+    if left == 0:
+        return 0.0
+    if not p.rate_per_minute:
+        return None
+    return left / p.rate_per_minute * 60.0
+
+
+# ---------------------------------------------------------------------------- progress
+def table_progress(table, *restrictions, window_seconds: float = RATE_WINDOW_SECONDS,
+                   now: dt.datetime | None = None) -> TableProgress:
+    """Progress of one auto-populated table (class or instance), optionally of a restricted key source."""
+    if isinstance(table, type):
+        table = table()
+    if not hasattr(table, "_key_source"):
+        raise UsageError(f"{type(table).__name__} is not a Computed or Imported table: name one that has make()")
+    connection, schema = table.connection, type(table).database
+    now = now or _utc_now()
+    ks = table._key_source()
+    for r in restrictions:
+        ks = ks & r
+    total = len(ks)
+    remaining = len(ks - table)
+    counts = Reservations(connection, schema).counts(table.table_name)
+    p = TableProgress(type(table).__name__, table.table_name, total, total - remaining, remaining,
+                      counts["reserved"], counts["error"], counts["ignore"], counts["pending"],
+                      window_seconds=window_seconds)
+    for k, v in _history_stats(connection, schema, table.table_name, window_seconds, now).items():
+        setattr(p, k, v)
+    p.eta_seconds = _eta(p)
+    return p
+
+
+def schema_progress(connection, schema: str, *, window_seconds: float = RATE_WINDOW_SECONDS,
+                    now: dt.datetime | None = None) -> list[TableProgress]:
+    """What the database alone tells of every auto-populated table of a schema (no total, no ETA)."""
+    now = now or _utc_now()
+    names = [t for t in schema_tables(connection, schema) if is_auto_populated(t)]
+    if not names:
+        raise UsageError(f"schema '{schema}' has no Imported or Computed tables (names starting with _ or __)")
+    res = Reservations(connection, schema)
+    res.ensure_table()
+    jobs = {}
+    for table_name, status, n in connection.run("count_jobs_by_table",
+                                                jobs=connection.dialect.table(schema, JOBS_TABLE)).fetchall():
+        jobs.setdefault(table_name, {})[status] = int(n)
+    out = []
+    for name in names:
+        rows = int(connection.run("count_rows", table=connection.dialect.table(schema, name)).fetchone()[0])
+        c = jobs.get(name, {})
+        p = TableProgress(class_name(name), name, None, rows, None, c.get("reserved", 0), c.get("error", 0),
+                          c.get("ignore", 0), c.get("pending", 0), window_seconds=window_seconds)
+        for k, v in _history_stats(connection, schema, name, window_seconds, now).items():
+            setattr(p, k, v)
+        out.append(p)
+    return out
