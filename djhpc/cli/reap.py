@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 
 from ..errors import UsageError
@@ -35,6 +36,11 @@ class _TableReaper(Reaper):
 
     def reserved_rows(self):
         return [r for r in super().reserved_rows() if r.table_name == self.table_name]
+
+
+class _DropReclaimed(logging.Filter):
+    def filter(self, record):
+        return not str(record.msg).startswith("reclaimed ")
 
 
 def register(sub):
@@ -72,7 +78,12 @@ def run(args) -> int:
     reaper = (_TableReaper(reservations, scope.table_name, **kwargs) if scope.table is not None
               else Reaper(reservations, **kwargs))
     reserved = len(reaper.reserved_rows())
-    reclaimed = reaper.reap(dry_run=args.dry_run)
+    quiet_log = _DropReclaimed()
+    logging.getLogger("djhpc.liveness").addFilter(quiet_log)  # this command prints each reclaimed key itself
+    try:
+        reclaimed = reaper.reap(dry_run=args.dry_run)
+    finally:
+        logging.getLogger("djhpc.liveness").removeFilter(quiet_log)
     if args.json:
         display.print_json([{"table_name": r.table_name, "key": r.key, "host": r.host, "pid": r.pid,
                              "reason": r.reason, "status": r.status} for r in reclaimed])
@@ -80,6 +91,7 @@ def run(args) -> int:
     quiet = getattr(args, "quiet", False)
     out = display.console()
     verb = "would reclaim" if args.dry_run else "reclaimed"
+    done = "would be reclaimed" if args.dry_run else "reclaimed"
     for r in reclaimed:
         then = "" if args.dry_run else (" -> error (died too often)" if r.status == "error" else " -> pending")
         out.print(f"{verb} {class_name(r.table_name)} {display.escape(key_text(r.key))} from "
@@ -87,7 +99,7 @@ def run(args) -> int:
     if not quiet:
         alive = reserved - len(reclaimed)
         if reclaimed:
-            out.print(f"{len(reclaimed):,} of {reserved:,} reservations {verb}; {alive:,} look alive")
+            out.print(f"{len(reclaimed):,} of {reserved:,} reservations {done}; {alive:,} look alive")
         else:
             out.print(f"no dead reservations in {scope.label}: {reserved:,} reserved, all alive")
     return 0

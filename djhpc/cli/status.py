@@ -1,0 +1,113 @@
+"""``djhpc status``: the arrays ``djhpc submit`` sent, as the scheduler sees them, and the keys each task holds."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+
+from ..errors import UsageError
+from ..jobrows import key_text
+from ..progress import class_name
+from ..status import CATEGORIES, collect
+from . import display
+from .scope import resolve_scope
+
+HELP = """For each array recorded by djhpc submit (newest first): its tasks pending, running, done, failed,
+timed out and cancelled as the scheduler reports them (squeue and sacct on SLURM, qstat on PBS), the
+keys each running task holds now, and reservations whose task the scheduler says is gone (djhpc reap
+gives those keys back).
+
+exit codes: 0 shown, 2 usage error or a scheduler command missing or failing
+
+examples:
+  djhpc status                      the target of djhpc.yaml
+  djhpc status --schema my_pipeline --limit 5
+"""
+
+
+def register(sub):
+    p = sub.add_parser("status", help="submitted arrays as the scheduler sees them, and the keys tasks hold",
+                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    display.add_schema_options(p)
+    p.add_argument("--limit", type=int, default=10, metavar="N", help="the N newest submissions (default 10)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    display.add_quiet(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if args.limit < 1:
+        raise UsageError(f"--limit must be >= 1 (got {args.limit})")
+    scope = resolve_scope(args)
+    default = "slurm" if shutil.which("squeue") else None
+    report = collect(scope.connection, scope.schema, table_name=scope.table_name, limit=args.limit,
+                     default_scheduler=default)
+    if args.json:
+        display.print_json(_as_json(report))
+        return 0
+    quiet = getattr(args, "quiet", False)
+    if quiet:
+        for s in report.submissions:
+            counts = " ".join(f"{c}={s.counts[c]}" for c in CATEGORIES if s.counts[c])
+            print(f"{s.submission.job_id}\t{s.submission.scheduler}\t{class_name(s.submission.table_name)}\t{counts}")
+        for g in report.gone:
+            print(f"gone\t{g.task}\t{class_name(g.table_name)}\t{key_text(g.key)}\t{g.state}")
+        return 0
+    out = display.console()
+    if not report.submissions:
+        out.print(f"no submissions recorded for {scope.label} (djhpc submit records them)")
+    else:
+        t = display.table("Job", "Scheduler", "Table", "Submitted", "Tasks", "Pending", "Running", "Done", "Failed",
+                          "Timeout", "Cancelled", "Unknown", title=f"Submissions to schema {scope.schema}",
+                          right=("Tasks", "Pending", "Running", "Done", "Failed", "Timeout", "Cancelled", "Unknown"))
+        colours = {"failed": "red", "timeout": "red", "cancelled": "yellow", "running": "cyan", "done": "green"}
+        for s in report.submissions:
+            cells = []
+            for c in CATEGORIES:
+                n = s.counts[c]
+                cells.append(f"[{colours[c]}]{n:,}[/{colours[c]}]" if n and c in colours else display.number(n))
+            sub = s.submission
+            t.add_row(sub.job_id, sub.scheduler, class_name(sub.table_name), display.local_time(sub.submitted_at),
+                      display.number(sub.array_size), *cells)
+        out.print(t)
+        holds = [h for s in report.submissions for h in s.holding]
+        if holds:
+            t = display.table("Task", "State", "Host", "PID", "Keys", "Holding now", "Heartbeat",
+                              title="Keys held by running tasks", right=("PID", "Keys"))
+            for h in holds:
+                shown = "; ".join(f"{class_name(tn)} {key_text(k)}" for tn, k in h.keys[:3])
+                if len(h.keys) > 3:
+                    shown += f"; +{len(h.keys) - 3:,} more"
+                t.add_row(h.task, h.state or "—", display.escape(h.host), display.number(h.pid),
+                          display.number(len(h.keys)), display.escape(shown),
+                          "—" if h.heartbeat_age is None else f"{display.seconds_text(h.heartbeat_age)} ago")
+            out.print(t)
+    if report.gone:
+        t = display.table("Table", "Key", "Task", "Scheduler says", "Host", "PID",
+                          title="Reservations whose task is gone", right=("PID",))
+        for g in report.gone:
+            t.add_row(class_name(g.table_name), display.escape(key_text(g.key)), g.task, f"[red]{g.state}[/red]",
+                      display.escape(g.host), display.number(g.pid))
+        out.print(t)
+        out.print(f"{len(report.gone):,} keys are held by tasks that ended or that the scheduler does not know: "
+                  "djhpc reap gives them back now (workers do so on their own within a lease)")
+    elif report.reserved:
+        out.print(f"{report.reserved:,} keys reserved, none by a task the scheduler reports ended")
+    return 0
+
+
+def _as_json(report) -> dict:
+    return {
+        "schema": report.schema,
+        "submissions": [{
+            "job_id": s.submission.job_id, "scheduler": s.submission.scheduler, "target": s.submission.target,
+            "table_name": s.submission.table_name, "submitted_at": display.iso_local(s.submission.submitted_at),
+            "tasks": s.tasks, "counts": s.counts, "states": {str(k): v for k, v in sorted(s.states.items())},
+            "holding": [{"task": h.task, "state": h.state, "host": h.host, "pid": h.pid,
+                         "keys": [{"table_name": tn, "key": k} for tn, k in h.keys],
+                         "heartbeat_age": h.heartbeat_age} for h in s.holding],
+        } for s in report.submissions],
+        "gone": [{"table_name": g.table_name, "key": g.key, "host": g.host, "pid": g.pid, "task": g.task,
+                  "state": g.state} for g in report.gone],
+        "reserved": report.reserved,
+    }
