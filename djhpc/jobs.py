@@ -34,6 +34,7 @@ sched_task_id = "" : varchar(64)
 attempts = 0 : smallint unsigned
 failures = 0 : smallint unsigned
 deaths = 0 : smallint unsigned
+position = 0 : smallint unsigned
 heartbeat_at = null : datetime(6)
 retry_after = null : datetime(6)
 history = null : varchar(16383)

@@ -79,6 +79,7 @@ class ReservedRow:
     deaths: int
     history: list
     key: dict
+    position: int = 0  # order in its reservation batch: the worker makes its batch in this order
 
 
 @dataclass
@@ -131,7 +132,7 @@ class Reaper:
         for r in rows:
             out.append(ReservedRow(r[0], r[1], r[2], r[3], r[4], int(r[5]), float(r[6]), r[7], r[8], r[9],
                                    int(r[10]), None if r[11] is None else float(r[11]), int(r[12]),
-                                   json.loads(r[13]) if r[13] else [], _safe_key(r[14])))
+                                   json.loads(r[13]) if r[13] else [], _safe_key(r[14]), int(r[15])))
         return out
 
     def _free_locks(self, owners: list[str]) -> dict[str, bool | None]:
@@ -170,6 +171,12 @@ class Reaper:
             return []
         locks = self._free_locks(sorted({r.owner for r in rows if r.owner}))
         states = self._scheduler_states(rows)
+        # of a dead worker's batch only the first key left was being made (or about to be): only it counts
+        # a death; the keys queued behind it go back without one, so a crash never poisons its neighbours
+        first_of_batch = {}
+        for row in rows:
+            if row.token not in first_of_batch or row.position < first_of_batch[row.token]:
+                first_of_batch[row.token] = row.position
         out = []
         for row in rows:
             task_key = f"{row.sched_job_id}_{row.sched_task_id}" if row.sched_task_id else row.sched_job_id
@@ -180,23 +187,23 @@ class Reaper:
             if dry_run:
                 out.append(Reclaimed(row.table_name, row.key, row.host, row.pid, reason, "dry-run"))
                 continue
-            done = self._reclaim(row, reason)
+            done = self._reclaim(row, reason, died_on_it=row.position == first_of_batch[row.token])
             if done:
                 out.append(done)
         return out
 
-    def _reclaim(self, row: ReservedRow, reason: str) -> Reclaimed | None:
-        deaths = row.deaths + 1
+    def _reclaim(self, row: ReservedRow, reason: str, died_on_it: bool = True) -> Reclaimed | None:
+        deaths = row.deaths + (1 if died_on_it else 0)
         status = "error" if deaths >= self.max_deaths else "pending"
-        attempt = {"outcome": "died", "reason": reason, "host": row.host, "pid": row.pid,
-                   "job": row.sched_job_id, "task": row.sched_task_id}
+        attempt = {"outcome": "died" if died_on_it else "queued-behind", "reason": reason, "host": row.host,
+                   "pid": row.pid, "job": row.sched_job_id, "task": row.sched_task_id}
         history = row.history + [attempt]
         message = ""
         if status == "error":
             message = (f"worker died {deaths} times on this key (last: {reason}); out of memory or a crash? "
                        "Fix it, then djhpc jobs retry")
-        cur = self.res._run("reclaim", (status, json.dumps(history), message, row.table_name, row.key_hash,
-                                        row.token))
+        cur = self.res._run("reclaim", (status, 1 if died_on_it else 0, json.dumps(history), message,
+                                        row.table_name, row.key_hash, row.token))
         if cur.rowcount != 1:
             return None  # another reaper was first, or the worker finished after all
         log.warning("reclaimed %s %s from %s pid %s (%s)%s", row.table_name, row.key, row.host, row.pid, reason,

@@ -104,7 +104,7 @@ class KeyWalker:
         self.done = False
         self.pending_at_start = None
         if fraction is None:
-            fraction = random.random() if order == "random" else 0.0
+            fraction = 0.0
         self.start = None
         if fraction > 0:
             self.pending_at_start = len(candidates)
@@ -307,7 +307,11 @@ class _Runner:
         if missing:
             raise UsageError(f"key_source attribute '{missing[0]}' is not in {self.cls.__name__}'s primary key")
         candidates = ks.proj() - self.table
-        walker = KeyWalker(candidates, names, self.order, self.position)
+        position = self.position
+        if position is None and (self.reserve or self.order == "random"):
+            # no array task index: a random start, so that workers started together rarely meet
+            position = random.random()
+        walker = KeyWalker(candidates, names, self.order, position)
         progress = _ProgressBar(self.cls.__name__, walker.pending_at_start or len(candidates)) \
             if self.display else None
         restore = self._install_signal_handlers() if self.reserve else None
@@ -394,7 +398,7 @@ class _Runner:
         if not self.restrictions and time.monotonic() >= self.next_pending_check:
             # keys waiting for a retry are rare: look at start, then every half minute
             self.next_pending_check = time.monotonic() + PENDING_CHECK_SECONDS
-            self.held.extend(self.jobs.claim_pending(self.table.table_name, n))
+            self.held.extend(self.jobs.claim_pending(self.table.table_name, 1))
             if self.held:
                 return
         d = self.conn.dialect
@@ -406,7 +410,7 @@ class _Runner:
                     if not self.final_reap_done:
                         self.final_reap_done = True
                         self._reap_if_due(force=True)
-                    self.held.extend(self.jobs.claim_pending(self.table.table_name, n))
+                    self.held.extend(self.jobs.claim_pending(self.table.table_name, 1))
                 return
             attrs = [self.table.heading[a] for a in names]
             encoded = [tuple(values.encode(a, k[a.name], d.name) for a in attrs) for k in keys]

@@ -258,21 +258,21 @@ class Reservations:
         encoded = encoded or [()] * len(keys)
         rows_sql, params = [], []
         for i, (k, h, enc) in enumerate(zip(keys, hashes, encoded, strict=True)):
-            cols = [ph, ph, ph] + [ph] * len(key_columns)
+            cols = [ph, ph, ph, ph] + [ph] * len(key_columns)
             if i == 0:
-                names = ["_tn", "_kh", "_k"] + [f"_c{j}" for j in range(len(key_columns))]
+                names = ["_tn", "_kh", "_k", "_pos"] + [f"_c{j}" for j in range(len(key_columns))]
                 cols = [f"{c} AS {n}" for c, n in zip(cols, names, strict=True)]
             rows_sql.append("SELECT " + ", ".join(cols))
-            params += [table_name, h, blob.pack(k), *enc]
+            params += [table_name, h, blob.pack(k), i, *enc]
         identity = self._identity()
         head = [ph] * len(identity)
         insert_cols = ["table_name", "key_hash", "status", "key", "user", "host", "pid", "connection_id",
                        "owner", "pid_start", "boot_id", "sched_job_id", "sched_task_id", "token", "attempts",
-                       "heartbeat_at"]
+                       "heartbeat_at", "position"]
         verb = "INSERT IGNORE" if d.name == "mysql" else "INSERT OR IGNORE"
         sql = (
             f"{verb} INTO {self.jobs} ({', '.join(q(c) for c in insert_cols)}) "
-            f"SELECT v._tn, v._kh, 'reserved', v._k, {', '.join(head)}, {ph}, 1, {d.now} "
+            f"SELECT v._tn, v._kh, 'reserved', v._k, {', '.join(head)}, {ph}, 1, {d.now}, v._pos "
             f"FROM ({' UNION ALL '.join(rows_sql)}) AS v"
         )
         if done_table and key_columns:

@@ -243,3 +243,17 @@ def _failing_lock_query(query):
         return query(sql, params, **kw)
 
     return wrapped
+
+
+def test_only_the_key_being_made_counts_a_death(schema, db, schema_name):
+    """A dead worker held a batch: the first key left was in progress; the ones queued behind it go back
+    without a death, so one crash never turns its neighbours into poison pills."""
+    dead = reservations_as(db, schema_name, host=socket.gethostname(), pid=999_999_990)
+    claims = dead.reserve("__t", [{"item": i} for i in range(4)])
+    assert len(claims) == 4
+    with db.transaction:  # the dead worker had finished item 0 before it died
+        dead.complete(claims[0])
+    reclaimed = Reaper(Reservations(db, schema_name), lease_seconds=3600).reap()
+    assert sorted((c.key["item"], c.status) for c in reclaimed) == [(1, "pending"), (2, "pending"), (3, "pending")]
+    deaths = {r["key"]["item"]: r["deaths"] for r in dj.JobsTable(db, schema_name).fetch()}
+    assert deaths == {1: 1, 2: 0, 3: 0}

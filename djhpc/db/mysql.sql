@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS {jobs} (
   `attempts` smallint unsigned NOT NULL DEFAULT 0,
   `failures` smallint unsigned NOT NULL DEFAULT 0,
   `deaths` smallint unsigned NOT NULL DEFAULT 0,
+  `position` smallint unsigned NOT NULL DEFAULT 0 COMMENT 'order of the key in its reservation batch',
   `heartbeat_at` datetime(6) NULL DEFAULT NULL,
   `retry_after` datetime(6) NULL DEFAULT NULL,
   `history` mediumtext COMMENT 'JSON list of earlier attempts',
@@ -81,11 +82,11 @@ UPDATE {jobs} SET `heartbeat_at` = UTC_TIMESTAMP(6) WHERE `owner` = %s AND `stat
 -- name: reserved_rows
 SELECT `table_name`, `key_hash`, `token`, `owner`, `host`, `pid`, `pid_start`, `boot_id`, `sched_job_id`,
   `sched_task_id`, `connection_id`, TIMESTAMPDIFF(MICROSECOND, `heartbeat_at`, UTC_TIMESTAMP(6)) / 1e6,
-  `deaths`, `history`, `key`
+  `deaths`, `history`, `key`, `position`
 FROM {jobs} WHERE `status` = 'reserved'
 
 -- name: reclaim
-UPDATE {jobs} SET `status` = %s, `token` = '', `owner` = '', `deaths` = `deaths` + 1, `history` = %s,
+UPDATE {jobs} SET `status` = %s, `token` = '', `owner` = '', `deaths` = `deaths` + %s, `history` = %s,
   `error_message` = %s, `retry_after` = UTC_TIMESTAMP(6), `timestamp` = UTC_TIMESTAMP(6)
 WHERE `table_name` = %s AND `key_hash` = %s AND `token` = %s AND `status` = 'reserved'
 

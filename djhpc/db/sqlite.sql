@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS {jobs} (
   "attempts" INTEGER NOT NULL DEFAULT 0,
   "failures" INTEGER NOT NULL DEFAULT 0,
   "deaths" INTEGER NOT NULL DEFAULT 0,
+  "position" INTEGER NOT NULL DEFAULT 0,
   "heartbeat_at" TEXT,
   "retry_after" TEXT,
   "history" TEXT,
@@ -84,11 +85,11 @@ UPDATE {jobs} SET "heartbeat_at" = strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE "o
 SELECT "table_name", "key_hash", "token", "owner", "host", "pid", "pid_start", "boot_id", "sched_job_id",
   "sched_task_id", "connection_id",
   (julianday('now') - julianday("heartbeat_at")) * 86400.0,
-  "deaths", "history", "key"
+  "deaths", "history", "key", "position"
 FROM {jobs} WHERE "status" = 'reserved'
 
 -- name: reclaim
-UPDATE {jobs} SET "status" = ?, "token" = '', "owner" = '', "deaths" = "deaths" + 1, "history" = ?,
+UPDATE {jobs} SET "status" = ?, "token" = '', "owner" = '', "deaths" = "deaths" + ?, "history" = ?,
   "error_message" = ?, "retry_after" = strftime('%Y-%m-%d %H:%M:%f', 'now'),
   "timestamp" = strftime('%Y-%m-%d %H:%M:%f', 'now')
 WHERE "table_name" = ? AND "key_hash" = ? AND "token" = ? AND "status" = 'reserved'
