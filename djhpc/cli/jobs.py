@@ -52,10 +52,11 @@ def register(sub):
     p = sub.add_parser("jobs", help="list, group, show, retry, ignore or clear jobs-table rows", description=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--schema", metavar="NAME", help="every table of this schema (no TARGET needed)")
+    p.add_argument("--table", metavar="T", help="with --schema: one table, by class or table name")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="minimal output")
     _filters(p, default=None)
-    p.set_defaults(func=run_list, target=None, table=None, limit=200)
+    p.set_defaults(func=run_list, target=None, limit=200)
     cmds = p.add_subparsers(dest="jobs_command", metavar="COMMAND", action=_ListByDefault,
                             parser_class=type(p))
 
@@ -96,7 +97,8 @@ def register(sub):
 def _common(p):
     p.add_argument("target", nargs="?", metavar="TARGET", help="table as module:Class (default: djhpc.yaml)")
     p.add_argument("--schema", metavar="NAME", default=argparse.SUPPRESS, help="every table of this schema")
-    p.add_argument("--table", metavar="T", help="with --schema: one table, by class or table name")
+    p.add_argument("--table", metavar="T", default=argparse.SUPPRESS,
+                   help="with --schema: one table, by class or table name")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="minimal output")
 

@@ -1,0 +1,169 @@
+"""djhpc jobs: listing with filters, error groups, show, retry (the keys really run again), ignore, clear,
+asking before deleting, bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+
+import pytest
+from test_populate import calls, load_pipeline
+
+from .jobstate import TARGET, build_state, cli, one_line_error
+
+
+@pytest.fixture
+def state(backend, schema_name, monkeypatch, tmp_path, db):
+    p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    holder = build_state(p, db, schema_name, monkeypatch)
+    yield p
+    holder.close()
+    sys.modules.pop("pipeline_counts", None)
+
+
+def _rows(capsys, *argv):
+    rc, out, err = cli(capsys, "jobs", *argv, "--json")
+    assert rc == 0, err
+    return json.loads(out)
+
+
+def _statuses(p):
+    return sorted(zip(*p.schema.jobs.fetch("status", "key"), strict=True), key=lambda r: (r[0], r[1]["item"]))
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_list_and_filters(state, capsys):
+    rows = _rows(capsys, TARGET)
+    assert sorted((r["status"], r["key"]["item"]) for r in rows) == [
+        ("error", 3), ("error", 5), ("error", 17), ("ignore", 19), ("pending", 10), ("reserved", 15),
+        ("reserved", 16)]
+    assert [r["key"]["item"] for r in _rows(capsys, TARGET, "--status", "error")] == [3, 5, 17] or \
+        sorted(r["key"]["item"] for r in _rows(capsys, TARGET, "--status", "error")) == [3, 5, 17]
+    both = _rows(capsys, "list", TARGET, "--status", "ignore", "--status", "pending")
+    assert sorted(r["key"]["item"] for r in both) == [10, 19]
+    assert sorted(r["key"]["item"] for r in _rows(capsys, "--host", "node-r", TARGET)) == [15, 16]
+    assert [r["key"]["item"] for r in _rows(capsys, TARGET, "--job-id", "778_1")] == [17]
+    assert sorted(r["key"]["item"] for r in _rows(capsys, TARGET, "--job-id", "777")) == [15, 16]
+    assert _rows(capsys, TARGET, "--older-than", "1h") == []
+    time.sleep(1.1)
+    assert len(_rows(capsys, TARGET, "--older-than", "1s")) == 7
+    # the table view: aligned, no colour when piped, a line per row
+    rc, out, _ = cli(capsys, "jobs", TARGET)
+    assert rc == 0 and "\x1b[" not in out and out.count("Square") == 7 and "RuntimeError: disk full" in out
+
+
+def test_list_a_whole_schema(state, schema_name, capsys):
+    rows = _rows(capsys, "--schema", schema_name, "--status", "reserved")
+    assert sorted(r["key"]["item"] for r in rows) == [15, 16]
+    rows = _rows(capsys, "list", "--schema", schema_name, "--table", "Square", "--status", "error")
+    assert len(rows) == 3
+    rc, _, err = cli(capsys, "jobs", "--schema", schema_name, "--table", "Nope")
+    assert rc == 2 and one_line_error(err) and "Square" in err
+
+
+def test_times_are_local(state, capsys, monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        rows = _rows(capsys, TARGET, "--status", "ignore")
+        assert rows[0]["timestamp"].endswith("+05:30")
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_errors_are_grouped_by_type_and_message(state, capsys):
+    rows = _rows(capsys, "errors", TARGET)
+    groups = [(g["error_type"], g["message"], g["count"]) for g in rows]
+    assert groups == [("ValueError", "bad item <n>", 2), ("RuntimeError", "disk full on /scratch/<n>", 1)]
+    assert rows[0]["example_key"] in ({"item": 3}, {"item": 5}) and rows[1]["example_key"] == {"item": 17}
+    exact = _rows(capsys, "errors", TARGET, "--exact")
+    assert sorted((g["message"], g["count"]) for g in exact) == [
+        ("bad item 3", 1), ("bad item 5", 1), ("disk full on /scratch/17", 1)]
+    rc, out, _ = cli(capsys, "jobs", "errors", TARGET)
+    assert rc == 0 and "ValueError" in out and "bad item <n>" in out and "3 failed keys in 2 groups" in out
+
+
+def test_show_by_key_or_hash(state, capsys):
+    (row,) = _rows(capsys, "show", '{"item": 3}', TARGET)
+    assert row["status"] == "error" and "Traceback" in row["error_stack"] and "bad item 3" in row["error_stack"]
+    assert [a["outcome"] for a in row["history"]] == ["error"]
+    (same,) = _rows(capsys, "show", row["key_hash"][:10], TARGET)
+    assert same["key"] == {"item": 3}
+    (pending,) = _rows(capsys, "show", '{"item": 10}', TARGET)
+    assert pending["status"] == "pending" and pending["failures"] == 1 and pending["retry_after"]
+    rc, out, _ = cli(capsys, "jobs", "show", '{"item": 3}', TARGET)
+    assert rc == 0 and "ValueError: bad item 3" in out and "stack:" in out and "attempts:" in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["show", '{"item": 4}', TARGET],  # made: no row
+    ["show", "ffffffffffff", TARGET],
+    ["show", "{not json", TARGET],
+    ["show", '{"itm": 3}', TARGET],
+    ["ignore", '{"item": "x"}', TARGET],
+    ["list", TARGET, "--older-than", "ten days"],
+    ["--status", "bogus", TARGET],
+    ["retry", "pipeline_counts:Nope", "--yes"],
+])
+def test_bad_input_is_one_line_and_exit_2(state, capsys, argv):
+    before = _statuses(state)
+    rc, _, err = cli(capsys, "jobs", *argv)
+    assert rc == 2 and one_line_error(err), err
+    assert _statuses(state) == before
+
+
+def test_retry_runs_the_failed_keys_again(state, capsys, tmp_path, monkeypatch):
+    before = _statuses(state)
+    # no terminal, no --yes: refused, nothing deleted
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
+    rc, _, err = cli(capsys, "jobs", "retry", TARGET)
+    assert rc == 2 and one_line_error(err) and "--yes" in err and "3 error rows" in err
+    assert _statuses(state) == before
+    # a terminal that answers no: nothing deleted
+    monkeypatch.setattr(sys, "stdin", _Terminal("n\n"))
+    rc, out, err = cli(capsys, "jobs", "retry", TARGET, "--match", "bad item 3")
+    assert rc == 1 and "nothing deleted" in out and "Delete 1 error rows" in err
+    assert _statuses(state) == before
+    # yes: only the matching key
+    monkeypatch.setattr(sys, "stdin", _Terminal("y\n"))
+    rc, out, _ = cli(capsys, "jobs", "retry", TARGET, "--match", "bad item 3")
+    assert rc == 0 and "deleted 1 error rows" in out
+    rc, out, _ = cli(capsys, "jobs", "retry", TARGET, "--yes")
+    assert rc == 0 and "deleted 2 error rows" in out
+    assert [s for s, _ in _statuses(state)].count("error") == 0
+    # the next populate makes them (restricted or not); the pending key waits for its retry time
+    made_before = calls(tmp_path)
+    state.Square.populate("item in (3, 5, 17)", reserve_jobs=True)
+    made = calls(tmp_path) - made_before
+    assert sorted(made) == ["Square [('item', 17)]", "Square [('item', 3)]", "Square [('item', 5)]"]
+    assert {3, 5, 17} <= set(state.Square.fetch("item"))
+
+
+def test_ignore_then_clear(state, capsys):
+    rc, out, err = cli(capsys, "jobs", "ignore", '{"item": 12}', TARGET)
+    assert rc == 0 and "ignored Square item=12" in out, err
+    state.Square.populate("item in (11, 12)", reserve_jobs=True)
+    assert 12 not in state.Square.fetch("item") and 11 in state.Square.fetch("item")
+    # a running key stays reserved
+    rc, out, _ = cli(capsys, "jobs", "ignore", '{"item": 15}', TARGET)
+    assert rc == 1 and "running right now" in out
+    # clear without --yes and without a terminal: refused
+    rc, _, err = cli(capsys, "jobs", "clear", TARGET, "--status", "ignore")
+    assert rc == 2 and one_line_error(err)
+    rc, out, _ = cli(capsys, "jobs", "clear", TARGET, "--status", "ignore", "--yes")
+    assert rc == 0 and "deleted 2 rows" in out
+    assert [s for s, _ in _statuses(state)].count("ignore") == 0
+    state.Square.populate("item = 12", reserve_jobs=True)
+    assert 12 in state.Square.fetch("item")
+    # default statuses: error, ignore, pending; reserved rows stay
+    rc, out, _ = cli(capsys, "jobs", "clear", TARGET, "--yes")
+    assert rc == 0 and "deleted 4 rows" in out
+    assert sorted(k["item"] for _, k in _statuses(state)) == [15, 16]

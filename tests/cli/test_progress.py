@@ -1,0 +1,157 @@
+"""djhpc progress: counts of a hand-built state in every status, a fixed number of statements, percentiles,
+--watch ending by itself while a real worker finishes the table, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import worker_env
+from test_populate import load_pipeline
+
+from djhpc.history import History
+from djhpc.progress import is_auto_populated, table_progress
+from djhpc.reservation import Worker, key_hash
+
+from .jobstate import EXPECTED, TARGET, build_state, cli, one_line_error
+
+
+@pytest.fixture
+def pipeline(backend, schema_name, monkeypatch, tmp_path, db):
+    p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    yield p
+    sys.modules.pop("pipeline_counts", None)
+
+
+@pytest.fixture
+def state(pipeline, db, schema_name, monkeypatch):
+    holder = build_state(pipeline, db, schema_name, monkeypatch)
+    yield pipeline
+    holder.close()
+
+
+def _counts(row: dict) -> dict:
+    return {k: row[k] for k in EXPECTED}
+
+
+def test_counts_match_a_state_with_every_status(state, schema_name, capsys):
+    pipeline = state
+    p = table_progress(pipeline.Square)
+    assert _counts(p.as_dict()) == EXPECTED
+    assert p.left == 8 and not p.finished  # 12 remaining, less 3 failed and 1 ignored
+    assert p.completions == 8 and p.recent == 8 and p.rate_per_minute > 0 and p.eta_seconds > 0
+    assert p.duration.median <= p.duration.p95 and p.max_rss_mb.median > 0
+
+    rc, out, err = cli(capsys, "progress", TARGET, "--json")
+    assert rc == 0, err
+    (row,) = json.loads(out)
+    assert _counts(row) == EXPECTED and row["name"] == "Square" and row["left"] == 8
+
+    rc, out, _ = cli(capsys, "progress", TARGET)
+    assert rc == 0 and "\x1b[" not in out  # no colour without a terminal
+    assert "Square" in out and "40.0%" in out and "Time p95" in out
+
+    rc, out, _ = cli(capsys, "progress", TARGET, "-q")
+    assert out.strip().startswith("Square: 8 of 20 done (40.0%), 2 running, 3 failed, 1 ignored")
+
+    # the schema alone: rows made and jobs, no total
+    rc, out, err = cli(capsys, "progress", "--schema", schema_name, "--json")
+    assert rc == 0, err
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert set(rows) == {"Square", "PairSum", "Held"}  # no Manual tables, no Square.Note part
+    sq = rows["Square"]
+    assert (sq["total"], sq["remaining"], sq["done"], sq["error"], sq["reserved"]) == (None, None, 8, 3, 2)
+
+
+def test_a_handful_of_statements_whatever_the_size(state, db, schema_name):
+    pipeline = state
+    table_progress(pipeline.Square)  # tables exist
+    with db.counting() as small:
+        table_progress(pipeline.Square)
+    pipeline.Item.insert([(i, i) for i in range(20, 5020)])
+    history = History(db, schema_name)
+    worker = Worker(host="node-big")
+    with db.transaction:
+        for i in range(1500):
+            history.record("__square", key_hash({"item": 10_000 + i}), worker, time.time() - i, 1.0, 1.0, 10.0)
+    with db.counting() as large:
+        p = table_progress(pipeline.Square)
+    assert p.total == 5020 and p.completions == 1508
+    assert small["statements"] == large["statements"] <= 6, (small, large)
+
+
+def test_percentiles_come_from_the_history(pipeline, db, schema_name, capsys):
+    pipeline.Item.insert([(i, i) for i in range(5)])
+    history = History(db, schema_name)
+    history.ensure_table()
+    with db.transaction:
+        for i in range(1, 101):  # durations 1..100 s, CPU half of it, memory 10..1000 MB
+            history.record("__square", key_hash({"item": i}), Worker(host=f"node{i % 3}"), time.time() - 60, float(i),
+                           i / 2, i * 10.0)
+    p = table_progress(pipeline.Square)
+    assert p.duration.median == pytest.approx(50.5) and p.duration.p95 == pytest.approx(95.05)
+    assert p.cpu_seconds.median == pytest.approx(25.25) and p.max_rss_mb.p95 == pytest.approx(950.5)
+    rc, out, _ = cli(capsys, "progress", TARGET)
+    assert rc == 0 and "50.5 s" in out and "1m 35s" in out and "950 MB" in out
+
+
+def test_no_history_yet_says_so(pipeline, capsys):
+    pipeline.Item.insert([(i, i) for i in range(3)])
+    rc, out, err = cli(capsys, "progress", TARGET)
+    assert rc == 0, err
+    assert "no completions recorded yet" in out and "not started" in out
+    rc, out, _ = cli(capsys, "progress", TARGET, "--json")
+    (row,) = json.loads(out)
+    assert row["duration"] is None and row["eta_seconds"] is None and row["total"] == 3
+
+
+@pytest.mark.parametrize("argv", [
+    ["progress", "--schema", "no_such_schema_xyz"],
+    ["progress", "pipeline_counts:NoSuchTable"],
+    ["progress", "pipeline_counts:Item"],  # a Manual table has no key source
+    ["progress", TARGET, "--window", "5x"],
+    ["progress", TARGET, "--schema", "x"],
+])
+def test_bad_input_is_one_line_and_exit_2(pipeline, capsys, argv):
+    rc, out, err = cli(capsys, *argv)
+    assert rc == 2 and one_line_error(err), err
+
+
+def test_watch_needs_a_target(pipeline, schema_name, capsys):
+    pipeline.Item.insert1((1, 1))
+    rc, _, err = cli(capsys, "progress", "--schema", schema_name, "--watch")
+    assert rc == 2 and one_line_error(err) and "--watch needs TARGET" in err
+
+
+def test_table_names_that_are_auto_populated():
+    assert is_auto_populated("__square") and is_auto_populated("_imported")
+    assert not is_auto_populated("__square__note") and not is_auto_populated("_master__part")
+    assert not is_auto_populated("item") and not is_auto_populated("~jobs") and not is_auto_populated("#lookup")
+
+
+def test_watch_ends_by_itself_when_the_table_is_done(pipeline, backend, schema_name, tmp_path):
+    """A worker makes 30 keys (one fails) while --watch follows; it ends with exit 0 once nothing is left to run."""
+    pipeline.Item.insert([(i, i) for i in range(30)])
+    env = worker_env(backend, schema_name, DJHPC_TEST_SLEEP=0.04, DJHPC_TEST_FAIL=4)
+    watch = subprocess.Popen([sys.executable, "-m", "djhpc.cli.main", "progress", TARGET, "--watch", "--interval",
+                              "0.2"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        time.sleep(0.5)
+        worker = subprocess.run([sys.executable, "-m", "djhpc.cli.main", "work", TARGET], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120)
+        assert worker.returncode == 1, worker.stderr[-2000:]  # 1: some makes failed
+        out, err = watch.communicate(timeout=60)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.communicate()
+    assert watch.returncode == 0, err
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert lines[-1].startswith("Square: 29 of 30 done (96.7%), 0 running, 1 failed"), lines[-3:]
+    assert "ETA done" in lines[-1]
+    assert len(lines) >= 2 and not lines[0].startswith("Square: 29 of 30"), "it did not watch the run"
