@@ -1,0 +1,133 @@
+"""djhpc status on the real single-node SLURM cluster: an array sent by djhpc submit, the keys its running
+tasks hold, a reservation whose task ended (and reap taking it back on the scheduler's word), a cancelled
+array; a scheduler command missing or failing is one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import test_slurm as shared
+
+import djhpc as dj
+from djhpc.reservation import Reservations, Worker
+from djhpc.submissions import Submissions
+
+from .jobstate import cli, one_line_error
+
+slurm = shared.slurm  # the session fixture that starts the cluster (idempotently)
+
+
+def _status(project, env) -> dict:
+    out = shared.djhpc(["status", "--json"], project, env)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _poll(project, env, done, what, timeout=90.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        data = _status(project, env)
+        if done(data):
+            return data
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {data}")
+        time.sleep(0.3)
+
+
+def _by_job(data, job) -> dict:
+    return next(s for s in data["submissions"] if s["job_id"] == job)
+
+
+@pytest.mark.slurm
+def test_status_of_a_submitted_array(slurm, backend, schema_name, tmp_path, monkeypatch):
+    project = shared.make_project(tmp_path / "project", backend, "scheduler: slurm\n")
+    shared.load_items(backend, schema_name, 6, monkeypatch, tmp_path)
+    env = shared.cli_env(schema_name, tmp_path, DJHPC_TEST_SLEEP=1.5)
+    [job] = shared.submit(project, env, "--array", 3)
+    jobs = [job]
+    holder = None
+    try:
+        # while it runs: every task known, the running ones with the keys they hold
+        data = _poll(project, env, lambda d: any(h["keys"] for h in _by_job(d, job)["holding"]),
+                     "a running task holding a key")
+        sub = _by_job(data, job)
+        assert sub["tasks"] == 3 and sum(sub["counts"].values()) == 3 and sub["table_name"] == "__square"
+        held = [h for h in sub["holding"] if h["keys"]]
+        for h in held:
+            assert h["task"].startswith(f"{job}_") and h["state"] == "RUNNING"
+            assert all(k["table_name"] == "__square" and 0 <= k["key"]["item"] < 6 for k in h["keys"])
+        text = shared.djhpc(["status"], project, env)
+        assert text.returncode == 0 and job in text.stdout and "Keys held by running tasks" in text.stdout
+        assert "\x1b[" not in text.stdout
+
+        # when it is over: three tasks done, nothing held
+        shared.wait_until_gone([job], timeout=120)
+        data = _poll(project, env, lambda d: _by_job(d, job)["counts"]["done"] == 3, "three COMPLETED tasks")
+        assert _by_job(data, job)["holding"] == [] and data["gone"] == []
+
+        # a reservation of a task that ended: status lists it, reap takes it back on the scheduler's word
+        holder = Reservations(dj.conn(), schema_name, Worker(host="node-gone", pid=1, sched_job_id=job,
+                                                             sched_task_id="2"))
+        assert len(holder.reserve("__square", [{"item": 100}])) == 1
+        data = _status(project, env)
+        assert [(g["key"], g["task"], g["state"]) for g in data["gone"]] == [({"item": 100}, f"{job}_2", "COMPLETED")]
+        reap = shared.djhpc(["reap", "--json"], project, env)
+        assert reap.returncode == 0, reap.stderr
+        assert [(r["key"], r["reason"], r["status"]) for r in json.loads(reap.stdout)] == [
+            ({"item": 100}, "scheduler:COMPLETED", "pending")]
+
+        # an array cancelled while it waits or runs
+        out = subprocess.run(["sbatch", "--parsable", "--array=1-2", "--output=/dev/null", "--wrap", "sleep 60"],
+                             capture_output=True, text=True, check=True)
+        cancelled = out.stdout.strip().split(";")[0]
+        jobs.append(cancelled)
+        Submissions(dj.conn(), schema_name).record(job_id=cancelled, scheduler="slurm", target="pipeline.py:Square",
+                                                   table_name="__square", array_size=2)
+        subprocess.run(["scancel", cancelled], check=True)
+        data = _poll(project, env, lambda d: _by_job(d, cancelled)["counts"]["cancelled"] == 2, "two CANCELLED")
+        assert [s["job_id"] for s in data["submissions"]] == [cancelled, job]  # newest first
+    finally:
+        if holder is not None:
+            holder.close()
+        subprocess.run(["scancel", *jobs], capture_output=True)
+        sys.modules.pop("pipeline_counts", None)
+
+
+@pytest.fixture
+def recorded(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path}/status.db"
+    monkeypatch.setenv("DJHPC_DATABASE_URL", url)
+    monkeypatch.chdir(tmp_path)
+    dj.conn(url, reset=True)
+    dj.Schema("status_test")
+    Submissions(dj.conn(), "status_test").record(job_id="4242", scheduler="slurm", target="p.py:T",
+                                                 table_name="__t", array_size=2)
+    return tmp_path
+
+
+def test_missing_scheduler_command_is_one_line(recorded, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(recorded))  # no squeue here
+    rc, _, err = cli(capsys, "status", "--schema", "status_test")
+    assert rc == 2 and one_line_error(err) and "squeue not found on PATH" in err, err
+
+
+def test_failing_scheduler_command_is_one_line(recorded, capsys, monkeypatch):
+    fake = recorded / "bin"
+    fake.mkdir()
+    (fake / "squeue").write_text("#!/bin/sh\necho 'slurm_load_jobs error: Unable to contact slurm controller' >&2\n"
+                                 "exit 1\n")
+    (fake / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:/usr/bin:/bin")
+    rc, _, err = cli(capsys, "status", "--schema", "status_test")
+    assert rc == 2 and one_line_error(err) and "Unable to contact slurm controller" in err, err
+
+
+def test_bad_input(recorded, capsys):
+    rc, _, err = cli(capsys, "status", "--schema", "no_such_schema_xyz")
+    assert rc == 2 and one_line_error(err)
+    rc, _, err = cli(capsys, "status", "--schema", "status_test", "--limit", "0")
+    assert rc == 2 and one_line_error(err)
