@@ -1,0 +1,180 @@
+"""The benchmark (python -m bench) runs on tiny sizes and its counters add up.
+
+DataJoint rows are checked too when an interpreter with DataJoint is named by DJHPC_BENCH_DATAJOINT_PYTHON;
+without it only djhpc's rows run (DataJoint is never a dependency of djhpc).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pymysql
+import pytest
+from conftest import MYSQL_URL, ROOT, mysql_available, unavailable
+
+sys.path.insert(0, str(ROOT))
+from bench import counting, run  # noqa: E402
+
+ENV = "DJHPC_BENCH_DATAJOINT_PYTHON"
+
+
+def datajoint_python() -> str | None:
+    """The variable as the test process was started with it (conftest clears DJHPC_* from os.environ)."""
+    if os.environ.get(ENV):
+        return os.environ[ENV]
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            for item in f.read().split(b"\0"):
+                if item.startswith(ENV.encode() + b"="):
+                    return item.split(b"=", 1)[1].decode() or None
+    except OSError:
+        pass
+    return None
+
+
+def server_env() -> dict:
+    u = urlsplit(MYSQL_URL)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJHPC_", "DJ_"))}
+    env.update(DJ_HOST=u.hostname or "127.0.0.1", DJ_PORT=str(u.port or 3306), DJ_USER=unquote(u.username or "root"),
+               DJ_PASS=unquote(u.password or ""))
+    return env
+
+
+@pytest.mark.mysql
+@pytest.mark.slow
+def test_quick_benchmark_runs_and_its_counters_add_up(tmp_path):
+    if not mysql_available():
+        unavailable("no MariaDB/MySQL answers on 127.0.0.1:3306 (start it: tests/cluster/ensure-mariadb.sh)")
+    out = tmp_path / "bench.json"
+    command = [sys.executable, "-m", "bench", "--quick", "--json", str(out)]
+    dj_python = datajoint_python()
+    command += ["--datajoint-python", dj_python] if dj_python else ["--no-datajoint"]
+    if importlib.util.find_spec("matplotlib") is not None:
+        command += ["--png", str(tmp_path / "bench.png")]
+    done = subprocess.run(command, cwd=ROOT, env=server_env(), capture_output=True, text=True, timeout=170)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    header = done.stdout.splitlines()[0]
+    assert header.startswith("| ×jobs/s | ×wall | ×rt/job"), header  # ratios first
+
+    report = json.loads(out.read_text())
+    rows, n = report["rows"], 60
+    mine = [r for r in rows if r["kind"] == "djhpc" and r["case"] in ("scaling", "sqlite")]
+    assert {(r["backend"], r["workers"]) for r in mine} == {("mysql", 1), ("mysql", 2), ("sqlite", 1), ("sqlite", 2)}
+    throughput = [r for r in rows if r["case"] in ("scaling", "sleep", "sqlite")]
+    for r in throughput:
+        expected = r["n"]
+        assert r["success"] == r["made_keys"] == r["rows"] == expected, r
+        assert r["twice"] == 0 and r["errors"] == 0 and r["jobs_left"] == 0 and not r["checks"], r
+        assert r["make_calls"] == expected
+        assert 0 <= r["lost"] <= expected * r["workers"]
+        assert r["round_trips"] > 0 and r["success"] <= r["commits"] <= r["round_trips"]
+        assert r["round_trips_per_job"] == pytest.approx(r["round_trips"] / r["success"])
+        assert r["jobs_per_s"] == pytest.approx(r["success"] / r["wall_s"])
+        assert 0 < r["startup_s"] < r["wall_s"]
+        if r["kind"] == "djhpc" and r["backend"] == "mysql":
+            stats = r["djhpc_connection_stats"]  # djhpc's own counters tell the same story
+            assert stats["statements"] <= r["round_trips"] <= stats["statements"] + 2 * r["workers"], r
+            assert r["commits"] - r["autocommit_writes"] <= stats["commits"]  # it counts COMMITs only
+    assert [r["n"] for r in mine if r["case"] == "scaling"] == [n, n]
+
+    startup = {(r["system"], r["n"]): r for r in rows if r["case"] == "startup"}
+    for r in startup.values():
+        assert r["success"] == 1 and r["twice"] == 0 and r["round_trips_before_first_make"] > 0
+        assert 0 < r["startup_s"] <= r["wall_s"] and r["max_rss_mb"] > 0
+    progress = [r for r in rows if r["case"] == "progress"]
+    assert progress and all(not r["checks"] and r["progress_s"] > 0 for r in progress)
+    assert next(r for r in progress if r["kind"] == "djhpc")["progress_answer"]["ignore"] == 10
+
+    theirs = [r for r in rows if r["kind"] == "datajoint"]
+    if dj_python:
+        assert {r["case"] for r in theirs} == {"scaling", "sleep", "startup", "progress"}
+        for r in theirs:
+            ours = next(m for m in rows if m["kind"] == "djhpc" and m["backend"] == "mysql"
+                        and (m["case"], m["workers"], m["n"]) == (r["case"], r["workers"], r["n"]))
+            assert r["ratios"]["wall_s"] == pytest.approx(ours["wall_s"] / r["wall_s"])
+            if r["case"] == "scaling":
+                assert r["ratios"]["jobs_per_s"] == pytest.approx(ours["jobs_per_s"] / r["jobs_per_s"])
+                assert r["ratios"]["round_trips_per_job"] == pytest.approx(
+                    ours["round_trips_per_job"] / r["round_trips_per_job"])
+                assert ours["ratios"]["jobs_per_s"] is not None
+    else:
+        assert not theirs
+    assert report["targets"] and all(t["met"] in (True, False, None) for t in report["targets"])
+    twice = next(t for t in report["targets"] if t["target"].startswith("zero keys made twice"))
+    assert twice["met"] is True
+
+    # nothing left behind: no database of this run, no worker still running
+    prefix = report["meta"]["run_id"]
+    c = pymysql.connect(host="127.0.0.1", port=3306, user="root")
+    try:
+        with c.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s",
+                        (f"bench\\_{prefix}\\_%",))
+            assert cur.fetchone()[0] == 0
+    finally:
+        c.close()
+    assert not Path(report["meta"]["folder"]).exists()
+    leftover = subprocess.run(["pgrep", "-f", report["meta"]["folder"]], capture_output=True, text=True)
+    assert leftover.stdout.strip() == ""
+
+
+class FakeConnection:
+    """Stands in for a PyMySQL connection: each call answers with the given server status and row count."""
+
+    server_status = 2  # autocommit, no transaction
+
+    def __init__(self):
+        self.answers = []
+
+    def query(self, sql, unbuffered=False):
+        status, rows = self.answers.pop(0)
+        self.server_status = status
+        return rows
+
+
+def test_counting_tells_durable_commits_from_empty_ones(monkeypatch):
+    counts = counting.Counts()
+    monkeypatch.setattr(counting, "COUNTS", counts)
+    c = FakeConnection()
+    account = counting._account
+
+    # autocommit writes: one that changed a row is durable, a lost one (0 rows) is not
+    account(c, counting._heads("UPDATE t SET a=1"), 2, 1, True)
+    account(c, counting._heads(b"INSERT IGNORE INTO t VALUES (1)"), 2, 0, True)
+    assert counts.snapshot()["commits"] == 1 and counts.snapshot()["autocommit_writes"] == 1
+    # a transaction that wrote: one durable commit; one that only read: none
+    for heads, status, rows in ((["START TRANSACTION WITH CONSISTENT SNAPSHOT"], 2, 0),
+                                (["INSERT INTO r VALUES (1)"], 3, 1), (["COMMIT"], 3, 0),
+                                (["BEGIN"], 2, 0), (["SELECT 1"], 3, 0), (["COMMIT"], 3, 0)):
+        account(c, [counting._heads(h)[0] for h in heads], status, rows, True)
+    assert counts.snapshot()["commits"] == 2
+    # djhpc's one-packet completion: DELETE; INSERT; COMMIT; BEGIN is one round trip and one durable commit
+    packet = "DELETE FROM j WHERE token = 'a;b';\nINSERT INTO h VALUES ('x\\n');\nCOMMIT;\nBEGIN"
+    assert counting._heads(packet) == [b"DELETE FROM", b"INSERT INTO", b"COMMIT", b"BEGIN"]
+    before = counts.snapshot()
+    account(c, counting._heads(packet), 3, 1, True)
+    after = counts.snapshot()
+    assert after["round_trips"] - before["round_trips"] == 1 and after["commits"] - before["commits"] == 1
+    assert c._bench_dirty is False  # the BEGIN after COMMIT opened a clean transaction
+
+
+def test_table_puts_ratios_first_and_targets_read_the_rows():
+    args = run.parse_args(["--quick"])
+    row = {"case": "scaling", "kind": "djhpc", "backend": "mysql", "system": "djhpc", "workers": 1, "n": 60,
+           "wall_s": 0.1, "jobs_per_s": 600.0, "ms_per_job": 1.6, "round_trips_per_job": 2.5, "commits_per_job": 1.1,
+           "lost": 0, "lost_pct": 0.0, "twice": 0, "startup_s": 0.01, "checks": []}
+    other = dict(row, kind="datajoint", system="DataJoint 2.3.5", jobs_per_s=100.0, round_trips_per_job=8.0,
+                 wall_s=0.6)
+    rows = [row, other]
+    run.add_ratios(rows, "DataJoint 2.3.5")
+    assert row["ratios"]["jobs_per_s"] == pytest.approx(6.0) and other["ratios"]["jobs_per_s"] == pytest.approx(6.0)
+    table = run.render(rows).splitlines()
+    assert table[0].split("|")[1].strip() == "×jobs/s" and "6.00" in table[2]
+    targets = {t["target"]: t for t in run.check_targets(rows, args, "DataJoint 2.3.5")}
+    assert targets["W=1: >= 2x DataJoint 2.x jobs/s"]["met"] is True
