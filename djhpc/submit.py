@@ -309,7 +309,7 @@ def plan(target: str | None = None, *, array: int | None = None, scheduler: str 
         return run
     tasks = min(requested, work.available)
     if tasks < requested:
-        run.notes.append(f"only {work.available:,} keys left: {tasks} tasks instead of {requested}")
+        run.notes.append(f"only {_count(work.available, 'key')} left: {_count(tasks, 'task')} instead of {requested}")
     limits = _site_limits(sched)
     if limits.max_submit_jobs is not None and tasks > limits.max_submit_jobs:
         run.warnings.append(f"--array {tasks} is more than this account may queue (MaxSubmitJobs "
@@ -331,6 +331,10 @@ def plan(target: str | None = None, *, array: int | None = None, scheduler: str 
             for c in chunks
         ]
     return run
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _site_limits(sched: Scheduler) -> SiteLimits:

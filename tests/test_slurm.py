@@ -8,6 +8,7 @@ The helpers at the top are shared with test_parallel.py, test_pbs.py and cli/tes
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -373,3 +374,36 @@ def test_scancel_gives_keys_back(slurm_project, mysql_schema, tmp_path, monkeypa
     wait_until_gone(ids, timeout=120)
     assert root_query(f"SELECT COUNT(*) FROM `{mysql_schema}`.`__square`")[0][0] == 4
     assert jobs_rows(mysql_schema) == []
+
+
+@pytest.mark.slurm
+def test_example_walkthrough(slurm, tmp_path):
+    """examples/slurm/README.md: setup, render, submit --array 11, the deliberate failure, retry.
+    SQLite on local disk (the example's default) with 11 workers at once; makes shortened to 20-40 ms."""
+    project = tmp_path / "example"
+    shutil.copytree(ROOT / "examples" / "slurm", project)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJHPC_", "DJ_", "SLURM_", "EXAMPLE_"))}
+    env.update(PYTHONPATH=str(ROOT), XDG_CONFIG_HOME=str(tmp_path / "config"), EXAMPLE_MAKE_SECONDS="0.02")
+    setup = subprocess.run([sys.executable, "setup.py"], cwd=project, env=env, capture_output=True, text=True)
+    assert setup.returncode == 0 and "200 of 200 analyses to run" in setup.stdout, setup.stderr
+    rendered = djhpc(["render", "--array", 11], project, env)
+    assert rendered.returncode == 0 and "#SBATCH --array=1-11" in rendered.stdout, rendered.stderr
+    assert f"DJHPC_DATABASE_URL=sqlite:///{project}/example.db" in rendered.stdout
+    assert "--gres=gpu:1" in djhpc(["render", "--profile", "gpu"], project, env).stdout
+
+    [job_id] = submit(project, env, "--array", 11)
+    wait_until_gone([job_id], timeout=120)
+    errors = djhpc(["jobs", "errors"], project, env)
+    assert "corrupt recording in session r1/" in errors.stdout, errors.stdout + errors.stderr
+    again = djhpc(["submit", "--array", 11], project, env)
+    assert again.returncode == 0 and "0 of 200 keys of Analysis left, 1 in error" in again.stderr
+
+    env["EXAMPLE_FIXED"] = "1"
+    assert djhpc(["jobs", "retry", "--yes"], project, env).returncode == 0
+    retried = djhpc(["submit", "--array", 11], project, env)
+    assert retried.returncode == 0 and "only 1 key left: 1 task instead of 11" in retried.stderr, retried.stderr
+    wait_until_gone(retried.stdout.split(), timeout=60)
+    progress = djhpc(["progress", "--json"], project, env)
+    assert progress.returncode == 0, progress.stderr
+    [row] = json.loads(progress.stdout)
+    assert (row["total"], row["done"], row["error"]) == (200, 200, 0)
