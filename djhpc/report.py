@@ -98,7 +98,8 @@ def _nice_max(value: float) -> float:
     return value
 
 
-def _value_ticks(top: float, y, n: int = 5) -> list[dict]:
+def _value_ticks(top: float, y) -> list[dict]:
+    n = next((k for k in (5, 6, 3) if float(top / (k - 1)).is_integer()), 5)
     out = []
     for i in range(n):
         v = top * i / (n - 1)
@@ -172,7 +173,7 @@ def throughput_chart(rows: list[HistoryRow], t0: float, t1: float, height: int =
 
 def timeline_chart(rows: list[HistoryRow], t0: float, t1: float, slow_after: float) -> dict:
     """Gantt rows per host and task (or process): each make a bar; gaps are idle time, red bars are slow."""
-    lane_h, top_pad, bottom, left = 16, 8, 28, 220
+    lane_h, top_pad, bottom, left = 16, 8, 28, 250
     lanes: dict[tuple, list] = {}
     for r in rows:
         lanes.setdefault((r.host, r.task or f"pid {r.pid}"), []).append(r)
@@ -194,8 +195,10 @@ def timeline_chart(rows: list[HistoryRow], t0: float, t1: float, slow_after: flo
         y = top_pad + i * lane_h
         made = lanes[key]
         busy = sum(r.duration for r in made)
+        name = f"{host} · {task}"
         out_lanes.append({"y": y, "label_y": y + lane_h - 4, "host": host, "task": task, "makes": len(made),
-                          "busy": f"{100.0 * busy / span:.0f}%", "shade": i % 2 == 0})
+                          "busy": f"{100.0 * busy / span:.0f}%", "shade": i % 2 == 0, "full": name,
+                          "label": name if len(name) <= 24 else name[:11] + "…" + name[-12:]})
         for r in made:
             slow = r.duration > slow_after
             bars.append({"x": round(x(r.start), 2), "y": y + 2, "w": round(max(x(r.end) - x(r.start), 1.0), 2),
