@@ -70,7 +70,7 @@ def run_show(args) -> int:
     if args.limit < 1:
         raise UsageError(f"--limit must be >= 1 (got {args.limit})")
     scope = resolve_scope(args, allow_schema=False)
-    rows = history_rows(scope.connection, scope.schema, scope.table_name, limit=args.limit)
+    rows = history_rows(scope.connection, scope.schema, scope.table_name, limit=args.limit)[::-1]  # newest first
     if args.json:
         display.print_json([{"started_at": display.iso_local(r.started_at), "duration": r.duration, "host": r.host,
                              "task": r.task, "cpu_seconds": r.cpu_seconds, "max_rss_mb": r.max_rss_mb}

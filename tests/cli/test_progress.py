@@ -155,3 +155,58 @@ def test_watch_ends_by_itself_when_the_table_is_done(pipeline, backend, schema_n
     assert lines[-1].startswith("Square: 29 of 30 done (96.7%), 0 running, 1 failed"), lines[-3:]
     assert "ETA done" in lines[-1]
     assert len(lines) >= 2 and not lines[0].startswith("Square: 29 of 30"), "it did not watch the run"
+
+
+def _on_a_terminal(argv, env, cwd, stop_after=None):
+    """Run djhpc on a pseudo-terminal: (exit code, everything it wrote). ``stop_after``: seconds before Ctrl-C."""
+    import os
+    import pty
+    import select
+    import signal
+
+    main_fd, child_fd = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "djhpc.cli.main", *argv], env={**env, "TERM": "xterm-256color",
+                            "COLUMNS": "160"}, cwd=cwd, stdin=child_fd, stdout=child_fd, stderr=child_fd)
+    os.close(child_fd)
+    chunks, started, interrupted = [], time.monotonic(), False
+    try:
+        while True:
+            if stop_after is not None and not interrupted and time.monotonic() - started > stop_after:
+                proc.send_signal(signal.SIGINT)
+                interrupted = True
+            ready, _, _ = select.select([main_fd], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(main_fd, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+            assert time.monotonic() - started < 60, "watch did not end"
+    finally:
+        os.close(main_fd)
+        if proc.poll() is None:
+            proc.kill()
+    return proc.wait(timeout=10), b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_watch_on_a_terminal_draws_a_bar_and_stops_on_ctrl_c(pipeline, backend, schema_name, tmp_path):
+    pipeline.Item.insert([(i, i) for i in range(4)])
+    env = worker_env(backend, schema_name)
+    # nothing made yet: it watches until Ctrl-C (exit 130)
+    rc, text = _on_a_terminal(["progress", TARGET, "--watch", "--interval", "0.2"], env, tmp_path, stop_after=1.5)
+    assert rc == 130, text[-2000:]
+    assert "━" in text and "0/4" in text and "Ctrl-C to stop watching" in text and "\x1b[" in text
+    # done: it draws once and ends by itself; NO_COLOR keeps colour codes out
+    pipeline.Square.populate()
+    rc, text = _on_a_terminal(["progress", TARGET, "--watch"], {**env, "NO_COLOR": "1"}, tmp_path)
+    assert rc == 0 and "4/4" in text and "100.0%" in text and "done" in text, text[-2000:]
+    assert "\x1b[3" not in text and "\x1b[9" not in text  # no foreground colours
+
+
+def test_global_quiet_flag_works_before_the_command(state, capsys):
+    rc, out, _ = cli(capsys, "-q", "progress", TARGET)
+    assert rc == 0 and out.count("\n") == 1 and out.startswith("Square: 8 of 20 done")
