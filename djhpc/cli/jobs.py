@@ -177,7 +177,7 @@ def run_list(args) -> int:
         colour = colours.get(r.status, "")
         status = f"[{colour}]{r.status}[/{colour}]" if colour else r.status
         t.add_row(class_name(r.table_name), display.escape(jobrows.key_text(r.key)), status, display.escape(r.host),
-                  display.number(r.pid), r.task, display.local_time(r.timestamp), str(r.attempts),
+                  str(r.pid), r.task, display.local_time(r.timestamp), str(r.attempts),
                   display.escape(display.short(r.error_message, 80)))
     out.print(t)
     if total > len(rows):
@@ -223,7 +223,7 @@ def run_show(args) -> int:
     for r in rows:
         out.print(f"[bold]{class_name(r.table_name)}[/bold] {display.escape(jobrows.key_text(r.key))}  "
                   f"(key_hash {r.key_hash})")
-        fields = [("status", r.status), ("host", r.host), ("pid", display.number(r.pid)), ("user", r.user),
+        fields = [("status", r.status), ("host", r.host), ("pid", str(r.pid)), ("user", r.user),
                   ("task", r.task or "—"), ("since", display.local_time(r.timestamp)),
                   ("heartbeat", display.local_time(r.heartbeat_at)),
                   ("attempts", f"{r.attempts} (failures {r.failures}, deaths {r.deaths})"),

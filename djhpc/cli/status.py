@@ -78,7 +78,7 @@ def run(args) -> int:
                 shown = "; ".join(f"{class_name(tn)} {key_text(k)}" for tn, k in h.keys[:3])
                 if len(h.keys) > 3:
                     shown += f"; +{len(h.keys) - 3:,} more"
-                t.add_row(h.task, h.state or "—", display.escape(h.host), display.number(h.pid),
+                t.add_row(h.task, h.state or "—", display.escape(h.host), str(h.pid),
                           display.number(len(h.keys)), display.escape(shown),
                           "—" if h.heartbeat_age is None else f"{display.seconds_text(h.heartbeat_age)} ago")
             out.print(t)
@@ -87,7 +87,7 @@ def run(args) -> int:
                           title="Reservations whose task is gone", right=("PID",))
         for g in report.gone:
             t.add_row(class_name(g.table_name), display.escape(key_text(g.key)), g.task, f"[red]{g.state}[/red]",
-                      display.escape(g.host), display.number(g.pid))
+                      display.escape(g.host), str(g.pid))
         out.print(t)
         out.print(f"{len(report.gone):,} keys are held by tasks that ended or that the scheduler does not know: "
                   "djhpc reap gives them back now (workers do so on their own within a lease)")
