@@ -141,10 +141,15 @@ def submission_rows(schema: str):
 
 
 def _start_slurm(**env) -> None:
-    proc = subprocess.run(["bash", str(START_SLURM)], env={**os.environ, "SLURM_KILLWAIT": KILLWAIT, **env},
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        raise RuntimeError(f"start-slurm.sh failed: {proc.stderr[-2000:]}")
+    """start-slurm.sh with KillWait=5; tried again if a concurrent restart (another test run sharing the
+    cluster) kills its probe job."""
+    for attempt in range(3):
+        proc = subprocess.run(["bash", str(START_SLURM)], env={**os.environ, "SLURM_KILLWAIT": KILLWAIT, **env},
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode == 0:
+            return
+        time.sleep(1 + attempt)
+    raise RuntimeError(f"start-slurm.sh failed: {proc.stderr[-2000:]}")
 
 
 @pytest.fixture(scope="session")
@@ -181,7 +186,8 @@ def final_states(job_ids, n_tasks: int, timeout: float = 30) -> dict:
 
     deadline = time.monotonic() + timeout
     while True:
-        states = get_scheduler("slurm").task_states(job_ids)
+        # sacct may show a whole array as one stale row (JOBID without _TASK): tasks only
+        states = {k: v for k, v in get_scheduler("slurm").task_states(job_ids).items() if "_" in k}
         if len(states) >= n_tasks and all(s in TERMINAL_STATES for s in states.values()):
             return states
         if time.monotonic() > deadline:
