@@ -112,7 +112,9 @@ def resolve_profile(settings: Settings, *, profile_name: str | None = None, sche
     if scheduler is not None:
         overrides["scheduler"] = scheduler
     if overrides:
-        profile = profile.merge(_fit_signal(overrides, profile.time) if "time" in overrides else overrides)
+        section_signal = any(_normal(k) == "signal_seconds" for k in section)
+        fit = "time" in overrides and not section_signal  # a signal_seconds the profile sets stays
+        profile = profile.merge(_fit_signal(overrides, profile.time) if fit else overrides)
     chosen = profile.scheduler or settings.get("scheduler") or default_scheduler_name()
     chosen = get_scheduler(chosen).name  # unknown names are a UsageError listing the choices
     if profile.scheduler != chosen:
@@ -396,9 +398,11 @@ def submit(run: Run, *, dry_run: bool = False) -> Submitted:
         run.scheduler.last_script = None
         try:
             ids = run.scheduler.submit(text, dry_run=dry_run, script_dir=script_folder(run))
-        except DjhpcError:
+        except DjhpcError as e:
             if run.scheduler.last_script is not None:
                 run.scheduler.last_script.unlink(missing_ok=True)
+            if job_ids:  # a later array of a split run failed: say what is running already
+                raise type(e)(f"{e} (already submitted: job {', '.join(job_ids)}, which will run)") from e
             raise
         path = run.scheduler.last_script
         scripts.append(path)

@@ -39,8 +39,8 @@ FAKE_SBATCH = r"""#!/bin/bash
 log="${FAKE_LOG:?}"
 printf '%s\n' "$*" >> "$log"
 cp "${@: -1}" "$log.script.$(wc -l < "$log")"
-if [ -n "${FAKE_SBATCH_FAIL:-}" ]; then
-    echo "sbatch: error: $FAKE_SBATCH_FAIL" >&2
+if [ -n "${FAKE_SBATCH_FAIL:-}" ] || [ "$(wc -l < "$log")" = "${FAKE_SBATCH_FAIL_AT:-0}" ]; then
+    echo "sbatch: error: ${FAKE_SBATCH_FAIL:-QOSMaxSubmitJobPerUserLimit}" >&2
     exit 1
 fi
 echo $((4240 + $(wc -l < "$log")))
@@ -215,6 +215,9 @@ def test_resolve_profile_precedence(monkeypatch):
     # a one-minute limit gets a warning that fits (half of it), unless one is given
     assert library.resolve_profile(settings, flags={"time": "1"}).profile.signal_seconds == 30
     assert library.resolve_profile(settings, flags={"time": "1", "signal_seconds": "10"}).profile.signal_seconds == 10
+    with pytest.raises(UsageError, match="signal_seconds 90 is not shorter than the time limit"):
+        library.resolve_profile(Settings({"profiles": {"default": {"signal_seconds": 90}}}, None, None),
+                                flags={"time": "1"})
     bare = library.resolve_profile(Settings({}, None, None))
     assert bare.name is None and bare.scheduler == default_scheduler_name()
     with pytest.raises(UsageError, match="unknown profile 'nope': djhpc.yaml defines default, empty, gpu"):
@@ -279,6 +282,15 @@ def test_site_limits_split_the_run_and_cap_it(project):
     assert [(r.job_id, r.array_size, r.index_offset, r.total_tasks) for r in rows] == [
         ("4241", 4, 0, 10), ("4242", 4, 4, 10), ("4243", 2, 8, 10)]
     assert "MaxSubmitJobs 10" in out.stderr and "split into 3 arrays" in out.stderr
+
+
+def test_a_later_array_rejected_names_what_runs_already(project):
+    out = project.run("submit", "--array", 11, FAKE_MAXARRAYSIZE=5, FAKE_SBATCH_FAIL_AT=2)
+    message = one_error_line(out)
+    assert "QOSMaxSubmitJobPerUserLimit" in message and "(already submitted: job 4241, which will run)" in message
+    assert out.stdout == "" and len(project.sbatch_calls()) == 2
+    assert [(r.job_id, r.array_size) for r in project.submissions()] == [("4241", 4)]
+    assert len(project.kept_scripts()) == 1  # the submitted one; the rejected one is gone
 
 
 def test_local_scheduler_starts_the_workers(project):
