@@ -53,6 +53,8 @@ def _non_negative(text: str) -> int:
 
 
 def run(args) -> int:
+    if args.log:
+        _check_writable(args.log)  # before the pipeline is imported (which declares its tables)
     cls = table_class(args.target)
     options = WorkOptions(order=args.order, max_calls=args.max_calls, limit=args.limit,
                           suppress_errors=args.suppress_errors, restrictions=[_and(args.restrict)],
@@ -60,6 +62,18 @@ def run(args) -> int:
     if not args.restrict:
         options.restrictions = []
     return work(cls, options)
+
+
+def _check_writable(path: str):
+    import os
+
+    from ..errors import UsageError
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise UsageError(f"cannot write the key log {path} (No such file or directory): choose another --log"
+                         if not os.path.isdir(folder) else
+                         f"cannot write the key log {path} (Permission denied): choose another --log")
 
 
 def _and(conditions):
