@@ -335,19 +335,15 @@ class _Runner:
                     self._one(keys[0], None)
                 if progress:
                     progress.advance()
-        except BaseException:
+        finally:
+            # keys reserved but not started go back, whether the loop ended, broke or was interrupted
             self._release_held()
             if self.jobs:
                 self.jobs.close()
-            raise
-        finally:
             if restore:
                 restore()
             if progress:
                 progress.close()
-        self._release_held()
-        if self.jobs:
-            self.jobs.close()
         self.result._sync()
         return self.result
 
