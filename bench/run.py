@@ -25,11 +25,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.prototypes import PATCHES
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CASES = ("scaling", "sleep", "startup", "progress", "sqlite")
 THROUGHPUT_CASES = ("scaling", "sleep", "sqlite")
-SERVER_COUNTERS = ("Questions", "Com_commit", "Handler_commit", "Innodb_data_fsyncs", "Innodb_log_writes")
+SERVER_COUNTERS = ("Questions", "Com_commit", "Handler_commit", "Innodb_data_fsyncs", "Innodb_log_writes",
+                   "Innodb_row_lock_waits", "Innodb_row_lock_time", "Innodb_deadlocks")
 MAKE_OWN_ROUND_TRIPS = 3  # BEGIN, the INSERT, COMMIT: what make() itself costs without any reservation
 MAKE_OWN_COMMITS = 1
 LEFT = "('reserved', 'error')"  # job statuses that must not outlive a run (DataJoint 2.x keeps 'pending' rows)
@@ -106,6 +109,9 @@ def parse_args(argv=None):
     p.add_argument("--djhpc-position", choices=("default", "random", "spread"), default="default",
                    help="experiment: pass populate(position=) to djhpc workers: a random start each, or evenly "
                         "spread starts as array tasks get (default: plain populate(reserve_jobs=True))")
+    p.add_argument("--djhpc-patch", action="append", default=[], choices=sorted(PATCHES), metavar="NAME",
+                   help="experiment: apply a prototype change in every djhpc worker (bench/prototypes.py: "
+                        f"{', '.join(sorted(PATCHES))})")
     p.add_argument("--sleep-ms", type=float, help="make's sleep in the sleep case (default 50; --quick 20)")
     p.add_argument("--sleep-workers", type=int, help="workers in the sleep case (default 8; --quick 2)")
     p.add_argument("--sleep-n", type=int, help="keys in the sleep case (default 400; --quick 20)")
@@ -256,6 +262,7 @@ class Runner:
         settings = {"mode": mode, "folder": str(folder), "schema": schema, "sleep_seconds": sleep_seconds,
                     "max_calls": max_calls, "n": n, "done": done, "datajoint_refresh": self.args.datajoint_refresh,
                     "workers": workers, "djhpc_position": self.args.djhpc_position,
+                    "djhpc_patches": self.args.djhpc_patch,
                     "repeats": 3 if self.args.quick else 5, "barrier_timeout_seconds": self.args.timeout}
         procs: list[subprocess.Popen] = []
         deadline = time.monotonic() + self.args.timeout
@@ -353,6 +360,12 @@ class Runner:
             "workers_detail": results,
         }
         out["lost_pct"] = 100.0 * out["lost"] / n
+        if sleep_seconds and success:
+            # worker-seconds from the start to each worker's end, less the sleeping: what the rest costs
+            busy = sum(r["ended_at"] - go_at for r in results)
+            slept = sum(r.get("slept_s", 0.0) for r in results)
+            out["outside_sleep_s_per_job"] = (busy - slept) / success
+            out["sleep_overshoot_s_per_job"] = slept / out["make_calls"] - sleep_seconds
         if server and success:
             out["server_questions_per_job"] = server["Questions"] / success
             out["server_commits_per_job"] = server["Com_commit"] / success
@@ -510,7 +523,9 @@ def notes(r) -> str:
     out = []
     if r["case"] == "sleep":
         ideal = r["workers"] / r["sleep_seconds"]
-        out.append(f"{100 * r['jobs_per_s'] / ideal:.0f}% of ideal {ideal:.0f}/s")
+        out.append(f"{100 * r['jobs_per_s'] / ideal:.0f}% of ideal {ideal:.0f}/s; per job "
+                   f"{1000 * r['outside_sleep_s_per_job']:.1f} ms outside the sleep, sleep "
+                   f"{1000 * r['sleep_overshoot_s_per_job']:.1f} ms over")
     elif r["case"] == "startup":
         out.append(f"{r.get('round_trips_before_first_make', '?')} rt before 1st make, "
                    f"peak RSS {r['max_rss_mb']:.0f} MB")
@@ -625,12 +640,13 @@ def write_png(rows: list[dict], path: str):
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
                 linestyle="--" if "SQLite" in label else "-", label=label)
     ax.set_xlabel("workers (processes started together)")
-    ax.set_ylabel("jobs/s (trivial make)")
+    ax.set_ylabel("jobs/s, trivial make (log scale)")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted({r["workers"] for r in rows if r["case"] == "scaling"}) or [1])
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
+    ax.set_yscale("log")  # SQLite runs several times faster than any MariaDB row: a log axis keeps both readable
+    ax.get_yaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.grid(alpha=0.3, which="both")
     ax.legend()
     ax.set_title("populate(reserve_jobs=True) on one MariaDB, 2 cores")
     fig.tight_layout()
@@ -693,12 +709,12 @@ def main(argv=None) -> int:
     runs: list[dict] = []
     try:
         meta = describe_machine(runner, systems)
-        steps = plan(args, systems)
-        for i, (case, system, workers, kwargs, repeats) in enumerate(steps, 1):
-            for rep in range(repeats):
-                print(f"[{i}/{len(steps)}] {case} {system.name} {system.backend} W={workers} "
-                      f"N={kwargs['n']} run {rep + 1}/{repeats}", file=sys.stderr, flush=True)
-                runs.append(runner.run(system, case, workers, repeat=rep, **kwargs))
+        # repeats go round the whole plan, so that a burst of load elsewhere hits one repeat of many runs
+        steps = [(rep, step) for rep in range(args.repeat) for step in plan(args, systems) if rep < step[4]]
+        for i, (rep, (case, system, workers, kwargs, repeats)) in enumerate(steps, 1):
+            print(f"[{i}/{len(steps)}] {case} {system.name} {system.backend} W={workers} N={kwargs['n']} "
+                  f"run {rep + 1}/{repeats}", file=sys.stderr, flush=True)
+            runs.append(runner.run(system, case, workers, repeat=rep, **kwargs))
     except BenchError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 1

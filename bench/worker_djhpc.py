@@ -16,6 +16,8 @@ import workerlib  # noqa: I001  (first: it takes the process start time)
 
 COUNTS = counting.install()
 
+import prototypes  # noqa: E402
+
 import djhpc as dj  # noqa: E402  (after the PyMySQL wrappers)
 
 
@@ -111,6 +113,7 @@ def progress(worker):
 
 def main():
     worker = workerlib.Worker()
+    prototypes.apply(worker.settings.get("djhpc_patches"))
     mode = worker.settings["mode"]
     if mode == "populate":
         populate(worker)

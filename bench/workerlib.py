@@ -33,6 +33,7 @@ class Worker:
         self.go_at = None
         self.first_make = None  # (time, counts) when make was first called
         self.counts = None
+        self.slept = 0.0  # seconds actually spent in make's sleep (more than asked when the machine is busy)
 
     # ------------------------------------------------------------ barrier
     def ready_and_wait(self, counts):
@@ -64,7 +65,9 @@ class Worker:
         finally:
             os.close(fd)
         if self.sleep_seconds:
+            t0 = time.perf_counter()
             time.sleep(self.sleep_seconds)
+            self.slept += time.perf_counter() - t0
 
     # ------------------------------------------------------------ result
     def finish(self, **fields):
@@ -72,7 +75,7 @@ class Worker:
         ended_at = time.time()
         out = {"index": self.index, "pid": os.getpid(), "started_at": STARTED_AT,
                "ready_at": getattr(self, "ready_at", None), "go_at": self.go_at, "ended_at": ended_at,
-               "max_rss_mb": peak_rss_mb()}
+               "max_rss_mb": peak_rss_mb(), "slept_s": self.slept}
         if self.counts is not None and self.go_at is not None:
             out["counts"] = _delta(self.counts.snapshot(), self.counts_at_go)
         if self.first_make is not None:

@@ -82,6 +82,8 @@ def test_quick_benchmark_runs_and_its_counters_add_up(tmp_path):
             assert stats["statements"] <= r["round_trips"] <= stats["statements"] + 2 * r["workers"], r
             assert r["commits"] - r["autocommit_writes"] <= stats["commits"]  # it counts COMMITs only
     assert [r["n"] for r in mine if r["case"] == "scaling"] == [n, n]
+    for r in (r for r in rows if r["case"] == "sleep"):
+        assert r["sleep_overshoot_s_per_job"] >= 0 and r["outside_sleep_s_per_job"] > 0
 
     startup = {(r["system"], r["n"]): r for r in rows if r["case"] == "startup"}
     for r in startup.values():
