@@ -421,8 +421,10 @@ class _Runner:
             claim = self.held.popleft()
             try:
                 self.jobs.release(claim)
-            except Exception:  # best effort: a dead worker's keys are reclaimed anyway
-                log.warning("could not release %s", claim.key, exc_info=True)
+            except Exception as e:  # best effort: a dead worker's keys are reclaimed anyway
+                log.warning("could not give back %d reserved key(s) (%s): they are reclaimed once this worker "
+                            "is seen dead", len(self.held) + 1, e)
+                self.held.clear()
 
     def _adapt_batch(self, seconds: float):
         if seconds < 0.05:
@@ -462,8 +464,9 @@ class _Runner:
                 if claim:
                     try:
                         self.jobs.release(claim)
-                    except Exception:  # reclaimed later if this fails
-                        log.warning("could not release %s", key, exc_info=True)
+                    except Exception as failure:  # reclaimed later if this fails
+                        log.warning("could not give back %s (%s): it is reclaimed once this worker is seen dead",
+                                    key, failure)
                 self._report(key, started, "interrupted", str(e) or type(e).__name__)
                 raise
             except Exception as e:
@@ -504,7 +507,7 @@ class _Runner:
                 self.jobs.fail(claim, message, stack, max_attempts=max(self.max_attempts, claim.failures + 1)
                                if self.max_attempts > 1 else 1, retry_delay_seconds=self.retry_delay)
             except Exception:  # the error row is a courtesy; the original error matters more
-                log.warning("could not record the error of %s", key, exc_info=True)
+                log.warning("could not record the error of %s: %s", key, sys.exc_info()[1])
         self.result.error_list.append((key, exc if self.return_exceptions else message))
         self.batch = 1
         self._report(key, started, "error", message)

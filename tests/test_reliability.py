@@ -289,3 +289,24 @@ def test_a_killed_workers_key_is_reclaimable_within_a_second(pipeline, backend, 
     assert [c.reason for c in reclaimed] == ["pid-gone"] and latency < 1.0, latency
     assert start_worker(dict(env, DJHPC_TEST_HOLD="0"), "Held", tmp_path / "again.log").wait(timeout=60) == 0
     assert len(p.Held()) == 1 and len(p.schema.jobs) == 0
+
+
+@pytest.mark.mysql
+def test_worker_gives_up_when_the_database_stays_away(private_mariadb, tmp_path, monkeypatch):
+    """A server that does not come back within DJHPC_RECONNECT_SECONDS: one clear line, exit code 69."""
+    url = f"mysql://root@127.0.0.1:{private_mariadb.port}"
+    connection = dj.conn(url, reset=True)
+    p = load_pipeline(url, "gone_test", monkeypatch, tmp_path)
+    p.Item.insert([(i, i) for i in range(300)])
+    env = worker_env(url, "gone_test", DJHPC_TEST_CALLS=tmp_path / "calls.log", DJHPC_TEST_SLEEP=0.02,
+                     DJHPC_RECONNECT_SECONDS=3)
+    w = start_worker(env, "Square", tmp_path / "w.log")
+    wait_for(lambda: len(calls(tmp_path)) > 20, timeout=120, what="work to be under way")
+    private_mariadb.stop()
+    t0 = time.monotonic()
+    assert w.wait(timeout=120) == 69
+    assert time.monotonic() - t0 < 60
+    log = (tmp_path / "w.log").read_text()
+    assert "cannot reach the database at 127.0.0.1:3399" in log and "Traceback" not in log
+    connection.close()
+    sys.modules.pop("pipeline_counts", None)
