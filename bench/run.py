@@ -663,7 +663,7 @@ def describe_machine(runner: Runner, systems) -> dict:
     import pymysql
 
     facts = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-             "pymysql": pymysql.__version__, "djhpc_revision": rev,
+             "pymysql": ".".join(map(str, pymysql.VERSION[:3])), "djhpc_revision": rev,
              "systems": [{"name": s.name, "python": s.python, "backend": s.backend} for s in systems]}
     try:
         with open("/proc/cpuinfo") as f:
