@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import psutil
 import pymysql
 import pytest
 from conftest import MYSQL_URL, ROOT, mysql_available, unavailable
@@ -122,8 +123,9 @@ def test_quick_benchmark_runs_and_its_counters_add_up(tmp_path):
     finally:
         c.close()
     assert not Path(report["meta"]["folder"]).exists()
-    leftover = subprocess.run(["pgrep", "-f", report["meta"]["folder"]], capture_output=True, text=True)
-    assert leftover.stdout.strip() == ""
+    folder = report["meta"]["folder"]
+    leftover = [p.pid for p in psutil.process_iter(["cmdline"]) if folder in " ".join(p.info["cmdline"] or [])]
+    assert leftover == []
 
 
 class FakeConnection:
