@@ -38,8 +38,10 @@ log = logging.getLogger(__name__)
 ORDERS = ("original", "reverse", "random")
 WINDOW = 64
 MAX_BATCH = 32
+CONTENDED_BATCH = 8
 TRANSIENT_RETRIES = 5
 PENDING_CHECK_SECONDS = 30.0
+MAX_RESEEKS = 16  # jumps per worker after losing races: bounded, so the end game cannot spin
 REAP_SECONDS = float(os.environ.get("DJHPC_REAP_SECONDS", 10))
 
 
@@ -114,6 +116,17 @@ class KeyWalker:
                 self.start = rows[0] if rows else None
         self.cursor = None
         self.phase = 1
+
+    def reseek(self, fraction: float):
+        """Continue the walk from another point (``fraction`` of the pending keys); the walk restarts there."""
+        pending = len(self.q)
+        offset = int(fraction * pending)
+        rows = self._fetch(limit=1, offset=offset) if offset else []
+        self.start = rows[0] if rows else None
+        self.buffer.clear()
+        self.cursor = None
+        self.phase = 1
+        self.done = False
 
     def _key_condition(self, key: dict, op: str, inclusive: bool):
         """(sql, params): PK tuple op key, expanded so every database uses the index."""
@@ -199,23 +212,52 @@ class AutoPopulate:
 
     # ---------------------------------------------------------------- progress
     def progress(self, *restrictions, display=False, detail=False):
-        """(remaining, total) from a few counting queries; ``detail=True`` adds the jobs table's counts."""
+        """(remaining, total) from counting queries, never fetching keys; ``detail=True`` returns a dict that
+        adds the jobs table's reserved, error, ignore and pending counts."""
         ks = self._key_source()
         for r in restrictions:
             ks = ks & r
-        total = len(ks)
-        remaining = len(ks - self)
+        counts = self._count_all(ks, restrictions, detail)
+        total, remaining = counts["total"], counts["remaining"]
         if display:
             done = total - remaining
             pct = 100.0 * done / total if total else 100.0
             print(f"{type(self).__name__}: Completed {done:,} of {total:,} ({pct:.1f}%)   "
                   f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
-        if not detail:
-            return remaining, total
-        counts = Reservations(self.connection, type(self).database).counts(self.table_name)
-        return {"total": total, "done": total - remaining, "remaining": remaining,
-                "reserved": counts["reserved"], "error": counts["error"], "ignore": counts["ignore"],
-                "pending": counts["pending"]}
+        return counts if detail else (remaining, total)
+
+    def _count_all(self, ks: Query, restrictions, detail: bool) -> dict:
+        """Every count in one statement. With the default key source, no restriction and the same primary
+        key, every row of the table is a key-source key (its foreign keys say so), so done = COUNT(*) of the
+        table instead of an anti-join over the whole key source."""
+        c = self.connection
+        default_source = not any("key_source" in vars(k) for k in type(self).__mro__ if k is not AutoPopulate)
+        where, params = ks._where_sql()
+        parts = [(f"SELECT COUNT(*) FROM {ks._from}{where}", ks._from_params + params)]
+        if default_source and not restrictions and sorted(ks.primary_key) == sorted(self.primary_key):
+            parts.append((f"SELECT COUNT(*) FROM {self.full_table_name}", ()))
+            remaining_is_difference = True
+        else:
+            pending = ks.proj() - self
+            pwhere, pparams = pending._where_sql()
+            parts.append((f"SELECT COUNT(*) FROM {pending._from}{pwhere}", pending._from_params + pparams))
+            remaining_is_difference = False
+        statuses = ("reserved", "error", "ignore", "pending")
+        if detail:
+            jobs = Reservations(c, type(self).database)
+            jobs.ensure_table()
+            ph = c.dialect.placeholder
+            for status in statuses:
+                parts.append((f"SELECT COUNT(*) FROM {jobs.jobs} WHERE {c.dialect.quote('table_name')} = {ph} "
+                              f"AND {c.dialect.quote('status')} = {ph}", (self.table_name, status)))
+        sql = "SELECT " + ", ".join(f"({p})" for p, _ in parts)
+        row = c.query(sql, tuple(v for _, ps in parts for v in ps), context="progress").fetchone()
+        total = int(row[0])
+        remaining = total - int(row[1]) if remaining_is_difference else int(row[1])
+        out = {"total": total, "done": total - remaining, "remaining": remaining}
+        if detail:
+            out.update({s: int(n) for s, n in zip(statuses, row[2:], strict=True)})
+        return out
 
     def parpopulate(self, *restrictions, **kwargs):
         """populate with reservation: safe to run from many processes at once."""
@@ -286,6 +328,8 @@ class _Runner:
         self.held: deque[Claim] = deque()
         self.next_pending_check = 0.0
         self.final_reap_done = False
+        self.contended = False  # set once this worker lost a reservation race
+        self.reseeks = 0
 
     def _make_kind(self) -> str:
         cls = self.cls
@@ -408,12 +452,27 @@ class _Runner:
                         self._reap_if_due(force=True)
                     self.held.extend(self.jobs.claim_pending(self.table.table_name, 1))
                 return
+            if self.contended or len(keys) >= 4:
+                # skip keys another walk holds instead of racing for them (for fast makes, whose batches
+                # make this read cheap per key, and for any worker that has met another walk)
+                taken = self.jobs.reserved_among(self.table.table_name, keys)
+                self.result.skipped_count += len(taken)
+                keys = [k for k in keys if key_hash(k) not in taken]
+                if not keys:
+                    continue
             attrs = [self.table.heading[a] for a in names]
             encoded = [tuple(values.encode(a, k[a.name], d.name) for a in attrs) for k in keys]
             claims = self.jobs.reserve(self.table.table_name, keys, done_table=self.table.full_table_name,
                                        key_columns=names, encoded=encoded)
-            self.result.skipped_count += len(keys) - len(claims)
-            self.result.lost_count += len(keys) - len(claims)
+            lost = len(keys) - len(claims)
+            self.result.skipped_count += lost
+            self.result.lost_count += lost
+            if lost:
+                self.contended = True
+                if 2 * lost >= len(keys) and self.reseeks < MAX_RESEEKS and not walker.done:
+                    # two walks in lockstep lose every batch to each other: one of them jumps elsewhere
+                    self.reseeks += 1
+                    walker.reseek(random.random())
             self.held.extend(claims)
 
     def _release_held(self):
@@ -427,10 +486,13 @@ class _Runner:
                 self.held.clear()
 
     def _adapt_batch(self, seconds: float):
+        """Hold about a quarter second of work: cheap bookkeeping for fast makes, no hoarding of slow ones.
+        Among other walks, hold fewer keys, so that a race lost costs fewer of them."""
+        limit = CONTENDED_BATCH if self.contended else MAX_BATCH
         if seconds < 0.05:
-            self.batch = min(self.batch * 2, MAX_BATCH)
-        elif seconds > 0.5:
-            self.batch = 1
+            self.batch = min(self.batch * 2, limit)
+        else:
+            self.batch = max(1, min(limit, int(0.25 / seconds)))
 
     def _one(self, key: dict, claim: Claim | None):
         """Make one key in one transaction; errors are recorded, interruptions give the key back."""

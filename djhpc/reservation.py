@@ -287,6 +287,16 @@ class Reservations:
             won = {r[0] for r in self._run("winners", (table_name, token)).fetchall()}
         return [Claim(table_name, k, h, token) for k, h in zip(keys, hashes, strict=True) if h in won]
 
+    def reserved_among(self, table_name: str, keys: list[dict]) -> set[str]:
+        """The hashes of ``keys`` that have a jobs row (reserved, failed, ignored or pending): one indexed read."""
+        if not keys:
+            return set()
+        self.ensure_table()
+        hashes = [key_hash(k) for k in keys]
+        marks = ", ".join([self.connection.dialect.placeholder] * len(hashes))
+        sql = self.connection.dialect.queries["reserved_among"].format(jobs=self.jobs, hashes=marks)
+        return {r[0] for r in self.connection.query(sql, (table_name, *hashes), context="reserved_among").fetchall()}
+
     def claim_pending(self, table_name: str, limit: int = 1) -> list[Claim]:
         """Take keys that wait for a retry (released with history, reclaimed, or failed with attempts left).
 

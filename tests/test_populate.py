@@ -250,9 +250,11 @@ def test_progress_counts_without_fetching_keys(pipeline, db):
     p.schema.jobs.ignore(p.Square, {"item": 99})
     with db.counting() as count:
         assert p.Square().progress() == (60, 100)
-    assert count["statements"] == 2
-    detail = p.Square().progress(detail=True)
-    assert detail["remaining"] == 60 and detail["ignore"] == 1 and detail["error"] == 0
+        detail = p.Square().progress(detail=True)
+        assert p.Square().progress("item < 50") == (10, 50)  # restricted: counted by anti-join
+    assert count["statements"] == 3  # one statement each, the jobs counts included
+    assert detail == {"total": 100, "done": 40, "remaining": 60, "reserved": 0, "error": 0, "ignore": 1,
+                      "pending": 0}
 
 
 @pytest.mark.slow

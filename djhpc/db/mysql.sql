@@ -190,3 +190,6 @@ SELECT COUNT(*) FROM {table}
 -- fails (error 1242) unless the statement before it changed exactly one row: the server then runs nothing
 -- more of the batch, so a make whose reservation was reclaimed never reaches its COMMIT
 SELECT IF(ROW_COUNT() = 1, 0, (SELECT 1 UNION ALL SELECT 2))
+
+-- name: reserved_among
+SELECT `key_hash` FROM {jobs} WHERE `table_name` = %s AND `key_hash` IN ({hashes})

@@ -189,3 +189,6 @@ SELECT COUNT(*) FROM {table}
 -- name: fence_check
 -- (SQLite completes with complete + rowcount; this name exists so both files define the same queries)
 SELECT 0
+
+-- name: reserved_among
+SELECT "key_hash" FROM {jobs} WHERE "table_name" = ? AND "key_hash" IN ({hashes})
