@@ -679,6 +679,12 @@ def describe_machine(runner: Runner, systems) -> dict:
 # --------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.png:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("bench: --png needs matplotlib: pip install -e '.[bench]' (or leave out --png)", file=sys.stderr)
+            return 2
     server = Server.from_env()
     try:
         server.connect().close()
