@@ -21,8 +21,9 @@ MYSQL_URL = os.environ.get("DJHPC_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # hygiene: the user's own settings must not leak into the tests
+KEEP = {"DJHPC_TEST_MYSQL_URL", "DJHPC_BENCH_DATAJOINT_PYTHON"}  # test settings, not user settings
 for _name in list(os.environ):
-    if _name.startswith(("DJHPC_", "DJ_")) and _name != "DJHPC_TEST_MYSQL_URL":
+    if _name.startswith(("DJHPC_", "DJ_")) and _name not in KEEP:
         del os.environ[_name]
 os.environ["DJHPC_SAFEMODE"] = "0"
 os.environ["XDG_CONFIG_HOME"] = "/nonexistent-djhpc-test-config"
