@@ -228,3 +228,37 @@ def schema_progress(connection, schema: str, *, window_seconds: float = RATE_WIN
             setattr(p, k, v)
         out.append(p)
     return out
+
+
+# ---------------------------------------------------------------------------- text (CLI and report share it)
+def seconds_text(seconds: float | None) -> str:
+    """0.42 s, 12.3 s, 4m 05s, 2h 01m, 3d 04h."""
+    if seconds is None:
+        return "—"
+    s = float(seconds)
+    if s < 0.1:
+        return f"{s * 1000:.1f} ms"
+    if s < 60:
+        return f"{s:.2f} s" if s < 10 else f"{s:.1f} s"
+    s = int(round(s))
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
+
+
+def eta_text(p: TableProgress, *, clock_format: str | None = None) -> str:
+    """'done', 'finishing', 'stalled', 'not started', or how long and when (local time)."""
+    if p.total is None:
+        return "—"
+    if p.finished:
+        return "done"
+    if p.left == 0:
+        return "finishing"
+    if p.eta_seconds is None:
+        return "stalled" if p.completions else "not started"
+    at = dt.datetime.now().astimezone() + dt.timedelta(seconds=p.eta_seconds)
+    fmt = clock_format or ("%H:%M" if p.eta_seconds < 86400 else "%Y-%m-%d %H:%M")
+    return f"{seconds_text(p.eta_seconds)} ({at.strftime(fmt)})"
+

@@ -20,7 +20,7 @@ import jinja2
 from .errors import UsageError
 from .history import History
 from .jobrows import error_groups, key_text
-from .progress import table_progress
+from .progress import eta_text, seconds_text, table_progress
 
 REPORT_ROWS = 20_000
 MAX_LANES = 150
@@ -108,17 +108,6 @@ def _value_ticks(top: float, y) -> list[dict]:
     return out
 
 
-def _seconds_text(s: float) -> str:
-    if s < 0.1:
-        return f"{s * 1000:.1f} ms"
-    if s < 60:
-        return f"{s:.2f} s" if s < 10 else f"{s:.1f} s"
-    s = int(round(s))
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    return f"{s // 3600}h {s % 3600 // 60:02d}m"
-
-
 # ---------------------------------------------------------------------------- charts
 def cumulative_chart(rows: list[HistoryRow], t0: float, t1: float, height: int = 240) -> dict:
     top_pad, bottom = 12, 28
@@ -167,7 +156,7 @@ def throughput_chart(rows: list[HistoryRow], t0: float, t1: float, height: int =
             for i, v in enumerate(per_minute) if v > 0]
     return {"width": WIDTH, "height": height, "left": LEFT, "right": WIDTH - RIGHT, "top": top_pad,
             "bottom": height - bottom, "bars": bars, "xticks": _time_ticks(t0, t0 + nbins * size, x),
-            "yticks": _value_ticks(top, y), "bin": _seconds_text(size),
+            "yticks": _value_ticks(top, y), "bin": seconds_text(size),
             "peak": f"{max(per_minute):,.1f}", "mean": f"{len(rows) * 60.0 / max(span, 1.0):,.1f}"}
 
 
@@ -203,13 +192,13 @@ def timeline_chart(rows: list[HistoryRow], t0: float, t1: float, slow_after: flo
             slow = r.duration > slow_after
             bars.append({"x": round(x(r.start), 2), "y": y + 2, "w": round(max(x(r.end) - x(r.start), 1.0), 2),
                          "h": lane_h - 4, "fill": SLOW if slow else colour[host],
-                         "title": f"{host} {task}: {_seconds_text(r.duration)} from "
+                         "title": f"{host} {task}: {seconds_text(r.duration)} from "
                                   f"{_local(r.start).strftime('%H:%M:%S')}"})
     return {"width": WIDTH, "height": height, "left": left, "right": WIDTH - RIGHT, "top": top_pad,
             "bottom": height - bottom, "lanes": out_lanes, "bars": bars, "lane_h": lane_h,
             "xticks": _time_ticks(t0, t1, x), "hidden": hidden,
             "legend": [{"host": h, "fill": colour[h]} for h in hosts], "slow_fill": SLOW,
-            "slow_after": _seconds_text(slow_after)}
+            "slow_after": seconds_text(slow_after)}
 
 
 def histogram_chart(durations: list[float], p50: float, p95: float, height: int = 220, nbins: int = 30) -> dict:
@@ -231,15 +220,15 @@ def histogram_chart(durations: list[float], p50: float, p95: float, height: int 
 
     bars = [{"x": round(x(lo + i * size), 1), "y": round(y(c), 1), "w": round(max(plot_w / nbins - 1, 0.5), 1),
              "h": round(y(0) - y(c), 1), "count": c,
-             "range": f"{_seconds_text(lo + i * size)} – {_seconds_text(lo + (i + 1) * size)}"}
+             "range": f"{seconds_text(lo + i * size)} – {seconds_text(lo + (i + 1) * size)}"}
             for i, c in enumerate(counts) if c]
-    xticks = [{"x": round(x(lo + (hi - lo) * i / 5), 1), "label": _seconds_text(lo + (hi - lo) * i / 5),
+    xticks = [{"x": round(x(lo + (hi - lo) * i / 5), 1), "label": seconds_text(lo + (hi - lo) * i / 5),
                "anchor": _anchor(i, 6)} for i in range(6)]
     marks = []
     for value, name in ((p50, "median"), (p95, "p95")):
         at = x(value)
         near_right = at > WIDTH - RIGHT - 120
-        marks.append({"x": round(at, 1), "label": f"{name} {_seconds_text(value)}",
+        marks.append({"x": round(at, 1), "label": f"{name} {seconds_text(value)}",
                       "tx": round(at - 4 if near_right else at + 4, 1), "anchor": "end" if near_right else "start"})
     return {"width": WIDTH, "height": height, "left": LEFT, "right": WIDTH - RIGHT, "top": top_pad,
             "bottom": height - bottom, "bars": bars, "xticks": xticks, "yticks": _value_ticks(top, y),
@@ -254,8 +243,8 @@ def host_summary(rows: list[HistoryRow]) -> list[dict]:
     for host in sorted(by):
         made = by[host]
         out.append({"host": host, "makes": f"{len(made):,}", "tasks": f"{len({r.task or r.pid for r in made}):,}",
-                    "median": _seconds_text(statistics.median(r.duration for r in made)),
-                    "longest": _seconds_text(max(r.duration for r in made)),
+                    "median": seconds_text(statistics.median(r.duration for r in made)),
+                    "longest": seconds_text(max(r.duration for r in made)),
                     "first": _local(min(r.start for r in made)).strftime("%Y-%m-%d %H:%M:%S"),
                     "last": _local(max(r.end for r in made)).strftime("%Y-%m-%d %H:%M:%S")})
     return out
@@ -282,7 +271,8 @@ def build_context(table, *, limit: int = REPORT_ROWS) -> dict:
     now = dt.datetime.now().astimezone()
     ctx = {"title": f"{cls.__name__} — djhpc report", "table": cls.__name__, "schema": cls.database,
            "generated": now.strftime("%Y-%m-%d %H:%M:%S %Z (UTC%z)"), "host": socket.gethostname(),
-           "progress": progress, "eta": _eta_text(progress), "rows_drawn": len(rows),
+           "progress": progress, "eta": eta_text(progress, clock_format="about %Y-%m-%d %H:%M"),
+           "rows_drawn": len(rows),
            "completions": progress.completions, "truncated": progress.completions > len(rows),
            "errors": [{"table": g.table_name, "type": g.error_type, "message": g.message, "count": f"{g.count:,}",
                        "example": key_text(g.example_key), "example_message": g.example_message} for g in groups],
@@ -306,27 +296,16 @@ def build_context(table, *, limit: int = REPORT_ROWS) -> dict:
             cumulative=cumulative_chart(rows, t0, t1), throughput=throughput_chart(rows, t0, t1),
             timeline=timeline_chart(rows, t0, t1, p95), histogram=histogram_chart(durations, p50, p95),
             hosts=host_summary(rows), first=_local(t0).strftime("%Y-%m-%d %H:%M:%S"),
-            last=_local(t1).strftime("%Y-%m-%d %H:%M:%S"), span=_seconds_text(t1 - t0),
-            sizing=[("Make time", _seconds_text(p50), _seconds_text(p95), _seconds_text(durations[-1])),
-                    ("CPU seconds", _seconds_text(_quantile(cpu, 0.5)), _seconds_text(_quantile(cpu, 0.95)),
-                     _seconds_text(cpu[-1])),
+            last=_local(t1).strftime("%Y-%m-%d %H:%M:%S"), span=seconds_text(t1 - t0),
+            sizing=[("Make time", seconds_text(p50), seconds_text(p95), seconds_text(durations[-1])),
+                    ("CPU seconds", seconds_text(_quantile(cpu, 0.5)), seconds_text(_quantile(cpu, 0.95)),
+                     seconds_text(cpu[-1])),
                     ("Peak memory", _mb(_quantile(mem, 0.5)), _mb(_quantile(mem, 0.95)), _mb(mem[-1]))])
     return ctx
 
 
 def _mb(v: float) -> str:
     return f"{v / 1024:,.1f} GB" if v >= 1024 else f"{v:,.0f} MB"
-
-
-def _eta_text(p) -> str:
-    if p.finished:
-        return "done"
-    if p.left == 0:
-        return "finishing"
-    if p.eta_seconds is None:
-        return "stalled" if p.completions else "not started"
-    at = dt.datetime.now().astimezone() + dt.timedelta(seconds=p.eta_seconds)
-    return f"{_seconds_text(p.eta_seconds)} (about {at.strftime('%Y-%m-%d %H:%M')})"
 
 
 def _template() -> jinja2.Template:

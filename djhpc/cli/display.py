@@ -14,6 +14,7 @@ import re
 import sys
 
 from ..errors import UsageError
+from ..progress import seconds_text  # noqa: F401 - commands format durations through display
 
 _AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -47,23 +48,6 @@ def number(n) -> str:
     if isinstance(n, float) and not n.is_integer():
         return f"{n:,.1f}"
     return f"{int(n):,}"
-
-
-def seconds_text(seconds: float | None) -> str:
-    """0.42 s, 12.3 s, 4m 05s, 2h 01m, 3d 04h."""
-    if seconds is None:
-        return "—"
-    s = float(seconds)
-    if s < 0.1:
-        return f"{s * 1000:.1f} ms"
-    if s < 60:
-        return f"{s:.2f} s" if s < 10 else f"{s:.1f} s"
-    s = int(round(s))
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60:02d}m"
-    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
 
 
 def megabytes_text(mb: float | None) -> str:

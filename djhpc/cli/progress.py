@@ -8,7 +8,7 @@ import json
 import sys
 import time
 
-from ..progress import RATE_WINDOW_SECONDS, TableProgress, schema_progress, table_progress
+from ..progress import RATE_WINDOW_SECONDS, TableProgress, eta_text, schema_progress, table_progress
 from . import display
 from .scope import resolve_scope
 
@@ -72,20 +72,6 @@ def run(args) -> int:
 
 
 # ---------------------------------------------------------------------------- text
-def eta_text(p: TableProgress) -> str:
-    if p.total is None:
-        return "—"
-    if p.finished:
-        return "done"
-    if p.left == 0:
-        return "finishing"
-    if p.eta_seconds is None:
-        return "stalled" if p.completions else "not started"
-    at = dt.datetime.now().astimezone() + dt.timedelta(seconds=p.eta_seconds)
-    clock = at.strftime("%H:%M" if p.eta_seconds < 86400 else "%Y-%m-%d %H:%M")
-    return f"{display.seconds_text(p.eta_seconds)} ({clock})"
-
-
 def _percent(p: TableProgress) -> str:
     return "—" if p.percent is None else f"{p.percent:.1f}%"
 
