@@ -61,7 +61,8 @@ class PopulateResult(dict):
     error_list: list = field(default_factory=list)
     skipped_count: int = 0
     make_calls: int = 0
-    lost_count: int = 0
+    lost_count: int = 0  # keys lost in a race for them (reservers that could not take turns)
+    seen_taken_count: int = 0  # keys skipped because another worker held or had made them when this one looked
 
     def __post_init__(self):
         self._sync()
@@ -452,25 +453,19 @@ class _Runner:
                         self._reap_if_due(force=True)
                     self.held.extend(self.jobs.claim_pending(self.table.table_name, 1))
                 return
-            if self.contended or len(keys) >= 4:
-                # skip keys another walk holds instead of racing for them (for fast makes, whose batches
-                # make this read cheap per key, and for any worker that has met another walk)
-                taken = self.jobs.reserved_among(self.table.table_name, keys)
-                self.result.skipped_count += len(taken)
-                keys = [k for k in keys if key_hash(k) not in taken]
-                if not keys:
-                    continue
             attrs = [self.table.heading[a] for a in names]
             encoded = [tuple(values.encode(a, k[a.name], d.name) for a in attrs) for k in keys]
-            claims = self.jobs.reserve(self.table.table_name, keys, done_table=self.table.full_table_name,
-                                       key_columns=names, encoded=encoded)
-            lost = len(keys) - len(claims)
-            self.result.skipped_count += lost
-            self.result.lost_count += lost
-            if lost:
+            taken = self.jobs.take(self.table.table_name, keys, done_table=self.table.full_table_name,
+                                   key_columns=names, encoded=encoded)
+            claims = taken.claims
+            missed = taken.seen_taken + taken.lost
+            self.result.skipped_count += missed
+            self.result.lost_count += taken.lost
+            self.result.seen_taken_count += taken.seen_taken
+            if missed:
                 self.contended = True
-                if 2 * lost >= len(keys) and self.reseeks < MAX_RESEEKS and not walker.done:
-                    # two walks in lockstep lose every batch to each other: one of them jumps elsewhere
+                if 2 * missed >= len(keys) and self.reseeks < MAX_RESEEKS and not walker.done:
+                    # this walk has caught up with another: jump elsewhere rather than trail it
                     self.reseeks += 1
                     walker.reseek(random.random())
             self.held.extend(claims)

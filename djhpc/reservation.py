@@ -5,9 +5,10 @@ classes, so other table layers can drive it.
 
 Protocol (the invariants the tests check):
 - A reservation is a row ``(table_name, key_hash)`` with ``status='reserved'`` and a random ``token``.
-  Reserving is one ``INSERT ... SELECT`` that skips keys already reserved/failed/ignored (primary key)
-  and keys already in the target table (``NOT EXISTS``): a batch costs one round trip, plus one to learn
-  which keys were won when the batch has more than one key.
+  Reserving is one ``INSERT ... SELECT`` that skips keys already reserved/failed/ignored and keys already
+  in the target table (``NOT EXISTS``). Reservers of a table take turns, so that statement sees every
+  earlier reservation and no two workers race for a key: on MySQL it is sent in one packet between
+  ``GET_LOCK`` and ``RELEASE_LOCK`` with the read of the keys won, so a batch costs one round trip.
 - Completing is ``DELETE ... WHERE token = ?`` as the last statement of make's own transaction; if it
   deletes nothing, the reservation was reclaimed and the transaction must roll back (fencing).
 - Failing and releasing present the token too, so a late worker never touches another's reservation.
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 JOBS_TABLE = "~jobs"
 _created: set = set()  # (database, schema, pid) whose jobs table this process has made sure of
 ERROR_MESSAGE_LIMIT = 2047
+RESERVE_LOCK_WAIT = 2  # seconds a reserver waits for its turn before reserving without one
 _TRUNCATED = "...truncated"
 
 
@@ -152,6 +154,20 @@ class Claim:
     history: list = field(default_factory=list)
 
 
+@dataclass
+class Taken:
+    """What one reservation statement did: the claims won, and why the other keys were not."""
+
+    claims: list[Claim]
+    seen_taken: int  # held or done by another worker when this one looked: skipped, no race
+    lost: int  # tried at the same time as another worker, who won (only when reservers could not take turns)
+
+
+def reserve_lock_name(schema: str, table_name: str) -> str:
+    """The named lock that reservers of one table take turns on (MySQL limits names to 64 characters)."""
+    return "djhpc-reserve:" + hashlib.sha1(f"{schema}.{table_name}".encode()).hexdigest()
+
+
 def truncate_message(message: str, limit: int = ERROR_MESSAGE_LIMIT) -> str:
     return message if len(message) <= limit else message[: limit - len(_TRUNCATED)] + _TRUNCATED
 
@@ -173,6 +189,8 @@ class Reservations:
         self.lease_seconds = lease_seconds or LEASE_SECONDS
         self._ready = False
         self._heartbeat = None
+        self._read_committed = True
+        self._lock_skip_until = 0.0
 
     # -------------------------------------------------------------- liveness
     def _start_liveness(self):
@@ -241,21 +259,40 @@ class Reservations:
     # -------------------------------------------------------------- reserve
     def reserve(self, table_name: str, keys: list[dict], *, done_table: str | None = None,
                 key_columns: list[str] | None = None, encoded: list[tuple] | None = None) -> list[Claim]:
-        """Reserve as many of ``keys`` as possible in one statement; returns the claims won.
+        """Reserve as many of ``keys`` as possible in one round trip; returns the claims won (see ``take``)."""
+        return self.take(table_name, keys, done_table=done_table, key_columns=key_columns, encoded=encoded).claims
+
+    def take(self, table_name: str, keys: list[dict], *, done_table: str | None = None,
+             key_columns: list[str] | None = None, encoded: list[tuple] | None = None) -> Taken:
+        """Reserve the keys of ``keys`` that nobody holds, in one round trip, and say why the others were not won.
 
         With ``done_table``, keys whose row exists there already (``key_columns`` equal to ``encoded``)
         are skipped in the same statement, so a key finished by another worker is never reserved again.
+        Reservers of one table take turns (SQLite's write lock; on MySQL a named lock taken and released in
+        the same packet), so a key is skipped because it was seen held or done, never lost in a race.
         """
         if not keys:
-            return []
+            return Taken([], 0, 0)
         self.ensure_table()
         self._start_liveness()
-        d = self.connection.dialect
-        q, ph = d.quote, d.placeholder
         token = secrets.token_hex(16)
         hashes = [key_hash(k) for k in keys]
-        key_columns = key_columns or []
-        encoded = encoded or [()] * len(keys)
+        sql, params = self._reserve_statement(table_name, keys, hashes, token, done_table, key_columns or [],
+                                              encoded or [()] * len(keys))
+        if self.connection.is_sqlite:
+            # one statement is one write transaction: it reads the latest state under the write lock
+            won_count = self.connection.query(sql, params, context="reserve").rowcount
+            serialized = True
+            won = self._winners(table_name, token, hashes, won_count)
+        else:
+            won, serialized = self._reserve_in_turn(table_name, token, sql, params)
+        claims = [Claim(table_name, k, h, token) for k, h in zip(keys, hashes, strict=True) if h in won]
+        missed = len(keys) - len(claims)
+        return Taken(claims, missed if serialized else 0, 0 if serialized else missed)
+
+    def _reserve_statement(self, table_name, keys, hashes, token, done_table, key_columns, encoded):
+        d = self.connection.dialect
+        q, ph = d.quote, d.placeholder
         rows_sql, params = [], []
         for i, (k, h, enc) in enumerate(zip(keys, hashes, encoded, strict=True)):
             cols = [ph, ph, ph, ph] + [ph] * len(key_columns)
@@ -273,29 +310,63 @@ class Reservations:
         sql = (
             f"{verb} INTO {self.jobs} ({', '.join(q(c) for c in insert_cols)}) "
             f"SELECT v._tn, v._kh, 'reserved', v._k, {', '.join(head)}, {ph}, 1, {d.now}, v._pos "
-            f"FROM ({' UNION ALL '.join(rows_sql)}) AS v"
+            f"FROM ({' UNION ALL '.join(rows_sql)}) AS v "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {self.jobs} AS j WHERE j.{q('table_name')} = v._tn "
+            f"AND j.{q('key_hash')} = v._kh)"
         )
         if done_table and key_columns:
             match = " AND ".join(f"t.{q(c)} = v._c{j}" for j, c in enumerate(key_columns))
-            sql += f" WHERE NOT EXISTS (SELECT 1 FROM {done_table} AS t WHERE {match})"
-        cur = self.connection.query(sql, (*identity, token, *params), context="reserve")
-        if cur.rowcount == 0:
-            return []
-        if len(keys) == 1:
-            won = {hashes[0]}
-        else:
-            won = {r[0] for r in self._run("winners", (table_name, token)).fetchall()}
-        return [Claim(table_name, k, h, token) for k, h in zip(keys, hashes, strict=True) if h in won]
+            sql += f" AND NOT EXISTS (SELECT 1 FROM {done_table} AS t WHERE {match})"
+        return sql, (*identity, token, *params)
 
-    def reserved_among(self, table_name: str, keys: list[dict]) -> set[str]:
-        """The hashes of ``keys`` that have a jobs row (reserved, failed, ignored or pending): one indexed read."""
-        if not keys:
+    def _winners(self, table_name, token, hashes, won_count) -> set[str]:
+        if won_count <= 0:
             return set()
-        self.ensure_table()
-        hashes = [key_hash(k) for k in keys]
-        marks = ", ".join([self.connection.dialect.placeholder] * len(hashes))
-        sql = self.connection.dialect.queries["reserved_among"].format(jobs=self.jobs, hashes=marks)
-        return {r[0] for r in self.connection.query(sql, (table_name, *hashes), context="reserved_among").fetchall()}
+        if won_count == len(hashes):
+            return set(hashes)
+        return {r[0] for r in self._run("winners", (table_name, token)).fetchall()}
+
+    def _reserve_in_turn(self, table_name, token, sql, params) -> tuple[set[str], bool]:
+        """MySQL: take the table's reservation lock, reserve, read the winners and drop the lock, in one packet.
+
+        The lock is waited for at most RESERVE_LOCK_WAIT seconds; past that (a holder stuck mid-packet) the
+        statement runs anyway, unserialized but still correct (INSERT IGNORE), and the lock is skipped for a
+        while. The reservation reads committed rows, not locking ones, so it never deadlocks with completions.
+        """
+        import time
+
+        q = self.connection.dialect.queries
+        lock = reserve_lock_name(self.schema, table_name)
+        use_lock = time.monotonic() >= self._lock_skip_until
+        statements = [(q["take_reserve_lock"], (lock, RESERVE_LOCK_WAIT))] if use_lock else []
+        if self._read_committed:
+            statements.append((q["read_committed_next"], ()))
+        statements += [(sql, params), (q["winners"].format(jobs=self.jobs), (table_name, token))]
+        if use_lock:
+            statements.append((q["release_reserve_lock"], (lock,)))
+        try:
+            results = self.connection.script(statements, context="reserve")
+        except DatabaseError as e:
+            if use_lock:
+                self._drop_reserve_lock(lock)
+            if getattr(e, "code", 0) == 1665 and self._read_committed:
+                # binlog_format=STATEMENT refuses READ COMMITTED writes: reserve with locking reads instead
+                self._read_committed = False
+                return self._reserve_in_turn(table_name, token, sql, params)
+            raise
+        got_lock = use_lock and results[0][1] and results[0][1][0][0] == 1
+        if use_lock and not got_lock:
+            log.warning("waited %ss for the reservation lock of %s: reserving without it for a minute",
+                        RESERVE_LOCK_WAIT, table_name)
+            self._lock_skip_until = time.monotonic() + 60
+        winners = results[-2 if use_lock else -1][1]
+        return {r[0] for r in winners}, got_lock
+
+    def _drop_reserve_lock(self, lock):
+        try:
+            self.connection.run("release_reserve_lock", (lock,))
+        except Exception:  # a lost session has dropped its locks already
+            pass
 
     def claim_pending(self, table_name: str, limit: int = 1) -> list[Claim]:
         """Take keys that wait for a retry (released with history, reclaimed, or failed with attempts left).

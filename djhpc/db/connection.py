@@ -399,6 +399,35 @@ class Connection:
         self._depth = 0
         self._prebegun = begin_next
 
+    def script(self, statements, *, context: str = "") -> list[tuple[int, list]]:
+        """MySQL, outside a transaction: run ``statements`` (sql, params) in one round trip; returns
+        (rowcount, rows) of each. The server stops at the first failing statement and runs none after it."""
+        if self._depth or self.is_sqlite:
+            raise AssertionError("script() runs outside transactions, on MySQL only")
+        if self._prebegun:
+            self._end_prebegun()
+        cur = self.raw.cursor()
+        text = ";\n".join(cur.mogrify(sql, params or None) for sql, params in statements)
+        self.stats.statements += 1
+        results = []
+        try:
+            cur.execute(text)
+            while True:
+                results.append((cur.rowcount, list(cur.fetchall() or ())))
+                if not cur.nextset():
+                    break
+        except pymysql.err.Error as e:
+            err = self.dialect.translate(e, context=context)
+            if isinstance(err, LostConnectionError):
+                self._raw = None
+            else:
+                _drain(cur)
+            raise err from None
+        except (pymysql.err.InterfaceError, ConnectionError) as e:
+            self._raw = None
+            raise LostConnectionError(f"lost the connection to the database server ({e})") from None
+        return results
+
     def rollback(self):
         """Roll back the whole transaction, whatever the nesting depth."""
         self.drop_deferred()

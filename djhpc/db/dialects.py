@@ -130,7 +130,9 @@ class MySQLDialect(Dialect):
             return QueryError(f"{where}{msg}: name only attributes of the query (see its heading)")
         if code == 1146:
             return DatabaseError(f"{where}table does not exist ({msg}): declare it first")
-        return DatabaseError(f"{where}database error {code}: {msg}")
+        err = DatabaseError(f"{where}database error {code}: {msg}")
+        err.code = code
+        return err
 
 
 class SQLiteDialect(Dialect):

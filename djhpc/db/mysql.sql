@@ -191,5 +191,11 @@ SELECT COUNT(*) FROM {table}
 -- more of the batch, so a make whose reservation was reclaimed never reaches its COMMIT
 SELECT IF(ROW_COUNT() = 1, 0, (SELECT 1 UNION ALL SELECT 2))
 
--- name: reserved_among
-SELECT `key_hash` FROM {jobs} WHERE `table_name` = %s AND `key_hash` IN ({hashes})
+-- name: take_reserve_lock
+SELECT GET_LOCK(%s, %s)
+
+-- name: release_reserve_lock
+SELECT RELEASE_LOCK(%s)
+
+-- name: read_committed_next
+SET TRANSACTION ISOLATION LEVEL READ COMMITTED

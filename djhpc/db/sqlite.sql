@@ -190,5 +190,11 @@ SELECT COUNT(*) FROM {table}
 -- (SQLite completes with complete + rowcount; this name exists so both files define the same queries)
 SELECT 0
 
--- name: reserved_among
-SELECT "key_hash" FROM {jobs} WHERE "table_name" = ? AND "key_hash" IN ({hashes})
+-- name: take_reserve_lock
+SELECT ?, ?
+
+-- name: release_reserve_lock
+SELECT ?
+
+-- name: read_committed_next
+SELECT 1
