@@ -54,7 +54,7 @@ class System:
 
     @property
     def script(self) -> Path:
-        return HERE / ("worker_djhpc.py" if self.kind == "djhpc" else "worker_datajoint.py")
+        return HERE / {"djhpc": "worker_djhpc.py", "floor": "worker_floor.py"}.get(self.kind, "worker_datajoint.py")
 
     @property
     def major(self) -> int:
@@ -223,7 +223,7 @@ class Runner:
     # -------------------------------------------------------------- workers
     def _env(self, system: System) -> dict:
         env = _worker_env_base()
-        if system.kind == "djhpc":
+        if system.kind in ("djhpc", "floor"):
             env["PYTHONPATH"] = f"{HERE}{os.pathsep}{ROOT}"
             env["DJHPC_DATABASE_URL"] = self.server.url if system.backend == "mysql" else self._sqlite_url
         else:
@@ -350,6 +350,7 @@ class Runner:
             "round_trips_per_job": counts["round_trips"] / success if success else None,
             "commits_per_job": counts["commits"] / success if success else None,
             "lost": sum(r["lost"] for r in results),
+            "seen_held": sum(r.get("seen_held", 0) for r in results) if system.kind == "djhpc" else None,
             "made_keys": len(calls), "make_calls": sum(calls.values()),
             "twice": sum(1 for c in calls.values() if c > 1),
             "startup_s": max(starts) if starts else None,
@@ -430,8 +431,9 @@ def plan(args, systems: list[System]) -> list[tuple]:
         for w in args.workers:
             out += [("scaling", s, w, {"n": args.n}, args.repeat) for s in mysql]
     if "sleep" in args.cases:
+        floor = System("floor: no reservation", "floor", sys.executable, "-")
         out += [("sleep", s, args.sleep_workers, {"n": args.sleep_n, "sleep_seconds": args.sleep_ms / 1000},
-                 args.repeat) for s in mysql]
+                 args.repeat) for s in mysql + [floor]]
     if "startup" in args.cases:
         for k in args.startup_keys:
             out += [("startup", s, 1, {"n": k, "max_calls": 1}, args.repeat) for s in mysql]
@@ -500,6 +502,7 @@ COLUMNS = [
     ("srv q/job", lambda r: _per_job(r, "server_questions_per_job", 2)),
     ("lost", lambda r: "" if r.get("lost") is None else f"{r['lost']:,}"),
     ("lost %", lambda r: _per_job(r, "lost_pct", 1)),
+    ("seen held", lambda r: "" if r.get("seen_held") is None else f"{r['seen_held']:,}"),
     ("twice", lambda r: str(r.get("twice_all_repeats", r.get("twice", "")))),
     ("start-up s", lambda r: _f(r.get("startup_s"), 3)),
     ("notes", lambda r: notes(r)),
@@ -736,7 +739,9 @@ def main(argv=None) -> int:
     print()
     print(f"× columns: djhpc ÷ {reference or 'DataJoint'} at the same case and W (a DataJoint row: djhpc ÷ that row). "
           "rt = round trips and commits = durable commits, counted in each worker at the PyMySQL layer; "
-          "srv q = the server's Questions. lost = losing reservation attempts; twice = keys whose make ran twice.")
+          "srv q = the server's Questions. lost = losing reservation attempts (a key tried and won by another worker "
+          "at the same time); seen held = keys a djhpc reservation skipped because another worker held or had made "
+          "them when it looked (its reservers take turns, so this is not a race); twice = keys whose make ran twice.")
     for t in targets:
         mark = {True: "met", False: "NOT MET", None: "not measured"}[t["met"]]
         print(f"  [{mark}] {t['target']}: {t['measured']}")

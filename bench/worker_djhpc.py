@@ -81,7 +81,8 @@ def populate(worker):
     stats_before = connection.stats.snapshot()
     result = Result().populate(reserve_jobs=True, max_calls=s.get("max_calls"), **position(s))
     stats_after = connection.stats.snapshot()
-    worker.finish(success=result.success_count, lost=result.lost_count, make_calls=result.make_calls,
+    worker.finish(success=result.success_count, lost=result.lost_count,
+                  seen_held=result.seen_taken_count, make_calls=result.make_calls,
                   errors=len(result.error_list),
                   connection_stats={"statements": stats_after[0] - stats_before[0],
                                     "commits": stats_after[1] - stats_before[1]})

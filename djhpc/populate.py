@@ -36,9 +36,11 @@ from .reservation import Claim, Reservations, Worker, key_hash
 log = logging.getLogger(__name__)
 
 ORDERS = ("original", "reverse", "random")
-WINDOW = 64
+WINDOW = 128  # keys read ahead at most: four batches, so that the keys read are still free when reserved
+MIN_WINDOW = 8
 MAX_BATCH = 32
 CONTENDED_BATCH = 8
+HOLD_SECONDS = 0.25  # work a batch holds: fast makes share a reservation; slow ones hold one key at a time
 TRANSIENT_RETRIES = 5
 PENDING_CHECK_SECONDS = 30.0
 MAX_RESEEKS = 16  # jumps per worker after losing races: bounded, so the end game cannot spin
@@ -95,8 +97,10 @@ def task_position(env=None) -> float | None:
 class KeyWalker:
     """Pending keys of a candidates query, a window at a time, starting at a chosen fraction of the keys."""
 
-    def __init__(self, candidates: Query, names: list[str], order: str, fraction: float | None):
+    def __init__(self, candidates: Query, names: list[str], order: str, fraction: float | None,
+                 min_window: int = MIN_WINDOW):
         self.q = candidates
+        self.min_window = min_window
         self.names = names
         self.attrs = [candidates.heading[n] for n in names]
         self.desc = order == "reverse"
@@ -117,6 +121,7 @@ class KeyWalker:
                 self.start = rows[0] if rows else None
         self.cursor = None
         self.phase = 1
+        self._before, self._last_out = (1, None), None
 
     def reseek(self, fraction: float):
         """Continue the walk from another point (``fraction`` of the pending keys); the walk restarts there."""
@@ -159,14 +164,27 @@ class KeyWalker:
     def next(self, n: int) -> list[dict]:
         """Up to ``n`` keys; an empty list when the walk has covered the whole key space."""
         while not self.buffer and not self.done:
-            self._refill(max(WINDOW, n))
+            self._refill(min(WINDOW, max(self.min_window, 4 * n)))
         out = []
         while self.buffer and len(out) < n:
             out.append(self.buffer.popleft())
+        if out:
+            self._last_out = out[-1]
         return out
+
+    def refresh(self):
+        """Drop the unread rest of the window, which other workers have been taking keys from, and read it
+        again from the last key handed out: the new read leaves out what they have made since."""
+        if self.shuffle or not self.buffer:
+            return
+        phase, cursor = self._before
+        self.buffer.clear()
+        self.phase, self.done = phase, False
+        self.cursor = self._last_out if self._last_out is not None else cursor
 
     def _refill(self, size: int):
         """Fetch the next window: phase 1 runs from the start key to the end, phase 2 from the beginning up to it."""
+        self._before, self._last_out = (self.phase, self.cursor), None
         if self.phase == 1:
             inclusive = self.cursor is None and self.start is not None
             rows = self._fetch(size, lower=self.cursor or self.start, lower_inclusive=inclusive)
@@ -356,7 +374,8 @@ class _Runner:
         if position is None and (self.reserve or self.order == "random"):
             # no array task index: a random start, so that workers started together rarely meet
             position = random.random()
-        walker = KeyWalker(candidates, names, self.order, position)
+        # alone, read ahead freely; among other workers, read ahead only a few batches, so keys stay fresh
+        walker = KeyWalker(candidates, names, self.order, position, MIN_WINDOW if self.reserve else WINDOW)
         progress = _ProgressBar(self.cls.__name__, walker.pending_at_start or len(candidates)) \
             if self.display else None
         restore = self._install_signal_handlers() if self.reserve else None
@@ -456,7 +475,7 @@ class _Runner:
             attrs = [self.table.heading[a] for a in names]
             encoded = [tuple(values.encode(a, k[a.name], d.name) for a in attrs) for k in keys]
             taken = self.jobs.take(self.table.table_name, keys, done_table=self.table.full_table_name,
-                                   key_columns=names, encoded=encoded)
+                                   key_columns=names, encoded=encoded, begin_next=self.make_kind != "tripartite")
             claims = taken.claims
             missed = taken.seen_taken + taken.lost
             self.result.skipped_count += missed
@@ -468,6 +487,8 @@ class _Runner:
                     # this walk has caught up with another: jump elsewhere rather than trail it
                     self.reseeks += 1
                     walker.reseek(random.random())
+                else:
+                    walker.refresh()
             self.held.extend(claims)
 
     def _release_held(self):
@@ -481,13 +502,12 @@ class _Runner:
                 self.held.clear()
 
     def _adapt_batch(self, seconds: float):
-        """Hold about a quarter second of work: cheap bookkeeping for fast makes, no hoarding of slow ones.
-        Among other walks, hold fewer keys, so that a race lost costs fewer of them."""
+        """Hold about HOLD_SECONDS of work: batches amortize reserving for fast makes, while slow makes are
+        taken one at a time, so that no worker ends the run with keys in hand that idle workers could make.
+        Among other walks, hold fewer keys still. Batches at most double from one make to the next."""
         limit = CONTENDED_BATCH if self.contended else MAX_BATCH
-        if seconds < 0.05:
-            self.batch = min(self.batch * 2, limit)
-        else:
-            self.batch = max(1, min(limit, int(0.25 / seconds)))
+        fit = int(HOLD_SECONDS / seconds) if seconds > 0 else limit
+        self.batch = max(1, min(limit, fit, self.batch * 2))
 
     def _one(self, key: dict, claim: Claim | None):
         """Make one key in one transaction; errors are recorded, interruptions give the key back."""

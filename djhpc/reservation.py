@@ -263,13 +263,15 @@ class Reservations:
         return self.take(table_name, keys, done_table=done_table, key_columns=key_columns, encoded=encoded).claims
 
     def take(self, table_name: str, keys: list[dict], *, done_table: str | None = None,
-             key_columns: list[str] | None = None, encoded: list[tuple] | None = None) -> Taken:
+             key_columns: list[str] | None = None, encoded: list[tuple] | None = None,
+             begin_next: bool = False) -> Taken:
         """Reserve the keys of ``keys`` that nobody holds, in one round trip, and say why the others were not won.
 
         With ``done_table``, keys whose row exists there already (``key_columns`` equal to ``encoded``)
         are skipped in the same statement, so a key finished by another worker is never reserved again.
         Reservers of one table take turns (SQLite's write lock; on MySQL a named lock taken and released in
         the same packet), so a key is skipped because it was seen held or done, never lost in a race.
+        ``begin_next`` (MySQL) ends the packet with BEGIN for the transaction of the first key's make.
         """
         if not keys:
             return Taken([], 0, 0)
@@ -285,7 +287,7 @@ class Reservations:
             serialized = True
             won = self._winners(table_name, token, hashes, won_count)
         else:
-            won, serialized = self._reserve_in_turn(table_name, token, sql, params)
+            won, serialized = self._reserve_in_turn(table_name, token, sql, params, begin_next)
         claims = [Claim(table_name, k, h, token) for k, h in zip(keys, hashes, strict=True) if h in won]
         missed = len(keys) - len(claims)
         return Taken(claims, missed if serialized else 0, 0 if serialized else missed)
@@ -326,7 +328,7 @@ class Reservations:
             return set(hashes)
         return {r[0] for r in self._run("winners", (table_name, token)).fetchall()}
 
-    def _reserve_in_turn(self, table_name, token, sql, params) -> tuple[set[str], bool]:
+    def _reserve_in_turn(self, table_name, token, sql, params, begin_next=False) -> tuple[set[str], bool]:
         """MySQL: take the table's reservation lock, reserve, read the winners and drop the lock, in one packet.
 
         The lock is waited for at most RESERVE_LOCK_WAIT seconds; past that (a holder stuck mid-packet) the
@@ -345,14 +347,14 @@ class Reservations:
         if use_lock:
             statements.append((q["release_reserve_lock"], (lock,)))
         try:
-            results = self.connection.script(statements, context="reserve")
+            results = self.connection.script(statements, begin_next=begin_next, context="reserve")
         except DatabaseError as e:
             if use_lock:
                 self._drop_reserve_lock(lock)
             if getattr(e, "code", 0) == 1665 and self._read_committed:
                 # binlog_format=STATEMENT refuses READ COMMITTED writes: reserve with locking reads instead
                 self._read_committed = False
-                return self._reserve_in_turn(table_name, token, sql, params)
+                return self._reserve_in_turn(table_name, token, sql, params, begin_next)
             raise
         got_lock = use_lock and results[0][1] and results[0][1][0][0] == 1
         if use_lock and not got_lock:

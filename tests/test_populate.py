@@ -283,3 +283,18 @@ def test_password_never_reaches_an_error_row(pipeline, db, monkeypatch):
     row = p.schema.jobs.fetch1()
     assert "hunter2secret" not in row["error_message"] + row["error_stack"]
     assert "could not log in with ***" in row["error_message"]
+
+
+def test_a_walk_reads_its_window_again_after_others_took_keys_from_it(backend, schema_name, monkeypatch, tmp_path):
+    from djhpc.populate import KeyWalker
+
+    p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
+    p.Item.insert([{"item": i, "value": i} for i in range(20)])
+    walker = KeyWalker(p.Item.proj() - p.Square, ["item"], "original", None, min_window=8)
+    assert [k["item"] for k in walker.next(2)] == [0, 1]  # a window of 8 read: keys 0..7
+    p.Square.insert([{"item": i, "square": i * i} for i in (2, 3, 4, 9)], allow_direct_insert=True)
+    walker.refresh()  # another worker made 2, 3, 4 and 9 meanwhile
+    assert [k["item"] for k in walker.next(4)] == [5, 6, 7, 8]
+    assert [k["item"] for k in walker.next(20)] == [10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
+    walker.refresh()
+    assert walker.next(5) == []

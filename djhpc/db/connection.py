@@ -399,15 +399,17 @@ class Connection:
         self._depth = 0
         self._prebegun = begin_next
 
-    def script(self, statements, *, context: str = "") -> list[tuple[int, list]]:
+    def script(self, statements, *, begin_next: bool = False, context: str = "") -> list[tuple[int, list]]:
         """MySQL, outside a transaction: run ``statements`` (sql, params) in one round trip; returns
-        (rowcount, rows) of each. The server stops at the first failing statement and runs none after it."""
+        (rowcount, rows) of each. The server stops at the first failing statement and runs none after it.
+        ``begin_next`` appends BEGIN, so that the caller's next transaction costs no round trip of its own."""
         if self._depth or self.is_sqlite:
             raise AssertionError("script() runs outside transactions, on MySQL only")
         if self._prebegun:
             self._end_prebegun()
         cur = self.raw.cursor()
-        text = ";\n".join(cur.mogrify(sql, params or None) for sql, params in statements)
+        text = ";\n".join([cur.mogrify(sql, params or None) for sql, params in statements]
+                          + (["BEGIN"] if begin_next else []))
         self.stats.statements += 1
         results = []
         try:
@@ -426,6 +428,9 @@ class Connection:
         except (pymysql.err.InterfaceError, ConnectionError) as e:
             self._raw = None
             raise LostConnectionError(f"lost the connection to the database server ({e})") from None
+        if begin_next:
+            results.pop()
+            self._prebegun = True
         return results
 
     def rollback(self):

@@ -1,0 +1,146 @@
+"""Reservers of one table take turns: a key is skipped because it was seen held or made, never lost in a race.
+
+On MySQL the turn is a named lock taken and dropped inside the reservation packet, which also reads the
+keys won and may BEGIN the next transaction; on SQLite it is the write lock of the one statement.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import pytest
+
+import djhpc as dj
+from djhpc import reservation
+from djhpc.errors import DatabaseError
+from djhpc.reservation import Reservations, Worker, reserve_lock_name
+
+
+def quiet(db, schema) -> Reservations:
+    """Reservations without heartbeat thread and session lock: these tests drive every step."""
+    r = Reservations(db, schema, Worker.current(db))
+    r._heartbeat = object()
+    return r
+
+
+@pytest.fixture
+def target(db, schema):
+    t = db.dialect.table(schema.database, "target")
+    db.query(f"CREATE TABLE {t} ({db.dialect.quote('k')} INTEGER NOT NULL PRIMARY KEY)")
+    return t
+
+
+def keys_and_encoded(n, start=0):
+    return [{"k": i} for i in range(start, start + n)], [(i,) for i in range(start, start + n)]
+
+
+def test_keys_held_or_made_are_seen_not_lost(db, schema, target):
+    a, b = quiet(db, schema.database), quiet(db, schema.database)
+    keys, enc = keys_and_encoded(6)
+    first = a.take("__t", keys[:3], done_table=target, key_columns=["k"], encoded=enc[:3])
+    assert [c.key for c in first.claims] == keys[:3] and (first.seen_taken, first.lost) == (0, 0)
+    db.query(f"INSERT INTO {target} VALUES ({db.dialect.placeholder})", (5,))  # made elsewhere
+    second = b.take("__t", keys, done_table=target, key_columns=["k"], encoded=enc)
+    assert [c.key for c in second.claims] == [{"k": 3}, {"k": 4}]
+    assert (second.seen_taken, second.lost) == (4, 0)
+
+
+def _reserve_all(url, schema, target, n, out):
+    db = dj.conn(url, reset=True)
+    jobs = quiet(db, schema)
+    keys, enc = keys_and_encoded(n)
+    won = lost = seen = 0
+    for i in range(0, n, 5):  # every process walks the same keys in the same order: the worst case
+        taken = jobs.take("__t", keys[i:i + 5], done_table=target, key_columns=["k"], encoded=enc[i:i + 5])
+        won += len(taken.claims)
+        lost += taken.lost
+        seen += taken.seen_taken
+    out.put((won, lost, seen))
+    db.close()
+
+
+def test_workers_racing_over_the_same_keys_lose_none(db, schema, target, backend):
+    quiet(db, schema.database).ensure_table()
+    n, workers = 200, 4
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_reserve_all, args=(backend, schema.database, target, n, out))
+             for _ in range(workers)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert sum(r[0] for r in results) == n  # every key reserved once
+    assert sum(r[1] for r in results) == 0  # and no attempt lost a race
+    assert sum(r[2] for r in results) == (workers - 1) * n
+    counts = quiet(db, schema.database).counts("__t")
+    assert counts["reserved"] == n
+
+
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+def test_reserving_is_one_round_trip_and_can_begin_the_next_transaction(db, schema, target):
+    jobs = quiet(db, schema.database)
+    jobs.ensure_table()
+    keys, enc = keys_and_encoded(8)
+    with db.counting() as c:
+        taken = jobs.take("__t", keys, done_table=target, key_columns=["k"], encoded=enc, begin_next=True)
+    assert len(taken.claims) == 8 and c["statements"] == 1
+    assert db.in_transaction is False
+    with db.counting() as c:
+        db.start_transaction()  # already begun by the reservation packet
+        db.query(f"INSERT INTO {target} VALUES (%s)", (0,))
+        jobs.complete(taken.claims[0])
+        db.commit()
+    assert c["statements"] == 3  # INSERT, DELETE, COMMIT: no BEGIN of its own
+    assert not db.query("SELECT IS_USED_LOCK(%s)", (reserve_lock_name(schema.database, "__t"),)).fetchone()[0]
+
+
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+def test_a_stuck_turn_holder_delays_others_briefly_then_they_reserve_without_turns(db, schema, target,
+                                                                                   monkeypatch, caplog):
+    monkeypatch.setattr(reservation, "RESERVE_LOCK_WAIT", 0.3)
+    jobs = quiet(db, schema.database)
+    jobs.ensure_table()
+    holder = dj.Connection(db.url)  # a worker stopped while it held the turn
+    holder.query("SELECT GET_LOCK(%s, 0)", (reserve_lock_name(schema.database, "__t"),))
+    try:
+        keys, enc = keys_and_encoded(4)
+        t0 = time.monotonic()
+        taken = jobs.take("__t", keys, done_table=target, key_columns=["k"], encoded=enc)
+        assert 0.25 < time.monotonic() - t0 < 5
+        assert len(taken.claims) == 4
+        assert "reserving without it" in caplog.text
+        t0 = time.monotonic()  # for a while it does not wait again
+        more_keys, more_enc = keys_and_encoded(4, start=4)
+        extra = jobs.take("__t", more_keys + keys[:1], done_table=target, key_columns=["k"],
+                          encoded=more_enc + enc[:1])
+        assert time.monotonic() - t0 < 0.25
+        assert len(extra.claims) == 4 and (extra.seen_taken, extra.lost) == (0, 1)  # no turn: counted as lost
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+def test_statement_binlog_falls_back_to_locking_reads(db, schema, target, monkeypatch):
+    jobs = quiet(db, schema.database)
+    jobs.ensure_table()
+    real = db.script
+    sent = []
+
+    def script(statements, **kw):
+        texts = [sql for sql, _ in statements]
+        sent.append(texts)
+        if any("READ COMMITTED" in t for t in texts):
+            err = DatabaseError("reserve: database error 1665: Binary logging not possible")
+            err.code = 1665
+            db.query("SELECT RELEASE_LOCK(%s)", (reserve_lock_name(schema.database, "__t"),))
+            raise err
+        return real(statements, **kw)
+
+    monkeypatch.setattr(db, "script", script)
+    keys, enc = keys_and_encoded(3)
+    taken = jobs.take("__t", keys, done_table=target, key_columns=["k"], encoded=enc)
+    assert len(taken.claims) == 3 and len(sent) == 2
+    assert not any("READ COMMITTED" in t for t in sent[1])
