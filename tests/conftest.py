@@ -99,6 +99,14 @@ def schema(db, schema_name):
     return dj.Schema(schema_name, connection=db)
 
 
+@pytest.fixture
+def target(db, schema):
+    """A bare table with one integer key column ``k``: what the reservation tests treat as made."""
+    t = db.dialect.table(schema.database, "target")
+    db.query(f"CREATE TABLE {t} ({db.dialect.quote('k')} INTEGER NOT NULL PRIMARY KEY)")
+    return t
+
+
 def worker_env(url: str, schema: str, **extra) -> dict:
     """Environment for a worker subprocess: the package on the path, the database and schema named."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PBS_", "PARALLEL_"))}

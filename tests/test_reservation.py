@@ -10,7 +10,6 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -28,13 +27,6 @@ def quiet(db, schema, **identity) -> Reservations:
     r = Reservations(db, schema, w)
     r._heartbeat = object()
     return r
-
-
-@pytest.fixture
-def target(db, schema):
-    t = db.dialect.table(schema.database, "target")
-    db.query(f"CREATE TABLE {t} ({db.dialect.quote('k')} INTEGER NOT NULL PRIMARY KEY)")
-    return t
 
 
 def test_key_hash_is_canonical_and_does_not_collide():

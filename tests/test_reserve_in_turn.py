@@ -10,25 +10,12 @@ import multiprocessing
 import time
 
 import pytest
+from test_reservation import quiet
 
 import djhpc as dj
 from djhpc import reservation
 from djhpc.errors import DatabaseError
-from djhpc.reservation import Reservations, Worker, reserve_lock_name
-
-
-def quiet(db, schema) -> Reservations:
-    """Reservations without heartbeat thread and session lock: these tests drive every step."""
-    r = Reservations(db, schema, Worker.current(db))
-    r._heartbeat = object()
-    return r
-
-
-@pytest.fixture
-def target(db, schema):
-    t = db.dialect.table(schema.database, "target")
-    db.query(f"CREATE TABLE {t} ({db.dialect.quote('k')} INTEGER NOT NULL PRIMARY KEY)")
-    return t
+from djhpc.reservation import reserve_lock_name
 
 
 def keys_and_encoded(n, start=0):
