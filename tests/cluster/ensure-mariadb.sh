@@ -29,6 +29,8 @@ say() {
     printf 'ensure-mariadb [%d.%03ds] %s\n' $((ms / 1000)) $((ms % 1000)) "$*" >&2
 }
 fail() { say "FAILED: $*"; exit 1; }
+# shellcheck source=apt-install.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/apt-install.sh"
 
 client() {
     if command -v mariadb >/dev/null; then mariadb "$@"; else mysql "$@"; fi
@@ -51,25 +53,7 @@ fi
 # ---- 3. not installed: install --------------------------------------------
 if [[ ! -x /usr/sbin/mariadbd ]] || ! command -v mariadb >/dev/null; then
     say "installing mariadb-server with apt-get"
-    own_policy=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        # stop the package scripts from starting the server: we do it below
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        own_policy=1
-        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt_opts=(-y -q --no-install-recommends -o DPkg::Lock::Timeout=300
-        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-    log=/tmp/ensure-mariadb-apt.log
-    if ! apt-get install "${apt_opts[@]}" mariadb-server mariadb-client >"$log" 2>&1; then
-        say "refreshing package lists (apt-get update)"
-        apt-get update -q -o DPkg::Lock::Timeout=300 >>"$log" 2>&1 || { tail -20 "$log" >&2; fail "apt-get update"; }
-        apt-get install "${apt_opts[@]}" mariadb-server mariadb-client >>"$log" 2>&1 ||
-            { tail -20 "$log" >&2; fail "apt-get install mariadb-server"; }
-    fi
-    if ((own_policy)); then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+    apt_install /tmp/ensure-mariadb-apt.log mariadb-server mariadb-client
     say "mariadb-server installed"
 fi
 

@@ -23,6 +23,8 @@ say() {
     printf 'ensure-tools [%d.%03ds] %s\n' $((ms / 1000)) $((ms % 1000)) "$*" >&2
 }
 fail() { say "FAILED: $*"; exit 1; }
+# shellcheck source=apt-install.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/apt-install.sh"
 
 have_gnu_parallel() { parallel --version 2>/dev/null </dev/null | head -n1 | grep -q '^GNU parallel'; }
 have_chromium() { command -v chromium >/dev/null; }
@@ -34,24 +36,7 @@ have_gnu_parallel || missing+=(parallel)
 if ((${#missing[@]})); then
     [[ $(id -u) == 0 ]] || fail "need root to apt-get install ${missing[*]}"
     say "apt-get install ${missing[*]}"
-    own_policy=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        own_policy=1
-        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt_opts=(-y -q --no-install-recommends -o DPkg::Lock::Timeout=300
-        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-    log=/tmp/ensure-tools-apt.log
-    if ! apt-get install "${apt_opts[@]}" "${missing[@]}" >"$log" 2>&1; then
-        say "refreshing package lists (apt-get update)"
-        apt-get update -q -o DPkg::Lock::Timeout=300 >>"$log" 2>&1 || { tail -20 "$log" >&2; fail "apt-get update"; }
-        apt-get install "${apt_opts[@]}" "${missing[@]}" >>"$log" 2>&1 ||
-            { tail -20 "$log" >&2; fail "apt-get install ${missing[*]}"; }
-    fi
-    if ((own_policy)); then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+    apt_install /tmp/ensure-tools-apt.log "${missing[@]}"
     say "installed ${missing[*]}"
 fi
 

@@ -61,6 +61,8 @@ say() {
     printf 'start-slurm [%d.%03ds] %s\n' $((ms / 1000)) $((ms % 1000)) "$*" >&2
 }
 fail() { say "FAILED: $*"; exit 1; }
+# shellcheck source=apt-install.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/apt-install.sh"
 
 for v in KILLWAIT OVERSUB CPUS REALMEM MINJOBAGE DB_PORT TIMEOUT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || fail "$v must be a non-negative integer, got '${!v}'"
@@ -130,25 +132,7 @@ for p in "${wanted[@]}"; do
 done
 if ((${#missing[@]})); then
     say "apt-get install ${missing[*]}"
-    own_policy=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        # keep the maintainer scripts from trying to start services; we start them
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        own_policy=1
-        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-    fi
-    apt_opts=(-y -q -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-    export DEBIAN_FRONTEND=noninteractive
-    # Try with the current package lists first; refresh them if that fails.
-    if ! apt-get install "${apt_opts[@]}" --no-install-recommends "${missing[@]}" >/tmp/start-slurm-apt.log 2>&1; then
-        say "refreshing package lists (apt-get update)"
-        apt-get update -q -o DPkg::Lock::Timeout=300 >>/tmp/start-slurm-apt.log 2>&1 ||
-            { tail -20 /tmp/start-slurm-apt.log >&2; fail "apt-get update"; }
-        apt-get install "${apt_opts[@]}" --no-install-recommends "${missing[@]}" >>/tmp/start-slurm-apt.log 2>&1 ||
-            { tail -20 /tmp/start-slurm-apt.log >&2; fail "apt-get install ${missing[*]}"; }
-    fi
-    if ((own_policy)); then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+    apt_install /tmp/start-slurm-apt.log "${missing[@]}"
     say "packages installed"
 fi
 getent passwd slurm >/dev/null || fail "user 'slurm' missing (package install incomplete?)"
