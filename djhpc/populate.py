@@ -18,6 +18,7 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 
 from . import blob, values
 from .errors import (
@@ -121,7 +122,6 @@ class KeyWalker:
                 self.start = rows[0] if rows else None
         self.cursor = None
         self.phase = 1
-        self._before, self._last_out = (1, None), None
 
     def reseek(self, fraction: float):
         """Continue the walk from another point (``fraction`` of the pending keys); the walk restarts there."""
@@ -149,7 +149,8 @@ class KeyWalker:
             ors.append("(" + " AND ".join(parts) + ")")
         return "(" + " OR ".join(ors) + ")", params
 
-    def _fetch(self, limit, offset=None, lower=None, lower_inclusive=False, upper=None):
+    def _window_query(self, limit, offset=None, lower=None, lower_inclusive=False, upper=None):
+        """(query, keyword arguments of fetch) for keys after ``lower`` (and before ``upper``) in walk order."""
         q = self.q._copy()
         gt, lt = (">", "<") if not self.desc else ("<", ">")
         if lower is not None:
@@ -159,37 +160,58 @@ class KeyWalker:
             sql, params = self._key_condition(upper, lt, False)
             q._where.append((sql, tuple(params)))
         order = [f"{n} DESC" if self.desc else n for n in self.names]
-        return q.fetch(*self.names, as_dict=True, order_by=order, limit=limit, offset=offset)
+        return q, {"order_by": order, "limit": limit, "offset": offset}
+
+    def _fetch(self, limit, offset=None, lower=None, lower_inclusive=False, upper=None):
+        q, kwargs = self._window_query(limit, offset, lower, lower_inclusive, upper)
+        return q.fetch(*self.names, as_dict=True, **kwargs)
 
     def next(self, n: int) -> list[dict]:
         """Up to ``n`` keys; an empty list when the walk has covered the whole key space."""
-        while not self.buffer and not self.done:
-            self._refill(min(WINDOW, max(self.min_window, 4 * n)))
-        out = []
-        while self.buffer and len(out) < n:
-            out.append(self.buffer.popleft())
-        if out:
-            self._last_out = out[-1]
+        out = self.peek(n, n)
+        self.consume(len(out))
         return out
 
-    def refresh(self):
-        """Drop the unread rest of the window, which other workers have been taking keys from, and read it
-        again from the last key handed out: the new read leaves out what they have made since."""
-        if self.shuffle or not self.buffer:
-            return
-        phase, cursor = self._before
-        self.buffer.clear()
-        self.phase, self.done = phase, False
-        self.cursor = self._last_out if self._last_out is not None else cursor
+    def peek(self, n: int, at_least: int = 1) -> list[dict]:
+        """The next ``n`` keys without taking them, reading windows until ``at_least`` are in hand (or the walk
+        is over); an empty list when the walk has covered the whole key space."""
+        while len(self.buffer) < at_least and not self.done:
+            self._refill(self.window_size(n))
+        return list(islice(self.buffer, n))
 
-    def _refill(self, size: int):
-        """Fetch the next window: phase 1 runs from the start key to the end, phase 2 from the beginning up to it."""
-        self._before, self._last_out = (self.phase, self.cursor), None
+    def consume(self, count: int):
+        """Drop the first ``count`` keys of the buffer: they have been handed out, reserved or seen held."""
+        for _ in range(min(count, len(self.buffer))):
+            self.buffer.popleft()
+
+    def window_size(self, n: int) -> int:
+        return min(WINDOW, max(self.min_window, 4 * n))
+
+    def next_window(self, size: int):
+        """(sql, params) of the read that continues the walk, to send along with other statements; None when
+        nothing is left to read. Hand its rows to ``accept``."""
+        if self.done:
+            return None
+        q, kwargs = self._next_query(size)
+        return q.select_sql(self.names, **kwargs)
+
+    def accept(self, raw_rows, size: int):
+        """The rows of ``next_window(size)``, read elsewhere."""
+        q, _ = self._next_query(size)
+        self._take_window(q.decode_rows(raw_rows, self.names), size)
+
+    def _next_query(self, size: int):
+        """Phase 1 runs from the start key to the end, phase 2 from the beginning up to the start key."""
         if self.phase == 1:
             inclusive = self.cursor is None and self.start is not None
-            rows = self._fetch(size, lower=self.cursor or self.start, lower_inclusive=inclusive)
-        else:
-            rows = self._fetch(size, lower=self.cursor, upper=self.start)
+            return self._window_query(size, lower=self.cursor or self.start, lower_inclusive=inclusive)
+        return self._window_query(size, lower=self.cursor, upper=self.start)
+
+    def _refill(self, size: int):
+        q, kwargs = self._next_query(size)
+        self._take_window(q.fetch(*self.names, as_dict=True, **kwargs), size)
+
+    def _take_window(self, rows, size: int):
         if rows:
             self.cursor = rows[-1]
             if self.shuffle:
@@ -349,6 +371,7 @@ class _Runner:
         self.final_reap_done = False
         self.contended = False  # set once this worker lost a reservation race
         self.reseeks = 0
+        self._prep: dict[int, tuple] = {}  # id(key) -> what reserving it needs, for keys offered again
 
     def _make_kind(self) -> str:
         cls = self.cls
@@ -461,10 +484,11 @@ class _Runner:
             self.held.extend(self.jobs.claim_pending(self.table.table_name, 1))
             if self.held:
                 return
-        d = self.conn.dialect
         while not self.held:
-            keys = walker.next(n)
-            if not keys:
+            # among other walks, offer more keys than wanted: the statement skips those held and stops when
+            # it has enough, so the batch stays full and the rest is offered again next time
+            offer = walker.peek(min(WINDOW, 3 * n) if self.contended else n, n)
+            if not offer:
                 # the walk is over: give back dead workers' keys once, then take pending keys until none is left
                 if not self.restrictions:
                     if not self.final_reap_done:
@@ -472,24 +496,44 @@ class _Runner:
                         self._reap_if_due(force=True)
                     self.held.extend(self.jobs.claim_pending(self.table.table_name, 1))
                 return
-            attrs = [self.table.heading[a] for a in names]
-            encoded = [tuple(values.encode(a, k[a.name], d.name) for a in attrs) for k in keys]
-            taken = self.jobs.take(self.table.table_name, keys, done_table=self.table.full_table_name,
-                                   key_columns=names, encoded=encoded, begin_next=self.make_kind != "tripartite")
-            claims = taken.claims
+            prepared = [self._prepared(k, names) for k in offer]
+            # MySQL: when the keys in hand run short, the same round trip reads the next window of the walk
+            size = walker.window_size(n)
+            window = walker.next_window(size) \
+                if not self.conn.is_sqlite and len(walker.buffer) < len(offer) + n else None
+            taken = self.jobs.take(self.table.table_name, offer, done_table=self.table.full_table_name,
+                                   key_columns=names, encoded=[p[2] for p in prepared],
+                                   hashes=[p[0] for p in prepared], packed=[p[1] for p in prepared],
+                                   begin_next=self.make_kind != "tripartite", want=n,
+                                   then=[window] if window else ())
+            walker.consume(taken.tried)
+            for k in offer[:taken.tried]:
+                self._prep.pop(id(k), None)
+            if window:
+                walker.accept(taken.then[0], size)
             missed = taken.seen_taken + taken.lost
             self.result.skipped_count += missed
             self.result.lost_count += taken.lost
             self.result.seen_taken_count += taken.seen_taken
             if missed:
                 self.contended = True
-                if 2 * missed >= len(keys) and self.reseeks < MAX_RESEEKS and not walker.done:
+                if 2 * missed >= taken.tried and self.reseeks < MAX_RESEEKS and not walker.done:
                     # this walk has caught up with another: jump elsewhere rather than trail it
                     self.reseeks += 1
                     walker.reseek(random.random())
-                else:
-                    walker.refresh()
-            self.held.extend(claims)
+                    self._prep.clear()
+            self.held.extend(taken.claims)
+
+    def _prepared(self, key: dict, names) -> tuple:
+        """(hash, blob, encoded key columns) of a key in the walk's buffer, computed once however often the
+        key is offered."""
+        got = self._prep.get(id(key))
+        if got is None or got[3] is not key:
+            d = self.conn.dialect.name
+            got = (key_hash(key), blob.pack(key), tuple(values.encode(self.table.heading[a], key[a], d) for a in names),
+                   key)
+            self._prep[id(key)] = got
+        return got
 
     def _release_held(self):
         while self.held:

@@ -369,7 +369,8 @@ class Query:
             out.append(self._columns[m.group(1)] + (f" {m.group(2).upper()}" if m.group(2) else ""))
         return " ORDER BY " + ", ".join(out)
 
-    def cursor(self, names=None, order_by=None, limit=None, offset=None):
+    def select_sql(self, names=None, order_by=None, limit=None, offset=None) -> tuple[str, tuple]:
+        """The SELECT that fetch() sends, with its parameters, to send it yourself (``decode_rows`` reads it)."""
         names = self._heading.names if names is None else names
         sql, params = self.make_sql(names, for_output=True)
         sql += self._order_sql(order_by)
@@ -379,9 +380,15 @@ class Query:
                 sql += f" OFFSET {int(offset)}"
         elif offset:
             raise QueryError("offset needs a limit: pass limit= as well")
+        return sql, params
+
+    def cursor(self, names=None, order_by=None, limit=None, offset=None):
+        names = self._heading.names if names is None else names
+        sql, params = self.select_sql(names, order_by, limit, offset)
         return self._connection.query(sql, params, context="fetch"), names
 
-    def _decode_rows(self, rows, names):
+    def decode_rows(self, rows, names) -> list[dict]:
+        """Rows of ``select_sql(names)``, as fetch(as_dict=True) returns them."""
         attrs = [self._heading[n] for n in names]
         dialect = self._dialect.name
         return [
@@ -396,7 +403,7 @@ class Query:
         if not attributes:
             names = self._heading.names
             cur, names = self.cursor(names, order_by, limit, offset)
-            return self._decode_rows(cur.fetchall(), names)
+            return self.decode_rows(cur.fetchall(), names)
         names = []
         for a in attributes:
             if a == "KEY":
@@ -406,7 +413,7 @@ class Query:
             elif a not in names:
                 names.append(a)
         cur, names = self.cursor(names, order_by, limit, offset)
-        rows = self._decode_rows(cur.fetchall(), names)
+        rows = self.decode_rows(cur.fetchall(), names)
         if as_dict:
             return rows
         out = []

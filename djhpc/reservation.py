@@ -161,6 +161,8 @@ class Taken:
     claims: list[Claim]
     seen_taken: int  # held or done by another worker when this one looked: skipped, no race
     lost: int  # tried at the same time as another worker, who won (only when reservers could not take turns)
+    tried: int = 0  # keys of the offer the statement looked at, from the first: the rest were not needed
+    then: list = field(default_factory=list)  # rows of each ``then`` statement, read in the same round trip
 
 
 def reserve_lock_name(schema: str, table_name: str) -> str:
@@ -264,45 +266,65 @@ class Reservations:
 
     def take(self, table_name: str, keys: list[dict], *, done_table: str | None = None,
              key_columns: list[str] | None = None, encoded: list[tuple] | None = None,
-             begin_next: bool = False) -> Taken:
+             begin_next: bool = False, want: int | None = None, hashes: list[str] | None = None,
+             packed: list[bytes] | None = None, then: list[tuple[str, tuple]] = ()) -> Taken:
         """Reserve the keys of ``keys`` that nobody holds, in one round trip, and say why the others were not won.
 
         With ``done_table``, keys whose row exists there already (``key_columns`` equal to ``encoded``)
         are skipped in the same statement, so a key finished by another worker is never reserved again.
         Reservers of one table take turns (SQLite's write lock; on MySQL a named lock taken and released in
         the same packet), so a key is skipped because it was seen held or done, never lost in a race.
-        ``begin_next`` (MySQL) ends the packet with BEGIN for the transaction of the first key's make.
+        ``want`` reserves at most that many, the first free ones in the order offered: offering more keys
+        than wanted lets the batch stay full when some of them turn out held. ``Taken.tried`` says how many
+        of the offered keys were looked at; the rest can be offered again.
+        ``then`` (MySQL): read-only statements sent in the same packet after the turn; their rows come back
+        in ``Taken.then``. ``begin_next`` (MySQL) ends the packet with BEGIN for the first key's make.
+        ``hashes`` and ``packed`` (the keys' hashes and blobs) may be passed when the caller has them already.
         """
         if not keys:
-            return Taken([], 0, 0)
+            return Taken([], 0, 0, 0, [self.connection.query(sql, params, context="reserve").fetchall()
+                                       for sql, params in then])
         self.ensure_table()
         self._start_liveness()
         token = secrets.token_hex(16)
-        hashes = [key_hash(k) for k in keys]
-        sql, params = self._reserve_statement(table_name, keys, hashes, token, done_table, key_columns or [],
-                                              encoded or [()] * len(keys))
+        hashes = hashes or [key_hash(k) for k in keys]
+        packed = packed or [blob.pack(k) for k in keys]
+        limit = want if want is not None and want < len(keys) else None
+        statement = self._reserve_statement(table_name, hashes, packed, token, done_table, key_columns or [],
+                                            encoded or [()] * len(keys))
+        later = []
         if self.connection.is_sqlite:
             # one statement is one write transaction: it reads the latest state under the write lock
+            sql, params = statement(limit)
             won_count = self.connection.query(sql, params, context="reserve").rowcount
             serialized = True
             won = self._winners(table_name, token, hashes, won_count)
+            later = [self.connection.query(sql, params, context="reserve").fetchall() for sql, params in then]
         else:
-            won, serialized = self._reserve_in_turn(table_name, token, sql, params, begin_next)
-        claims = [Claim(table_name, k, h, token) for k, h in zip(keys, hashes, strict=True) if h in won]
-        missed = len(keys) - len(claims)
-        return Taken(claims, missed if serialized else 0, 0 if serialized else missed)
+            won, serialized, limit, later = self._reserve_in_turn(table_name, token, statement, limit, begin_next,
+                                                                  then)
+        tried = len(keys)
+        if limit is not None and won and (len(won) >= limit or not serialized):
+            # the statement stopped at its limit: keys after the last one won were not looked at (without a
+            # turn, a key may have been passed over for a race; it is offered again, and skipped if held)
+            tried = 1 + max(i for i, h in enumerate(hashes) if h in won)
+        claims = [Claim(table_name, k, h, token) for k, h in zip(keys[:tried], hashes[:tried], strict=True)
+                  if h in won]
+        missed = tried - len(claims)
+        return Taken(claims, missed if serialized else 0, 0 if serialized else missed, tried, later)
 
-    def _reserve_statement(self, table_name, keys, hashes, token, done_table, key_columns, encoded):
+    def _reserve_statement(self, table_name, hashes, packed, token, done_table, key_columns, encoded):
+        """A function of the row limit that returns the reservation statement and its parameters."""
         d = self.connection.dialect
         q, ph = d.quote, d.placeholder
         rows_sql, params = [], []
-        for i, (k, h, enc) in enumerate(zip(keys, hashes, encoded, strict=True)):
+        for i, (h, p, enc) in enumerate(zip(hashes, packed, encoded, strict=True)):
             cols = [ph, ph, ph, ph] + [ph] * len(key_columns)
             if i == 0:
                 names = ["_tn", "_kh", "_k", "_pos"] + [f"_c{j}" for j in range(len(key_columns))]
                 cols = [f"{c} AS {n}" for c, n in zip(cols, names, strict=True)]
             rows_sql.append("SELECT " + ", ".join(cols))
-            params += [table_name, h, blob.pack(k), i, *enc]
+            params += [table_name, h, p, i, *enc]
         identity = self._identity()
         head = [ph] * len(identity)
         insert_cols = ["table_name", "key_hash", "status", "key", "user", "host", "pid", "connection_id",
@@ -319,7 +341,12 @@ class Reservations:
         if done_table and key_columns:
             match = " AND ".join(f"t.{q(c)} = v._c{j}" for j, c in enumerate(key_columns))
             sql += f" AND NOT EXISTS (SELECT 1 FROM {done_table} AS t WHERE {match})"
-        return sql, (*identity, token, *params)
+        params = (*identity, token, *params)
+
+        def statement(limit):
+            return (sql + f" ORDER BY v._pos LIMIT {int(limit)}" if limit is not None else sql), params
+
+        return statement
 
     def _winners(self, table_name, token, hashes, won_count) -> set[str]:
         if won_count <= 0:
@@ -328,12 +355,15 @@ class Reservations:
             return set(hashes)
         return {r[0] for r in self._run("winners", (table_name, token)).fetchall()}
 
-    def _reserve_in_turn(self, table_name, token, sql, params, begin_next=False) -> tuple[set[str], bool]:
-        """MySQL: take the table's reservation lock, reserve, read the winners and drop the lock, in one packet.
+    def _reserve_in_turn(self, table_name, token, statement, limit, begin_next=False, then=()):
+        """MySQL: take the table's reservation lock, reserve, read the winners and drop the lock, in one packet
+        (with the ``then`` reads after it). Returns (hashes won, whether it was in turn, the row limit applied,
+        rows of each read).
 
         The lock is waited for at most RESERVE_LOCK_WAIT seconds; past that (a holder stuck mid-packet) the
         statement runs anyway, unserialized but still correct (INSERT IGNORE), and the lock is skipped for a
-        while. The reservation reads committed rows, not locking ones, so it never deadlocks with completions.
+        while. The reservation reads committed rows,
+        not locking ones, so it never deadlocks with completions.
         """
         import time
 
@@ -343,9 +373,11 @@ class Reservations:
         statements = [(q["take_reserve_lock"], (lock, RESERVE_LOCK_WAIT))] if use_lock else []
         if self._read_committed:
             statements.append((q["read_committed_next"], ()))
-        statements += [(sql, params), (q["winners"].format(jobs=self.jobs), (table_name, token))]
+        statements += [statement(limit), (q["winners"].format(jobs=self.jobs), (table_name, token))]
+        winners_at = len(statements) - 1
         if use_lock:
             statements.append((q["release_reserve_lock"], (lock,)))
+        statements += list(then)
         try:
             results = self.connection.script(statements, begin_next=begin_next, context="reserve")
         except DatabaseError as e:
@@ -354,15 +386,15 @@ class Reservations:
             if getattr(e, "code", 0) == 1665 and self._read_committed:
                 # binlog_format=STATEMENT refuses READ COMMITTED writes: reserve with locking reads instead
                 self._read_committed = False
-                return self._reserve_in_turn(table_name, token, sql, params, begin_next)
+                return self._reserve_in_turn(table_name, token, statement, limit, begin_next, then)
             raise
         got_lock = use_lock and results[0][1] and results[0][1][0][0] == 1
         if use_lock and not got_lock:
             log.warning("waited %ss for the reservation lock of %s: reserving without it for a minute",
                         RESERVE_LOCK_WAIT, table_name)
             self._lock_skip_until = time.monotonic() + 60
-        winners = results[-2 if use_lock else -1][1]
-        return {r[0] for r in winners}, got_lock
+        later = [rows for _, rows in results[len(results) - len(then):]] if then else []
+        return {r[0] for r in results[winners_at][1]}, got_lock, limit, later
 
     def _drop_reserve_lock(self, lock):
         try:

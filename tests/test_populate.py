@@ -285,16 +285,34 @@ def test_password_never_reaches_an_error_row(pipeline, db, monkeypatch):
     assert "could not log in with ***" in row["error_message"]
 
 
-def test_a_walk_reads_its_window_again_after_others_took_keys_from_it(backend, schema_name, monkeypatch, tmp_path):
+def test_a_walk_hands_out_keys_in_order_and_reads_on_when_asked(backend, schema_name, monkeypatch, tmp_path):
     from djhpc.populate import KeyWalker
 
     p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
     p.Item.insert([{"item": i, "value": i} for i in range(20)])
     walker = KeyWalker(p.Item.proj() - p.Square, ["item"], "original", None, min_window=8)
-    assert [k["item"] for k in walker.next(2)] == [0, 1]  # a window of 8 read: keys 0..7
-    p.Square.insert([{"item": i, "square": i * i} for i in (2, 3, 4, 9)], allow_direct_insert=True)
-    walker.refresh()  # another worker made 2, 3, 4 and 9 meanwhile
-    assert [k["item"] for k in walker.next(4)] == [5, 6, 7, 8]
-    assert [k["item"] for k in walker.next(20)] == [10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
-    walker.refresh()
-    assert walker.next(5) == []
+    assert [k["item"] for k in walker.peek(2)] == [0, 1]  # a window of 8 read: keys 0..7
+    assert [k["item"] for k in walker.peek(3)] == [0, 1, 2]  # peeking takes nothing
+    walker.consume(2)
+    p.Square.insert([{"item": i, "square": i * i} for i in (9, 10)], allow_direct_insert=True)
+    sql, params = walker.next_window(8)  # sent by the caller, e.g. in the reservation's round trip
+    walker.accept(walker.q.connection.query(sql, params).fetchall(), 8)  # 8, 11..17: made keys left out
+    assert [k["item"] for k in walker.peek(20)] == [2, 3, 4, 5, 6, 7, 8, 11, 12, 13, 14, 15, 16, 17]
+    assert [k["item"] for k in walker.next(14)][-1] == 17
+    assert [k["item"] for k in walker.next(20)] == [18, 19]
+    assert walker.next_window(8) is None and walker.next(5) == []
+
+
+def test_a_walk_from_the_middle_wraps_round_to_its_start(backend, schema_name, monkeypatch, tmp_path):
+    from djhpc.populate import KeyWalker
+
+    p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
+    p.Item.insert([{"item": i, "value": i} for i in range(10)])
+    walker = KeyWalker(p.Item.proj() - p.Square, ["item"], "original", 0.5, min_window=8)
+    walker.accept(walker.q.connection.query(*walker.next_window(3)).fetchall(), 3)
+    assert [k["item"] for k in walker.next(3)] == [5, 6, 7]
+    walker.accept(walker.q.connection.query(*walker.next_window(3)).fetchall(), 3)  # 8, 9: the end
+    walker.accept(walker.q.connection.query(*walker.next_window(3)).fetchall(), 3)  # 0, 1, 2 from the start
+    walker.accept(walker.q.connection.query(*walker.next_window(3)).fetchall(), 3)  # 3, 4, up to the start
+    assert walker.next_window(3) is None
+    assert [k["item"] for k in walker.next(20)] == [8, 9, 0, 1, 2, 3, 4]

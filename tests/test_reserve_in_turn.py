@@ -131,3 +131,32 @@ def test_statement_binlog_falls_back_to_locking_reads(db, schema, target, monkey
     taken = jobs.take("__t", keys, done_table=target, key_columns=["k"], encoded=enc)
     assert len(taken.claims) == 3 and len(sent) == 2
     assert not any("READ COMMITTED" in t for t in sent[1])
+
+
+def test_an_offer_larger_than_wanted_fills_the_batch_past_held_keys(db, schema, target):
+    a, b = quiet(db, schema.database), quiet(db, schema.database)
+    keys, enc = keys_and_encoded(10)
+    a.take("__t", [keys[1], keys[2]], done_table=target, key_columns=["k"], encoded=[enc[1], enc[2]])
+    db.query(f"INSERT INTO {target} VALUES ({db.dialect.placeholder})", (4,))  # made elsewhere
+    taken = b.take("__t", keys, done_table=target, key_columns=["k"], encoded=enc, want=3)
+    assert [c.key["k"] for c in taken.claims] == [0, 3, 5]  # the first three free ones, in the order offered
+    assert taken.tried == 6  # keys 6..9 were not looked at: they can be offered again
+    assert (taken.seen_taken, taken.lost) == (3, 0)
+    rest = b.take("__t", keys[6:], done_table=target, key_columns=["k"], encoded=enc[6:], want=3)
+    assert [c.key["k"] for c in rest.claims] == [6, 7, 8] and rest.tried == 3
+    short = b.take("__t", keys[8:], done_table=target, key_columns=["k"], encoded=enc[8:], want=3)
+    assert [c.key["k"] for c in short.claims] == [9] and short.tried == 2 and short.seen_taken == 1
+
+
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+def test_reads_sent_with_the_reservation_come_back_in_the_same_round_trip(db, schema, target):
+    jobs = quiet(db, schema.database)
+    jobs.ensure_table()
+    keys, enc = keys_and_encoded(4)
+    db.query(f"INSERT INTO {target} VALUES (%s), (%s)", (7, 8))
+    with db.counting() as c:
+        taken = jobs.take("__t", keys, done_table=target, key_columns=["k"], encoded=enc, want=2,
+                          then=[(f"SELECT k FROM {target} WHERE k > %s ORDER BY k", (6,))], begin_next=True)
+    assert c["statements"] == 1
+    assert [cl.key["k"] for cl in taken.claims] == [0, 1] and taken.then == [[(7,), (8,)]]
+    assert not db.query("SELECT IS_USED_LOCK(%s)", (reserve_lock_name(schema.database, "__t"),)).fetchone()[0]
