@@ -30,7 +30,8 @@ class History:
     def ensure_table(self):
         marker = (self.connection.url.redacted, self.schema, os.getpid())
         if marker not in _created:
-            self.connection.run("create_history", history=self.table)
+            if not self.connection.has_table(self.table):
+                self.connection.run("create_history", history=self.table)
             _created.add(marker)
 
     def record(self, table_name: str, key_hash: str, worker, started: float, duration: float,

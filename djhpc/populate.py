@@ -517,8 +517,8 @@ class _Runner:
             self.result.seen_taken_count += taken.seen_taken
             if missed:
                 self.contended = True
-                if 2 * missed >= taken.tried and self.reseeks < MAX_RESEEKS and not walker.done:
-                    # this walk has caught up with another: jump elsewhere rather than trail it
+                if not taken.claims and self.reseeks < MAX_RESEEKS and not walker.done:
+                    # every key offered was held: this walk has caught up with another; jump elsewhere
                     self.reseeks += 1
                     walker.reseek(random.random())
                     self._prep.clear()
@@ -649,7 +649,8 @@ class _Runner:
             computed = cls.make_compute(self.table, dict(key), *_as_tuple(fetched))
         conn.start_transaction()
         cls._allow_insert = True
-        conn.defer_writes = conn.is_sqlite  # SQLite: no write lock while make computes
+        # SQLite: no write lock while make computes; MySQL: make's inserts go with the completion's round trip
+        conn.defer_writes = True
         try:
             if self.make_kind == "tripartite":
                 again = cls.make_fetch(self.table, dict(key))
@@ -661,7 +662,7 @@ class _Runner:
                 self.table.make(dict(key), **self.make_kwargs)
             else:
                 self.table._make_tuples(dict(key))
-            if conn.defer_writes:
+            if conn.is_sqlite:
                 conn.flush_deferred()
             duration = time.time() - started
             closing = []  # statements that end make's transaction: the fenced completion, the history row

@@ -246,9 +246,10 @@ class Reservations:
         """Create the jobs table once per process and database (CREATE ... IF NOT EXISTS)."""
         marker = (self.connection.url.redacted, self.schema, os.getpid())
         if not self._ready and marker not in _created:
-            self._run("create_jobs")
-            index = self.connection.dialect.table(self.schema, JOBS_TABLE + "__status")
-            self.connection.run("create_jobs_index", jobs=self.jobs, jobs_index=index)
+            if not self.connection.has_table(self.jobs):
+                self._run("create_jobs")
+                index = self.connection.dialect.table(self.schema, JOBS_TABLE + "__status")
+                self.connection.run("create_jobs_index", jobs=self.jobs, jobs_index=index)
             _created.add(marker)
         self._ready = True
 

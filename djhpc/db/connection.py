@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import sqlite3
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from .dialects import DIALECTS, Dialect
 log = logging.getLogger(__name__)
 
 _WRITE_WORDS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
+_DEFERRABLE_WORDS = ("INSERT", "REPLACE")  # MySQL: writes whose row count is known before they run
+_PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 
@@ -77,7 +80,8 @@ class Connection:
         self.on_connect: list = []
         #: MySQL: a transaction begun ahead of time by commit_batch(begin_next=True), not yet used
         self._prebegun = False
-        #: SQLite, inside make(): writes are queued and run in one short write transaction at the end
+        #: inside make(): writes are queued. SQLite runs them in one short write transaction at the end; MySQL
+        #: sends inserts with the completion (commit_batch), or before the next statement of another kind
         self.defer_writes = False
         self._deferred: list = []
 
@@ -208,6 +212,15 @@ class Connection:
             return self._query_sqlite(sql, params, many, context)
         return self._query_mysql(sql, params, many, context)
 
+    def has_table(self, table: str) -> bool:
+        """Whether ``table`` (a quoted, qualified name) exists: one cheap read, where ``CREATE TABLE IF NOT
+        EXISTS`` of an existing table costs a DDL statement on MySQL (milliseconds when workers start together)."""
+        try:
+            self.query(f"SELECT 1 FROM {table} LIMIT 0", context="has_table").fetchall()
+        except DatabaseError:
+            return False
+        return True
+
     def run(self, name: str, params=(), **fmt):
         """Run a named query from the dialect's ``.sql`` file; ``fmt`` fills ``{table}``-style names."""
         sql = self.dialect.queries[name]
@@ -218,6 +231,12 @@ class Connection:
     def _query_mysql(self, sql, params, many, context):
         if self._prebegun and self._depth == 0:
             self._end_prebegun()
+        if self.defer_writes and self._depth and sql.lstrip()[:7].upper().startswith(_DEFERRABLE_WORDS):
+            # inside make(): the insert travels with the completion, in the round trip that commits it
+            self._deferred.append((self._text(sql, params, many), context, _call_site()))
+            return _DeferredCursor(len(params) if many else 1)
+        if self._deferred:
+            self._send_deferred()  # anything else (a read, an update, a delete) sees the inserts made before it
         for attempt in range(2):
             raw = self.raw
             cur = raw.cursor()
@@ -279,11 +298,54 @@ class Connection:
             raise err from None
 
     def flush_deferred(self):
-        """Run the queued writes now (the first one takes the write lock)."""
+        """Run the queued writes now (SQLite: the first one takes the write lock)."""
+        if not self.is_sqlite:
+            self.defer_writes = False
+            if self._deferred:
+                self._send_deferred()
+            return
         queued, self._deferred = self._deferred, []
         self.defer_writes = False
         for sql, params, many, context in queued:
             self._query_sqlite(sql, params, many, context)
+
+    def _text(self, sql, params, many) -> str:
+        """MySQL: one statement's text with its values, as the driver would send it (a multi-row INSERT for
+        ``many``)."""
+        cur = self.raw.cursor()
+        if not many:
+            return cur.mogrify(sql, params or None)
+        m = pymysql.cursors.RE_INSERT_VALUES.match(sql)
+        if not m:
+            return ";\n".join(cur.mogrify(sql, p) for p in params)
+        values = m.group(2).rstrip()
+        return m.group(1) + ",".join(cur.mogrify(values, p) for p in params) + (m.group(3) or "")
+
+    def _send_deferred(self):
+        """MySQL: send the queued inserts, in one round trip, inside the open transaction."""
+        queued, self._deferred = self._deferred, []
+        cur = self._raw.cursor()
+        self.stats.statements += 1
+        done = 0
+        try:
+            cur.execute(";\n".join(text for text, _, _ in queued))
+            done = 1
+            while cur.nextset():
+                done += 1
+        except pymysql.err.Error as e:
+            _drain(cur)
+            raise self._deferred_error(e, queued, done) from None
+        except (pymysql.err.InterfaceError, ConnectionError) as e:
+            self._raw = None
+            self._depth = 0
+            raise LostConnectionError(f"lost the connection to the database server ({e})") from None
+
+    def _deferred_error(self, exc, queued, index):
+        """The error of the ``index``-th statement of a packet, named after the make() line that queued it."""
+        if index < len(queued):
+            _, context, site = queued[index]
+            return self.dialect.translate(exc, context=f"{context} (queued at {site})" if site else context)
+        return None
 
     def drop_deferred(self):
         self._deferred = []
@@ -378,20 +440,24 @@ class Connection:
         if self._depth != 1 or self.is_sqlite:
             raise AssertionError("commit_batch ends the outermost transaction on MySQL only")
         cur = self._raw.cursor()
-        parts = [cur.mogrify(sql, params) for sql, params in statements] + ["COMMIT"]
+        queued, self._deferred = self._deferred, []  # make's inserts go first, in the same round trip
+        parts = [text for text, _, _ in queued] + [cur.mogrify(sql, params) for sql, params in statements]
+        parts.append("COMMIT")
         if begin_next:
             parts.append("BEGIN")
         self.stats.statements += 1
         self.stats.commits += 1
+        done = 0
         try:
             cur.execute(";\n".join(parts))
+            done = 1
             while cur.nextset():
-                pass
+                done += 1
         except pymysql.err.Error as e:
             _drain(cur)
             self._depth = 1
             self.rollback()
-            raise self.dialect.translate(e, context=context) from None
+            raise (self._deferred_error(e, queued, done) or self.dialect.translate(e, context=context)) from None
         except (pymysql.err.InterfaceError, ConnectionError) as e:
             self._raw = None
             self._depth = 0
@@ -477,6 +543,16 @@ def _drain(cursor):
             return
         except Exception:  # a broken connection: the caller reconnects
             return
+
+
+def _call_site() -> str:
+    """file:line of the nearest caller outside djhpc (the make() line that inserted), for error messages."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return ""
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
 
 
 class _DeferredCursor:
