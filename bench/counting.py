@@ -4,7 +4,9 @@ Both libraries talk to MariaDB through PyMySQL, so wrapping ``pymysql.connection
 command either sends, whatever path inside the library it came from:
 
 - a **round trip** is one command sent and answered: ``query`` (one statement, or several joined by ``;``
-  in one multi-statement packet), ``begin``, ``commit``, ``rollback`` and ``ping``;
+  in one multi-statement packet), ``begin``, ``commit``, ``rollback`` and ``ping``, and a query sent on
+  its own whose reply is read later (``_execute_command``, as djhpc sends a commit it confirms while
+  the next key is made);
 - a **durable commit** is the end of a transaction that changed rows, which is what makes InnoDB flush its
   redo log (an fsync with ``innodb_flush_log_at_trx_commit=1``): a ``COMMIT`` (text or ``commit()``) after
   a write that changed something, or a write (INSERT, UPDATE, DELETE, REPLACE) that changed rows under
@@ -27,6 +29,7 @@ _WRITES = (b"INSERT", b"UPDATE", b"DELETE", b"REPLACE")
 _BEGINS = (b"BEGIN", b"START")
 _IN_TRANS = 1  # pymysql.constants.SERVER_STATUS.SERVER_STATUS_IN_TRANS
 _AUTOCOMMIT = 2  # SERVER_STATUS_AUTOCOMMIT
+COM_QUERY = 3  # pymysql.constants.COMMAND.COM_QUERY
 # djhpc joins the statements of one packet with ";\n"; PyMySQL escapes newlines inside quoted values
 _SEPARATOR = re.compile(rb";\s*\n\s*")
 
@@ -102,30 +105,45 @@ def install() -> Counts:
 
     original_query = Connection.query
 
+    original_send = Connection._execute_command
+
     def query(self, sql, unbuffered=False):
         status = self.server_status or 0
         rows, ok = 0, False
+        self._bench_inside = True
         try:
             rows = original_query(self, sql, unbuffered)
             ok = True
             return rows
         finally:
+            self._bench_inside = False
             _account(self, _heads(sql), status, rows or 0, ok)
+
+    def send(self, command, sql):
+        """A query sent on its own, its reply read later (djhpc's commit confirmed while the next key is
+        made): counted when sent. Its statements' row counts are not known yet, which matters only for a
+        lone autocommit write; in a multi-statement packet every write counts."""
+        if not getattr(self, "_bench_inside", False) and command == COM_QUERY:
+            _account(self, _heads(sql), self.server_status or 0, 0, True)
+        return original_send(self, command, sql)
 
     def command(name, head):
         original = getattr(Connection, name)
 
         def wrapper(self, *args, **kwargs):
             status = self.server_status or 0
+            self._bench_inside = True
             try:
                 return original(self, *args, **kwargs)
             finally:
+                self._bench_inside = False
                 _account(self, [head], status, 0, True)
 
         wrapper.__name__ = name
         return wrapper
 
     Connection.query = query
+    Connection._execute_command = send
     Connection.begin = command("begin", b"BEGIN")
     Connection.commit = command("commit", b"COMMIT")
     Connection.rollback = command("rollback", b"ROLLBACK")

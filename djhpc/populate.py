@@ -75,6 +75,17 @@ class PopulateResult(dict):
                     skipped_count=self.skipped_count, make_calls=self.make_calls)
 
 
+@dataclass
+class _InFlight:
+    """A made key whose commit was sent without waiting for the reply."""
+
+    key: dict
+    claim: Claim
+    started: float
+    elapsed: float
+    sent: int
+
+
 def task_position(env=None) -> float | None:
     """This array task's share of the key space, as a fraction in [0, 1), or None outside an array.
 
@@ -372,6 +383,9 @@ class _Runner:
         self.contended = False  # set once this worker lost a reservation race
         self.reseeks = 0
         self._prep: dict[int, tuple] = {}  # id(key) -> what reserving it needs, for keys offered again
+        self.inflight: _InFlight | None = None  # the key whose commit is on its way (MySQL)
+        self.commit_retries: dict[str, int] = {}
+        self.raise_after: Exception | None = None  # a failure to raise once the loop has wound down
 
     def _make_kind(self) -> str:
         cls = self.cls
@@ -403,7 +417,7 @@ class _Runner:
             if self.display else None
         restore = self._install_signal_handlers() if self.reserve else None
         try:
-            while not self._budget_spent() and not self.should_stop():
+            while not self._budget_spent() and not self.should_stop() and not self.raise_after:
                 if self.reserve:
                     if not self.held:
                         self._reap_if_due()
@@ -423,6 +437,8 @@ class _Runner:
                 if progress:
                     progress.advance()
         finally:
+            flight, self.inflight = self.inflight, None
+            self._collect(flight)  # the last commit's reply
             # keys reserved but not started go back, whether the loop ended, broke or was interrupted
             self._release_held()
             if self.jobs:
@@ -432,17 +448,19 @@ class _Runner:
             if progress:
                 progress.close()
         self.result._sync()
+        if self.raise_after:
+            raise self.raise_after
         return self.result
 
     def _budget_spent(self) -> bool:
-        attempted = self.result.success_count + len(self.result.error_list)
+        attempted = self.result.success_count + len(self.result.error_list) + (self.inflight is not None)
         if self.limit is not None and attempted >= self.limit:
             return True
         return self.max_calls is not None and self.result.make_calls >= self.max_calls
 
     def _remaining_budget(self) -> int:
         left = MAX_BATCH
-        attempted = self.result.success_count + len(self.result.error_list)
+        attempted = self.result.success_count + len(self.result.error_list) + (self.inflight is not None)
         if self.limit is not None:
             left = min(left, self.limit - attempted)
         if self.max_calls is not None:
@@ -487,7 +505,7 @@ class _Runner:
         while not self.held:
             # among other walks, offer more keys than wanted: the statement skips those held and stops when
             # it has enough, so the batch stays full and the rest is offered again next time
-            offer = walker.peek(min(WINDOW, 3 * n) if self.contended else n, n)
+            offer = walker.peek(min(WINDOW, 2 * n) if self.contended else n, n)
             if not offer:
                 # the walk is over: give back dead workers' keys once, then take pending keys until none is left
                 if not self.restrictions:
@@ -554,14 +572,24 @@ class _Runner:
         self.batch = max(1, min(limit, fit, self.batch * 2))
 
     def _one(self, key: dict, claim: Claim | None):
-        """Make one key in one transaction; errors are recorded, interruptions give the key back."""
+        """Make one key in one transaction; errors are recorded, interruptions give the key back.
+
+        On MySQL the commit of a reserved key is confirmed while the next key is made: the key before this
+        one is accounted for here, once this one's make has ended (its reply has been read by then)."""
+        previous, self.inflight = self.inflight, None
+        try:
+            self._make_one(key, claim)
+        finally:
+            self._collect(previous)
+
+    def _make_one(self, key: dict, claim: Claim | None):
         started = time.time()
         if self.on_key:
             self.on_key(key, started, None, "start", "")
         for transient_attempt in range(TRANSIENT_RETRIES + 1):
             try:
                 self.result.make_calls += 1
-                self._make_in_transaction(key, claim)
+                sent = self._make_in_transaction(key, claim)
             except ReservationLostError as e:
                 log.warning("%s", e)
                 self.result.lost_count += 1
@@ -600,11 +628,59 @@ class _Runner:
                 self._failed(key, claim, e, started)
                 return
             else:
-                self.result.success_count += 1
-                elapsed = time.time() - started
-                self._adapt_batch(elapsed)
-                self._report(key, started, "success", "")
+                if sent is None:
+                    self._succeeded(key, started, time.time() - started, None)
+                else:
+                    self.inflight = _InFlight(key, claim, started, time.time() - started, sent)
                 return
+
+    def _succeeded(self, key, started, elapsed, duration):
+        self.result.success_count += 1
+        self._adapt_batch(elapsed)
+        if self.walltime and duration is not None:
+            self.walltime.observe(duration)
+        self._report(key, started, "success", "")
+
+    def _collect(self, flight: _InFlight | None):
+        """Account for a key whose commit was sent without waiting: made, lost, to be made again, or failed.
+        Never raises: an error that populate must raise is kept in ``raise_after``."""
+        if flight is None:
+            return
+        err = self.conn.outcome(flight.sent)
+        if err is None:
+            self._succeeded(flight.key, flight.started, flight.elapsed, flight.elapsed)
+            return
+        claim = flight.claim
+        if isinstance(err, ReservationLostError):
+            log.warning("%s", err)
+            self._lost(flight.key, flight.started, str(err))
+        elif isinstance(err, (TransientError, LostConnectionError)):
+            tries = self.commit_retries[claim.key_hash] = self.commit_retries.get(claim.key_hash, 0) + 1
+            try:
+                mine = self._still_mine(claim)
+            except Exception as e:  # the database stays away: reclaimed once this worker is seen dead
+                log.warning("cannot tell whether %s was made (%s)", flight.key, e)
+                mine = False
+            if not mine:
+                self._lost(flight.key, flight.started, "reclaimed while the database was away")
+            elif tries <= TRANSIENT_RETRIES:
+                log.warning("%s; making %s again", err, flight.key)
+                self.held.appendleft(claim)  # not committed: next in line
+            else:
+                self._record_failure(flight.key, claim, err, flight.started)
+        else:
+            self._record_failure(flight.key, claim, err, flight.started)
+
+    def _lost(self, key, started, message):
+        self.result.lost_count += 1
+        self.result.skipped_count += 1
+        self._report(key, started, "lost", message)
+
+    def _record_failure(self, key, claim, err, started):
+        try:
+            self._failed(key, claim, err, started)
+        except Exception as e:
+            self.raise_after = self.raise_after or e
 
     def _lost_quietly(self, claim) -> bool:
         try:
@@ -622,7 +698,9 @@ class _Runner:
 
     def _failed(self, key, claim, exc, started):
         message = f"{type(exc).__name__}: {exc}"
-        stack = traceback.format_exc()
+        # an error read from a commit's reply was never raised here: its own text is all there is
+        stack = traceback.format_exc() if sys.exc_info()[1] is exc else "".join(
+            traceback.format_exception_only(type(exc), exc))
         if claim:
             try:
                 self.jobs.fail(claim, message, stack, max_attempts=max(self.max_attempts, claim.failures + 1)
@@ -639,7 +717,8 @@ class _Runner:
         if self.on_key:
             self.on_key(key, started, time.time(), outcome, message)
 
-    def _make_in_transaction(self, key: dict, claim: Claim | None):
+    def _make_in_transaction(self, key: dict, claim: Claim | None) -> int | None:
+        """Returns None when the key is committed, or the number of its commit sent without waiting."""
         cls, conn = self.cls, self.conn
         computed = None
         started = time.time()
@@ -680,11 +759,15 @@ class _Runner:
                     conn.query(sql, params, context="record_history")
                 conn.commit()
             else:
-                # one round trip: completion, history, COMMIT, and BEGIN for the next key already held
+                # one round trip: make's inserts, completion, history, COMMIT, and BEGIN for the next key held;
+                # a reserved key's reply is read while the next key is made
                 begin_next = bool(self.held) and self.make_kind != "tripartite"
-                conn.commit_batch(closing, begin_next=begin_next, context="complete")
+                sent = conn.commit_batch(closing, begin_next=begin_next, context="complete", wait=claim is None)
+                if claim is not None:
+                    return sent
             if self.walltime:
                 self.walltime.observe(duration)
+            return None
         except BaseException:
             conn.rollback()
             raise

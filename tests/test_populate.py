@@ -353,3 +353,27 @@ def test_a_walk_from_the_middle_wraps_round_to_its_start(backend, schema_name, m
     walker.accept(walker.q.connection.query(*walker.next_window(3)).fetchall(), 3)  # 3, 4, up to the start
     assert walker.next_window(3) is None
     assert [k["item"] for k in walker.next(20)] == [8, 9, 0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+def test_an_error_read_from_a_commit_reply_is_raised_once_the_loop_has_wound_down(pipeline, db, monkeypatch):
+    """The commit of a reserved key is confirmed while the next key is made: a failure found in its reply
+    is recorded for its own key and raised after the key in flight is accounted for."""
+    from djhpc.errors import DuplicateError
+
+    p = pipeline
+    p.Pair.insert([(1, 0), (2, 0), (3, 0), (4, 0)])
+
+    def make(self, key):
+        self.insert1(dict(key, total=key["a"]))
+        if key["a"] == 2:
+            self.insert1(dict(key, total=0))  # fails when sent with the commit
+
+    monkeypatch.setattr(p.PairSum, "make", make)
+    with pytest.raises(DuplicateError):
+        p.PairSum().populate(reserve_jobs=True, position=0.0)
+    assert sorted(p.PairSum.fetch("a")) == [1, 3]  # 3 was made while 2's reply was on its way
+    jobs = p.schema.jobs.fetch(as_dict=True)
+    assert [(j["status"], j["key"]) for j in jobs] == [("error", {"a": 2, "b": 0})]
+    r = p.PairSum().populate(reserve_jobs=True, suppress_errors=True)
+    assert r["success_count"] == 1 and sorted(p.PairSum.fetch("a")) == [1, 3, 4]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pymysql
-from pymysql.constants import CLIENT
+from pymysql.constants import CLIENT, COMMAND
 
 from ..config import DatabaseURL, resolve_database_url
 from ..errors import ConnectError, DatabaseError, LostConnectionError, TransientError
@@ -80,6 +80,10 @@ class Connection:
         self.on_connect: list = []
         #: MySQL: a transaction begun ahead of time by commit_batch(begin_next=True), not yet used
         self._prebegun = False
+        #: MySQL: a packet sent by commit_batch(wait=False) whose reply is not read yet, and the outcomes read
+        self._reply = None
+        self._sent = 0
+        self._outcomes: dict[int, Exception | None] = {}
         #: inside make(): writes are queued. SQLite runs them in one short write transaction at the end; MySQL
         #: sends inserts with the completion (commit_batch), or before the next statement of another kind
         self.defer_writes = False
@@ -111,6 +115,10 @@ class Connection:
 
     def _open(self):
         self._prebegun = False
+        if self._reply is not None:
+            self._outcomes[self._reply[0]] = LostConnectionError(
+                "lost the connection before the commit was confirmed: it may or may not have been made")
+            self._reply = None
         if self.is_sqlite:
             self._raw = self._open_sqlite()
             self.connection_id = os.getpid()
@@ -188,6 +196,11 @@ class Connection:
         return raw
 
     def close(self):
+        if self._reply is not None and self._raw is not None and self._pid == os.getpid():
+            try:
+                self._settle()
+            except Exception:  # the outcome is kept for whoever asks; closing goes on
+                pass
         if self._raw is not None and self._pid == os.getpid():
             try:
                 self._raw.close()
@@ -229,6 +242,8 @@ class Connection:
         return self.query(sql, params, context=name)
 
     def _query_mysql(self, sql, params, many, context):
+        if self._reply is not None:
+            self._settle()
         if self._prebegun and self._depth == 0:
             self._end_prebegun()
         if self.defer_writes and self._depth and sql.lstrip()[:7].upper().startswith(_DEFERRABLE_WORDS):
@@ -324,6 +339,8 @@ class Connection:
     def _send_deferred(self):
         """MySQL: send the queued inserts, in one round trip, inside the open transaction."""
         queued, self._deferred = self._deferred, []
+        if self._reply is not None:
+            self._settle()
         cur = self._raw.cursor()
         self.stats.statements += 1
         done = 0
@@ -380,6 +397,8 @@ class Connection:
             self._depth = 1
             return
         if self._depth == 0:
+            if self._reply is not None:
+                self._settle()
             raw = self.raw
             if not self.is_sqlite:
                 self.stats.statements += 1
@@ -413,6 +432,8 @@ class Connection:
                     self._safe_rollback()
                     raise self.dialect.translate(e, context="commit") from None
             return
+        if self._reply is not None:
+            self._settle()
         self.stats.statements += 1
         self.stats.commits += 1
         try:
@@ -433,12 +454,20 @@ class Connection:
         except (pymysql.err.Error, ConnectionError, AttributeError):
             self._raw = None
 
-    def commit_batch(self, statements, *, begin_next: bool = False, context: str = "commit"):
+    def commit_batch(self, statements, *, begin_next: bool = False, context: str = "commit",
+                     wait: bool = True) -> int:
         """MySQL: run ``statements`` (sql, params), COMMIT, and optionally BEGIN the next transaction, in one
         round trip. If a statement fails the server runs none of the rest, so nothing is committed: the
-        transaction is rolled back and the error raised."""
+        transaction is rolled back and the error raised.
+
+        ``wait=False`` sends the packet and returns at once, so the caller's next work overlaps the server's
+        (and the disk's) work on this commit. The reply is read before the next statement goes out, or by
+        ``outcome(n)`` with the number returned: None if it committed, else the error, which it does not raise.
+        """
         if self._depth != 1 or self.is_sqlite:
             raise AssertionError("commit_batch ends the outermost transaction on MySQL only")
+        if self._reply is not None:
+            self._settle()
         cur = self._raw.cursor()
         queued, self._deferred = self._deferred, []  # make's inserts go first, in the same round trip
         parts = [text for text, _, _ in queued] + [cur.mogrify(sql, params) for sql, params in statements]
@@ -447,6 +476,18 @@ class Connection:
             parts.append("BEGIN")
         self.stats.statements += 1
         self.stats.commits += 1
+        self._sent += 1
+        if not wait:
+            try:
+                self._raw._execute_command(COMMAND.COM_QUERY, ";\n".join(parts))
+            except (pymysql.err.Error, ConnectionError) as e:
+                self._raw = None
+                self._depth = 0
+                raise LostConnectionError(f"lost the connection during commit ({e})") from None
+            self._reply = (self._sent, queued, context)
+            self._depth = 0
+            self._prebegun = begin_next
+            return self._sent
         done = 0
         try:
             cur.execute(";\n".join(parts))
@@ -464,6 +505,57 @@ class Connection:
             raise LostConnectionError(f"lost the connection during commit ({e})") from None
         self._depth = 0
         self._prebegun = begin_next
+        return self._sent
+
+    def outcome(self, sent: int) -> Exception | None:
+        """What became of the packet ``commit_batch(wait=False)`` returned ``sent`` for: None if it committed,
+        else its error (a LostConnectionError when the reply never came: it may or may not have committed)."""
+        if self._reply is not None and self._reply[0] == sent:
+            self._settle()
+        return self._outcomes.pop(sent, None)
+
+    def _settle(self):
+        """Read the reply of the packet sent without waiting, and keep its outcome.
+
+        On an error the server ran none of the packet's later statements: the transaction is rolled back,
+        and if the caller has begun its next transaction meanwhile (the packet's BEGIN never ran), it is begun
+        again. A lost connection loses that next transaction too: raised when one is open, as any statement
+        would raise it."""
+        sent, queued, context = self._reply
+        self._reply = None
+        raw, done = self._raw, 0
+        try:
+            raw._read_query_result()
+            done = 1
+            while raw._result is not None and raw._result.has_next:
+                raw.next_result()
+                done += 1
+        except pymysql.err.Error as e:
+            err = self._deferred_error(e, queued, done) or self.dialect.translate(e, context=context)
+            self._outcomes[sent] = err
+            self._prebegun = False
+            if not isinstance(err, LostConnectionError):
+                try:
+                    raw.rollback()
+                    if self._depth:
+                        raw.begin()
+                    return
+                except (pymysql.err.Error, ConnectionError):
+                    pass
+            self._lost_while_settling()
+            return
+        except (ConnectionError, OSError) as e:
+            self._outcomes[sent] = LostConnectionError(f"lost the connection during commit ({e})")
+            self._lost_while_settling()
+            return
+        self._outcomes[sent] = None
+
+    def _lost_while_settling(self):
+        self._raw = None
+        self._prebegun = False
+        if self._depth:
+            self._depth = 0
+            raise LostConnectionError("lost the connection to the database server (while a commit was confirmed)")
 
     def script(self, statements, *, begin_next: bool = False, context: str = "") -> list[tuple[int, list]]:
         """MySQL, outside a transaction: run ``statements`` (sql, params) in one round trip; returns
@@ -471,6 +563,8 @@ class Connection:
         ``begin_next`` appends BEGIN, so that the caller's next transaction costs no round trip of its own."""
         if self._depth or self.is_sqlite:
             raise AssertionError("script() runs outside transactions, on MySQL only")
+        if self._reply is not None:
+            self._settle()
         if self._prebegun:
             self._end_prebegun()
         cur = self.raw.cursor()
@@ -504,6 +598,11 @@ class Connection:
         self.drop_deferred()
         if self._depth == 0:
             return
+        if self._reply is not None:
+            try:
+                self._settle()  # the commit before this transaction: its outcome is kept
+            except LostConnectionError:
+                return  # the transaction went with the connection
         self._depth = 0
         self._safe_rollback()
 

@@ -1,0 +1,84 @@
+"""MySQL connection: inserts queued inside make() and commits whose reply is read while the next key is made."""
+
+from __future__ import annotations
+
+import pytest
+
+import djhpc as dj
+from djhpc.errors import DuplicateError, LostConnectionError
+
+pytestmark = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+
+
+def rows(db, target) -> list[int]:
+    return [r[0] for r in db.query(f"SELECT k FROM {target} ORDER BY k").fetchall()]
+
+
+def test_queued_inserts_go_with_the_commit(db, target):
+    db.start_transaction()
+    db.defer_writes = True
+    before = db.stats.statements
+    db.query(f"INSERT INTO {target} VALUES (%s)", (1,))
+    db.query(f"INSERT INTO {target} (k) VALUES (%s)", [(2,), (3,)], many=True)
+    assert db.stats.statements == before  # nothing sent yet
+    db.commit_batch([("SELECT 1", ())])
+    assert db.stats.statements == before + 1
+    db.drop_deferred()
+    assert rows(db, target) == [1, 2, 3]
+
+
+def test_a_read_sends_the_queued_inserts_first(db, target):
+    db.start_transaction()
+    db.defer_writes = True
+    db.query(f"INSERT INTO {target} VALUES (%s)", (5,))
+    assert db.query(f"SELECT COUNT(*) FROM {target}").fetchone()[0] == 1  # sees its own insert
+    db.rollback()
+    assert rows(db, target) == []
+
+
+def test_a_commit_not_waited_for_is_confirmed_before_the_next_statement(db, target):
+    db.start_transaction()
+    db.query(f"INSERT INTO {target} VALUES (%s)", (1,))
+    sent = db.commit_batch([], wait=False)
+    other = dj.Connection(db.url)
+    try:
+        assert rows(db, target) == [1]  # this statement read the commit's reply first
+        assert db.outcome(sent) is None
+        assert rows(other, target) == [1]
+    finally:
+        other.close()
+
+
+def test_a_failed_commit_is_kept_for_its_owner_and_the_next_transaction_goes_on(db, target):
+    db.query(f"INSERT INTO {target} VALUES (%s)", (1,))
+    db.start_transaction()
+    db.defer_writes = True
+    db.query(f"INSERT INTO {target} VALUES (%s)", (2,))
+    db.query(f"INSERT INTO {target} VALUES (%s)", (1,))  # a duplicate: the packet stops here
+    sent = db.commit_batch([], begin_next=True, wait=False)
+    db.defer_writes = False
+    db.start_transaction()  # begun by the packet, had it not failed
+    db.query(f"INSERT INTO {target} VALUES (%s)", (3,))  # reads the reply: rolled back, begun again
+    db.commit()
+    err = db.outcome(sent)
+    assert isinstance(err, DuplicateError)
+    assert "queued at test_connection.py:" in str(err)
+    assert rows(db, target) == [1, 3]  # 2 went with the failed commit; 3 in a transaction of its own
+    assert db.outcome(sent) is None  # told once
+
+
+def test_a_connection_lost_before_the_reply_says_so_and_loses_the_open_transaction(db, target):
+    other = dj.Connection(db.url)
+    try:
+        db.start_transaction()
+        db.query(f"INSERT INTO {target} VALUES (%s)", (1,))
+        sent = db.commit_batch([("SELECT SLEEP(5)", ())], begin_next=True, wait=False)
+        other.query(f"KILL {int(db.connection_id)}")
+        db.start_transaction()
+        with pytest.raises(LostConnectionError):
+            db.query(f"INSERT INTO {target} VALUES (%s)", (2,))
+        assert isinstance(db.outcome(sent), LostConnectionError)
+        db.rollback()
+        assert rows(db, target) == []  # reconnects; the killed packet never reached its COMMIT
+    finally:
+        other.close()
