@@ -42,6 +42,7 @@ MIN_WINDOW = 8
 MAX_BATCH = 32
 CONTENDED_BATCH = 8
 HOLD_SECONDS = 0.25  # work a batch holds: fast makes share a reservation; slow ones hold one key at a time
+COUNT_SECONDS = 0.25  # among other workers, count what is left at most this often (and at most 2 % of the time)
 TRANSIENT_RETRIES = 5
 PENDING_CHECK_SECONDS = 30.0
 MAX_RESEEKS = 16  # jumps per worker after losing races: bounded, so the end game cannot spin
@@ -84,6 +85,14 @@ class _InFlight:
     started: float
     elapsed: float
     sent: int
+
+
+def end_game_batch(left: int, held: int, holders: int) -> int:
+    """The most keys to reserve at once when ``left`` keys are not made yet, ``held`` of them reserved by
+    ``holders`` workers: half a fair share of the keys nobody holds (guided self-scheduling), so that near
+    the end workers run out of work together instead of some waiting on another's batch."""
+    free = max(left - held, 0)
+    return max(1, min(MAX_BATCH, -(-free // (2 * max(holders, 1)))))
 
 
 def task_position(env=None) -> float | None:
@@ -384,6 +393,8 @@ class _Runner:
         self.reseeks = 0
         self._prep: dict[int, tuple] = {}  # id(key) -> what reserving it needs, for keys offered again
         self.inflight: _InFlight | None = None  # the key whose commit is on its way (MySQL)
+        self.end_cap = MAX_BATCH  # batch limit near the end of the keys (see _end_game)
+        self.next_count = 0.0
         self.commit_retries: dict[str, int] = {}
         self.raise_after: Exception | None = None  # a failure to raise once the loop has wound down
 
@@ -502,6 +513,7 @@ class _Runner:
             self.held.extend(self.jobs.claim_pending(self.table.table_name, 1))
             if self.held:
                 return
+        n = min(n, self.end_cap)
         while not self.held:
             # among other walks, offer more keys than wanted: the statement skips those held and stops when
             # it has enough, so the batch stays full and the rest is offered again next time
@@ -519,16 +531,20 @@ class _Runner:
             size = walker.window_size(n)
             window = walker.next_window(size) \
                 if not self.conn.is_sqlite and len(walker.buffer) < len(offer) + n else None
+            counting = self.contended and time.monotonic() >= self.next_count
+            then = ([window] if window else []) + (self._left_statements(walker) if counting else [])
+            t0 = time.monotonic()
             taken = self.jobs.take(self.table.table_name, offer, done_table=self.table.full_table_name,
                                    key_columns=names, encoded=[p[2] for p in prepared],
                                    hashes=[p[0] for p in prepared], packed=[p[1] for p in prepared],
-                                   begin_next=self.make_kind != "tripartite", want=n,
-                                   then=[window] if window else ())
+                                   begin_next=self.make_kind != "tripartite", want=n, then=then)
             walker.consume(taken.tried)
             for k in offer[:taken.tried]:
                 self._prep.pop(id(k), None)
             if window:
                 walker.accept(taken.then[0], size)
+            if counting:
+                self._end_game(taken.then[-2][0][0], *taken.then[-1][0], time.monotonic() - t0)
             missed = taken.seen_taken + taken.lost
             self.result.skipped_count += missed
             self.result.lost_count += taken.lost
@@ -541,6 +557,15 @@ class _Runner:
                     walker.reseek(random.random())
                     self._prep.clear()
             self.held.extend(taken.claims)
+
+    def _left_statements(self, walker: KeyWalker) -> list:
+        """Counts of the keys left and of the keys held and their holders, sent with a reservation."""
+        return [walker.q.count_sql(),
+                (self.conn.dialect.queries["held_and_holders"].format(jobs=self.jobs.jobs), (self.table.table_name,))]
+
+    def _end_game(self, left: int, held: int, holders: int, seconds: float):
+        self.end_cap = end_game_batch(int(left), int(held), int(holders))
+        self.next_count = time.monotonic() + max(COUNT_SECONDS, 50 * seconds)
 
     def _prepared(self, key: dict, names) -> tuple:
         """(hash, blob, encoded key columns) of a key in the walk's buffer, computed once however often the

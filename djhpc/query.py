@@ -443,10 +443,14 @@ class Query:
     def keys(self, **kwargs):
         return self.fetch("KEY", **kwargs)
 
-    def __len__(self):
+    def count_sql(self) -> tuple[str, tuple]:
+        """``SELECT COUNT(*)`` of this query and its parameters, to send with other statements."""
         where, params = self._where_sql()
-        sql = f"SELECT COUNT(*) FROM {self._from}{where}"
-        return int(self._connection.query(sql, self._from_params + params, context="count").fetchone()[0])
+        return f"SELECT COUNT(*) FROM {self._from}{where}", self._from_params + params
+
+    def __len__(self):
+        sql, params = self.count_sql()
+        return int(self._connection.query(sql, params, context="count").fetchone()[0])
 
     def __bool__(self):
         return True

@@ -377,3 +377,12 @@ def test_an_error_read_from_a_commit_reply_is_raised_once_the_loop_has_wound_dow
     assert [(j["status"], j["key"]) for j in jobs] == [("error", {"a": 2, "b": 0})]
     r = p.PairSum().populate(reserve_jobs=True, suppress_errors=True)
     assert r["success_count"] == 1 and sorted(p.PairSum.fetch("a")) == [1, 3, 4]
+
+
+def test_batches_shrink_to_one_key_as_the_keys_run_out():
+    from djhpc.populate import MAX_BATCH, end_game_batch
+
+    assert end_game_batch(left=100_000, held=40, holders=8) == MAX_BATCH  # far from the end: no limit of its own
+    assert end_game_batch(left=96, held=16, holders=8) == 5  # 80 free keys, 8 workers: 5 each at most
+    assert end_game_batch(left=20, held=16, holders=8) == 1
+    assert end_game_batch(left=5, held=9, holders=0) == 1  # counts taken a moment apart may disagree

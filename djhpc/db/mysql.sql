@@ -59,6 +59,9 @@ ON DUPLICATE KEY UPDATE `status` = IF(`status` = 'reserved', `status`, 'ignore')
 -- name: count_by_status
 SELECT `status`, COUNT(*) FROM {jobs} WHERE `table_name` = %s GROUP BY `status`
 
+-- name: held_and_holders
+SELECT COUNT(*), COUNT(DISTINCT `owner`) FROM {jobs} WHERE `table_name` = %s AND `status` = 'reserved'
+
 -- name: pending_hashes
 SELECT `key_hash` FROM {jobs} WHERE `table_name` = %s AND `status` = 'pending'
   AND (`retry_after` IS NULL OR `retry_after` <= UTC_TIMESTAMP(6)) LIMIT %s

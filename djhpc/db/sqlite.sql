@@ -60,6 +60,9 @@ ON CONFLICT ("table_name", "key_hash") DO UPDATE SET "status" =
 -- name: count_by_status
 SELECT "status", COUNT(*) FROM {jobs} WHERE "table_name" = ? GROUP BY "status"
 
+-- name: held_and_holders
+SELECT COUNT(*), COUNT(DISTINCT "owner") FROM {jobs} WHERE "table_name" = ? AND "status" = 'reserved'
+
 -- name: pending_hashes
 SELECT "key_hash" FROM {jobs} WHERE "table_name" = ? AND "status" = 'pending'
   AND ("retry_after" IS NULL OR "retry_after" <= strftime('%Y-%m-%d %H:%M:%f', 'now')) LIMIT ?
