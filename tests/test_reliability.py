@@ -240,7 +240,8 @@ def test_database_restart_in_the_middle(private_mariadb, tmp_path, monkeypatch):
     assert len(p.schema.jobs) == 0, p.schema.jobs.fetch()
     made = calls(tmp_path)
     assert len(made) == 400
-    assert sum(n - 1 for n in made.values()) <= len(workers), "more makes repeated than were in flight"
+    # a worker has at most two keys in flight: one whose commit's reply it has not read yet, one being made
+    assert sum(n - 1 for n in made.values()) <= 2 * len(workers), "more makes repeated than were in flight"
     connection.close()
     sys.modules.pop("pipeline_counts", None)
 
