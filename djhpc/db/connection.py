@@ -523,14 +523,33 @@ class Connection:
         would raise it."""
         sent, queued, context = self._reply
         self._reply = None
+        # until the reply is read, nothing is known: that is the outcome if reading it is interrupted
+        self._outcomes[sent] = LostConnectionError("the commit's reply was not read: it may or may not be made")
         raw, done = self._raw, 0
+        if raw is None:
+            self._lost_while_settling()
+            return
         try:
             raw._read_query_result()
             done = 1
             while raw._result is not None and raw._result.has_next:
                 raw.next_result()
                 done += 1
-        except pymysql.err.Error as e:
+        except BaseException as e:
+            if not isinstance(e, (pymysql.err.Error, ConnectionError, OSError)):
+                # a signal stopped the read half-way: the rest of the reply would be taken for the next one's
+                self._raw, self._prebegun, self._depth = None, False, 0
+                try:
+                    raw.close()
+                except Exception:  # closing a socket in an unknown state may fail; it is dropped either way
+                    pass
+                raise
+            self._settle_failed(e, sent, queued, context, raw, done)
+            return
+        self._outcomes[sent] = None
+
+    def _settle_failed(self, e, sent, queued, context, raw, done):
+        if isinstance(e, pymysql.err.Error):
             err = self._deferred_error(e, queued, done) or self.dialect.translate(e, context=context)
             self._outcomes[sent] = err
             self._prebegun = False
@@ -542,13 +561,9 @@ class Connection:
                     return
                 except (pymysql.err.Error, ConnectionError):
                     pass
-            self._lost_while_settling()
-            return
-        except (ConnectionError, OSError) as e:
+        else:
             self._outcomes[sent] = LostConnectionError(f"lost the connection during commit ({e})")
-            self._lost_while_settling()
-            return
-        self._outcomes[sent] = None
+        self._lost_while_settling()
 
     def _lost_while_settling(self):
         self._raw = None

@@ -82,3 +82,21 @@ def test_a_connection_lost_before_the_reply_says_so_and_loses_the_open_transacti
         assert rows(db, target) == []  # reconnects; the killed packet never reached its COMMIT
     finally:
         other.close()
+
+
+def test_a_reply_read_half_way_when_a_signal_arrives_leaves_the_outcome_unknown(db, target, monkeypatch):
+    db.start_transaction()
+    db.query(f"INSERT INTO {target} VALUES (%s)", (1,))
+    sent = db.commit_batch([("SELECT 1", ())], wait=False)
+    raw = db._raw
+    real = type(raw).next_result
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(raw), "next_result", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        db.query("SELECT 1")
+    monkeypatch.setattr(type(raw), "next_result", real)
+    assert isinstance(db.outcome(sent), LostConnectionError)  # may or may not be made: the caller checks
+    assert rows(db, target) == [1]  # a new session; the commit itself went through
