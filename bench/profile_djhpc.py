@@ -25,13 +25,21 @@ from bench import counting
 from bench.run import Server
 
 
-def mariadbd_cpu() -> float | None:
+def mariadbd_cpu(port: int = 3306) -> float | None:
+    """CPU seconds of the server that listens on ``port`` (a machine may run others: SLURM's accounting)."""
     import psutil
 
     for p in psutil.process_iter(["name"]):
-        if p.info["name"] in ("mariadbd", "mysqld"):
+        if p.info["name"] not in ("mariadbd", "mysqld"):
+            continue
+        try:
+            if not any(c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+                       for c in p.net_connections(kind="tcp")):
+                continue
             t = p.cpu_times()
-            return t.user + t.system
+        except psutil.Error:
+            continue
+        return t.user + t.system
     return None
 
 
@@ -128,7 +136,7 @@ def populate_once(server: Server, n: int, *, history: bool, profile: bool):
 
             profiler = Profiler(interval=0.0005)
         counts_before = counting.COUNTS.snapshot()
-        server_before = mariadbd_cpu()
+        server_before = mariadbd_cpu(server.port)
         cpu_before = time.process_time()
         t0 = time.perf_counter()
         if profiler:
@@ -138,7 +146,7 @@ def populate_once(server: Server, n: int, *, history: bool, profile: bool):
             profiler.stop()
         wall = time.perf_counter() - t0
         cpu = time.process_time() - cpu_before
-        server_cpu = mariadbd_cpu()
+        server_cpu = mariadbd_cpu(server.port)
         counts = counting.COUNTS.snapshot()
         made = result.success_count
         figures = {

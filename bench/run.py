@@ -44,6 +44,14 @@ class BenchError(Exception):
     """A run could not be completed; the message names the run and the worker's last words."""
 
 
+class WorkerDied(BenchError):
+    """A worker exited before writing its result; ``reason`` is the last line it printed."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass
 class System:
     name: str  # shown in the table
@@ -244,7 +252,9 @@ class Runner:
         while not all((folder / name).exists() for name in names):
             for i, p in enumerate(procs):
                 if p.poll() is not None and not (folder / f"result.{i}.json").exists():
-                    raise BenchError(f"{what}: worker {i} exited with {p.returncode}:\n{_tail(folder, i)}")
+                    tail = _tail(folder, i)
+                    raise WorkerDied(f"{what}: worker {i} exited with {p.returncode}:\n{tail}",
+                                     (tail.splitlines() or ["(no output)"])[-1].strip())
             if time.monotonic() > deadline:
                 raise BenchError(f"{what}: timed out after {self.args.timeout:.0f} s")
             time.sleep(0.01)
@@ -447,6 +457,27 @@ def plan(args, systems: list[System]) -> list[tuple]:
     return out
 
 
+DATAJOINT_RETRIES = 2
+
+
+def run_with_retries(runner, system, case, workers, rep, kwargs) -> dict:
+    """One run. A DataJoint worker that dies (0.14 can end a worker with a deadlock error under load) is
+    DataJoint's behaviour, not the benchmark's: the run is made again, and the row says how often it died.
+    A djhpc worker that dies ends the benchmark."""
+    died = []
+    while True:
+        try:
+            out = runner.run(system, case, workers, repeat=rep, **kwargs)
+        except WorkerDied as e:
+            if system.kind != "datajoint" or len(died) == DATAJOINT_RETRIES:
+                raise
+            died.append(e.reason)
+            print(f"bench: {system.name}: a worker died ({e.reason}); running it again", file=sys.stderr)
+            continue
+        out["died"] = died
+        return out
+
+
 def pick_median(runs: list[dict]) -> dict:
     """The run with the median speed (the middle one of an odd count), keeping every counter consistent."""
     key = "jobs_per_s" if runs[0]["case"] in THROUGHPUT_CASES else "wall_s"
@@ -456,6 +487,7 @@ def pick_median(runs: list[dict]) -> dict:
     chosen["twice_all_repeats"] = sum(r.get("twice", 0) for r in runs)
     chosen["all_" + key] = [r.get(key) for r in runs]
     chosen["checks"] = sorted({c for r in runs for c in r.get("checks", [])})
+    chosen["died_all_repeats"] = [d for r in runs for d in r.get("died", [])]
     return chosen
 
 
@@ -541,6 +573,10 @@ def notes(r) -> str:
             out.append(f"plain {r['progress_plain_s']:.3f} s")
     if r.get("repeats", 1) > 1 and r["case"] != "progress":
         out.append(f"median of {r['repeats']}")
+    died = r.get("died_all_repeats") or []
+    if died:
+        reasons = sorted(set(died))
+        out.append(f"{len(died)} run(s) ended by a worker's error and run again: {'; '.join(reasons)[:120]}")
     out += [f"CHECK: {c}" for c in r.get("checks", [])]
     return "; ".join(out)
 
@@ -723,7 +759,7 @@ def main(argv=None) -> int:
         for i, (rep, (case, system, workers, kwargs, repeats)) in enumerate(steps, 1):
             print(f"[{i}/{len(steps)}] {case} {system.name} {system.backend} W={workers} N={kwargs['n']} "
                   f"run {rep + 1}/{repeats}", file=sys.stderr, flush=True)
-            runs.append(runner.run(system, case, workers, repeat=rep, **kwargs))
+            runs.append(run_with_retries(runner, system, case, workers, rep, kwargs))
     except BenchError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 1

@@ -173,3 +173,26 @@ def test_table_puts_ratios_first_and_targets_read_the_rows():
     assert table[0].split("|")[1].strip() == "×jobs/s" and "6.00" in table[2]
     targets = {t["target"]: t for t in run.check_targets(rows, args, "DataJoint 2.3.5")}
     assert targets["W=1: >= 2x DataJoint 2.x jobs/s"]["met"] is True
+
+
+def test_a_datajoint_run_whose_worker_died_is_run_again_and_said_but_a_djhpc_one_ends_the_bench():
+    class FlakyRunner:
+        def __init__(self, deaths):
+            self.deaths = deaths
+
+        def run(self, system, case, workers, repeat, **kwargs):
+            if self.deaths:
+                self.deaths -= 1
+                raise run.WorkerDied("worker 3 exited with 1", "OperationalError: (1213, 'Deadlock found')")
+            return {"case": case, "system": system.name}
+
+    dj014 = run.System("DataJoint 0.14.10", "datajoint", "python", "0.14.10")
+    out = run.run_with_retries(FlakyRunner(1), dj014, "sleep", 8, 0, {})
+    assert out["died"] == ["OperationalError: (1213, 'Deadlock found')"]
+    with pytest.raises(run.WorkerDied):
+        run.run_with_retries(FlakyRunner(run.DATAJOINT_RETRIES + 1), dj014, "sleep", 8, 0, {})
+    with pytest.raises(run.WorkerDied):
+        run.run_with_retries(FlakyRunner(1), run.System("djhpc", "djhpc", "python", "0.1.0"), "sleep", 8, 0, {})
+    row = {"case": "sleep", "workers": 8, "sleep_seconds": 0.05, "jobs_per_s": 100, "outside_sleep_s_per_job": 0,
+           "sleep_overshoot_s_per_job": 0, "died_all_repeats": ["OperationalError: (1213, 'Deadlock found')"]}
+    assert "1 run(s) ended by a worker's error and run again: OperationalError: (1213" in run.notes(row)
