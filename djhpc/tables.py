@@ -6,6 +6,7 @@ table. As in DataJoint, many methods also work on the class itself (``Subject.in
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 config = {"safemode": os.environ.get("DJHPC_SAFEMODE", "1").lower() not in ("0", "false", "no")}
 
 
+@functools.lru_cache(maxsize=1024)  # asked for at every insert
 def to_snake_case(name: str) -> str:
     """CamelCase -> snake_case, as DataJoint names tables."""
     if not re.fullmatch(r"[A-Z][A-Za-z0-9]*", name):

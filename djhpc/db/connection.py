@@ -242,14 +242,15 @@ class Connection:
         return self.query(sql, params, context=name)
 
     def _query_mysql(self, sql, params, many, context):
+        if self.defer_writes and self._depth and sql.lstrip()[:7].upper().startswith(_DEFERRABLE_WORDS):
+            # inside make(): the insert travels with the completion, in the round trip that commits it (and
+            # sends nothing now, so the commit before it is still confirmed while make goes on)
+            self._deferred.append((self._text(sql, params, many), context, _call_site()))
+            return _DeferredCursor(len(params) if many else 1)
         if self._reply is not None:
             self._settle()
         if self._prebegun and self._depth == 0:
             self._end_prebegun()
-        if self.defer_writes and self._depth and sql.lstrip()[:7].upper().startswith(_DEFERRABLE_WORDS):
-            # inside make(): the insert travels with the completion, in the round trip that commits it
-            self._deferred.append((self._text(sql, params, many), context, _call_site()))
-            return _DeferredCursor(len(params) if many else 1)
         if self._deferred:
             self._send_deferred()  # anything else (a read, an update, a delete) sees the inserts made before it
         for attempt in range(2):
