@@ -7,7 +7,7 @@ itself: a prototype that pays off is described to the owner of the patched modul
 from __future__ import annotations
 
 # The prototypes measured earlier (reseek, hold-quarter-second, progress-counts) are now part of djhpc
-# (populate.py: KeyWalker.reseek with Reservations.reserved_among, _Runner._adapt_batch, AutoPopulate._count_all);
+# (populate.py: KeyWalker.reseek, _Runner._adapt_batch, AutoPopulate._count_all);
 # bench/RESULTS.md says what each changed.
 
 
