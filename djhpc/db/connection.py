@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 _WRITE_WORDS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
 _DEFERRABLE_WORDS = ("INSERT", "REPLACE")  # MySQL: writes whose row count is known before they run
+DEFER_BYTES = 1_000_000  # MySQL: queued inserts sent once they pass this size (PyMySQL's own statement limit)
 _PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
@@ -88,6 +89,7 @@ class Connection:
         #: sends inserts with the completion (commit_batch), or before the next statement of another kind
         self.defer_writes = False
         self._deferred: list = []
+        self._deferred_bytes = 0
 
     # ------------------------------------------------------------------ lifecycle
     def __repr__(self):
@@ -245,7 +247,7 @@ class Connection:
         if self.defer_writes and self._depth and sql.lstrip()[:7].upper().startswith(_DEFERRABLE_WORDS):
             # inside make(): the insert travels with the completion, in the round trip that commits it (and
             # sends nothing now, so the commit before it is still confirmed while make goes on)
-            self._deferred.append((self._text(sql, params, many), context, _call_site()))
+            self._queue(sql, params, many, context)
             return _DeferredCursor(len(params) if many else 1)
         if self._reply is not None:
             self._settle()
@@ -325,21 +327,38 @@ class Connection:
         for sql, params, many, context in queued:
             self._query_sqlite(sql, params, many, context)
 
-    def _text(self, sql, params, many) -> str:
-        """MySQL: one statement's text with its values, as the driver would send it (a multi-row INSERT for
-        ``many``)."""
+    def _queue(self, sql, params, many, context):
+        """MySQL, inside make(): queue an insert's text. Many rows become multi-row INSERTs of at most
+        ``DEFER_BYTES`` each, as the driver would send them; the queue is sent before it would pass
+        ``DEFER_BYTES``, so that no packet nears the server's max_allowed_packet."""
         cur = self.raw.cursor()
+        site = _call_site()
+        m = pymysql.cursors.RE_INSERT_VALUES.match(sql) if many else None
         if not many:
-            return cur.mogrify(sql, params or None)
-        m = pymysql.cursors.RE_INSERT_VALUES.match(sql)
-        if not m:
-            return ";\n".join(cur.mogrify(sql, p) for p in params)
-        values = m.group(2).rstrip()
-        return m.group(1) + ",".join(cur.mogrify(values, p) for p in params) + (m.group(3) or "")
+            texts = [cur.mogrify(sql, params or None)]
+        elif not m:
+            texts = [cur.mogrify(sql, p) for p in params]
+        else:
+            head, values, tail = m.group(1), m.group(2).rstrip(), m.group(3) or ""
+            texts, rows, size = [], [], 0
+            for p in params:
+                row = cur.mogrify(values, p)
+                if rows and size + len(row) > DEFER_BYTES:
+                    texts.append(head + ",".join(rows) + tail)
+                    rows, size = [], 0
+                rows.append(row)
+                size += len(row) + 1
+            if rows:
+                texts.append(head + ",".join(rows) + tail)
+        for text in texts:
+            if self._deferred and self._deferred_bytes + len(text) > DEFER_BYTES:
+                self._send_deferred()
+            self._deferred.append((text, context, site))
+            self._deferred_bytes += len(text)
 
     def _send_deferred(self):
         """MySQL: send the queued inserts, in one round trip, inside the open transaction."""
-        queued, self._deferred = self._deferred, []
+        queued, self._deferred, self._deferred_bytes = self._deferred, [], 0
         if self._reply is not None:
             self._settle()
         cur = self._raw.cursor()
@@ -366,7 +385,7 @@ class Connection:
         return None
 
     def drop_deferred(self):
-        self._deferred = []
+        self._deferred, self._deferred_bytes = [], 0
         self.defer_writes = False
 
     def _begin_immediate(self):
@@ -470,7 +489,7 @@ class Connection:
         if self._reply is not None:
             self._settle()
         cur = self._raw.cursor()
-        queued, self._deferred = self._deferred, []  # make's inserts go first, in the same round trip
+        queued, self._deferred, self._deferred_bytes = self._deferred, [], 0  # make's inserts go first
         parts = [text for text, _, _ in queued] + [cur.mogrify(sql, params) for sql, params in statements]
         parts.append("COMMIT")
         if begin_next:

@@ -100,3 +100,20 @@ def test_a_reply_read_half_way_when_a_signal_arrives_leaves_the_outcome_unknown(
     monkeypatch.setattr(type(raw), "next_result", real)
     assert isinstance(db.outcome(sent), LostConnectionError)  # may or may not be made: the caller checks
     assert rows(db, target) == [1]  # a new session; the commit itself went through
+
+
+def test_queued_inserts_larger_than_a_packet_are_sent_in_pieces(db, schema):
+    """Rows that together pass the server's max_allowed_packet: queued in statements of about a megabyte,
+    sent before the queue grows past one."""
+    blobs = db.dialect.table(schema.database, "blobs")
+    db.query(f"CREATE TABLE {blobs} (k INT PRIMARY KEY, b LONGBLOB)")
+    limit = int(db.query("SELECT @@max_allowed_packet").fetchone()[0])
+    n = limit // 500_000 + 4
+    db.start_transaction()
+    db.defer_writes = True
+    before = db.stats.statements
+    db.query(f"INSERT INTO {blobs} (k, b) VALUES (%s, %s)", [(i, b"x" * 500_000) for i in range(n)], many=True)
+    assert db.stats.statements > before  # sent while make goes on, not kept for the commit
+    db.commit_batch([])
+    db.drop_deferred()
+    assert db.query(f"SELECT COUNT(*), SUM(LENGTH(b)) FROM {blobs}").fetchone() == (n, n * 500_000)
