@@ -463,15 +463,19 @@ class _Runner:
             raise self.raise_after
         return self.result
 
+    def _attempted(self) -> int:
+        """Keys made or failed so far, the one whose commit is on its way included."""
+        return self.result.success_count + len(self.result.error_list) + (self.inflight is not None)
+
     def _budget_spent(self) -> bool:
-        attempted = self.result.success_count + len(self.result.error_list) + (self.inflight is not None)
+        attempted = self._attempted()
         if self.limit is not None and attempted >= self.limit:
             return True
         return self.max_calls is not None and self.result.make_calls >= self.max_calls
 
     def _remaining_budget(self) -> int:
         left = MAX_BATCH
-        attempted = self.result.success_count + len(self.result.error_list) + (self.inflight is not None)
+        attempted = self._attempted()
         if self.limit is not None:
             left = min(left, self.limit - attempted)
         if self.max_calls is not None:
@@ -617,9 +621,7 @@ class _Runner:
                 sent = self._make_in_transaction(key, claim)
             except ReservationLostError as e:
                 log.warning("%s", e)
-                self.result.lost_count += 1
-                self.result.skipped_count += 1
-                self._report(key, started, "lost", str(e))
+                self._lost(key, started, str(e))
                 return
             except (TransientError, LostConnectionError) as e:
                 if transient_attempt < TRANSIENT_RETRIES:
@@ -627,9 +629,7 @@ class _Runner:
                     time.sleep(min(0.1 * 2**transient_attempt, 5) * (0.5 + random.random()))
                     if claim and not self._still_mine(claim):
                         log.warning("reservation of %s was reclaimed while the database was away", key)
-                        self.result.lost_count += 1
-                        self.result.skipped_count += 1
-                        self._report(key, started, "lost", "reclaimed while the database was away")
+                        self._lost(key, started, "reclaimed while the database was away")
                         return
                     continue
                 self._failed(key, claim, e, started)
@@ -646,9 +646,7 @@ class _Runner:
             except Exception as e:
                 if claim and self._lost_quietly(claim):
                     log.warning("%s failed after its reservation was reclaimed: dropped (%s)", key, e)
-                    self.result.lost_count += 1
-                    self.result.skipped_count += 1
-                    self._report(key, started, "lost", f"{type(e).__name__}: {e}")
+                    self._lost(key, started, f"{type(e).__name__}: {e}")
                     return
                 self._failed(key, claim, e, started)
                 return
@@ -697,6 +695,7 @@ class _Runner:
             self._record_failure(flight.key, claim, err, flight.started)
 
     def _lost(self, key, started, message):
+        """A key this worker no longer holds: another worker makes it."""
         self.result.lost_count += 1
         self.result.skipped_count += 1
         self._report(key, started, "lost", message)
