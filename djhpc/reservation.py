@@ -283,8 +283,7 @@ class Reservations:
         ``hashes`` and ``packed`` (the keys' hashes and blobs) may be passed when the caller has them already.
         """
         if not keys:
-            return Taken([], 0, 0, 0, [self.connection.query(sql, params, context="reserve").fetchall()
-                                       for sql, params in then])
+            return Taken([], 0, 0, 0, self._read_each(then))
         self.ensure_table()
         self._start_liveness()
         token = secrets.token_hex(16)
@@ -293,17 +292,15 @@ class Reservations:
         limit = want if want is not None and want < len(keys) else None
         statement = self._reserve_statement(table_name, hashes, packed, token, done_table, key_columns or [],
                                             encoded or [()] * len(keys))
-        later = []
         if self.connection.is_sqlite:
             # one statement is one write transaction: it reads the latest state under the write lock
             sql, params = statement(limit)
             won_count = self.connection.query(sql, params, context="reserve").rowcount
             serialized = True
             won = self._winners(table_name, token, hashes, won_count)
-            later = [self.connection.query(sql, params, context="reserve").fetchall() for sql, params in then]
+            later = self._read_each(then)
         else:
-            won, serialized, limit, later = self._reserve_in_turn(table_name, token, statement, limit, begin_next,
-                                                                  then)
+            won, serialized, later = self._reserve_in_turn(table_name, token, statement, limit, begin_next, then)
         tried = len(keys)
         if limit is not None and won and (len(won) >= limit or not serialized):
             # the statement stopped at its limit: keys after the last one won were not looked at (without a
@@ -349,6 +346,10 @@ class Reservations:
 
         return statement
 
+    def _read_each(self, statements) -> list:
+        """The rows of each read, one statement at a time (where they cannot ride in a reservation's packet)."""
+        return [self.connection.query(sql, params, context="reserve").fetchall() for sql, params in statements]
+
     def _winners(self, table_name, token, hashes, won_count) -> set[str]:
         if won_count <= 0:
             return set()
@@ -358,8 +359,7 @@ class Reservations:
 
     def _reserve_in_turn(self, table_name, token, statement, limit, begin_next=False, then=()):
         """MySQL: take the table's reservation lock, reserve, read the winners and drop the lock, in one packet
-        (with the ``then`` reads after it). Returns (hashes won, whether it was in turn, the row limit applied,
-        rows of each read).
+        (with the ``then`` reads after it). Returns (hashes won, whether it was in turn, rows of each read).
 
         The lock is waited for at most RESERVE_LOCK_WAIT seconds; past that (a holder stuck mid-packet) the
         statement runs anyway, unserialized but still correct (INSERT IGNORE), and the lock is skipped for a
@@ -395,7 +395,7 @@ class Reservations:
                         RESERVE_LOCK_WAIT, table_name)
             self._lock_skip_until = time.monotonic() + 60
         later = [rows for _, rows in results[len(results) - len(then):]] if then else []
-        return {r[0] for r in results[winners_at][1]}, got_lock, limit, later
+        return {r[0] for r in results[winners_at][1]}, got_lock, later
 
     def _drop_reserve_lock(self, lock):
         try:
