@@ -25,7 +25,8 @@ from .jobs import JobsTable
 from .populate import Interrupted, PopulateResult
 from .query import SQL, AndList, Not
 from .reservation import Claim, Reservations, key_hash
-from .tables import Computed, Imported, Lookup, Manual, Part, Schema, Table, config, schema
+from .schemas import Schema, schema
+from .tables import Computed, Imported, Lookup, Manual, Part, Table, config
 
 __version__ = "0.1.0"
 

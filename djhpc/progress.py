@@ -95,7 +95,7 @@ def class_name(table_name: str) -> str:
 
 def schema_tables(connection, schema: str) -> list[str]:
     """Table names of a schema; an unknown schema is a UsageError naming the known ones."""
-    from .tables import Schema
+    from .schemas import Schema
 
     try:
         tables = Schema(schema, connection=connection, create_schema=False).list_tables()

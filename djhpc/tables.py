@@ -1,13 +1,12 @@
-"""Schema and the table tiers (Manual, Lookup, Imported, Computed, Part), DataJoint-style.
+"""The table tiers (Manual, Lookup, Imported, Computed, Part) and their base Table, DataJoint-style.
 
-A table class is declared by decorating it with a Schema; its instances are queries over the whole
-table. As in DataJoint, many methods also work on the class itself (``Subject.insert1(...)``).
+A table class is declared by decorating it with a Schema (djhpc.schemas); its instances are queries over
+the whole table. As in DataJoint, many methods also work on the class itself (``Subject.insert1(...)``).
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import os
 import re
@@ -15,9 +14,10 @@ import sys
 from collections.abc import Mapping
 
 from . import values
-from .db.connection import Connection, conn
-from .declare import SQL_NOW, TableSpec, create_table_sql, parse_definition
-from .errors import DataError, DefinitionError, DjhpcError, QueryError, UsageError
+from .db.connection import Connection
+from .declare import SQL_NOW, TableSpec
+from .dependencies import cascade_delete, descendants, foreign_key_graph
+from .errors import DataError, DefinitionError, QueryError, UsageError
 from .populate import AutoPopulate
 from .query import Heading, Query, _new_alias
 
@@ -79,7 +79,7 @@ class Table(Query, metaclass=TableMeta):
     database: str | None = None
     _connection: Connection | None = None
     _declared_spec: TableSpec | None = None
-    _schema: Schema | None = None  # the Schema that declared the class: its table cache forgets drops
+    _schema = None  # the Schema (djhpc.schemas) that declared the class: its table cache forgets drops
     _allow_insert = False  # set by populate around make()
 
     def __init__(self):
@@ -267,9 +267,9 @@ class Table(Query, metaclass=TableMeta):
         counts: list[tuple[str, int]] = []
         connection.start_transaction()
         try:
-            graph = _foreign_key_graph(connection)
+            graph = foreign_key_graph(connection)
             sql, params = self.make_sql()
-            _cascade_delete(connection, graph, self._split_name(), sql, params, counts, depth=0)
+            cascade_delete(connection, graph, self._split_name(), sql, params, counts, depth=0)
             total = sum(n for _, n in counts)
             if safemode and total:
                 for name, n in counts:
@@ -303,9 +303,9 @@ class Table(Query, metaclass=TableMeta):
         """Drop this table and the tables that depend on it (children first)."""
         safemode = config["safemode"] if safemode is None else safemode
         connection = self.connection
-        graph = _foreign_key_graph(connection)
+        graph = foreign_key_graph(connection)
         order: list[tuple[str, str]] = []
-        _descendants(graph, self._split_name(), order)
+        descendants(graph, self._split_name(), order)
         if safemode:
             if not sys.stdin.isatty():
                 raise UsageError("drop() asks for confirmation but stdin is not a terminal: pass safemode=False")
@@ -316,77 +316,6 @@ class Table(Query, metaclass=TableMeta):
         for s, t in order:
             connection.query(f"DROP TABLE IF EXISTS {connection.dialect.table(s, t)}", context="drop")
         self._forget_declaration()
-
-
-def _foreign_key_graph(connection) -> dict:
-    """parent (schema, table) -> [(child (schema, table), child columns, parent columns)] from the catalog."""
-    graph: dict = {}
-    if connection.is_sqlite:
-        names = [r[0] for r in connection.query(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'").fetchall()]
-        for name in names:
-            rows = connection.query(f"PRAGMA foreign_key_list({connection.dialect.quote(name)})").fetchall()
-            fks: dict = {}
-            for r in rows:
-                fks.setdefault(r[0], []).append((r[2], r[3], r[4]))
-            for items in fks.values():
-                parent = tuple(items[0][0].split(".", 1))
-                child = tuple(name.split(".", 1))
-                graph.setdefault(parent, []).append((child, [i[1] for i in items], [i[2] for i in items]))
-        return graph
-    rows = connection.query(
-        "SELECT TABLE_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_SCHEMA, "
-        "REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
-        "WHERE REFERENCED_TABLE_NAME IS NOT NULL ORDER BY TABLE_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, "
-        "ORDINAL_POSITION").fetchall()
-    fks: dict = {}
-    for s, t, c, col, ps, pt, pcol in rows:
-        fks.setdefault((s, t, c), {"parent": (ps, pt), "cols": [], "pcols": []})
-        fks[(s, t, c)]["cols"].append(col)
-        fks[(s, t, c)]["pcols"].append(pcol)
-    for (s, t, _), fk in fks.items():
-        graph.setdefault(fk["parent"], []).append(((s, t), fk["cols"], fk["pcols"]))
-    return graph
-
-
-def _cascade_delete(connection, graph, name, select_sql, params, counts, depth):
-    """Delete children first, then the rows of ``name`` selected by ``select_sql``."""
-    if depth > 50:
-        raise DjhpcError("foreign keys nest deeper than 50 levels: is there a cycle?")
-    d = connection.dialect
-    q = d.quote
-    for child, cols, pcols in graph.get(name, []):
-        alias = _new_alias()
-        cond = " AND ".join(f"{alias}.{q(pc)} = _c.{q(c)}" for c, pc in zip(cols, pcols, strict=True))
-        child_sql = (f"SELECT * FROM {d.table(*child)} AS _c WHERE EXISTS "
-                     f"(SELECT 1 FROM ({select_sql}) AS {alias} WHERE {cond})")
-        _cascade_delete(connection, graph, child, child_sql, params, counts, depth + 1)
-    pk = _primary_key_columns(connection, name)
-    key_cols = ", ".join(q(n) for n in pk)
-    lhs = key_cols if len(pk) == 1 else f"({key_cols})"
-    sql = f"DELETE FROM {d.table(*name)} WHERE {lhs} IN (SELECT {key_cols} FROM ({select_sql}) AS _d)"
-    cur = connection.query(sql, params, context=f"delete from {name[1]}")
-    counts.append((f"{name[0]}.{name[1]}", cur.rowcount))
-
-
-def _primary_key_columns(connection, name) -> list[str]:
-    if connection.is_sqlite:
-        rows = connection.query(f"PRAGMA table_info({connection.dialect.quote(name[0] + '.' + name[1])})").fetchall()
-        return [r[1] for r in sorted(rows, key=lambda r: r[5]) if r[5]]
-    rows = connection.query(
-        "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s "
-        "AND CONSTRAINT_NAME='PRIMARY' ORDER BY ORDINAL_POSITION", name).fetchall()
-    return [r[0] for r in rows]
-
-
-def _descendants(graph, name, order, seen=None):
-    seen = set() if seen is None else seen
-    if name in seen:
-        return
-    seen.add(name)
-    for child, _, _ in graph.get(name, []):
-        _descendants(graph, child, order, seen)
-    order.append(name)
 
 
 # -------------------------------------------------------------------- tiers
@@ -442,162 +371,6 @@ class Computed(AutoPopulate, Table):
     """Filled by populate() from other tables."""
 
     tier_prefix = "__"
-
-
-# -------------------------------------------------------------------- schema
-class Schema:
-    """A database (MySQL) or a name prefix (SQLite) holding a pipeline's tables; used as a class decorator."""
-
-    def __init__(self, schema_name: str, context: dict | None = None, *, connection: Connection | None = None,
-                 create_schema=True, create_tables=True):
-        if not isinstance(schema_name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", schema_name):
-            raise UsageError(
-                f"schema name {schema_name!r} is not valid: use letters, digits and underscores (at most 64)"
-            )
-        self.database = schema_name
-        self.context = context
-        self.connection = connection or conn()
-        self.create_tables = create_tables
-        self._jobs = None
-        self._existing: set[str] | None = None
-        self._activate(create_schema)
-
-    def __repr__(self):
-        return f"Schema({self.database!r})"
-
-    def _activate(self, create_schema):
-        c = self.connection
-        if c.is_sqlite:
-            if not create_schema and not self.list_tables():
-                raise UsageError(f"schema '{self.database}' does not exist: pass create_schema=True to create it")
-            return
-        exists = c.query("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s",
-                         (self.database,)).fetchone()[0]
-        if not exists:
-            if not create_schema:
-                raise UsageError(f"schema '{self.database}' does not exist: pass create_schema=True to create it")
-            c.query(f"CREATE DATABASE IF NOT EXISTS {c.dialect.quote(self.database)} CHARACTER SET utf8mb4")
-
-    def list_tables(self) -> list[str]:
-        c = self.connection
-        if c.is_sqlite:
-            prefix = self.database + "."
-            rows = c.query("SELECT name FROM sqlite_master WHERE type='table' AND substr(name, 1, ?) = ?",
-                           (len(prefix), prefix)).fetchall()
-            return sorted(r[0][len(prefix):] for r in rows)
-        rows = c.query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s",
-                       (self.database,)).fetchall()
-        return sorted(r[0] for r in rows)
-
-    def __call__(self, cls, *, context=None):
-        if context is None:
-            frame = inspect.currentframe().f_back
-            context = {**frame.f_globals, **frame.f_locals} if self.context is None else self.context
-        self._declare(cls, context)
-        return cls
-
-    def _declare(self, cls, context, master=None, parse_only=False):
-        if not (isinstance(cls, type) and issubclass(cls, Table)) or cls in (Table, Manual, Lookup, Part):
-            raise DefinitionError(f"{getattr(cls, '__name__', cls)} is not a table class: subclass dj.Manual, "
-                                  "dj.Lookup, dj.Imported, dj.Computed or dj.Part")
-        if issubclass(cls, Part) and master is None:
-            raise DefinitionError(f"part table {cls.__name__} must be declared inside its master class")
-        cls.database = self.database
-        cls._connection = self.connection
-        cls._schema = self
-        cls._declared_spec = None
-        if master is not None:
-            cls._master = master
-        name = cls._table_name()
-
-        def resolve(ref: str):
-            if ref == "master" and master is not None:
-                return master()
-            target = None
-            parts = ref.split(".")
-            if parts[0] in context:
-                target = context[parts[0]]
-                for p in parts[1:]:
-                    target = getattr(target, p, None)
-            if target is None:
-                raise DefinitionError(f"'-> {ref}' in {cls.__name__}: no table named {ref} is defined before it")
-            if isinstance(target, type) and issubclass(target, Table):
-                if type.__getattribute__(target, "_declared_spec") is None:
-                    raise DefinitionError(f"'-> {ref}' in {cls.__name__}: {ref} is not declared in a schema yet")
-                return target()
-            if isinstance(target, Query):
-                return target
-            raise DefinitionError(f"'-> {ref}' in {cls.__name__}: {ref} is not a table")
-
-        try:
-            spec = parse_definition(cls.definition, resolve)
-        except DefinitionError as e:
-            raise DefinitionError(f"{cls.__name__}: {e}") from None
-        for a in spec.attributes:  # a default that cannot be stored fails here, alike on both backends
-            if a.has_default and a.default is not None and a.default is not SQL_NOW:
-                try:
-                    values.encode(a, a.default, self.connection.dialect.name)
-                except DataError as e:
-                    raise DefinitionError(f"{cls.__name__}: the default of '{a.name}' does not fit: {e}") from None
-        if parse_only:
-            return
-        parts = [m for n, m in vars(cls).items() if isinstance(m, type) and issubclass(m, Part) and n[0].isupper()]
-        if parts:  # parse the parts first: a bad part must not leave its master's table behind
-            cls._declared_spec = spec
-            try:
-                for part in parts:
-                    self._declare(part, context, master=cls, parse_only=True)
-            finally:
-                cls._declared_spec = None
-        if self._existing is None:
-            self._existing = set(self.list_tables())
-        if name not in self._existing:
-            if not self.create_tables:
-                raise UsageError(f"table {cls.__name__} does not exist and create_tables=False")
-            statements = create_table_sql(self.connection.dialect, spec, self.database, name)
-            with self.connection.transaction:
-                for sql in statements:
-                    self.connection.query(sql, context=f"declare {cls.__name__}")
-            self._existing.add(name)
-        cls._declared_spec = spec
-        for part in parts:
-            self._declare(part, context, master=cls)
-        if issubclass(cls, Lookup) and cls.contents:
-            cls().insert(list(cls.contents), skip_duplicates=True)
-
-    @property
-    def jobs(self):
-        """The schema's jobs table (created on first use)."""
-        if self._jobs is None:
-            from .jobs import JobsTable
-
-            self._jobs = JobsTable(self.connection, self.database)
-        return self._jobs
-
-    def drop(self, force=False):
-        """Drop every table of the schema (and, on MySQL, the database)."""
-        if not force and config["safemode"]:
-            if not sys.stdin.isatty():
-                raise UsageError("schema.drop() asks for confirmation but stdin is not a terminal: use force=True")
-            if input(f"Drop schema '{self.database}' and all its tables? [yes, No]: ").strip().lower() != "yes":
-                return
-        c = self.connection
-        if c.is_sqlite:
-            graph = _foreign_key_graph(c)
-            order: list = []
-            for t in self.list_tables():
-                _descendants(graph, (self.database, t), order)
-            for s, t in order:
-                c.query(f"DROP TABLE IF EXISTS {c.dialect.table(s, t)}")
-        else:
-            c.query(f"DROP DATABASE IF EXISTS {c.dialect.quote(self.database)}")
-        self._existing = None
-        self._jobs = None
-
-
-def schema(schema_name, context=None, **kwargs) -> Schema:
-    """DataJoint's older spelling: ``dj.schema("name", locals())``."""
-    return Schema(schema_name, context, **kwargs)
 
 
 def check_restriction_attributes(query: Query, names) -> None:

@@ -535,9 +535,9 @@ def test_delete_in_safemode_without_terminal_refuses(filled):
 
 
 def test_failed_cascade_leaves_everything(filled, monkeypatch):
-    import djhpc.tables as tables
+    import djhpc.dependencies as dependencies
 
-    real = tables._primary_key_columns
+    real = dependencies.primary_key_columns
     calls = []
 
     def fail_late(connection, name):
@@ -546,7 +546,7 @@ def test_failed_cascade_leaves_everything(filled, monkeypatch):
             raise RuntimeError("injected failure")
         return real(connection, name)
 
-    monkeypatch.setattr(tables, "_primary_key_columns", fail_late)
+    monkeypatch.setattr(dependencies, "primary_key_columns", fail_late)
     with pytest.raises(RuntimeError, match="injected"):
         (filled.Subject & {"subject_id": 1}).delete(safemode=False)
     monkeypatch.undo()

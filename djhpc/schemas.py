@@ -1,0 +1,173 @@
+"""Schema: a database (MySQL) or a name prefix (SQLite) of a pipeline's tables, DataJoint-style.
+
+A Schema decorates table classes (``@schema``) to declare them: it parses their definitions, creates
+their tables and binds the classes to its connection. ``schema.jobs`` is its jobs table.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+
+from . import values
+from .db.connection import Connection, conn
+from .declare import SQL_NOW, create_table_sql, parse_definition
+from .dependencies import descendants, foreign_key_graph
+from .errors import DataError, DefinitionError, UsageError
+from .jobs import JobsTable
+from .query import Query
+from .tables import Lookup, Manual, Part, Table, config
+
+
+class Schema:
+    """A database (MySQL) or a name prefix (SQLite) holding a pipeline's tables; used as a class decorator."""
+
+    def __init__(self, schema_name: str, context: dict | None = None, *, connection: Connection | None = None,
+                 create_schema=True, create_tables=True):
+        if not isinstance(schema_name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", schema_name):
+            raise UsageError(
+                f"schema name {schema_name!r} is not valid: use letters, digits and underscores (at most 64)"
+            )
+        self.database = schema_name
+        self.context = context
+        self.connection = connection or conn()
+        self.create_tables = create_tables
+        self._jobs = None
+        self._existing: set[str] | None = None
+        self._activate(create_schema)
+
+    def __repr__(self):
+        return f"Schema({self.database!r})"
+
+    def _activate(self, create_schema):
+        c = self.connection
+        if c.is_sqlite:
+            if not create_schema and not self.list_tables():
+                raise UsageError(f"schema '{self.database}' does not exist: pass create_schema=True to create it")
+            return
+        exists = c.query("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s",
+                         (self.database,)).fetchone()[0]
+        if not exists:
+            if not create_schema:
+                raise UsageError(f"schema '{self.database}' does not exist: pass create_schema=True to create it")
+            c.query(f"CREATE DATABASE IF NOT EXISTS {c.dialect.quote(self.database)} CHARACTER SET utf8mb4")
+
+    def list_tables(self) -> list[str]:
+        c = self.connection
+        if c.is_sqlite:
+            prefix = self.database + "."
+            rows = c.query("SELECT name FROM sqlite_master WHERE type='table' AND substr(name, 1, ?) = ?",
+                           (len(prefix), prefix)).fetchall()
+            return sorted(r[0][len(prefix):] for r in rows)
+        rows = c.query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s",
+                       (self.database,)).fetchall()
+        return sorted(r[0] for r in rows)
+
+    def __call__(self, cls, *, context=None):
+        if context is None:
+            frame = inspect.currentframe().f_back
+            context = {**frame.f_globals, **frame.f_locals} if self.context is None else self.context
+        self._declare(cls, context)
+        return cls
+
+    def _declare(self, cls, context, master=None, parse_only=False):
+        if not (isinstance(cls, type) and issubclass(cls, Table)) or cls in (Table, Manual, Lookup, Part):
+            raise DefinitionError(f"{getattr(cls, '__name__', cls)} is not a table class: subclass dj.Manual, "
+                                  "dj.Lookup, dj.Imported, dj.Computed or dj.Part")
+        if issubclass(cls, Part) and master is None:
+            raise DefinitionError(f"part table {cls.__name__} must be declared inside its master class")
+        cls.database = self.database
+        cls._connection = self.connection
+        cls._schema = self
+        cls._declared_spec = None
+        if master is not None:
+            cls._master = master
+        name = cls._table_name()
+
+        def resolve(ref: str):
+            if ref == "master" and master is not None:
+                return master()
+            target = None
+            parts = ref.split(".")
+            if parts[0] in context:
+                target = context[parts[0]]
+                for p in parts[1:]:
+                    target = getattr(target, p, None)
+            if target is None:
+                raise DefinitionError(f"'-> {ref}' in {cls.__name__}: no table named {ref} is defined before it")
+            if isinstance(target, type) and issubclass(target, Table):
+                if type.__getattribute__(target, "_declared_spec") is None:
+                    raise DefinitionError(f"'-> {ref}' in {cls.__name__}: {ref} is not declared in a schema yet")
+                return target()
+            if isinstance(target, Query):
+                return target
+            raise DefinitionError(f"'-> {ref}' in {cls.__name__}: {ref} is not a table")
+
+        try:
+            spec = parse_definition(cls.definition, resolve)
+        except DefinitionError as e:
+            raise DefinitionError(f"{cls.__name__}: {e}") from None
+        for a in spec.attributes:  # a default that cannot be stored fails here, alike on both backends
+            if a.has_default and a.default is not None and a.default is not SQL_NOW:
+                try:
+                    values.encode(a, a.default, self.connection.dialect.name)
+                except DataError as e:
+                    raise DefinitionError(f"{cls.__name__}: the default of '{a.name}' does not fit: {e}") from None
+        if parse_only:
+            return
+        parts = [m for n, m in vars(cls).items() if isinstance(m, type) and issubclass(m, Part) and n[0].isupper()]
+        if parts:  # parse the parts first: a bad part must not leave its master's table behind
+            cls._declared_spec = spec
+            try:
+                for part in parts:
+                    self._declare(part, context, master=cls, parse_only=True)
+            finally:
+                cls._declared_spec = None
+        if self._existing is None:
+            self._existing = set(self.list_tables())
+        if name not in self._existing:
+            if not self.create_tables:
+                raise UsageError(f"table {cls.__name__} does not exist and create_tables=False")
+            statements = create_table_sql(self.connection.dialect, spec, self.database, name)
+            with self.connection.transaction:
+                for sql in statements:
+                    self.connection.query(sql, context=f"declare {cls.__name__}")
+            self._existing.add(name)
+        cls._declared_spec = spec
+        for part in parts:
+            self._declare(part, context, master=cls)
+        if issubclass(cls, Lookup) and cls.contents:
+            cls().insert(list(cls.contents), skip_duplicates=True)
+
+    @property
+    def jobs(self):
+        """The schema's jobs table (created on first use)."""
+        if self._jobs is None:
+            self._jobs = JobsTable(self.connection, self.database)
+        return self._jobs
+
+    def drop(self, force=False):
+        """Drop every table of the schema (and, on MySQL, the database)."""
+        if not force and config["safemode"]:
+            if not sys.stdin.isatty():
+                raise UsageError("schema.drop() asks for confirmation but stdin is not a terminal: use force=True")
+            if input(f"Drop schema '{self.database}' and all its tables? [yes, No]: ").strip().lower() != "yes":
+                return
+        c = self.connection
+        if c.is_sqlite:
+            graph = foreign_key_graph(c)
+            order: list = []
+            for t in self.list_tables():
+                descendants(graph, (self.database, t), order)
+            for s, t in order:
+                c.query(f"DROP TABLE IF EXISTS {c.dialect.table(s, t)}")
+        else:
+            c.query(f"DROP DATABASE IF EXISTS {c.dialect.quote(self.database)}")
+        self._existing = None
+        self._jobs = None
+
+
+def schema(schema_name, context=None, **kwargs) -> Schema:
+    """DataJoint's older spelling: ``dj.schema("name", locals())``."""
+    return Schema(schema_name, context, **kwargs)
