@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .liveness import Reaper, ReservedRow
 from .reservation import Reservations
-from .schedulers.base import TERMINAL_STATES, TaskState, get_scheduler, task_key
+from .schedulers import TERMINAL_STATES, TaskState, get_scheduler, task_key
 from .submissions import Submission, Submissions
 
 CATEGORIES = ("pending", "running", "done", "failed", "timeout", "cancelled", "unknown")

@@ -59,7 +59,7 @@ def register(sub):
 
 
 def _scheduler(name: str):
-    from ..schedulers.base import get_scheduler
+    from ..schedulers import get_scheduler
 
     name = (name or "auto").lower()
     if name == "none":

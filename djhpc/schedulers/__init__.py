@@ -7,18 +7,18 @@ from djhpc.schedulers.base import (
     Scheduler,
     SiteLimits,
     TaskState,
-    default_scheduler_name,
-    get_scheduler,
     plan_arrays,
     task_key,
 )
 from djhpc.schedulers.local import LocalScheduler
 from djhpc.schedulers.parallel import ParallelScheduler, command_line
 from djhpc.schedulers.pbs import PbsScheduler, TorqueScheduler
+from djhpc.schedulers.registry import SCHEDULERS, default_scheduler_name, get_scheduler, scheduler_class
 from djhpc.schedulers.slurm import SlurmScheduler
 
 __all__ = [
     "DJHPC_VARIABLES",
+    "SCHEDULERS",
     "TERMINAL_STATES",
     "ArrayChunk",
     "LocalScheduler",
@@ -33,5 +33,6 @@ __all__ = [
     "default_scheduler_name",
     "get_scheduler",
     "plan_arrays",
+    "scheduler_class",
     "task_key",
 ]

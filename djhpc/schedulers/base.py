@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import jinja2
 
 from djhpc.errors import SchedulerError, UsageError
-from djhpc.profile import SCHEDULER_ALIASES, SCHEDULER_NAMES, Profile, check_line, format_time_slurm
+from djhpc.profile import Profile, check_line, format_time_slurm
 
 
 class TaskState(str, Enum):
@@ -473,28 +473,3 @@ def _is_set(profile: Profile, name: str) -> bool:
     if name in defaults:
         return value != defaults[name] and bool(value)
     return bool(value)
-
-
-def get_scheduler(name: str | None = None) -> Scheduler:
-    """A scheduler by name (None: default_scheduler_name())."""
-    from djhpc.schedulers.local import LocalScheduler
-    from djhpc.schedulers.parallel import ParallelScheduler
-    from djhpc.schedulers.pbs import PbsScheduler, TorqueScheduler
-    from djhpc.schedulers.slurm import SlurmScheduler
-
-    classes: dict[str, type[Scheduler]] = {
-        "slurm": SlurmScheduler, "pbs": PbsScheduler, "torque": TorqueScheduler,
-        "parallel": ParallelScheduler, "local": LocalScheduler,
-    }  # fmt: skip
-    if name is None:
-        name = default_scheduler_name()
-    key = str(name).strip().lower()
-    key = SCHEDULER_ALIASES.get(key, key)
-    if key not in classes:
-        raise UsageError(f"unknown scheduler {name!r} (choose {', '.join(SCHEDULER_NAMES)})")
-    return classes[key]()
-
-
-def default_scheduler_name() -> str:
-    """slurm where sbatch is on PATH, else local."""
-    return "slurm" if shutil.which("sbatch") else "local"
