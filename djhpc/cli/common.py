@@ -1,10 +1,19 @@
-"""Helpers shared by the command modules: targets from the command line or djhpc.yaml, restrictions."""
+"""Helpers shared by the command modules: the argument parser, targets from the command line or djhpc.yaml."""
 
 from __future__ import annotations
+
+import argparse
 
 from ..config import load_settings
 from ..errors import UsageError
 from ..targets import load_target
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line usage errors and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"djhpc: error: {message} (see {self.prog} --help)\n")
 
 
 def resolve_target_name(target: str | None) -> str:

@@ -16,6 +16,7 @@ import sys
 from .. import __version__
 from ..config import parse_url
 from ..errors import DjhpcError, UsageError
+from .common import ArgumentParser
 
 COMMAND_MODULES = ["demo", "work", "submit", "progress", "jobs", "reap", "status", "report", "history"]
 
@@ -28,13 +29,6 @@ EPILOG = """examples:
 
 Database: --database-url, else DJHPC_DATABASE_URL, DJ_HOST/DJ_USER/DJ_PASS, djhpc.yaml, then sqlite:///djhpc.db.
 """
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse with one-line usage errors and exit code 2."""
-
-    def error(self, message):
-        self.exit(2, f"djhpc: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

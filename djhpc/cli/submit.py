@@ -9,7 +9,7 @@ import sys
 
 from .. import submit as library
 from ..schedulers.parallel import check_gnu_parallel, check_halt
-from .main import ArgumentParser
+from .common import ArgumentParser
 
 log = logging.getLogger("djhpc.cli")
 
