@@ -1,24 +1,31 @@
-"""Fixtures shared by the suite: both database backends, a fresh schema per test, worker processes.
+"""Fixtures shared by the suite: both database backends, a fresh schema per test, a MariaDB schema and user
+of its own, the SLURM cluster.
 
 Tests that need MariaDB use the ``backend`` fixture's "mysql" parameter: without a server on
 127.0.0.1:3306 they skip with the reason, except under CI (``CI=true``) where a missing server fails.
+
+Helpers are not here: test modules import them from the ``support`` package (tests/support/).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import secrets
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
-import pymysql
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-MYSQL_URL = os.environ.get("DJHPC_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from support.env import (  # noqa: F401 - some only re-exported, for a module that imports them from here
+    IN_CI,
+    MYSQL_URL,
+    NO_MYSQL,
+    ROOT,
+    mysql_available,
+    need_binary,
+    run_python,
+    unavailable,
+    worker_env,
+)
 
 # hygiene: the user's own settings must not leak into the tests
 KEEP = {"DJHPC_TEST_MYSQL_URL", "DJHPC_BENCH_DATAJOINT_PYTHON"}  # test settings, not user settings
@@ -29,41 +36,12 @@ os.environ["DJHPC_SAFEMODE"] = "0"
 os.environ["XDG_CONFIG_HOME"] = "/nonexistent-djhpc-test-config"
 
 
-def unavailable(reason: str):
-    """Skip locally; fail under CI, where every service must be there."""
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: nothing may be skipped)")
-    pytest.skip(reason)
-
-
-def _mysql_answers() -> bool:
-    try:
-        pymysql.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=2).close()
-        return True
-    except pymysql.err.Error:
-        return False
-
-
-_mysql_state: dict = {}
-
-
-def mysql_available() -> bool:
-    if "ok" not in _mysql_state:
-        ok = _mysql_answers()
-        script = ROOT / "tests" / "cluster" / "ensure-mariadb.sh"
-        if not ok and os.geteuid() == 0 and script.exists():
-            subprocess.run(["bash", str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
-            ok = _mysql_answers()
-        _mysql_state["ok"] = ok
-    return _mysql_state["ok"]
-
-
 @pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
 def backend(request, tmp_path) -> str:
     """The database URL of one backend: an SQLite file in tmp_path, or the MariaDB server."""
     if request.param == "mysql":
         if not mysql_available():
-            unavailable("no MariaDB/MySQL answers on 127.0.0.1:3306 (start it: tests/cluster/ensure-mariadb.sh)")
+            unavailable(NO_MYSQL)
         return MYSQL_URL
     return f"sqlite:///{tmp_path}/test.db"
 
@@ -107,22 +85,42 @@ def target(db, schema):
     return t
 
 
-def worker_env(url: str, schema: str, **extra) -> dict:
-    """Environment for a worker subprocess: the package on the path, the database and schema named."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PBS_", "PARALLEL_"))}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests" / "pipelines")])
-    env["DJHPC_DATABASE_URL"] = url
-    env["DJHPC_TEST_SCHEMA"] = schema
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
+@pytest.fixture
+def mysql_schema():
+    """A fresh MariaDB schema name, dropped afterwards."""
+    from support.cluster import root_query
+
+    if not mysql_available():
+        unavailable(NO_MYSQL)
+    name = "djhpc_test_" + uuid.uuid4().hex[:10]
+    yield name
+    root_query(f"DROP DATABASE IF EXISTS `{name}`")
 
 
-def run_python(code: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
+@pytest.fixture
+def mysql_user(mysql_schema):
+    """A MariaDB user with a password, allowed on mysql_schema only: (url with password, password)."""
+    from support.cluster import root_query
+
+    user = "djhpc_u_" + uuid.uuid4().hex[:8]
+    password = "pw-" + secrets.token_hex(12)
+    root_query(f"CREATE USER '{user}'@'%%' IDENTIFIED BY %s", (password,))
+    root_query(f"GRANT ALL ON `{mysql_schema}`.* TO '{user}'@'%'")
+    yield f"mysql://{user}:{password}@127.0.0.1:3306", password
+    root_query(f"DROP USER IF EXISTS '{user}'@'%'")
 
 
-def need_binary(name: str) -> str:
-    path = shutil.which(name)
-    if not path:
-        unavailable(f"{name} is not installed (tests/cluster/ensure-tools.sh installs it)")
-    return path
+@pytest.fixture(scope="session")
+def slurm():
+    """The single-node cluster, started (idempotently) with KillWait=5 as in CI."""
+    from support.cluster import start_slurm
+
+    need_binary("sbatch")
+    if os.geteuid() != 0:
+        if subprocess.run(["scontrol", "ping"], capture_output=True, text=True).returncode != 0:
+            unavailable("SLURM is not running and starting it needs root (tests/cluster/start-slurm.sh)")
+        return
+    try:
+        start_slurm()
+    except RuntimeError as e:
+        unavailable(str(e))

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 import psutil
 import pymysql
 import pytest
-from conftest import MYSQL_URL, ROOT, mysql_available, unavailable
+from support.env import MYSQL_URL, ROOT, mysql_available, unavailable
 
 sys.path.insert(0, str(ROOT))
 from bench import counting, run  # noqa: E402

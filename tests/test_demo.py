@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from conftest import ROOT
+from support.env import ROOT
 
 
 def test_demo_populates_with_four_workers_and_records_the_deliberate_failure(tmp_path):

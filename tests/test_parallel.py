@@ -12,22 +12,9 @@ from collections import Counter
 
 import psutil
 import pytest
-import test_slurm as shared
-from conftest import MYSQL_URL, need_binary
-from test_slurm import (
-    cli_env,
-    djhpc,
-    history_tasks,
-    jobs_rows,
-    load_items,
-    make_calls,
-    make_project,
-    pid_of_call,
-    root_query,
-    submission_rows,
-)
-
-mysql_schema = shared.mysql_schema  # fixture
+from support.cluster import cli_env, djhpc, history_tasks, jobs_rows, make_project, root_query, submission_rows
+from support.env import MYSQL_URL, need_binary
+from support.pipeline import load_items, make_calls, pid_of_call
 
 pytestmark = [pytest.mark.parallel, pytest.mark.mysql]
 

@@ -10,14 +10,12 @@ import subprocess
 import uuid
 
 import pytest
-import test_slurm as shared
-from conftest import MYSQL_URL, mysql_available, unavailable
-from schedulers.conftest import bash_syntax_ok, directive_args
-from test_slurm import cli_env, djhpc, load_items, make_calls, make_project
+from support.cluster import cli_env, djhpc, make_project
+from support.env import MYSQL_URL, mysql_available, unavailable
+from support.pipeline import load_items, make_calls
+from support.scripts import bash_syntax_ok, directive_args
 
 import djhpc as dj
-
-mysql_schema = shared.mysql_schema  # fixture
 
 FLAGS = ["--array", 4, "--throttle", 2, "--queue", "workq", "--time", "1:30:00", "--mem", "2G", "--cpus", 2,
          "--account", "lab-7", "--after", 123, "--job-name", "my run", "--mail-user", "me@example.org",

@@ -2,42 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys
 import time
-from collections import Counter
 
 import pytest
-from conftest import worker_env
+from support.env import worker_env
+from support.pipeline import calls, load_pipeline
 
 import djhpc as dj
 
 WORKER = "import pipeline_counts as p; r = p.{table}().populate(reserve_jobs=True, suppress_errors=True{extra}); " \
          "print('RESULT', r['success_count'], r['error_count'], r['make_calls'])"
-
-
-def load_pipeline(backend, schema_name, monkeypatch, tmp_path, **env):
-    """Import the test pipeline in this process, bound to the backend and a fresh schema."""
-    monkeypatch.setenv("DJHPC_DATABASE_URL", backend)
-    monkeypatch.setenv("DJHPC_TEST_SCHEMA", schema_name)
-    monkeypatch.setenv("DJHPC_TEST_CALLS", str(tmp_path / "calls.log"))
-    for k, v in env.items():
-        monkeypatch.setenv(k, str(v))
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pipelines"))
-    try:
-        sys.modules.pop("pipeline_counts", None)
-        return importlib.import_module("pipeline_counts")
-    finally:
-        sys.path.pop(0)
-
-
-def calls(tmp_path) -> Counter:
-    path = tmp_path / "calls.log"
-    if not path.exists():
-        return Counter()
-    return Counter(" ".join(line.split(" ")[:-1]) for line in path.read_text().splitlines())
 
 
 def start_workers(n, backend, schema_name, tmp_path, table="Square", extra="", **env):

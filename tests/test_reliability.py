@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pymysql
 import pytest
-from conftest import unavailable, worker_env
-from test_populate import calls, load_pipeline
+from support.env import unavailable, worker_env
+from support.pipeline import calls, load_pipeline
 
 import djhpc as dj
 from djhpc.liveness import Reaper

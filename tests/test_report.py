@@ -12,8 +12,8 @@ import time
 import zlib
 
 import pytest
-from conftest import need_binary
-from test_populate import load_pipeline
+from support.env import need_binary
+from support.pipeline import load_pipeline
 
 from djhpc.cli.main import main
 from djhpc.history import History

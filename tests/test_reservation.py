@@ -13,20 +13,11 @@ from decimal import Decimal
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from support.reservations import quiet
 
 import djhpc as dj
 from djhpc.liveness import Reaper, ReservedRow
-from djhpc.reservation import Reservations, Worker, key_hash, truncate_message
-
-
-def quiet(db, schema, **identity) -> Reservations:
-    """Reservations without the heartbeat thread and session lock (these tests drive every step by hand)."""
-    w = Worker.current(db)
-    for k, v in identity.items():
-        setattr(w, k, v)
-    r = Reservations(db, schema, w)
-    r._heartbeat = object()
-    return r
+from djhpc.reservation import key_hash, truncate_message
 
 
 def test_key_hash_is_canonical_and_does_not_collide():

@@ -10,7 +10,7 @@ import multiprocessing
 import time
 
 import pytest
-from test_reservation import quiet
+from support.reservations import quiet
 
 import djhpc as dj
 from djhpc import reservation

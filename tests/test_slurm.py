@@ -3,225 +3,41 @@ rejections, time limits and scancel (keys given back, a second submission finish
 
 The project is a temp folder with djhpc.yaml pointing at a MariaDB schema through a user with a
 password, so the tasks reach the database through the 0600 credentials file as on a real cluster.
-The helpers at the top are shared with test_parallel.py, test_pbs.py and cli/test_submit.py.
+The helpers are in support/cluster.py, shared with test_parallel.py, test_pbs.py and cli/test_submit.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import socket
 import stat
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import pymysql
 import pytest
-from conftest import MYSQL_URL, ROOT, mysql_available, need_binary, unavailable
-
-import djhpc as dj
-
-PIPELINE = ROOT / "tests" / "pipelines" / "pipeline_counts.py"
-START_SLURM = ROOT / "tests" / "cluster" / "start-slurm.sh"
-KILLWAIT = "5"
-
-
-# ------------------------------------------------------------------------------ shared helpers
-
-
-def make_project(folder: Path, database: str, extra_yaml: str = "", target: str = "pipeline.py:Square") -> Path:
-    """A project folder: the counting test pipeline as pipeline.py and a djhpc.yaml (mode 0600)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PIPELINE, folder / "pipeline.py")
-    config = folder / "djhpc.yaml"
-    config.write_text(f"target: {target}\ndatabase: {database}\n{extra_yaml}", encoding="utf-8")
-    config.chmod(0o600)
-    return folder
-
-
-def cli_env(schema: str, tmp_path: Path, **extra) -> dict:
-    """Environment for `djhpc` run by a test: no user settings, the test pipeline's knobs, a private config
-    folder (credentials go there). sbatch hands this environment on to the tasks."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJHPC_", "DJ_", "SLURM_", "PBS_", "PARALLEL"))}
-    env.update(PYTHONPATH=str(ROOT), DJHPC_TEST_SCHEMA=schema, DJHPC_TEST_CALLS=str(tmp_path / "calls.log"),
-               XDG_CONFIG_HOME=str(tmp_path / "config"), DJHPC_SAFEMODE="0")
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-def djhpc(args, cwd: Path, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "djhpc.cli.main", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def load_items(url: str, schema: str, n: int, monkeypatch, tmp_path: Path):
-    """Import the test pipeline in this process on url/schema and insert items 0..n-1."""
-    from test_populate import load_pipeline
-
-    dj.conn(url, reset=True)
-    sys.modules.pop("pipeline_counts", None)
-    p = load_pipeline(url, schema, monkeypatch, tmp_path)
-    p.Item.insert([(i, i) for i in range(n)])
-    return p
-
-
-def make_calls(tmp_path: Path) -> tuple[Counter, set]:
-    """(make calls per key, PIDs that made them) from the pipeline's call log."""
-    path = tmp_path / "calls.log"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return Counter(line.rsplit(" ", 1)[0] for line in lines), {int(line.rsplit(" ", 1)[1]) for line in lines}
-
-
-def key_text(item: int) -> str:
-    return f"Square [('item', {item})]"
-
-
-def pid_of_call(tmp_path: Path, item: int) -> set:
-    lines = (tmp_path / "calls.log").read_text().splitlines()
-    return {int(line.rsplit(" ", 1)[1]) for line in lines if line.rsplit(" ", 1)[0] == key_text(item)}
-
-
-def root_query(sql: str, params=None):
-    c = pymysql.connect(host="127.0.0.1", port=3306, user="root", autocommit=True)
-    try:
-        with c.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        c.close()
-
-
-@pytest.fixture
-def mysql_schema():
-    """A fresh MariaDB schema name, dropped afterwards."""
-    if not mysql_available():
-        unavailable("no MariaDB/MySQL answers on 127.0.0.1:3306 (start it: tests/cluster/ensure-mariadb.sh)")
-    name = "djhpc_test_" + uuid.uuid4().hex[:10]
-    yield name
-    root_query(f"DROP DATABASE IF EXISTS `{name}`")
-
-
-@pytest.fixture
-def mysql_user(mysql_schema):
-    """A MariaDB user with a password, allowed on mysql_schema only: (url with password, password)."""
-    user = "djhpc_u_" + uuid.uuid4().hex[:8]
-    password = "pw-" + secrets.token_hex(12)
-    root_query(f"CREATE USER '{user}'@'%%' IDENTIFIED BY %s", (password,))
-    root_query(f"GRANT ALL ON `{mysql_schema}`.* TO '{user}'@'%'")
-    yield f"mysql://{user}:{password}@127.0.0.1:3306", password
-    root_query(f"DROP USER IF EXISTS '{user}'@'%'")
-
-
-def jobs_rows(schema: str):
-    """(status, key, error_message, sched_job_id, sched_task_id, host, pid) of every jobs-table row."""
-    rows = root_query(f"SELECT status, `key`, error_message, sched_job_id, sched_task_id, host, pid "
-                      f"FROM `{schema}`.`~jobs`")
-    return [(r[0], dj.blob.unpack(r[1]) if r[1] else None, *r[2:]) for r in rows]
-
-
-def history_tasks(schema: str) -> set:
-    return {tuple(r) for r in root_query(f"SELECT sched_job_id, sched_task_id FROM `{schema}`.`~history`")}
-
-
-def submission_rows(schema: str):
-    try:
-        return root_query(f"SELECT job_id, scheduler, target, table_name, array_size, index_offset, total_tasks, "
-                          f"script, settings FROM `{schema}`.`~submissions` ORDER BY id")
-    except pymysql.err.ProgrammingError:
-        return ()
-
-
-# --------------------------------------------------------------------------------------- SLURM
-
-
-def _start_slurm(**env) -> None:
-    """start-slurm.sh with KillWait=5; tried again if a concurrent restart (another test run sharing the
-    cluster) kills its probe job."""
-    for attempt in range(3):
-        proc = subprocess.run(["bash", str(START_SLURM)], env={**os.environ, "SLURM_KILLWAIT": KILLWAIT, **env},
-                              capture_output=True, text=True, timeout=600)
-        if proc.returncode == 0:
-            return
-        time.sleep(1 + attempt)
-    raise RuntimeError(f"start-slurm.sh failed: {proc.stderr[-2000:]}")
-
-
-@pytest.fixture(scope="session")
-def slurm():
-    """The single-node cluster, started (idempotently) with KillWait=5 as in CI."""
-    need_binary("sbatch")
-    if os.geteuid() != 0:
-        if subprocess.run(["scontrol", "ping"], capture_output=True, text=True).returncode != 0:
-            unavailable("SLURM is not running and starting it needs root (tests/cluster/start-slurm.sh)")
-        return
-    try:
-        _start_slurm()
-    except RuntimeError as e:
-        unavailable(str(e))
-
-
-def squeue_ids(job_ids) -> list[str]:
-    out = subprocess.run(["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i"], capture_output=True, text=True)
-    return out.stdout.split() if out.returncode == 0 else []
-
-
-def wait_until_gone(job_ids, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while squeue_ids(job_ids):
-        if time.monotonic() > deadline:
-            subprocess.run(["scancel", *job_ids])
-            raise AssertionError(f"jobs {job_ids} still in squeue after {timeout:.0f} s")
-        time.sleep(0.5)
-
-
-def final_states(job_ids, n_tasks: int, timeout: float = 30) -> dict:
-    """The state of every task once all n_tasks are known (squeue -t all, then sacct, which lags)."""
-    from djhpc.schedulers import TERMINAL_STATES, get_scheduler
-
-    deadline = time.monotonic() + timeout
-    while True:
-        # sacct may show a whole array as one stale row (JOBID without _TASK): tasks only
-        states = {k: v for k, v in get_scheduler("slurm").task_states(job_ids).items() if "_" in k}
-        if len(states) >= n_tasks and all(s in TERMINAL_STATES for s in states.values()):
-            return states
-        if time.monotonic() > deadline:
-            raise AssertionError(f"task states not final after {timeout:.0f} s: {states}")
-        time.sleep(0.5)
-
-
-def sacct_exit_codes(job_id: str, n_tasks: int, timeout: float = 30) -> dict:
-    """{JOBID_TASK: (State, ExitCode)} from sacct, polled until every task is there (it lags)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "JobID,State,ExitCode"],
-                             capture_output=True, text=True).stdout
-        rows = {f[0]: (f[1].split(" ")[0], f[2]) for f in (line.split("|") for line in out.splitlines()) if len(f) == 3}
-        if len(rows) >= n_tasks and not any(s in ("RUNNING", "PENDING") for s, _ in rows.values()):
-            return rows
-        if time.monotonic() > deadline:
-            raise AssertionError(f"sacct does not show {n_tasks} finished tasks of {job_id}: {out!r}")
-        time.sleep(0.5)
-
-
-def submit(project: Path, env: dict, *args) -> list[str]:
-    out = djhpc(["submit", *args], project, env)
-    assert out.returncode == 0, out.stderr
-    ids = out.stdout.split()
-    assert ids and all(i.isdigit() for i in ids), out.stdout
-    return ids
-
-
-def no_secret_anywhere(password: str, project: Path, schema: str) -> None:
-    for script in (project / ".djhpc" / "scripts").glob("*.sh"):
-        assert password not in script.read_text(), script
-    for row in submission_rows(schema):
-        assert password not in repr(row)
+from support.cluster import (
+    cli_env,
+    djhpc,
+    final_states,
+    history_tasks,
+    jobs_rows,
+    make_project,
+    no_secret_anywhere,
+    root_query,
+    sacct_exit_codes,
+    start_slurm,
+    submission_rows,
+    submit,
+    wait_until_gone,
+)
+from support.env import MYSQL_URL, ROOT, unavailable
+from support.pipeline import load_items, make_calls, pid_of_call
 
 
 @pytest.fixture
@@ -289,10 +105,10 @@ def small_max_array_size(slurm):
     if os.geteuid() != 0:
         unavailable("restarting SLURM with another MaxArraySize needs root")
     try:
-        _start_slurm(SLURM_MAXARRAYSIZE="5")
+        start_slurm(SLURM_MAXARRAYSIZE="5")
         yield 5
     finally:
-        _start_slurm()
+        start_slurm()
 
 
 @pytest.mark.slurm

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pymysql
 import pytest
-from conftest import ROOT
+from support.env import ROOT
 
 import djhpc as dj
 from djhpc.config import parse_url

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from support.env import ROOT
 
 PIPELINE = '''
 import djhpc as dj

@@ -9,14 +9,13 @@ import sys
 import time
 
 import pytest
-from test_populate import load_pipeline
+from support.jobstate import TARGET, cli, one_line_error
+from support.pipeline import load_pipeline
 
 from djhpc.cli import display
 from djhpc.errors import UsageError
 from djhpc.history import History
 from djhpc.reservation import Worker, key_hash
-
-from .jobstate import TARGET, cli, one_line_error
 
 DAY = 86400
 

@@ -9,9 +9,8 @@ import sys
 import time
 
 import pytest
-from test_populate import calls, load_pipeline
-
-from .jobstate import TARGET, build_state, cli, one_line_error
+from support.jobstate import TARGET, build_state, cli, one_line_error
+from support.pipeline import calls, load_pipeline
 
 
 @pytest.fixture

@@ -9,14 +9,13 @@ import sys
 import time
 
 import pytest
-from conftest import worker_env
-from test_populate import load_pipeline
+from support.env import worker_env
+from support.jobstate import EXPECTED, TARGET, build_state, cli, one_line_error
+from support.pipeline import load_pipeline
 
 from djhpc.history import History
 from djhpc.progress import is_auto_populated, table_progress
 from djhpc.reservation import Worker, key_hash
-
-from .jobstate import EXPECTED, TARGET, build_state, cli, one_line_error
 
 
 @pytest.fixture

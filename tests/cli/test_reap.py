@@ -11,12 +11,11 @@ import sys
 import time
 
 import pytest
-from conftest import worker_env
-from test_populate import load_pipeline
+from support.env import worker_env
+from support.jobstate import cli, one_line_error
+from support.pipeline import load_pipeline
 
 from djhpc.reservation import Reservations, Worker
-
-from .jobstate import cli, one_line_error
 
 
 @pytest.fixture

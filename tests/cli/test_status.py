@@ -10,19 +10,17 @@ import sys
 import time
 
 import pytest
-import test_slurm as shared
+from support.cluster import cli_env, djhpc, make_project, submit, wait_until_gone
+from support.jobstate import cli, one_line_error
+from support.pipeline import load_items
 
 import djhpc as dj
 from djhpc.reservation import Reservations, Worker
 from djhpc.submissions import Submissions
 
-from .jobstate import cli, one_line_error
-
-slurm = shared.slurm  # the session fixture that starts the cluster (idempotently)
-
 
 def _status(project, env) -> dict:
-    out = shared.djhpc(["status", "--json"], project, env)
+    out = djhpc(["status", "--json"], project, env)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -44,10 +42,10 @@ def _by_job(data, job) -> dict:
 
 @pytest.mark.slurm
 def test_status_of_a_submitted_array(slurm, backend, schema_name, tmp_path, monkeypatch):
-    project = shared.make_project(tmp_path / "project", backend, "scheduler: slurm\n")
-    shared.load_items(backend, schema_name, 6, monkeypatch, tmp_path)
-    env = shared.cli_env(schema_name, tmp_path, DJHPC_TEST_SLEEP=1.5)
-    [job] = shared.submit(project, env, "--array", 3)
+    project = make_project(tmp_path / "project", backend, "scheduler: slurm\n")
+    load_items(backend, schema_name, 6, monkeypatch, tmp_path)
+    env = cli_env(schema_name, tmp_path, DJHPC_TEST_SLEEP=1.5)
+    [job] = submit(project, env, "--array", 3)
     jobs = [job]
     holder = None
     try:
@@ -60,12 +58,12 @@ def test_status_of_a_submitted_array(slurm, backend, schema_name, tmp_path, monk
         for h in held:
             assert h["task"].startswith(f"{job}_") and h["state"] == "RUNNING"
             assert all(k["table_name"] == "__square" and 0 <= k["key"]["item"] < 6 for k in h["keys"])
-        text = shared.djhpc(["status"], project, env)
+        text = djhpc(["status"], project, env)
         assert text.returncode == 0 and job in text.stdout and "Keys held by running tasks" in text.stdout
         assert "\x1b[" not in text.stdout
 
         # when it is over: three tasks done, nothing held
-        shared.wait_until_gone([job], timeout=120)
+        wait_until_gone([job], timeout=120)
         data = _poll(project, env, lambda d: _by_job(d, job)["counts"]["done"] == 3, "three COMPLETED tasks")
         assert _by_job(data, job)["holding"] == [] and data["gone"] == []
 
@@ -75,7 +73,7 @@ def test_status_of_a_submitted_array(slurm, backend, schema_name, tmp_path, monk
         assert len(holder.reserve("__square", [{"item": 100}])) == 1
         data = _status(project, env)
         assert [(g["key"], g["task"], g["state"]) for g in data["gone"]] == [({"item": 100}, f"{job}_2", "COMPLETED")]
-        reap = shared.djhpc(["reap", "--json"], project, env)
+        reap = djhpc(["reap", "--json"], project, env)
         assert reap.returncode == 0, reap.stderr
         assert [(r["key"], r["reason"], r["status"]) for r in json.loads(reap.stdout)] == [
             ({"item": 100}, "scheduler:COMPLETED", "pending")]

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-import test_slurm as shared
-from conftest import MYSQL_URL
-from schedulers.conftest import bash_syntax_ok, directive_args
-from test_slurm import cli_env, djhpc, load_items, make_calls, make_project, submission_rows
+from support.cluster import cli_env, djhpc, make_project, root_query, submission_rows
+from support.env import MYSQL_URL
+from support.pipeline import load_items, make_calls
+from support.scripts import bash_syntax_ok, directive_args
 
 import djhpc as dj
 from djhpc import submit as library
@@ -30,9 +30,6 @@ from djhpc.config import Settings, parse_url
 from djhpc.errors import UsageError
 from djhpc.schedulers import SiteLimits, default_scheduler_name
 from djhpc.submissions import Submissions
-
-mysql_schema = shared.mysql_schema  # fixtures
-mysql_user = shared.mysql_user
 
 FAKE_SBATCH = r"""#!/bin/bash
 # records each call; prints a job id, or fails like sbatch when FAKE_SBATCH_FAIL is set
@@ -376,8 +373,8 @@ def test_password_reaches_tasks_only_through_a_0600_file(mysql_user, mysql_schem
 def test_worker_budget_from_the_server(mysql_schema, tmp_path):
     connection = dj.conn(MYSQL_URL, reset=True)
     budget = library.worker_budget(connection)
-    max_connections = int(shared.root_query("SELECT @@max_connections")[0][0])
-    connected = int(shared.root_query("SHOW GLOBAL STATUS LIKE 'Threads_connected'")[0][1])
+    max_connections = int(root_query("SELECT @@max_connections")[0][0])
+    connected = int(root_query("SHOW GLOBAL STATUS LIKE 'Threads_connected'")[0][1])
     expected = (max_connections - connected - max(5, max_connections // 10)) // 2
     assert abs(budget - expected) <= 3  # other tests connect and disconnect meanwhile
     assert library.worker_budget(dj.conn(f"sqlite:///{tmp_path}/x.db", reset=True)) is None

@@ -6,11 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from support.scripts import FULL_ARGS, FULL_ENV, FULL_SETTINGS, FULL_TARGET, bash_syntax_ok
 
 from djhpc.profile import Profile
 from djhpc.schedulers import get_scheduler
-
-from .conftest import FULL_ARGS, FULL_ENV, FULL_SETTINGS, FULL_TARGET, bash_syntax_ok
 
 GOLDEN = Path(__file__).parent / "golden"
 

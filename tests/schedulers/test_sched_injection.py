@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.scripts import clean_env, directive_args, read_argv, read_env, run_script
 
 from djhpc.errors import UsageError
 from djhpc.profile import Profile
 from djhpc.schedulers import command_line, get_scheduler
-
-from .conftest import clean_env, directive_args, read_argv, read_env, run_script
 
 
 def payloads(marker: Path) -> list[str]:

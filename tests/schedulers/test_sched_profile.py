@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from support.scripts import FULL_SETTINGS
 
 from djhpc.errors import UsageError
 from djhpc.profile import (
@@ -15,8 +16,6 @@ from djhpc.profile import (
     parse_time,
     pbs_mail_points,
 )
-
-from .conftest import FULL_SETTINGS
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from djhpc.errors import UsageError
-from djhpc.profile import Profile
-from djhpc.schedulers import command_line, get_scheduler
-from djhpc.schedulers.base import directive_quote, packaged_template_dir, shell_quote, template_environment
-
-from .conftest import (
+from support.scripts import (
     FULL_ARGS,
     FULL_ENV,
     FULL_SETTINGS,
@@ -27,6 +21,11 @@ from .conftest import (
     read_env,
     run_script,
 )
+
+from djhpc.errors import UsageError
+from djhpc.profile import Profile
+from djhpc.schedulers import command_line, get_scheduler
+from djhpc.schedulers.base import directive_quote, packaged_template_dir, shell_quote, template_environment
 
 
 def full(scheduler: str, **overrides: object) -> Profile:

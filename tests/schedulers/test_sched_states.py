@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.scripts import write_executable
 
 from djhpc.errors import SchedulerError, UsageError
 from djhpc.profile import Profile
@@ -40,8 +41,6 @@ from djhpc.schedulers.slurm import (
     parse_states,
     slurm_state,
 )
-
-from .conftest import write_executable
 
 S = TaskState
 
