@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import sys
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from support.env import (  # noqa: F401 - some only re-exported, for a module that imports them from here
@@ -75,6 +77,106 @@ def schema(db, schema_name):
     import djhpc as dj
 
     return dj.Schema(schema_name, connection=db)
+
+
+@pytest.fixture
+def pipeline(backend, schema_name, monkeypatch, tmp_path, db):
+    """The counting test pipeline (tests/pipelines/pipeline_counts.py) imported in this process on the backend
+    and a fresh schema: Item, Pair (manual), Square with part Note, PairSum, Held (computed).
+
+    Each make() is logged to tmp_path/calls.log (``support.pipeline.calls`` counts them). The working
+    directory is tmp_path, where the CLI run in this process looks for djhpc.yaml and writes its files.
+    """
+    from support.pipeline import load_pipeline
+
+    p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    yield p
+    sys.modules.pop("pipeline_counts", None)
+
+
+@pytest.fixture
+def lab(schema):
+    """A small lab schema declared in this process, tables empty but for the lookup: Species (lookup) <- Subject
+    <- Session <- Analysis (computed) with part Unit; Note -> [nullable] Subject."""
+    import djhpc as dj
+
+    @schema
+    class Species(dj.Lookup):
+        definition = """
+        # species of the subjects
+        species : varchar(32)
+        ---
+        latin = "" : varchar(64)
+        """
+        contents = [("mouse", "Mus musculus"), ("rat", "Rattus norvegicus")]
+
+    @schema
+    class Subject(dj.Manual):
+        definition = """
+        # a lab animal
+        subject_id : int            # lab id
+        ---
+        -> Species
+        name : varchar(32)
+        weight = null : double      # grams
+        index(name)
+        """
+
+    @schema
+    class Session(dj.Manual):
+        definition = """
+        -> Subject
+        session : smallint
+        ---
+        rig = "A" : char(1)
+        """
+
+    @schema
+    class Analysis(dj.Computed):
+        definition = """
+        -> Session
+        ---
+        score : float
+        """
+
+        class Unit(dj.Part):
+            definition = """
+            -> master
+            unit : int
+            ---
+            rate : double
+            """
+
+    @schema
+    class Note(dj.Manual):
+        definition = """
+        note_id : int
+        ---
+        -> [nullable] Subject
+        text : varchar(255)
+        unique index(text)
+        """
+
+    return SimpleNamespace(Species=Species, Subject=Subject, Session=Session, Analysis=Analysis, Note=Note)
+
+
+@pytest.fixture
+def filled(lab):
+    """The lab schema with rows: subjects 1 (mouse ann, 20.5 g), 2 (mouse bob, no weight), 3 (rat cid, 310 g);
+    sessions (1, 1, A), (1, 2, B), (2, 1, A), (3, 1, C); analyses of (1, 1), (1, 2), (2, 1) with four units;
+    notes 1 (subject 1, "first") and 2 (no subject, "orphan")."""
+    p = lab
+    p.Subject.insert([
+        {"subject_id": 1, "species": "mouse", "name": "ann", "weight": 20.5},
+        {"subject_id": 2, "species": "mouse", "name": "bob"},
+        {"subject_id": 3, "species": "rat", "name": "cid", "weight": 310.0},
+    ])
+    p.Session.insert([(1, 1, "A"), (1, 2, "B"), (2, 1, "A"), (3, 1, "C")])
+    p.Analysis.insert([(1, 1, 0.5), (1, 2, 0.25), (2, 1, 1.0)], allow_direct_insert=True)
+    p.Analysis.Unit.insert([(1, 1, 1, 3.0), (1, 1, 2, 4.0), (1, 2, 1, 5.0), (2, 1, 1, 6.0)], allow_direct_insert=True)
+    p.Note.insert([(1, 1, "first"), (2, None, "orphan")])
+    return p
 
 
 @pytest.fixture

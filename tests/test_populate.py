@@ -33,13 +33,6 @@ def wait_all(procs, timeout=300):
     return outs
 
 
-@pytest.fixture
-def pipeline(backend, schema_name, monkeypatch, tmp_path, db):
-    p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
-    yield p
-    sys.modules.pop("pipeline_counts", None)
-
-
 def test_four_workers_make_every_key_exactly_once(pipeline, backend, schema_name, tmp_path):
     p = pipeline
     p.Item.insert([(i, i) for i in range(500)])

@@ -42,13 +42,6 @@ def wait_for(predicate, timeout=30.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def pipeline(backend, schema_name, monkeypatch, tmp_path, db):
-    p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
-    yield p
-    sys.modules.pop("pipeline_counts", None)
-
-
 @pytest.mark.slow
 def test_chaos_sigkill_every_half_second(pipeline, backend, schema_name, tmp_path):
     """T1: 8 workers, 1,000 keys of 5-50 ms, a random worker SIGKILLed every 0.5 s and replaced."""

@@ -7,13 +7,11 @@ from __future__ import annotations
 import collections
 import struct
 import subprocess
-import sys
 import time
 import zlib
 
 import pytest
 from support.env import need_binary
-from support.pipeline import load_pipeline
 
 from djhpc.cli.main import main
 from djhpc.history import History
@@ -24,14 +22,6 @@ SECTIONS = ["Summary", "Progress over time", "Throughput", "Timeline of makes pe
 EVIL_HOST = "node-<script>alert(1)</script>&\"'"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture
-def pipeline(backend, schema_name, monkeypatch, tmp_path, db):
-    p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
-    monkeypatch.chdir(tmp_path)
-    yield p
-    sys.modules.pop("pipeline_counts", None)
 
 
 def run_cli(capsys, *argv):

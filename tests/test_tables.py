@@ -11,7 +11,6 @@ import sys
 import textwrap
 import time
 import uuid
-from types import SimpleNamespace
 
 import numpy as np
 import pymysql
@@ -36,85 +35,6 @@ def count_rows(table) -> int:
     """Rows of a table, counted with plain SQL (not through djhpc's query layer)."""
     table = table() if isinstance(table, type) else table
     return table.connection.query(f"SELECT COUNT(*) FROM {table.full_table_name}").fetchone()[0]
-
-
-@pytest.fixture
-def pipeline(schema):
-    """Species (lookup) <- Subject <- Session <- Analysis (computed) with part Unit; Note -> [nullable] Subject."""
-
-    @schema
-    class Species(dj.Lookup):
-        definition = """
-        # species of the subjects
-        species : varchar(32)
-        ---
-        latin = "" : varchar(64)
-        """
-        contents = [("mouse", "Mus musculus"), ("rat", "Rattus norvegicus")]
-
-    @schema
-    class Subject(dj.Manual):
-        definition = """
-        # a lab animal
-        subject_id : int            # lab id
-        ---
-        -> Species
-        name : varchar(32)
-        weight = null : double      # grams
-        index(name)
-        """
-
-    @schema
-    class Session(dj.Manual):
-        definition = """
-        -> Subject
-        session : smallint
-        ---
-        rig = "A" : char(1)
-        """
-
-    @schema
-    class Analysis(dj.Computed):
-        definition = """
-        -> Session
-        ---
-        score : float
-        """
-
-        class Unit(dj.Part):
-            definition = """
-            -> master
-            unit : int
-            ---
-            rate : double
-            """
-
-    @schema
-    class Note(dj.Manual):
-        definition = """
-        note_id : int
-        ---
-        -> [nullable] Subject
-        text : varchar(255)
-        unique index(text)
-        """
-
-    return SimpleNamespace(Species=Species, Subject=Subject, Session=Session, Analysis=Analysis, Note=Note)
-
-
-@pytest.fixture
-def filled(pipeline):
-    p = pipeline
-    p.Subject.insert([
-        {"subject_id": 1, "species": "mouse", "name": "ann", "weight": 20.5},
-        {"subject_id": 2, "species": "mouse", "name": "bob"},
-        {"subject_id": 3, "species": "rat", "name": "cid", "weight": 310.0},
-    ])
-    p.Session.insert([(1, 1, "A"), (1, 2, "B"), (2, 1, "A"), (3, 1, "C")])
-    p.Analysis.insert([(1, 1, 0.5), (1, 2, 0.25), (2, 1, 1.0)], allow_direct_insert=True)
-    p.Analysis.Unit.insert([(1, 1, 1, 3.0), (1, 1, 2, 4.0), (1, 2, 1, 5.0), (2, 1, 1, 6.0)], allow_direct_insert=True)
-    p.Note.insert([(1, 1, "first"), (2, None, "orphan")])
-    return p
 
 
 # ------------------------------------------------------------------ tiers and names
@@ -151,10 +71,10 @@ def test_tier_table_names_in_database(db, schema, schema_name):
         assert Subject.full_table_name == f"`{schema_name}`.`subject`"
 
 
-def test_lookup_contents_are_inserted_once(pipeline, schema):
-    assert sorted(pipeline.Species.fetch("species")) == ["mouse", "rat"]
-    schema(pipeline.Species)  # declaring again (another process importing the module) adds nothing
-    assert len(pipeline.Species) == 2
+def test_lookup_contents_are_inserted_once(lab, schema):
+    assert sorted(lab.Species.fetch("species")) == ["mouse", "rat"]
+    schema(lab.Species)  # declaring again (another process importing the module) adds nothing
+    assert len(lab.Species) == 2
 
 
 def test_declaring_again_reuses_the_table(db, schema, schema_name):
@@ -173,7 +93,7 @@ def test_declaring_again_reuses_the_table(db, schema, schema_name):
 
 
 # ------------------------------------------------------------------ foreign keys
-def test_foreign_keys_are_constraints_in_the_catalog(db, pipeline, schema_name):
+def test_foreign_keys_are_constraints_in_the_catalog(db, lab, schema_name):
     if db.is_sqlite:
         rows = db.query(f"PRAGMA foreign_key_list(\"{schema_name}.session\")").fetchall()
         assert [(r[2], r[3], r[4]) for r in rows] == [(f"{schema_name}.subject", "subject_id", "subject_id")]
@@ -186,7 +106,7 @@ def test_foreign_keys_are_constraints_in_the_catalog(db, pipeline, schema_name):
         assert [tuple(r) for r in rows] == [("subject", "subject_id")]
 
 
-def test_indexes_and_comments_are_in_the_catalog(db, pipeline, schema_name):
+def test_indexes_and_comments_are_in_the_catalog(db, lab, schema_name):
     if db.is_sqlite:
         def indexed(table):
             out = []
@@ -269,8 +189,8 @@ def test_unique_index_is_enforced(filled):
 
 
 # ------------------------------------------------------------------ insert
-def test_insert_dicts_tuples_and_insert1(pipeline):
-    s = pipeline.Subject
+def test_insert_dicts_tuples_and_insert1(lab):
+    s = lab.Subject
     s.insert([{"subject_id": 1, "species": "rat", "name": "a"}, (2, "mouse", "b", 3.5)])
     s.insert1({"subject_id": 3, "species": "rat", "name": "c"})
     s.insert1((4, "rat", "d", None))
@@ -282,13 +202,13 @@ def test_insert_dicts_tuples_and_insert1(pipeline):
     ]
 
 
-def test_insert_generator_and_numpy_record(pipeline):
-    pipeline.Subject.insert({"subject_id": i, "species": "rat", "name": f"n{i}"} for i in range(5))
+def test_insert_generator_and_numpy_record(lab):
+    lab.Subject.insert({"subject_id": i, "species": "rat", "name": f"n{i}"} for i in range(5))
     rec = np.array([(10, "mouse", "rec", 1.5)],
                    dtype=[("subject_id", "i8"), ("species", "U8"), ("name", "U8"), ("weight", "f8")])
-    pipeline.Subject.insert(rec)
-    assert len(pipeline.Subject) == 6
-    assert (pipeline.Subject & {"subject_id": 10}).fetch1("weight") == 1.5
+    lab.Subject.insert(rec)
+    assert len(lab.Subject) == 6
+    assert (lab.Subject & {"subject_id": 10}).fetch1("weight") == 1.5
 
 
 def test_skip_duplicates(filled):
@@ -304,12 +224,12 @@ def test_duplicate_without_skip_inserts_nothing(filled):
     assert len(filled.Subject) == 3
 
 
-def test_ignore_extra_fields(pipeline):
+def test_ignore_extra_fields(lab):
     row = {"subject_id": 1, "species": "rat", "name": "x", "colour": "brown"}
     with pytest.raises(dj.DataError, match="no attribute 'colour'"):
-        pipeline.Subject.insert1(row)
-    pipeline.Subject.insert1(row, ignore_extra_fields=True)
-    assert pipeline.Subject.fetch1("name") == "x"
+        lab.Subject.insert1(row)
+    lab.Subject.insert1(row, ignore_extra_fields=True)
+    assert lab.Subject.fetch1("name") == "x"
 
 
 def test_insert_from_query(filled, schema):

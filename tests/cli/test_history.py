@@ -10,7 +10,6 @@ import time
 
 import pytest
 from support.jobstate import TARGET, cli, one_line_error
-from support.pipeline import load_pipeline
 
 from djhpc.cli import display
 from djhpc.errors import UsageError
@@ -21,9 +20,9 @@ DAY = 86400
 
 
 @pytest.fixture
-def pipeline(backend, schema_name, monkeypatch, tmp_path, db):
-    p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
-    monkeypatch.chdir(tmp_path)
+def history_rows(pipeline, db, schema_name):
+    """The pipeline with item 1 and six history rows of Square, made 40, 35, 31, 20, 1 and 0 days ago."""
+    p = pipeline
     p.Item.insert1((1, 1))
     history = History(db, schema_name)
     history.ensure_table()
@@ -33,8 +32,7 @@ def pipeline(backend, schema_name, monkeypatch, tmp_path, db):
             history.record("__square", key_hash({"item": 100 + i}), Worker(host=f"node{i}", sched_job_id="5",
                                                                           sched_task_id=str(i)),
                            now - age_days * DAY - 60, 2.5, 2.0, 1500.0)
-    yield p
-    sys.modules.pop("pipeline_counts", None)
+    return p
 
 
 def _count(db, schema_name) -> int:
@@ -53,7 +51,7 @@ def test_bad_ages_do_not_parse(text):
         display.parse_age(text)
 
 
-def test_prune_asks_then_deletes_only_old_rows(pipeline, db, schema_name, capsys, monkeypatch):
+def test_prune_asks_then_deletes_only_old_rows(history_rows, db, schema_name, capsys, monkeypatch):
     assert _count(db, schema_name) == 6
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     rc, _, err = cli(capsys, "history", "prune", "--older-than", "30d", TARGET)
@@ -70,7 +68,7 @@ def test_prune_asks_then_deletes_only_old_rows(pipeline, db, schema_name, capsys
     assert rc == 0 and "deleted 2 history rows" in out and _count(db, schema_name) == 1
 
 
-def test_show_recent_makes(pipeline, capsys):
+def test_show_recent_makes(history_rows, capsys):
     rc, out, err = cli(capsys, "history", "show", TARGET, "--limit", "2", "--json")
     assert rc == 0, err
     rows = json.loads(out)

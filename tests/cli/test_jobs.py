@@ -9,18 +9,8 @@ import sys
 import time
 
 import pytest
-from support.jobstate import TARGET, build_state, cli, one_line_error
-from support.pipeline import calls, load_pipeline
-
-
-@pytest.fixture
-def state(backend, schema_name, monkeypatch, tmp_path, db):
-    p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
-    monkeypatch.chdir(tmp_path)
-    holder = build_state(p, db, schema_name, monkeypatch)
-    yield p
-    holder.close()
-    sys.modules.pop("pipeline_counts", None)
+from support.jobstate import TARGET, cli, one_line_error
+from support.pipeline import calls
 
 
 def _rows(capsys, *argv):

@@ -10,27 +10,11 @@ import time
 
 import pytest
 from support.env import worker_env
-from support.jobstate import EXPECTED, TARGET, build_state, cli, one_line_error
-from support.pipeline import load_pipeline
+from support.jobstate import EXPECTED, TARGET, cli, one_line_error
 
 from djhpc.history import History
 from djhpc.progress import is_auto_populated, table_progress
 from djhpc.reservation import Worker, key_hash
-
-
-@pytest.fixture
-def pipeline(backend, schema_name, monkeypatch, tmp_path, db):
-    p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
-    monkeypatch.chdir(tmp_path)
-    yield p
-    sys.modules.pop("pipeline_counts", None)
-
-
-@pytest.fixture
-def state(pipeline, db, schema_name, monkeypatch):
-    holder = build_state(pipeline, db, schema_name, monkeypatch)
-    yield pipeline
-    holder.close()
 
 
 def _counts(row: dict) -> dict:

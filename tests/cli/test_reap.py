@@ -13,17 +13,8 @@ import time
 import pytest
 from support.env import worker_env
 from support.jobstate import cli, one_line_error
-from support.pipeline import load_pipeline
 
 from djhpc.reservation import Reservations, Worker
-
-
-@pytest.fixture
-def pipeline(backend, schema_name, monkeypatch, tmp_path, db):
-    p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
-    monkeypatch.chdir(tmp_path)
-    yield p
-    sys.modules.pop("pipeline_counts", None)
 
 
 def _jobs(p):
