@@ -70,6 +70,10 @@ class TransientError(DatabaseError):
     """Deadlock, lock-wait timeout or busy database: the whole transaction may be retried."""
 
 
+class FenceError(DatabaseError):
+    """A statement that had to change exactly one row did not: the transaction was rolled back."""
+
+
 class ReservationLostError(DjhpcError):
     """This worker's reservation was reclaimed by another: its result must not be committed."""
 

@@ -15,33 +15,23 @@ late owner can no longer complete, fail or release the key (see reservation.py).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import socket
-import threading
 import time
 from dataclasses import dataclass
 
 import psutil
 
-from . import blob
 from .errors import DatabaseError
-from .reservation import boot_id
+from .reservation import LEASE_SECONDS, Reservations, ReservedRow, boot_id, lock_name
+
+__all__ = ["LEASE_SECONDS", "MAX_DEATHS", "Reaper", "Reclaimed", "ReservedRow", "judge", "lock_name", "pid_state"]
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = float(os.environ.get("DJHPC_LEASE_SECONDS", 180))
-HEARTBEAT_SECONDS = float(os.environ.get("DJHPC_HEARTBEAT_SECONDS", 0)) or None
 MAX_DEATHS = 3
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY",
                    "BOOT_FAIL", "DEADLINE"}
-
-
-def lock_name(owner: str) -> str:
-    """The session-lock name of a worker (MySQL limits lock names to 64 characters)."""
-    return "djhpc:" + hashlib.sha1(owner.encode()).hexdigest()
 
 
 def pid_state(pid: int, pid_start: float) -> str:
@@ -60,26 +50,6 @@ def pid_state(pid: int, pid_start: float) -> str:
         return "gone"
     except (psutil.AccessDenied, ValueError):
         return "alive"
-
-
-@dataclass
-class ReservedRow:
-    table_name: str
-    key_hash: str
-    token: str
-    owner: str
-    host: str
-    pid: int
-    pid_start: float
-    boot_id: str
-    sched_job_id: str
-    sched_task_id: str
-    connection_id: int
-    heartbeat_age: float | None
-    deaths: int
-    history: list
-    key: dict
-    position: int = 0  # order in its reservation batch: the worker makes its batch in this order
 
 
 @dataclass
@@ -114,7 +84,8 @@ def judge(row: ReservedRow, *, lock_free: bool | None, scheduler_state: str | No
 class Reaper:
     """Finds dead reservations of one schema and gives their keys back, atomically."""
 
-    def __init__(self, reservations, *, lease_seconds: float = LEASE_SECONDS, max_deaths: int = MAX_DEATHS,
+    def __init__(self, reservations: Reservations, *, lease_seconds: float = LEASE_SECONDS,
+                 max_deaths: int = MAX_DEATHS,
                  scheduler=None, scheduler_every_seconds: float = 0):
         self.res = reservations
         self.connection = reservations.connection
@@ -126,29 +97,20 @@ class Reaper:
         self._next_scheduler_check = 0.0
 
     def reserved_rows(self) -> list[ReservedRow]:
-        self.res.ensure_table()
-        rows = self.res._run("reserved_rows").fetchall()
-        out = []
-        for r in rows:
-            out.append(ReservedRow(r[0], r[1], r[2], r[3], r[4], int(r[5]), float(r[6]), r[7], r[8], r[9],
-                                   int(r[10]), None if r[11] is None else float(r[11]), int(r[12]),
-                                   json.loads(r[13]) if r[13] else [], _safe_key(r[14]), int(r[15])))
-        return out
+        return self.res.reserved_rows()
 
     def _free_locks(self, owners: list[str]) -> dict[str, bool | None]:
         if self.connection.is_sqlite or not owners:
             return {}
-        uptime = float(self.res._run("server_uptime").fetchone()[0])
+        uptime = self.res.server_uptime()
         if uptime < self.lease_seconds:
             log.info("database restarted %.0f s ago: waiting a lease before trusting session locks", uptime)
             return {}
-        marks = ", ".join(["IS_FREE_LOCK(%s)"] * len(owners))
         try:
-            flags = self.connection.query(f"SELECT {marks}", [lock_name(o) for o in owners]).fetchone()
+            return self.res.free_session_locks(owners)
         except DatabaseError as e:
             log.info("session locks are not available (%s): judging by lease only", e)
             return {}
-        return {o: bool(f) for o, f in zip(owners, flags, strict=True)}
 
     def _scheduler_states(self, rows) -> dict:
         if self.scheduler is None or time.monotonic() < self._next_scheduler_check:
@@ -202,9 +164,7 @@ class Reaper:
         if status == "error":
             message = (f"worker died {deaths} times on this key (last: {reason}); out of memory or a crash? "
                        "Fix it, then djhpc jobs retry")
-        cur = self.res._run("reclaim", (status, 1 if died_on_it else 0, json.dumps(history), message,
-                                        row.table_name, row.key_hash, row.token))
-        if cur.rowcount != 1:
+        if not self.res.reclaim(row, status=status, death=died_on_it, history=history, message=message):
             return None  # another reaper was first, or the worker finished after all
         log.warning("reclaimed %s %s from %s pid %s (%s)%s", row.table_name, row.key, row.host, row.pid, reason,
                     "; gave up: error" if status == "error" else "")
@@ -216,57 +176,9 @@ class Reaper:
         if self.connection.is_sqlite or not owner:
             return
         try:
-            holder = self.connection.query("SELECT IS_USED_LOCK(%s)", (lock_name(owner),)).fetchone()[0]
-            if holder and int(holder) != self.connection.connection_id:
+            holder = self.res.session_of(owner)
+            if holder and holder != self.connection.connection_id:
                 self.connection.query(f"KILL CONNECTION {int(holder)}")
                 log.warning("ended the database session %s of the stalled owner", holder)
         except Exception as e:  # best effort: without the privilege, the zombie's locks time out instead
             log.info("could not end the stalled owner's session: %s", e)
-
-
-def _safe_key(raw):
-    try:
-        return blob.unpack(bytes(raw)) if raw is not None else {}
-    except Exception:  # a damaged key must not stop the reaper
-        return {}
-
-
-class Heartbeat:
-    """Renews a worker's reservations from a thread with its own connection (make holds the main one)."""
-
-    def __init__(self, reservations, interval_seconds: float):
-        self.res = reservations
-        self.interval = interval_seconds
-        self._stop = threading.Event()
-        self._thread = None
-
-    def start(self):
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="djhpc-heartbeat", daemon=True)
-            self._thread.start()
-
-    def _loop(self):
-        from .db.connection import Connection
-        from .reservation import Reservations
-
-        connection = None
-        while not self._stop.wait(self.interval):
-            try:
-                if connection is None:
-                    connection = Connection(self.res.connection.url)
-                    mirror = Reservations(connection, self.res.schema, self.res.worker)
-                    mirror._ready = True
-                mirror.heartbeat()
-            except Exception as e:  # a missed beat is harmless if the next one lands within the lease
-                log.info("heartbeat failed (%s); trying again", e)
-                if connection is not None:
-                    connection.close()
-                connection = None
-        if connection is not None:
-            connection.close()
-
-    def stop(self):
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None

@@ -86,6 +86,113 @@ class SQL:
         self.params = tuple(params)
 
 
+# One function per kind of restriction: (query, restriction, negate) -> (sql, params, query-to-restrict), or
+# None for 'no restriction'. Query._condition looks the exact type up in _CONDITIONS; other types (tables and
+# other queries, subclasses) go through _condition_kind, which keeps the order of precedence.
+
+
+def _cond_not(query, restriction, negate):
+    return query._condition(restriction.restriction, not negate)
+
+
+def _cond_none(query, restriction, negate):
+    return ("0=1", (), query) if negate else None
+
+
+def _cond_bool(query, restriction, negate):
+    if restriction:  # True restricts nothing, like None
+        return ("0=1", (), query) if negate else None
+    return None if negate else ("0=1", (), query)
+
+
+def _cond_query(query, restriction, negate):
+    return query._semijoin(restriction, negate)
+
+
+def _cond_mapping(query, restriction, negate):
+    return query._wrap_neg(query._dict_condition(restriction), negate)
+
+
+def _cond_str(query, restriction, negate):
+    target = query if query._flat_names else query.as_subquery()
+    return query._wrap_neg((restriction, (), target), negate)
+
+
+def _cond_sql(query, restriction, negate):
+    target = query if query._flat_names else query.as_subquery()
+    text = restriction.text.replace("%s", query._dialect.placeholder)
+    return query._wrap_neg((text, restriction.params, target), negate)
+
+
+def _cond_and(query, restriction, negate):
+    target, parts = query, []
+    for r in restriction:
+        c = target._condition(r)
+        if c is None:
+            continue
+        if c[2] is not target:
+            target = c[2].restrict_sql_list(parts)
+            parts = []
+        parts.append(c[:2])
+    if not parts and target is query:
+        return ("0=1", (), query) if negate else None
+    sql = " AND ".join(f"({s})" for s, _ in parts) or "1=1"
+    return query._wrap_neg((sql, tuple(p for _, ps in parts for p in ps), target), negate)
+
+
+def _cond_or(query, restriction, negate):
+    items = list(restriction)
+    if not items:
+        return None if negate else ("0=1", (), query)
+    target = query
+    if any(isinstance(r, str) for r in items) and not query._flat_names:
+        target = query.as_subquery()
+    parts = []
+    for r in items:
+        c = target._condition(r)
+        if c is None:
+            return ("0=1", (), target) if negate else None
+        if c[2] is not target:
+            raise QueryError("an OR-list of restrictions cannot mix SQL strings with renamed attributes")
+        parts.append(c[:2])
+    sql = " OR ".join(f"({s})" for s, _ in parts)
+    return query._wrap_neg((sql, tuple(p for _, ps in parts for p in ps), target), negate)
+
+
+def _cond_other(query, restriction, negate):
+    if hasattr(restriction, "dtype") and getattr(restriction.dtype, "names", None):  # a numpy record array
+        return query._condition([dict(zip(restriction.dtype.names, r, strict=True)) for r in restriction], negate)
+    raise QueryError(
+        f"cannot restrict by {type(restriction).__name__}: use a dict, a list of dicts, an SQL string or a query"
+    )
+
+
+_CONDITIONS = {
+    Not: _cond_not,
+    type(None): _cond_none,
+    bool: _cond_bool,
+    dict: _cond_mapping,
+    str: _cond_str,
+    SQL: _cond_sql,
+    AndList: _cond_and,
+    list: _cond_or,
+    tuple: _cond_or,
+    set: _cond_or,
+}
+# for the types not in _CONDITIONS, in this order: AndList is a list; Query is checked first (see below)
+_CONDITION_KINDS = ((Not, _cond_not), (Mapping, _cond_mapping), (str, _cond_str), (SQL, _cond_sql),
+                    (AndList, _cond_and), ((list, tuple, set), _cond_or))
+
+
+def _condition_kind(restriction):
+    if isinstance(restriction, Query):  # tables and other queries: a semijoin
+        return _cond_query
+    for kind, handler in _CONDITION_KINDS:
+        if isinstance(restriction, kind):
+            return handler
+    return _cond_other
+
+
 class Query:
     """A lazy query over one connection."""
 
@@ -176,61 +283,10 @@ class Query:
 
     def _condition(self, restriction, negate=False):
         """(sql, params, query-to-restrict) or None for 'no restriction'."""
-        if isinstance(restriction, Not):
-            return self._condition(restriction.restriction, not negate)
         if isinstance(restriction, type) and hasattr(restriction, "_make_query"):
             restriction = restriction()
-        if restriction is None or restriction is True:
-            return ("0=1", (), self) if negate else None
-        if restriction is False:
-            return (None if negate else ("0=1", (), self))
-        if isinstance(restriction, Query):
-            return self._semijoin(restriction, negate)
-        if isinstance(restriction, Mapping):
-            return self._wrap_neg(self._dict_condition(restriction), negate)
-        if isinstance(restriction, str):
-            query = self if self._flat_names else self.as_subquery()
-            return self._wrap_neg((restriction, (), query), negate)
-        if isinstance(restriction, SQL):
-            query = self if self._flat_names else self.as_subquery()
-            text = restriction.text.replace("%s", self._dialect.placeholder)
-            return self._wrap_neg((text, restriction.params, query), negate)
-        if isinstance(restriction, AndList):
-            query, parts = self, []
-            for r in restriction:
-                c = query._condition(r)
-                if c is None:
-                    continue
-                if c[2] is not query:
-                    query = c[2].restrict_sql_list(parts)
-                    parts = []
-                parts.append(c[:2])
-            if not parts and query is self:
-                return ("0=1", (), self) if negate else None
-            sql = " AND ".join(f"({s})" for s, _ in parts) or "1=1"
-            return self._wrap_neg((sql, tuple(p for _, ps in parts for p in ps), query), negate)
-        if isinstance(restriction, (list, tuple, set)):
-            items = list(restriction)
-            if not items:
-                return None if negate else ("0=1", (), self)
-            query = self
-            if any(isinstance(r, str) for r in items) and not self._flat_names:
-                query = self.as_subquery()
-            parts = []
-            for r in items:
-                c = query._condition(r)
-                if c is None:
-                    return ("0=1", (), query) if negate else None
-                if c[2] is not query:
-                    raise QueryError("an OR-list of restrictions cannot mix SQL strings with renamed attributes")
-                parts.append(c[:2])
-            sql = " OR ".join(f"({s})" for s, _ in parts)
-            return self._wrap_neg((sql, tuple(p for _, ps in parts for p in ps), query), negate)
-        if hasattr(restriction, "dtype") and getattr(restriction.dtype, "names", None):
-            return self._condition([dict(zip(restriction.dtype.names, r, strict=True)) for r in restriction], negate)
-        raise QueryError(
-            f"cannot restrict by {type(restriction).__name__}: use a dict, a list of dicts, an SQL string or a query"
-        )
+        kind = _CONDITIONS.get(type(restriction)) or _condition_kind(restriction)
+        return kind(self, restriction, negate)
 
     def restrict_sql_list(self, parts):
         q = self._copy()
@@ -447,6 +503,34 @@ class Query:
         """``SELECT COUNT(*)`` of this query and its parameters, to send with other statements."""
         where, params = self._where_sql()
         return f"SELECT COUNT(*) FROM {self._from}{where}", self._from_params + params
+
+    def key_range(self, names: list[str], *, after: dict | None = None, after_inclusive: bool = False,
+                  before: dict | None = None, descending: bool = False) -> Query:
+        """Rows whose ``names`` tuple comes after ``after`` (and before ``before``) in the order of ``names``
+        (reversed with ``descending``): keyset pagination, expanded into ORs so every database uses the index."""
+        q = self
+        gt, lt = ("<", ">") if descending else (">", "<")
+        if after is not None:
+            q = q._copy()
+            q._where.append(self._tuple_condition(names, after, gt, after_inclusive))
+        if before is not None:
+            q = q._copy()
+            q._where.append(self._tuple_condition(names, before, lt, False))
+        return q
+
+    def _tuple_condition(self, names, key: dict, op: str, inclusive: bool) -> tuple[str, tuple]:
+        d = self._dialect
+        cols = [self._columns[n] for n in names]
+        enc = [values.encode(self._heading[n], key[n], d.name) for n in names]
+        ors, params = [], []
+        for i in range(len(cols)):
+            parts = [f"{cols[j]} = {d.placeholder}" for j in range(i)]
+            params += enc[:i]
+            last_op = op + ("=" if inclusive and i == len(cols) - 1 else "")
+            parts.append(f"{cols[i]} {last_op} {d.placeholder}")
+            params.append(enc[i])
+            ors.append("(" + " AND ".join(parts) + ")")
+        return "(" + " OR ".join(ors) + ")", tuple(params)
 
     def __len__(self):
         sql, params = self.count_sql()

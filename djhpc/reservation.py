@@ -9,9 +9,14 @@ Protocol (the invariants the tests check):
   in the target table (``NOT EXISTS``). Reservers of a table take turns, so that statement sees every
   earlier reservation and no two workers race for a key: on MySQL it is sent in one packet between
   ``GET_LOCK`` and ``RELEASE_LOCK`` with the read of the keys won, so a batch costs one round trip.
-- Completing is ``DELETE ... WHERE token = ?`` as the last statement of make's own transaction; if it
-  deletes nothing, the reservation was reclaimed and the transaction must roll back (fencing).
+- Completing is ``DELETE ... WHERE token = ?`` followed by a check that fails unless it deleted exactly one
+  row, as the last statements of make's own transaction (``closing``): if the reservation was reclaimed, the
+  check fails, the commit never runs, and the failure is recognised by the check's position (fencing).
 - Failing and releasing present the token too, so a late worker never touches another's reservation.
+- A live worker renews the lease of its rows (``Heartbeat``) and, on MySQL, holds a session lock named after
+  its owner id; ``liveness.py`` judges who is dead and calls ``reclaim``, a compare-and-set on the token.
+
+Every statement that changes a jobs row is here, by name, in ``db/mysql.sql`` and ``db/sqlite.sql``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import logging
 import os
 import secrets
 import socket
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -40,6 +47,8 @@ JOBS_TABLE = "~jobs"
 _created: set = set()  # (database, schema, pid) whose jobs table this process has made sure of
 ERROR_MESSAGE_LIMIT = 2047
 RESERVE_LOCK_WAIT = 2  # seconds a reserver waits for its turn before reserving without one
+LEASE_SECONDS = float(os.environ.get("DJHPC_LEASE_SECONDS", 180))
+HEARTBEAT_SECONDS = float(os.environ.get("DJHPC_HEARTBEAT_SECONDS", 0)) or None
 _TRUNCATED = "...truncated"
 
 
@@ -90,30 +99,9 @@ def boot_id() -> str:
         return ""
 
 
-def scheduler_ids(env=None) -> tuple[str, str]:
-    """(cluster job id, array task index) of this process, as ``Scheduler.task_states`` names tasks.
-
-    djhpc's rendered scripts export DJHPC_JOB_ID and DJHPC_TASK_ID for every scheduler; a worker
-    started by hand under SLURM, PBS or GNU parallel is recognised by their own variables.
-    """
-    env = os.environ if env is None else env
-    if env.get("DJHPC_JOB_ID"):
-        return env["DJHPC_JOB_ID"], env.get("DJHPC_TASK_ID", "")
-    if env.get("SLURM_ARRAY_JOB_ID"):
-        return env["SLURM_ARRAY_JOB_ID"], env.get("SLURM_ARRAY_TASK_ID", "")
-    if env.get("SLURM_JOB_ID"):
-        return env["SLURM_JOB_ID"], ""
-    if env.get("PBS_JOBID"):
-        job = env["PBS_JOBID"].split(".")[0].split("[")[0]
-        return job, env.get("PBS_ARRAY_INDEX") or env.get("PBS_ARRAYID") or ""
-    if env.get("PARALLEL_SEQ"):
-        return "parallel", env["PARALLEL_SEQ"]
-    return "", ""
-
-
 @dataclass
 class Worker:
-    """The identity a worker writes into every reservation and error row."""
+    """The identity a worker writes into every reservation and error row (its scheduler ids are handed in)."""
 
     owner: str = field(default_factory=lambda: secrets.token_hex(16))
     user: str = ""
@@ -126,8 +114,8 @@ class Worker:
     connection_id: int = 0
 
     @classmethod
-    def current(cls, connection=None) -> Worker:
-        job, task = scheduler_ids()
+    def current(cls, connection=None, *, job_id: str = "", task_id: str = "") -> Worker:
+        """This process, in the cluster job and array task its caller read from the task environment."""
         try:
             start = psutil.Process().create_time()
         except psutil.Error:
@@ -136,7 +124,7 @@ class Worker:
             user = getpass.getuser()
         except (KeyError, OSError):
             user = str(os.getuid())
-        return cls(user=user, pid_start=start, sched_job_id=job, sched_task_id=task,
+        return cls(user=user, pid_start=start, sched_job_id=job_id, sched_task_id=task_id,
                    connection_id=getattr(connection, "connection_id", 0) or 0)
 
 
@@ -155,6 +143,42 @@ class Claim:
 
 
 @dataclass
+class ReserveRequest:
+    """What to reserve: keys of ``table_name`` in the order offered, and how.
+
+    ``done_table``/``key_columns``/``encoded``: skip keys whose row exists there already (``key_columns`` equal
+    to ``encoded``), so a key another worker made is never reserved again. ``want``: reserve at most that many,
+    the first free ones (offering more keys than wanted keeps a batch full when some are held).
+    ``then`` (MySQL): read-only statements sent in the same packet after the turn; their rows come back in
+    ``Taken.then``. ``begin_next`` (MySQL): the packet ends with BEGIN for the first key's make. ``hashes`` and
+    ``packed`` (the keys' hashes and blobs) may be given when the caller has them already.
+    """
+
+    table_name: str
+    keys: list[dict]
+    done_table: str | None = None
+    key_columns: list[str] = field(default_factory=list)
+    encoded: list[tuple] | None = None
+    want: int | None = None
+    then: list[tuple[str, tuple]] = field(default_factory=list)
+    begin_next: bool = False
+    hashes: list[str] | None = None
+    packed: list[bytes] | None = None
+
+    def __post_init__(self):
+        self.hashes = self.hashes or [key_hash(k) for k in self.keys]
+        self.packed = self.packed or [blob.pack(k) for k in self.keys]
+        self.encoded = self.encoded or [()] * len(self.keys)
+        if not self.done_table:
+            self.key_columns = []
+
+    @property
+    def limit(self) -> int | None:
+        """The row limit of the statement, when fewer keys are wanted than offered."""
+        return self.want if self.want is not None and self.want < len(self.keys) else None
+
+
+@dataclass
 class Taken:
     """What one reservation statement did: the claims won, and why the other keys were not."""
 
@@ -165,9 +189,58 @@ class Taken:
     then: list = field(default_factory=list)  # rows of each ``then`` statement, read in the same round trip
 
 
+@dataclass
+class Closing:
+    """The statements that end make's transaction for one claim. The one at ``fence_at`` must change exactly one
+    row (pass it as ``Connection.commit_with(..., one_row_at=fence_at)``), else the commit never runs.
+
+    Extra statements (a history row) may be appended: the fence keeps its position."""
+
+    statements: list[tuple[str, tuple]]
+    fence_at: int | None
+    claim: Claim | None = None
+
+    def error(self, pending) -> Exception | None:
+        """The commit's error, a reclaimed reservation recognised by the position of the statement that failed."""
+        err = pending.result()
+        if err is not None and self.claim is not None and pending.failed_at == self.fence_at:
+            lost = ReservationLostError(f"reservation of {self.claim.table_name} {self.claim.key} was reclaimed by "
+                                        "another worker: result rolled back")
+            lost.__cause__ = err
+            return lost
+        return err
+
+
+@dataclass
+class ReservedRow:
+    """A reservation as a reaper sees it."""
+
+    table_name: str
+    key_hash: str
+    token: str
+    owner: str
+    host: str
+    pid: int
+    pid_start: float
+    boot_id: str
+    sched_job_id: str
+    sched_task_id: str
+    connection_id: int
+    heartbeat_age: float | None
+    deaths: int
+    history: list
+    key: dict
+    position: int = 0  # order in its reservation batch: the worker makes its batch in this order
+
+
 def reserve_lock_name(schema: str, table_name: str) -> str:
     """The named lock that reservers of one table take turns on (MySQL limits names to 64 characters)."""
     return "djhpc-reserve:" + hashlib.sha1(f"{schema}.{table_name}".encode()).hexdigest()
+
+
+def lock_name(owner: str) -> str:
+    """The session-lock name of a worker (MySQL limits lock names to 64 characters)."""
+    return "djhpc:" + hashlib.sha1(owner.encode()).hexdigest()
 
 
 def truncate_message(message: str, limit: int = ERROR_MESSAGE_LIMIT) -> str:
@@ -178,12 +251,17 @@ def _now_text() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _safe_key(raw):
+    try:
+        return blob.unpack(bytes(raw)) if raw is not None else {}
+    except Exception:  # a damaged key must not stop the reaper
+        return {}
+
+
 class Reservations:
-    """The jobs table of one schema, seen through one connection."""
+    """The jobs table of one schema, seen through one connection: every statement that changes a jobs row."""
 
     def __init__(self, connection, schema: str, worker: Worker | None = None, *, lease_seconds: float | None = None):
-        from .liveness import LEASE_SECONDS
-
         self.connection = connection
         self.schema = schema
         self.worker = worker or Worker.current(connection)
@@ -193,14 +271,13 @@ class Reservations:
         self._heartbeat = None
         self._read_committed = True
         self._lock_skip_until = 0.0
+        self._offers: dict[tuple[int, int, bool], str] = {}  # (keys, key columns, limited) -> statement text
 
     # -------------------------------------------------------------- liveness
     def _start_liveness(self):
         """Before the first reservation: hold the session lock (MySQL) and start the heartbeat thread."""
         if self._heartbeat is not None:
             return
-        from .liveness import HEARTBEAT_SECONDS, Heartbeat
-
         if not self.connection.is_sqlite:
             try:
                 self._take_session_lock(self.connection)
@@ -212,8 +289,6 @@ class Reservations:
         self._heartbeat.start()
 
     def _take_session_lock(self, connection):
-        from .liveness import lock_name
-
         got = connection.run("take_session_lock", (lock_name(self.worker.owner),)).fetchone()[0]
         if got != 1:
             raise ReservationLostError("another session holds this worker's lock: is the owner id shared?")
@@ -228,8 +303,6 @@ class Reservations:
             if self._take_session_lock in self.connection.on_connect:
                 self.connection.on_connect.remove(self._take_session_lock)
             try:
-                from .liveness import lock_name
-
                 self.connection.run("release_session_lock", (lock_name(self.worker.owner),))
             except Exception:  # the lock goes with the session anyway
                 pass
@@ -242,14 +315,18 @@ class Reservations:
     def _run(self, name, params=()):
         return self.connection.run(name, params, jobs=self.jobs)
 
+    def _sql(self, name: str, **slots) -> str:
+        return self.connection.dialect.queries[name].format(jobs=self.jobs, **slots)
+
     def ensure_table(self):
         """Create the jobs table once per process and database (CREATE ... IF NOT EXISTS)."""
         marker = (self.connection.url.redacted, self.schema, os.getpid())
         if not self._ready and marker not in _created:
             if not self.connection.has_table(self.jobs):
                 self._run("create_jobs")
-                index = self.connection.dialect.table(self.schema, JOBS_TABLE + "__status")
-                self.connection.run("create_jobs_index", jobs=self.jobs, jobs_index=index)
+                if self.connection.is_sqlite:  # MySQL declares its indexes in CREATE TABLE
+                    index = self.connection.dialect.table(self.schema, JOBS_TABLE + "__status")
+                    self.connection.run("create_jobs_index", jobs=self.jobs, jobs_index=index)
             _created.add(marker)
         self._ready = True
 
@@ -260,140 +337,120 @@ class Reservations:
                 w.sched_task_id)
 
     # -------------------------------------------------------------- reserve
-    def reserve(self, table_name: str, keys: list[dict], *, done_table: str | None = None,
-                key_columns: list[str] | None = None, encoded: list[tuple] | None = None) -> list[Claim]:
-        """Reserve as many of ``keys`` as possible in one round trip; returns the claims won (see ``take``)."""
-        return self.take(table_name, keys, done_table=done_table, key_columns=key_columns, encoded=encoded).claims
+    def reserve(self, table_name: str, keys: list[dict], **options) -> list[Claim]:
+        """Reserve as many of ``keys`` as possible in one round trip; the claims won (``ReserveRequest`` options)."""
+        return self.take(ReserveRequest(table_name, keys, **options)).claims
 
-    def take(self, table_name: str, keys: list[dict], *, done_table: str | None = None,
-             key_columns: list[str] | None = None, encoded: list[tuple] | None = None,
-             begin_next: bool = False, want: int | None = None, hashes: list[str] | None = None,
-             packed: list[bytes] | None = None, then: list[tuple[str, tuple]] = ()) -> Taken:
-        """Reserve the keys of ``keys`` that nobody holds, in one round trip, and say why the others were not won.
+    def take(self, request: ReserveRequest) -> Taken:
+        """Reserve the keys of the request that nobody holds, in one round trip, and say why the others were not.
 
-        With ``done_table``, keys whose row exists there already (``key_columns`` equal to ``encoded``)
-        are skipped in the same statement, so a key finished by another worker is never reserved again.
         Reservers of one table take turns (SQLite's write lock; on MySQL a named lock taken and released in
         the same packet), so a key is skipped because it was seen held or done, never lost in a race.
-        ``want`` reserves at most that many, the first free ones in the order offered: offering more keys
-        than wanted lets the batch stay full when some of them turn out held. ``Taken.tried`` says how many
-        of the offered keys were looked at; the rest can be offered again.
-        ``then`` (MySQL): read-only statements sent in the same packet after the turn; their rows come back
-        in ``Taken.then``. ``begin_next`` (MySQL) ends the packet with BEGIN for the first key's make.
-        ``hashes`` and ``packed`` (the keys' hashes and blobs) may be passed when the caller has them already.
+        ``Taken.tried`` says how many of the offered keys were looked at; the rest can be offered again.
         """
-        if not keys:
-            return Taken([], 0, 0, 0, self._read_each(then))
+        if not request.keys:
+            return Taken([], 0, 0, 0, self._read_each(request.then))
         self.ensure_table()
         self._start_liveness()
         token = secrets.token_hex(16)
-        hashes = hashes or [key_hash(k) for k in keys]
-        packed = packed or [blob.pack(k) for k in keys]
-        limit = want if want is not None and want < len(keys) else None
-        statement = self._reserve_statement(table_name, hashes, packed, token, done_table, key_columns or [],
-                                            encoded or [()] * len(keys))
+        statement = self._reserve_statement(request, token)
         if self.connection.is_sqlite:
             # one statement is one write transaction: it reads the latest state under the write lock
-            sql, params = statement(limit)
-            won_count = self.connection.query(sql, params, context="reserve").rowcount
-            serialized = True
-            won = self._winners(table_name, token, hashes, won_count)
-            later = self._read_each(then)
+            won_count = self.connection.query(*statement, context="reserve").rowcount
+            won, serialized = self._winners(request, token, won_count), True
+            later = self._read_each(request.then)
         else:
-            won, serialized, later = self._reserve_in_turn(table_name, token, statement, limit, begin_next, then)
-        tried = len(keys)
+            won, serialized, later = self._reserve_in_turn(request, token, statement)
+        return self._taken(request, token, won, serialized, later)
+
+    @staticmethod
+    def _taken(request: ReserveRequest, token, won: set, serialized: bool, later: list) -> Taken:
+        tried = len(request.keys)
+        limit = request.limit
         if limit is not None and won and (len(won) >= limit or not serialized):
             # the statement stopped at its limit: keys after the last one won were not looked at (without a
             # turn, a key may have been passed over for a race; it is offered again, and skipped if held)
-            tried = 1 + max(i for i, h in enumerate(hashes) if h in won)
-        claims = [Claim(table_name, k, h, token) for k, h in zip(keys[:tried], hashes[:tried], strict=True)
-                  if h in won]
+            tried = 1 + max(i for i, h in enumerate(request.hashes) if h in won)
+        claims = [Claim(request.table_name, k, h, token)
+                  for k, h in zip(request.keys[:tried], request.hashes[:tried], strict=True) if h in won]
         missed = tried - len(claims)
         return Taken(claims, missed if serialized else 0, 0 if serialized else missed, tried, later)
 
-    def _reserve_statement(self, table_name, hashes, packed, token, done_table, key_columns, encoded):
-        """A function of the row limit that returns the reservation statement and its parameters."""
+    def _reserve_statement(self, request: ReserveRequest, token) -> tuple[str, tuple]:
+        """The named ``reserve`` statement for this many keys, and its parameters."""
+        ncols = len(request.key_columns)
+        shape = (len(request.keys), ncols, request.limit is not None, request.done_table or "")
+        sql = self._offers.get(shape)
+        if sql is None:
+            sql = self._reserve_text(request, shape)
+            self._offers[shape] = sql
+        params = [*self._identity(), token]
+        for i, (h, p, enc) in enumerate(zip(request.hashes, request.packed, request.encoded, strict=True)):
+            params += [request.table_name, h, p, i, *enc]
+        if request.limit is not None:
+            params.append(int(request.limit))
+        return sql, tuple(params)
+
+    def _reserve_text(self, request: ReserveRequest, shape) -> str:
+        """Fill the slots of the ``reserve`` block: the offered rows (placeholders only) and quoted names."""
         d = self.connection.dialect
-        q, ph = d.quote, d.placeholder
-        rows_sql, params = [], []
-        for i, (h, p, enc) in enumerate(zip(hashes, packed, encoded, strict=True)):
-            cols = [ph, ph, ph, ph] + [ph] * len(key_columns)
-            if i == 0:
-                names = ["_tn", "_kh", "_k", "_pos"] + [f"_c{j}" for j in range(len(key_columns))]
-                cols = [f"{c} AS {n}" for c, n in zip(cols, names, strict=True)]
-            rows_sql.append("SELECT " + ", ".join(cols))
-            params += [table_name, h, p, i, *enc]
-        identity = self._identity()
-        head = [ph] * len(identity)
-        insert_cols = ["table_name", "key_hash", "status", "key", "user", "host", "pid", "connection_id",
-                       "owner", "pid_start", "boot_id", "sched_job_id", "sched_task_id", "token", "attempts",
-                       "heartbeat_at", "position"]
-        verb = "INSERT IGNORE" if d.name == "mysql" else "INSERT OR IGNORE"
-        sql = (
-            f"{verb} INTO {self.jobs} ({', '.join(q(c) for c in insert_cols)}) "
-            f"SELECT v._tn, v._kh, 'reserved', v._k, {', '.join(head)}, {ph}, 1, {d.now}, v._pos "
-            f"FROM ({' UNION ALL '.join(rows_sql)}) AS v "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {self.jobs} AS j WHERE j.{q('table_name')} = v._tn "
-            f"AND j.{q('key_hash')} = v._kh)"
-        )
-        if done_table and key_columns:
-            match = " AND ".join(f"t.{q(c)} = v._c{j}" for j, c in enumerate(key_columns))
-            sql += f" AND NOT EXISTS (SELECT 1 FROM {done_table} AS t WHERE {match})"
-        params = (*identity, token, *params)
-
-        def statement(limit):
-            return (sql + f" ORDER BY v._pos LIMIT {int(limit)}" if limit is not None else sql), params
-
-        return statement
+        n, ncols = shape[0], shape[1]
+        names = ["_tn", "_kh", "_k", "_pos"] + [f"_c{j}" for j in range(ncols)]
+        first = "SELECT " + ", ".join(f"{d.placeholder} AS {name}" for name in names)
+        other = "SELECT " + ", ".join([d.placeholder] * len(names))
+        offer = " UNION ALL ".join([first] + [other] * (n - 1))
+        done = ""
+        if request.done_table and ncols:
+            match = " AND ".join(f"t.{d.quote(c)} = v._c{j}" for j, c in enumerate(request.key_columns))
+            done = " " + d.queries["reserve_skip_done"].format(done=request.done_table, match=match)
+        limit = d.queries["reserve_limit"] if request.limit is not None else ""
+        return self._sql("reserve", offer=offer, skip_done=done, limit=limit)
 
     def _read_each(self, statements) -> list:
         """The rows of each read, one statement at a time (where they cannot ride in a reservation's packet)."""
         return [self.connection.query(sql, params, context="reserve").fetchall() for sql, params in statements]
 
-    def _winners(self, table_name, token, hashes, won_count) -> set[str]:
+    def _winners(self, request: ReserveRequest, token, won_count) -> set[str]:
         if won_count <= 0:
             return set()
-        if won_count == len(hashes):
-            return set(hashes)
-        return {r[0] for r in self._run("winners", (table_name, token)).fetchall()}
+        if won_count == len(request.hashes):
+            return set(request.hashes)
+        return {r[0] for r in self._run("winners", (request.table_name, token)).fetchall()}
 
-    def _reserve_in_turn(self, table_name, token, statement, limit, begin_next=False, then=()):
+    def _reserve_in_turn(self, request: ReserveRequest, token, statement):
         """MySQL: take the table's reservation lock, reserve, read the winners and drop the lock, in one packet
         (with the ``then`` reads after it). Returns (hashes won, whether it was in turn, rows of each read).
 
         The lock is waited for at most RESERVE_LOCK_WAIT seconds; past that (a holder stuck mid-packet) the
         statement runs anyway, unserialized but still correct (INSERT IGNORE), and the lock is skipped for a
-        while. The reservation reads committed rows,
-        not locking ones, so it never deadlocks with completions.
+        while. The reservation reads committed rows, not locking ones, so it never deadlocks with completions.
         """
-        import time
-
-        q = self.connection.dialect.queries
-        lock = reserve_lock_name(self.schema, table_name)
+        lock = reserve_lock_name(self.schema, request.table_name)
         use_lock = time.monotonic() >= self._lock_skip_until
-        statements = [(q["take_reserve_lock"], (lock, RESERVE_LOCK_WAIT))] if use_lock else []
+        statements = [(self._sql("take_reserve_lock"), (lock, RESERVE_LOCK_WAIT))] if use_lock else []
         if self._read_committed:
-            statements.append((q["read_committed_next"], ()))
-        statements += [statement(limit), (q["winners"].format(jobs=self.jobs), (table_name, token))]
+            statements.append((self._sql("read_committed_next"), ()))
+        statements += [statement, (self._sql("winners"), (request.table_name, token))]
         winners_at = len(statements) - 1
         if use_lock:
-            statements.append((q["release_reserve_lock"], (lock,)))
-        statements += list(then)
+            statements.append((self._sql("release_reserve_lock"), (lock,)))
+        statements += list(request.then)
         try:
-            results = self.connection.script(statements, begin_next=begin_next, context="reserve")
+            results = self.connection.script(statements, begin_next=request.begin_next, context="reserve")
         except DatabaseError as e:
             if use_lock:
                 self._drop_reserve_lock(lock)
-            if getattr(e, "code", 0) == 1665 and self._read_committed:
+            if e.code == 1665 and self._read_committed:
                 # binlog_format=STATEMENT refuses READ COMMITTED writes: reserve with locking reads instead
                 self._read_committed = False
-                return self._reserve_in_turn(table_name, token, statement, limit, begin_next, then)
+                return self._reserve_in_turn(request, token, statement)
             raise
         got_lock = use_lock and results[0][1] and results[0][1][0][0] == 1
         if use_lock and not got_lock:
             log.warning("waited %ss for the reservation lock of %s: reserving without it for a minute",
-                        RESERVE_LOCK_WAIT, table_name)
+                        RESERVE_LOCK_WAIT, request.table_name)
             self._lock_skip_until = time.monotonic() + 60
+        then = request.then
         later = [rows for _, rows in results[len(results) - len(then):]] if then else []
         return {r[0] for r in results[winners_at][1]}, got_lock, later
 
@@ -420,8 +477,8 @@ class Reservations:
         params = (token, w.owner, w.user, w.host, w.pid, w.connection_id, w.pid_start, w.boot_id,
                   w.sched_job_id, w.sched_task_id, table_name, *hashes)
         marks = ", ".join([self.connection.dialect.placeholder] * len(hashes))
-        sql = self.connection.dialect.queries["claim_pending"].format(jobs=self.jobs, hashes=marks)
-        if self.connection.query(sql, params, context="claim_pending").rowcount == 0:
+        if self.connection.query(self._sql("claim_pending", hashes=marks), params,
+                                 context="claim_pending").rowcount == 0:
             return []
         claims = []
         for h, k, attempts, failures, deaths, history in self._run("claimed", (table_name, token)).fetchall():
@@ -430,20 +487,22 @@ class Reservations:
         return claims
 
     # -------------------------------------------------------------- finish
+    def closing(self, claim: Claim | None) -> Closing:
+        """The statements that end make's transaction, the same on both dialects: the fenced DELETE, which must
+        remove exactly this reservation, so a reclaimed key's make never commits. Run them with
+        ``Connection.commit_with(closing.statements, one_row_at=closing.fence_at)`` and ask ``Closing.error``
+        what became of the commit."""
+        if claim is None:
+            return Closing([], None)
+        return Closing([(self._sql("complete"), (claim.table_name, claim.key_hash, claim.token))], 0, claim)
+
     def complete(self, claim: Claim):
-        """Remove the reservation; run it inside make's transaction, just before the commit."""
+        """Remove the reservation inside the caller's open transaction, just before its commit."""
         cur = self._run("complete", (claim.table_name, claim.key_hash, claim.token))
         if cur.rowcount != 1:
             raise ReservationLostError(
                 f"reservation of {claim.table_name} {claim.key} was reclaimed by another worker: result rolled back"
             )
-
-    def complete_statements(self, claim: Claim) -> list[tuple[str, tuple]]:
-        """MySQL: the completion as statements for ``Connection.commit_batch``: the fenced DELETE and a check
-        that fails unless it removed exactly this reservation (so a reclaimed key's make never commits)."""
-        q = self.connection.dialect.queries
-        return [(q["complete"].format(jobs=self.jobs), (claim.table_name, claim.key_hash, claim.token)),
-                (q["fence_check"], ())]
 
     def fail(self, claim: Claim, message: str, stack: str, *, max_attempts: int = 1,
              retry_delay_seconds: float = 0) -> str:
@@ -479,8 +538,51 @@ class Reservations:
             out[status] = int(n)
         return out
 
+    def count_statement(self, table_name: str, status: str) -> tuple[str, tuple]:
+        """(sql, params) counting one table's jobs rows of one status: sent along with other counts."""
+        return self._sql("count_status"), (table_name, status)
+
+    def held_and_holders_statement(self, table_name: str) -> tuple[str, tuple]:
+        """(sql, params) counting the keys reserved and their holders: sent along with a reservation."""
+        return self._sql("held_and_holders"), (table_name,)
+
     def heartbeat(self) -> int:
+        """Renew the lease of every reservation of this worker."""
         return self._run("heartbeat", (self.worker.owner,)).rowcount
+
+    # -------------------------------------------------------------- reclaim (see liveness.py for who is dead)
+    def reserved_rows(self) -> list[ReservedRow]:
+        self.ensure_table()
+        out = []
+        for r in self._run("reserved_rows").fetchall():
+            out.append(ReservedRow(r[0], r[1], r[2], r[3], r[4], int(r[5]), float(r[6]), r[7], r[8], r[9],
+                                   int(r[10]), None if r[11] is None else float(r[11]), int(r[12]),
+                                   json.loads(r[13]) if r[13] else [], _safe_key(r[14]), int(r[15])))
+        return out
+
+    def reclaim(self, row: ReservedRow, *, status: str, death: bool, history: list, message: str) -> bool:
+        """Take a dead worker's reservation back (compare-and-set on its token); False if another was first."""
+        cur = self._run("reclaim", (status, 1 if death else 0, json.dumps(history), message,
+                                    row.table_name, row.key_hash, row.token))
+        return cur.rowcount == 1
+
+    def server_uptime(self) -> float | None:
+        """Seconds since the database server started (MySQL; None on SQLite, which has no server)."""
+        if self.connection.is_sqlite:
+            return None
+        return float(self._run("server_uptime").fetchone()[0])
+
+    def free_session_locks(self, owners: list[str]) -> dict[str, bool]:
+        """MySQL: whether each owner's session lock is free (its session is gone)."""
+        marks = ", ".join([self._sql("is_free_lock")] * len(owners))
+        flags = self.connection.query(f"SELECT {marks}", [lock_name(o) for o in owners],
+                                      context="is_free_lock").fetchone()
+        return {o: bool(f) for o, f in zip(owners, flags, strict=True)}
+
+    def session_of(self, owner: str) -> int | None:
+        """MySQL: the connection id holding an owner's session lock, if any."""
+        holder = self._run("session_holder", (lock_name(owner),)).fetchone()[0]
+        return int(holder) if holder else None
 
     # -------------------------------------------------------------- helpers
     def _attempt(self, outcome: str, message: str = "") -> dict:
@@ -491,3 +593,41 @@ class Reservations:
     def _scrub(self, text: str) -> str:
         password = getattr(self.connection.url, "password", "")
         return text.replace(password, "***") if password and len(password) >= 3 else text
+
+
+class Heartbeat:
+    """Renews a worker's reservations from a thread with its own connection (make holds the main one)."""
+
+    def __init__(self, reservations: Reservations, interval_seconds: float):
+        self.res = reservations
+        self.interval = interval_seconds
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self):
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="djhpc-heartbeat", daemon=True)
+            self._thread.start()
+
+    def _loop(self):
+        connection = None
+        while not self._stop.wait(self.interval):
+            try:
+                if connection is None:
+                    connection = type(self.res.connection)(self.res.connection.url)
+                    mirror = Reservations(connection, self.res.schema, self.res.worker)
+                    mirror._ready = True
+                mirror.heartbeat()
+            except Exception as e:  # a missed beat is harmless if the next one lands within the lease
+                log.info("heartbeat failed (%s); trying again", e)
+                if connection is not None:
+                    connection.close()
+                connection = None
+        if connection is not None:
+            connection.close()
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

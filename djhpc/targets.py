@@ -12,7 +12,7 @@ from .errors import DjhpcError, UsageError
 
 def load_target(target: str, *, base: Path | None = None):
     """The table class named by ``target``; it must be a declared Computed or Imported table."""
-    from .populate import AutoPopulate
+    from .autopopulate import AutoPopulate
 
     if not isinstance(target, str) or ":" not in target:
         raise UsageError(f"target {target!r} must look like module:Class or path/to/pipeline.py:Class")

@@ -293,7 +293,7 @@ def test_password_never_reaches_an_error_row(pipeline, db, monkeypatch):
 
 
 def test_a_walk_hands_out_keys_in_order_and_reads_on_when_asked(backend, schema_name, monkeypatch, tmp_path):
-    from djhpc.populate import KeyWalker
+    from djhpc.keywalk import KeyWalker
 
     p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
     p.Item.insert([{"item": i, "value": i} for i in range(20)])
@@ -311,7 +311,7 @@ def test_a_walk_hands_out_keys_in_order_and_reads_on_when_asked(backend, schema_
 
 
 def test_a_walk_from_the_middle_wraps_round_to_its_start(backend, schema_name, monkeypatch, tmp_path):
-    from djhpc.populate import KeyWalker
+    from djhpc.keywalk import KeyWalker
 
     p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
     p.Item.insert([{"item": i, "value": i} for i in range(10)])
@@ -350,7 +350,7 @@ def test_an_error_read_from_a_commit_reply_is_raised_once_the_loop_has_wound_dow
 
 
 def test_batches_shrink_to_one_key_as_the_keys_run_out():
-    from djhpc.populate import MAX_BATCH, end_game_batch
+    from djhpc.batching import MAX_BATCH, end_game_batch
 
     assert end_game_batch(left=100_000, held=40, holders=8) == MAX_BATCH  # far from the end: no limit of its own
     assert end_game_batch(left=96, held=16, holders=8) == 5  # 80 free keys, 8 workers: 5 each at most

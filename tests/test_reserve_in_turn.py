@@ -15,7 +15,7 @@ from support.reservations import quiet
 import djhpc as dj
 from djhpc import reservation
 from djhpc.errors import DatabaseError
-from djhpc.reservation import reserve_lock_name
+from djhpc.reservation import ReserveRequest, reserve_lock_name
 
 
 def keys_and_encoded(n, start=0):
@@ -25,10 +25,10 @@ def keys_and_encoded(n, start=0):
 def test_keys_held_or_made_are_seen_not_lost(db, schema, target):
     a, b = quiet(db, schema.database), quiet(db, schema.database)
     keys, enc = keys_and_encoded(6)
-    first = a.take("__t", keys[:3], done_table=target, key_columns=["k"], encoded=enc[:3])
+    first = a.take(ReserveRequest("__t", keys[:3], done_table=target, key_columns=["k"], encoded=enc[:3]))
     assert [c.key for c in first.claims] == keys[:3] and (first.seen_taken, first.lost) == (0, 0)
     db.query(f"INSERT INTO {target} VALUES ({db.dialect.placeholder})", (5,))  # made elsewhere
-    second = b.take("__t", keys, done_table=target, key_columns=["k"], encoded=enc)
+    second = b.take(ReserveRequest("__t", keys, done_table=target, key_columns=["k"], encoded=enc))
     assert [c.key for c in second.claims] == [{"k": 3}, {"k": 4}]
     assert (second.seen_taken, second.lost) == (4, 0)
 
@@ -39,7 +39,8 @@ def _reserve_all(url, schema, target, n, out):
     keys, enc = keys_and_encoded(n)
     won = lost = seen = 0
     for i in range(0, n, 5):  # every process walks the same keys in the same order: the worst case
-        taken = jobs.take("__t", keys[i:i + 5], done_table=target, key_columns=["k"], encoded=enc[i:i + 5])
+        taken = jobs.take(ReserveRequest("__t", keys[i:i + 5], done_table=target, key_columns=["k"],
+                                         encoded=enc[i:i + 5]))
         won += len(taken.claims)
         lost += taken.lost
         seen += taken.seen_taken
@@ -72,7 +73,8 @@ def test_reserving_is_one_round_trip_and_can_begin_the_next_transaction(db, sche
     jobs.ensure_table()
     keys, enc = keys_and_encoded(8)
     with db.counting() as c:
-        taken = jobs.take("__t", keys, done_table=target, key_columns=["k"], encoded=enc, begin_next=True)
+        taken = jobs.take(ReserveRequest("__t", keys, done_table=target, key_columns=["k"], encoded=enc,
+                                         begin_next=True))
     assert len(taken.claims) == 8 and c["statements"] == 1
     assert db.in_transaction is False
     with db.counting() as c:
@@ -95,14 +97,14 @@ def test_a_stuck_turn_holder_delays_others_briefly_then_they_reserve_without_tur
     try:
         keys, enc = keys_and_encoded(4)
         t0 = time.monotonic()
-        taken = jobs.take("__t", keys, done_table=target, key_columns=["k"], encoded=enc)
+        taken = jobs.take(ReserveRequest("__t", keys, done_table=target, key_columns=["k"], encoded=enc))
         assert 0.25 < time.monotonic() - t0 < 5
         assert len(taken.claims) == 4
         assert "reserving without it" in caplog.text
         t0 = time.monotonic()  # for a while it does not wait again
         more_keys, more_enc = keys_and_encoded(4, start=4)
-        extra = jobs.take("__t", more_keys + keys[:1], done_table=target, key_columns=["k"],
-                          encoded=more_enc + enc[:1])
+        extra = jobs.take(ReserveRequest("__t", more_keys + keys[:1], done_table=target, key_columns=["k"],
+                          encoded=more_enc + enc[:1]))
         assert time.monotonic() - t0 < 0.25
         assert len(extra.claims) == 4 and (extra.seen_taken, extra.lost) == (0, 1)  # no turn: counted as lost
     finally:
@@ -128,7 +130,7 @@ def test_statement_binlog_falls_back_to_locking_reads(db, schema, target, monkey
 
     monkeypatch.setattr(db, "script", script)
     keys, enc = keys_and_encoded(3)
-    taken = jobs.take("__t", keys, done_table=target, key_columns=["k"], encoded=enc)
+    taken = jobs.take(ReserveRequest("__t", keys, done_table=target, key_columns=["k"], encoded=enc))
     assert len(taken.claims) == 3 and len(sent) == 2
     assert not any("READ COMMITTED" in t for t in sent[1])
 
@@ -136,15 +138,15 @@ def test_statement_binlog_falls_back_to_locking_reads(db, schema, target, monkey
 def test_an_offer_larger_than_wanted_fills_the_batch_past_held_keys(db, schema, target):
     a, b = quiet(db, schema.database), quiet(db, schema.database)
     keys, enc = keys_and_encoded(10)
-    a.take("__t", [keys[1], keys[2]], done_table=target, key_columns=["k"], encoded=[enc[1], enc[2]])
+    a.take(ReserveRequest("__t", [keys[1], keys[2]], done_table=target, key_columns=["k"], encoded=[enc[1], enc[2]]))
     db.query(f"INSERT INTO {target} VALUES ({db.dialect.placeholder})", (4,))  # made elsewhere
-    taken = b.take("__t", keys, done_table=target, key_columns=["k"], encoded=enc, want=3)
+    taken = b.take(ReserveRequest("__t", keys, done_table=target, key_columns=["k"], encoded=enc, want=3))
     assert [c.key["k"] for c in taken.claims] == [0, 3, 5]  # the first three free ones, in the order offered
     assert taken.tried == 6  # keys 6..9 were not looked at: they can be offered again
     assert (taken.seen_taken, taken.lost) == (3, 0)
-    rest = b.take("__t", keys[6:], done_table=target, key_columns=["k"], encoded=enc[6:], want=3)
+    rest = b.take(ReserveRequest("__t", keys[6:], done_table=target, key_columns=["k"], encoded=enc[6:], want=3))
     assert [c.key["k"] for c in rest.claims] == [6, 7, 8] and rest.tried == 3
-    short = b.take("__t", keys[8:], done_table=target, key_columns=["k"], encoded=enc[8:], want=3)
+    short = b.take(ReserveRequest("__t", keys[8:], done_table=target, key_columns=["k"], encoded=enc[8:], want=3))
     assert [c.key["k"] for c in short.claims] == [9] and short.tried == 2 and short.seen_taken == 1
 
 
@@ -155,8 +157,8 @@ def test_reads_sent_with_the_reservation_come_back_in_the_same_round_trip(db, sc
     keys, enc = keys_and_encoded(4)
     db.query(f"INSERT INTO {target} VALUES (%s), (%s)", (7, 8))
     with db.counting() as c:
-        taken = jobs.take("__t", keys, done_table=target, key_columns=["k"], encoded=enc, want=2,
-                          then=[(f"SELECT k FROM {target} WHERE k > %s ORDER BY k", (6,))], begin_next=True)
+        taken = jobs.take(ReserveRequest("__t", keys, done_table=target, key_columns=["k"], encoded=enc, want=2,
+                          then=[(f"SELECT k FROM {target} WHERE k > %s ORDER BY k", (6,))], begin_next=True))
     assert c["statements"] == 1
     assert [cl.key["k"] for cl in taken.claims] == [0, 1] and taken.then == [[(7,), (8,)]]
     assert not db.query("SELECT IS_USED_LOCK(%s)", (reserve_lock_name(schema.database, "__t"),)).fetchone()[0]

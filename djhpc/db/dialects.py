@@ -20,11 +20,11 @@ from ..errors import (
     DuplicateError,
     LostConnectionError,
     QueryError,
-    ReservationLostError,
     TransientError,
 )
 
 _BLOCK = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.M)
+_ONLY = re.compile(r"^--\s*only:\s*(\w+)", re.M)
 
 
 @cache
@@ -37,6 +37,19 @@ def load_queries(filename: str) -> dict[str, str]:
         lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
         queries[name] = "\n".join(lines).strip().rstrip(";")
     return queries
+
+
+@cache
+def one_dialect_names(filename: str) -> dict[str, str]:
+    """Names whose block says ``-- only: DIALECT``: statements that exist in that dialect alone."""
+    text = resources.files("djhpc.db").joinpath(filename).read_text(encoding="utf-8")
+    parts = _BLOCK.split(text)
+    out = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        m = _ONLY.search(body)
+        if m:
+            out[name] = m.group(1)
+    return out
 
 
 class Dialect:
@@ -102,8 +115,6 @@ class MySQLDialect(Dialect):
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
         msg = " ".join((str(exc.args[1]) if len(exc.args) > 1 else str(exc)).split())  # messages are one line
         where = f"{context}: " if context else ""
-        if code == 1242 and context == "complete":
-            return ReservationLostError("this worker's reservation was reclaimed by another: result rolled back")
         if code == 1062:
             return DuplicateError(f"{where}duplicate primary key ({msg}): use skip_duplicates=True to skip it")
         if code == 1452:

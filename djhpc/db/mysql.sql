@@ -59,6 +59,9 @@ ON DUPLICATE KEY UPDATE `status` = IF(`status` = 'reserved', `status`, 'ignore')
 -- name: count_by_status
 SELECT `status`, COUNT(*) FROM {jobs} WHERE `table_name` = %s GROUP BY `status`
 
+-- name: count_status
+SELECT COUNT(*) FROM {jobs} WHERE `table_name` = %s AND `status` = %s
+
 -- name: held_and_holders
 SELECT COUNT(*), COUNT(DISTINCT `owner`) FROM {jobs} WHERE `table_name` = %s AND `status` = 'reserved'
 
@@ -71,9 +74,6 @@ UPDATE {jobs} SET `status` = 'reserved', `token` = %s, `owner` = %s, `user` = %s
   `connection_id` = %s, `pid_start` = %s, `boot_id` = %s, `sched_job_id` = %s, `sched_task_id` = %s,
   `attempts` = `attempts` + 1, `heartbeat_at` = UTC_TIMESTAMP(6), `timestamp` = UTC_TIMESTAMP(6)
 WHERE `table_name` = %s AND `key_hash` IN ({hashes}) AND `status` = 'pending'
-
--- name: create_jobs_index
-SELECT 1
 
 -- name: claimed
 SELECT `key_hash`, `key`, `attempts`, `failures`, `deaths`, `history` FROM {jobs}
@@ -94,12 +94,15 @@ UPDATE {jobs} SET `status` = %s, `token` = '', `owner` = '', `deaths` = `deaths`
 WHERE `table_name` = %s AND `key_hash` = %s AND `token` = %s AND `status` = 'reserved'
 
 -- name: server_uptime
+-- only: mysql
 SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'
 
 -- name: take_session_lock
+-- only: mysql
 SELECT GET_LOCK(%s, 0)
 
 -- name: release_session_lock
+-- only: mysql
 SELECT RELEASE_LOCK(%s)
 
 -- name: token_of
@@ -190,15 +193,49 @@ GROUP BY `table_name`, `error_message`
 SELECT COUNT(*) FROM {table}
 
 -- name: fence_check
+-- only: mysql (Connection.commit_with's one_row_at; SQLite reads the row count itself)
 -- fails (error 1242) unless the statement before it changed exactly one row: the server then runs nothing
 -- more of the batch, so a make whose reservation was reclaimed never reaches its COMMIT
 SELECT IF(ROW_COUNT() = 1, 0, (SELECT 1 UNION ALL SELECT 2))
 
+-- name: reserve
+-- Reserve the offered keys nobody holds (and, with {skip_done}, nobody made), in the order offered.
+-- Slots: {jobs} the quoted jobs table; {offer} one row of placeholders per key, "SELECT %s AS _tn, %s AS _kh,
+-- %s AS _k, %s AS _pos[, %s AS _c0, ...] UNION ALL SELECT %s, ..."; {skip_done} the reserve_skip_done block
+-- or nothing; {limit} the reserve_limit block or nothing. Parameters: the worker's identity, the token, each
+-- key's row, the limit.
+INSERT IGNORE INTO {jobs} (`table_name`, `key_hash`, `status`, `key`, `user`, `host`, `pid`, `connection_id`,
+  `owner`, `pid_start`, `boot_id`, `sched_job_id`, `sched_task_id`, `token`, `attempts`, `heartbeat_at`,
+  `position`)
+SELECT v._tn, v._kh, 'reserved', v._k, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, UTC_TIMESTAMP(6), v._pos
+FROM ({offer}) AS v
+WHERE NOT EXISTS (SELECT 1 FROM {jobs} AS j WHERE j.`table_name` = v._tn AND j.`key_hash` = v._kh){skip_done}
+{limit}
+
+-- name: reserve_skip_done
+-- Slots: {done} the quoted target table; {match} "t.`col` = v._c0 AND ..." over its quoted key columns.
+ AND NOT EXISTS (SELECT 1 FROM {done} AS t WHERE {match})
+
+-- name: reserve_limit
+ORDER BY v._pos LIMIT %s
+
 -- name: take_reserve_lock
+-- only: mysql
 SELECT GET_LOCK(%s, %s)
 
 -- name: release_reserve_lock
+-- only: mysql
 SELECT RELEASE_LOCK(%s)
 
 -- name: read_committed_next
+-- only: mysql
 SET TRANSACTION ISOLATION LEVEL READ COMMITTED
+
+-- name: is_free_lock
+-- only: mysql
+-- one column of a SELECT per owner: whether its session lock is free
+IS_FREE_LOCK(%s)
+
+-- name: session_holder
+-- only: mysql
+SELECT IS_USED_LOCK(%s)

@@ -60,6 +60,9 @@ ON CONFLICT ("table_name", "key_hash") DO UPDATE SET "status" =
 -- name: count_by_status
 SELECT "status", COUNT(*) FROM {jobs} WHERE "table_name" = ? GROUP BY "status"
 
+-- name: count_status
+SELECT COUNT(*) FROM {jobs} WHERE "table_name" = ? AND "status" = ?
+
 -- name: held_and_holders
 SELECT COUNT(*), COUNT(DISTINCT "owner") FROM {jobs} WHERE "table_name" = ? AND "status" = 'reserved'
 
@@ -75,6 +78,7 @@ UPDATE {jobs} SET "status" = 'reserved', "token" = ?, "owner" = ?, "user" = ?, "
 WHERE "table_name" = ? AND "key_hash" IN ({hashes}) AND "status" = 'pending'
 
 -- name: create_jobs_index
+-- only: sqlite (MySQL declares the index in create_jobs)
 CREATE INDEX IF NOT EXISTS {jobs_index} ON {jobs} ("table_name", "status")
 
 -- name: claimed
@@ -96,15 +100,6 @@ UPDATE {jobs} SET "status" = ?, "token" = '', "owner" = '', "deaths" = "deaths" 
   "error_message" = ?, "retry_after" = strftime('%Y-%m-%d %H:%M:%f', 'now'),
   "timestamp" = strftime('%Y-%m-%d %H:%M:%f', 'now')
 WHERE "table_name" = ? AND "key_hash" = ? AND "token" = ? AND "status" = 'reserved'
-
--- name: server_uptime
-SELECT 1000000000
-
--- name: take_session_lock
-SELECT ?
-
--- name: release_session_lock
-SELECT ?
 
 -- name: token_of
 SELECT "token" FROM {jobs} WHERE "table_name" = ? AND "key_hash" = ?
@@ -189,15 +184,20 @@ GROUP BY "table_name", "error_message"
 -- name: count_rows
 SELECT COUNT(*) FROM {table}
 
--- name: fence_check
--- (SQLite completes with complete + rowcount; this name exists so both files define the same queries)
-SELECT 0
+-- name: reserve
+-- As in mysql.sql; one statement is one write transaction, so it reads the latest state under the write lock.
+INSERT OR IGNORE INTO {jobs} ("table_name", "key_hash", "status", "key", "user", "host", "pid", "connection_id",
+  "owner", "pid_start", "boot_id", "sched_job_id", "sched_task_id", "token", "attempts", "heartbeat_at",
+  "position")
+SELECT v._tn, v._kh, 'reserved', v._k, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, strftime('%Y-%m-%d %H:%M:%f', 'now'),
+  v._pos
+FROM ({offer}) AS v
+WHERE NOT EXISTS (SELECT 1 FROM {jobs} AS j WHERE j."table_name" = v._tn AND j."key_hash" = v._kh){skip_done}
+{limit}
 
--- name: take_reserve_lock
-SELECT ?, ?
+-- name: reserve_skip_done
+ AND NOT EXISTS (SELECT 1 FROM {done} AS t WHERE {match})
 
--- name: release_reserve_lock
-SELECT ?
+-- name: reserve_limit
+ORDER BY v._pos LIMIT ?
 
--- name: read_committed_next
-SELECT 1

@@ -21,7 +21,7 @@ def test_queued_inserts_go_with_the_commit(db, target):
     db.query(f"INSERT INTO {target} VALUES (%s)", (1,))
     db.query(f"INSERT INTO {target} (k) VALUES (%s)", [(2,), (3,)], many=True)
     assert db.stats.statements == before  # nothing sent yet
-    db.commit_batch([("SELECT 1", ())])
+    db.commit_with([("SELECT 1", ())])
     assert db.stats.statements == before + 1
     db.drop_deferred()
     assert rows(db, target) == [1, 2, 3]
@@ -39,11 +39,11 @@ def test_a_read_sends_the_queued_inserts_first(db, target):
 def test_a_commit_not_waited_for_is_confirmed_before_the_next_statement(db, target):
     db.start_transaction()
     db.query(f"INSERT INTO {target} VALUES (%s)", (1,))
-    sent = db.commit_batch([], wait=False)
+    pending = db.commit_with([], wait=False)
     other = dj.Connection(db.url)
     try:
         assert rows(db, target) == [1]  # this statement read the commit's reply first
-        assert db.outcome(sent) is None
+        assert pending.result() is None
         assert rows(other, target) == [1]
     finally:
         other.close()
@@ -55,16 +55,16 @@ def test_a_failed_commit_is_kept_for_its_owner_and_the_next_transaction_goes_on(
     db.defer_writes = True
     db.query(f"INSERT INTO {target} VALUES (%s)", (2,))
     db.query(f"INSERT INTO {target} VALUES (%s)", (1,))  # a duplicate: the packet stops here
-    sent = db.commit_batch([], begin_next=True, wait=False)
+    pending = db.commit_with([], begin_next=True, wait=False)
     db.defer_writes = False
     db.start_transaction()  # begun by the packet, had it not failed
     db.query(f"INSERT INTO {target} VALUES (%s)", (3,))  # reads the reply: rolled back, begun again
     db.commit()
-    err = db.outcome(sent)
+    err = pending.result()
     assert isinstance(err, DuplicateError)
     assert "queued at test_connection.py:" in str(err)
     assert rows(db, target) == [1, 3]  # 2 went with the failed commit; 3 in a transaction of its own
-    assert db.outcome(sent) is None  # told once
+    assert pending.result() is err  # the same answer however often it is asked
 
 
 def test_a_connection_lost_before_the_reply_says_so_and_loses_the_open_transaction(db, target):
@@ -72,12 +72,12 @@ def test_a_connection_lost_before_the_reply_says_so_and_loses_the_open_transacti
     try:
         db.start_transaction()
         db.query(f"INSERT INTO {target} VALUES (%s)", (1,))
-        sent = db.commit_batch([("SELECT SLEEP(5)", ())], begin_next=True, wait=False)
+        pending = db.commit_with([("SELECT SLEEP(5)", ())], begin_next=True, wait=False)
         other.query(f"KILL {int(db.connection_id)}")
         db.start_transaction()
         with pytest.raises(LostConnectionError):
             db.query(f"INSERT INTO {target} VALUES (%s)", (2,))
-        assert isinstance(db.outcome(sent), LostConnectionError)
+        assert isinstance(pending.result(), LostConnectionError)
         db.rollback()
         assert rows(db, target) == []  # reconnects; the killed packet never reached its COMMIT
     finally:
@@ -87,7 +87,7 @@ def test_a_connection_lost_before_the_reply_says_so_and_loses_the_open_transacti
 def test_a_reply_read_half_way_when_a_signal_arrives_leaves_the_outcome_unknown(db, target, monkeypatch):
     db.start_transaction()
     db.query(f"INSERT INTO {target} VALUES (%s)", (1,))
-    sent = db.commit_batch([("SELECT 1", ())], wait=False)
+    pending = db.commit_with([("SELECT 1", ())], wait=False)
     raw = db._raw
     real = type(raw).next_result
 
@@ -98,7 +98,7 @@ def test_a_reply_read_half_way_when_a_signal_arrives_leaves_the_outcome_unknown(
     with pytest.raises(KeyboardInterrupt):
         db.query("SELECT 1")
     monkeypatch.setattr(type(raw), "next_result", real)
-    assert isinstance(db.outcome(sent), LostConnectionError)  # may or may not be made: the caller checks
+    assert isinstance(pending.result(), LostConnectionError)  # may or may not be made: the caller checks
     assert rows(db, target) == [1]  # a new session; the commit itself went through
 
 
@@ -114,6 +114,6 @@ def test_queued_inserts_larger_than_a_packet_are_sent_in_pieces(db, schema):
     before = db.stats.statements
     db.query(f"INSERT INTO {blobs} (k, b) VALUES (%s, %s)", [(i, b"x" * 500_000) for i in range(n)], many=True)
     assert db.stats.statements > before  # sent while make goes on, not kept for the commit
-    db.commit_batch([])
+    db.commit_with([])
     db.drop_deferred()
     assert db.query(f"SELECT COUNT(*), SUM(LENGTH(b)) FROM {blobs}").fetchone() == (n, n * 500_000)

@@ -1,0 +1,75 @@
+"""How many keys a worker reserves at once: a pure policy, testable without a database.
+
+Batches hold about HOLD_SECONDS of work: fast makes share a reservation, slow ones are taken one at a time,
+so that no worker ends the run with keys in hand that idle workers could make. Among other walks
+(``contended``) batches are smaller, offers larger than the batch, and near the end of the keys a batch is
+at most half a fair share of what nobody holds yet (guided self-scheduling).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+MAX_BATCH = 32
+CONTENDED_BATCH = 8
+HOLD_SECONDS = 0.5  # work a batch holds
+COUNT_SECONDS = 0.25  # among other workers, count what is left at most this often (and at most 2 % of the time)
+MAX_RESEEKS = 16  # jumps per worker after losing races: bounded, so the end game cannot spin
+OFFER_MAX = 128  # keys offered at most in one reservation
+
+
+def end_game_batch(left: int, held: int, holders: int) -> int:
+    """The most keys to reserve at once when ``left`` keys are not made yet, ``held`` of them reserved by
+    ``holders`` workers: half a fair share of the keys nobody holds (guided self-scheduling), so that near
+    the end workers run out of work together instead of some waiting on another's batch."""
+    free = max(left - held, 0)
+    return max(1, min(MAX_BATCH, -(-free // (2 * max(holders, 1)))))
+
+
+@dataclass
+class BatchPolicy:
+    """The batch size of one worker, from what its makes took and what its reservations met."""
+
+    batch: int = 1
+    contended: bool = False  # set once this worker met keys others held
+    end_cap: int = MAX_BATCH  # batch limit near the end of the keys (see end_game)
+    next_count_at: float = 0.0  # monotonic time of the next count of keys left
+    reseeks: int = 0
+
+    def want(self, budget: int) -> int:
+        """Keys to reserve now, with ``budget`` keys left to this worker (limit, max_calls)."""
+        return max(1, min(self.batch, budget, self.end_cap))
+
+    def offer(self, want: int) -> int:
+        """Keys to offer for ``want``: among other walks twice as many, since some will turn out held."""
+        return min(OFFER_MAX, 2 * want) if self.contended else want
+
+    def made(self, seconds: float):
+        """A make took ``seconds``: hold about HOLD_SECONDS of work (fewer keys among other walks); batches at
+        most double from one make to the next."""
+        limit = CONTENDED_BATCH if self.contended else MAX_BATCH
+        fit = int(HOLD_SECONDS / seconds) if seconds > 0 else limit
+        self.batch = max(1, min(limit, fit, self.batch * 2))
+
+    def failed(self):
+        """A make failed: the next keys are taken one at a time."""
+        self.batch = 1
+
+    def count_due(self, now: float) -> bool:
+        """Whether to count the keys left along with the next reservation (only among other walks)."""
+        return self.contended and now >= self.next_count_at
+
+    def end_game(self, left: int, held: int, holders: int, seconds: float, now: float):
+        """Counts read with a reservation that took ``seconds``: cap the batch, count again later."""
+        self.end_cap = end_game_batch(int(left), int(held), int(holders))
+        self.next_count_at = now + max(COUNT_SECONDS, 50 * seconds)
+
+    def met_others(self, won_nothing: bool, walk_done: bool) -> float | None:
+        """Some offered keys were held. Returns where to jump (a fraction of the keys) when every key offered
+        was held (this walk caught up with another), else None."""
+        self.contended = True
+        if won_nothing and self.reseeks < MAX_RESEEKS and not walk_done:
+            self.reseeks += 1
+            return random.random()
+        return None

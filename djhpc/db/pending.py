@@ -1,0 +1,52 @@
+"""What a commit sent ahead of its reply, and an insert queued for later, hand back to the caller."""
+
+from __future__ import annotations
+
+
+class PendingCommit:
+    """A commit and the statements that close its transaction, sent to the server.
+
+    ``result()`` reads the reply if it has not been read yet and returns None when the transaction committed,
+    else its error, without raising it. ``failed_at`` is the index, among the closing statements passed, of the
+    one that failed (None when nothing failed, or make's own insert or the COMMIT did): callers recognise a
+    failure by the position of the statement, never by its message.
+    """
+
+    def __init__(self, session=None, *, queued=(), statements: int = 0, context: str = "",
+                 one_row_at: int | None = None):
+        self._session = session
+        self.one_row_at = one_row_at
+        self.queued = queued
+        self.statements = statements
+        self.context = context
+        self.error: Exception | None = None
+        self.failed_at: int | None = None
+        self.done = session is None
+
+    def settle(self, error: Exception | None, failed_at: int | None = None):
+        self.error, self.failed_at, self.done = error, failed_at, True
+
+    def result(self) -> Exception | None:
+        if not self.done:
+            self._session.settle(self)
+        return self.error
+
+    @classmethod
+    def settled(cls, error: Exception | None = None, failed_at: int | None = None) -> PendingCommit:
+        pending = cls()
+        pending.settle(error, failed_at)
+        return pending
+
+
+class DeferredCursor:
+    """What a queued write returns: the row count it will have if nothing conflicts."""
+
+    def __init__(self, rowcount: int):
+        self.rowcount = rowcount
+        self.lastrowid = None
+
+    def fetchall(self):
+        return []
+
+    def fetchone(self):
+        return None
