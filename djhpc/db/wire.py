@@ -12,7 +12,7 @@ from pymysql.constants import COMMAND
 from pymysql.cursors import RE_INSERT_VALUES
 
 #: PyMySQL releases whose private ``_execute_command``, ``_read_query_result`` and ``_result`` were checked
-CHECKED_VERSIONS = ("1.1",)
+CHECKED_VERSIONS = ("1.1", "1.2")
 
 __all__ = ["CHECKED_VERSIONS", "RE_INSERT_VALUES", "has_more", "read_first", "read_next", "send"]
 

@@ -2,7 +2,7 @@
 the array capped at the keys left, credentials, and every bad input refused with one line.
 
 A fake sbatch (and scontrol, sacctmgr) first on PATH records its calls, so "nothing was submitted"
-is checked, not assumed; the real cluster is in tests/test_slurm.py.
+is checked, not assumed; the real cluster is in tests/schedulers/test_slurm.py.
 """
 
 from __future__ import annotations

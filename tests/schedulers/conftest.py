@@ -1,4 +1,8 @@
-"""Fixtures for the scheduler tests: a fake `djhpc` (and `parallel`, `sbatch`, ...) on PATH.
+"""Fixtures for the scheduler tests: a fake `djhpc` (and `parallel`) on PATH.
+
+The test_sched_* modules check scripts and scheduler output with fakes; test_slurm, test_pbs and test_parallel
+run the real thing (the single-node SLURM cluster, a PBS task script, GNU parallel) against a real database,
+with the fixtures of tests/conftest.py (mysql_schema, mysql_user, slurm).
 
 The helpers (fake scripts, run_script, directive_args, ...) live in support/scripts.py; import them from there.
 """

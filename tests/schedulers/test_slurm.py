@@ -3,7 +3,7 @@ rejections, time limits and scancel (keys given back, a second submission finish
 
 The project is a temp folder with djhpc.yaml pointing at a MariaDB schema through a user with a
 password, so the tasks reach the database through the 0600 credentials file as on a real cluster.
-The helpers are in support/cluster.py, shared with test_parallel.py, test_pbs.py and cli/test_submit.py.
+The helpers are in support/cluster.py, shared with test_parallel.py, test_pbs.py and ../cli/test_submit.py.
 """
 
 from __future__ import annotations
