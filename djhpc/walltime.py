@@ -1,46 +1,20 @@
 """Walltime fit: a worker that knows when its allocation ends does not start a key that would not fit.
 
-The end comes from DJHPC_END_TIME (seconds since the epoch), SLURM (``squeue -o %e`` of the job) or
-Torque's PBS_WALLTIME; the usual duration of a key from the completion history (90th percentile)
-or, without history, from the keys this worker has made so far.
+The end comes from ``taskenv.allocation_end``: DJHPC_END_TIME (seconds since the epoch), SLURM
+(``squeue -o %e`` of the job) or Torque's PBS_WALLTIME; the usual duration of a key from the completion
+history (90th percentile) or, without history, from the keys this worker has made so far.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import os
-import shutil
-import subprocess
 import time
+
+from .schedulers import taskenv
 
 log = logging.getLogger(__name__)
 
 SAFETY_FACTOR = 1.25  # leave room: the usual duration is a percentile, not a bound
-
-
-def allocation_end(env=None) -> float | None:
-    """When this process's cluster allocation ends (epoch seconds), if that can be known."""
-    env = os.environ if env is None else env
-    if env.get("DJHPC_END_TIME"):
-        try:
-            return float(env["DJHPC_END_TIME"])
-        except ValueError:
-            log.warning("DJHPC_END_TIME=%r is not a number of seconds since the epoch: ignored", env["DJHPC_END_TIME"])
-            return None
-    if env.get("SLURM_JOB_ID") and shutil.which("squeue"):
-        try:
-            out = subprocess.run(["squeue", "-h", "-j", env["SLURM_JOB_ID"], "-o", "%e"], capture_output=True,
-                                 text=True, timeout=20).stdout.strip()
-            return dt.datetime.fromisoformat(out.splitlines()[0]).timestamp() if out else None
-        except (OSError, ValueError, subprocess.SubprocessError, IndexError):
-            return None
-    if env.get("PBS_WALLTIME"):
-        try:
-            return time.time() + float(env["PBS_WALLTIME"])
-        except ValueError:
-            return None
-    return None
 
 
 class Walltime:
@@ -52,7 +26,7 @@ class Walltime:
 
     @classmethod
     def detect(cls, typical=None) -> Walltime | None:
-        end = allocation_end()
+        end = taskenv.allocation_end()
         return cls(end, typical) if end else None
 
     def observe(self, seconds: float):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .errors import ConnectError, DjhpcError, UsageError
 from .history import History
 from .populate import Interrupted
+from .schedulers import taskenv
 from .walltime import Walltime
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def _install_stop_handlers():
 
 def _scheduler_for_reaping():
     """The scheduler to ask about dead tasks, when this worker runs under one that has a CLI here."""
-    name = os.environ.get("DJHPC_SCHEDULER") or ("slurm" if os.environ.get("SLURM_JOB_ID") else None)
+    name = taskenv.current().scheduler
     if name not in ("slurm", "pbs", "torque"):
         return None
     try:

@@ -62,6 +62,15 @@ TERMINAL_STATES = frozenset(
     }
 )  # fmt: skip
 
+# Roles of Scheduler.task_env_names, the variables a scheduler sets in each of its tasks:
+#   job_id         the array's job id (the task_states key's JOBID, after task_job_id)
+#   task_id        this task's index inside its array
+#   task_count     tasks in the array
+#   task_min       the array's first index (1 where missing)
+#   allocation_id  the job id of this allocation alone (SLURM: one per array task; a job outside an array)
+#   walltime       seconds the allocation may run, counted from the task's start
+TASK_ENV_ROLES = ("job_id", "task_id", "task_count", "task_min", "allocation_id", "walltime")
+
 # Names the scripts set themselves; a user env may not override them.
 DJHPC_VARIABLES = frozenset(
     {"DJHPC_SCHEDULER", "DJHPC_JOB_ID", "DJHPC_TASK_ID", "DJHPC_TASK_OFFSET", "DJHPC_TASK_COUNT"}
@@ -302,7 +311,8 @@ class Scheduler:
 
     name: ClassVar[str] = ""
     template_name: ClassVar[str] = ""
-    # role -> env var the scheduler sets in each task (None: it sets none; the script's DJHPC_* stand in)
+    # role -> env var the scheduler sets in each task (None or missing: it sets none); see TASK_ENV_ROLES.
+    # taskenv reads these tables: no other module names a scheduler's own variables
     task_env_names: ClassVar[Mapping[str, str | None]] = {}
     default_output: ClassVar[str | None] = None
     default_error: ClassVar[str | None] = None
@@ -465,6 +475,25 @@ class Scheduler:
 
     def site_limits(self) -> SiteLimits:
         return SiteLimits()
+
+    # -- inside a task ------------------------------------------------------------------------
+
+    @classmethod
+    def task_job_id(cls, raw: str) -> str:
+        """The value of the job_id variable as task_states keys the job (PBS: 123[4].server is 123)."""
+        return raw
+
+    @classmethod
+    def allocation_end(cls, env: Mapping[str, str]) -> float | None:
+        """When the allocation of the task with this environment ends (epoch seconds), None when this
+        scheduler cannot tell: here from the walltime variable, seconds the allocation may run."""
+        name = cls.task_env_names.get("walltime")
+        if not name or not env.get(name):
+            return None
+        try:
+            return time.time() + float(env[name])
+        except ValueError:
+            return None
 
 
 def _is_set(profile: Profile, name: str) -> bool:

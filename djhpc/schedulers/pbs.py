@@ -177,6 +177,10 @@ class PbsScheduler(Scheduler):
     directive_prefix = "#PBS"
     missing_hint = _HINT
 
+    @classmethod
+    def task_job_id(cls, raw: str) -> str:
+        return raw.split(".")[0].split("[")[0]  # 123[4].server -> 123, as DJHPC_JOB_ID in the scripts
+
     def format_time(self, seconds: int) -> str:
         return format_walltime(seconds)
 
@@ -272,6 +276,7 @@ class TorqueScheduler(PbsScheduler):
         "job_id": "PBS_JOBID",
         "task_id": "PBS_ARRAYID",
         "task_count": None,
+        "walltime": "PBS_WALLTIME",
     }
 
     def select(self, profile: Profile, notes: list[str]) -> str | None:

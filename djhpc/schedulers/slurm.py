@@ -7,10 +7,11 @@ every task it lists and sacct fills in the rest.
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -115,6 +116,22 @@ def parse_max_submit(text: str) -> int | None:
     return min(numbers) if numbers else None
 
 
+def squeue_end_time(job_id: str) -> float | None:
+    """When SLURM ends this job (epoch seconds), from `squeue -h -j JOB -o %e`; None when it cannot tell
+    (no squeue, no answer, or no end: 'Unknown' for a job without a time limit)."""
+    try:
+        proc = run_command(["squeue", "-h", "-j", str(job_id), "-o", "%e"], hint=_HINT, timeout=20)
+    except SchedulerError:
+        return None
+    lines = proc.stdout.strip().splitlines()
+    if not lines:
+        return None
+    try:
+        return dt.datetime.fromisoformat(lines[0].strip()).timestamp()  # local time, as SLURM prints it
+    except ValueError:
+        return None
+
+
 class SlurmScheduler(Scheduler):
     name = "slurm"
     template_name = "slurm.sh.j2"
@@ -122,11 +139,18 @@ class SlurmScheduler(Scheduler):
         "job_id": "SLURM_ARRAY_JOB_ID",
         "task_id": "SLURM_ARRAY_TASK_ID",
         "task_count": "SLURM_ARRAY_TASK_COUNT",
+        "task_min": "SLURM_ARRAY_TASK_MIN",
+        "allocation_id": "SLURM_JOB_ID",
     }
     default_output = "djhpc-%A_%a.out"
     default_error = "djhpc-%A_%a.err"
     directive_prefix = "#SBATCH"
     missing_hint = _HINT
+
+    @classmethod
+    def allocation_end(cls, env: Mapping[str, str]) -> float | None:
+        job_id = env.get(cls.task_env_names["allocation_id"] or "")
+        return squeue_end_time(job_id) if job_id else None
 
     def submit_file(self, path: Path) -> str:
         argv = ["sbatch", "--parsable", str(path)]

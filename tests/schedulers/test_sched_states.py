@@ -418,7 +418,8 @@ def test_get_scheduler(bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_task_env_names() -> None:
     assert SlurmScheduler.task_env_names == {
-        "job_id": "SLURM_ARRAY_JOB_ID", "task_id": "SLURM_ARRAY_TASK_ID", "task_count": "SLURM_ARRAY_TASK_COUNT"
+        "job_id": "SLURM_ARRAY_JOB_ID", "task_id": "SLURM_ARRAY_TASK_ID", "task_count": "SLURM_ARRAY_TASK_COUNT",
+        "task_min": "SLURM_ARRAY_TASK_MIN", "allocation_id": "SLURM_JOB_ID",
     }  # fmt: skip
     assert PbsScheduler.task_env_names["task_id"] == "PBS_ARRAY_INDEX"
     assert TorqueScheduler.task_env_names["task_id"] == "PBS_ARRAYID"
