@@ -7,15 +7,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-import signal
 import sys
 from dataclasses import dataclass, field
 
+from . import signals
 from .errors import ConnectError, DjhpcError, UsageError
 from .history import History
-from .populate import Interrupted
+from .populate import Interrupted as PopulateInterrupted  # signals.Interrupted once populate takes it from there
 from .schedulers import taskenv
+from .signals import Interrupted, stop_signals
 from .walltime import Walltime
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,7 @@ EXIT_OK = 0  # nothing left for this worker
 EXIT_FAILURES = 1  # some makes failed (their error rows are in the jobs table)
 EXIT_USAGE = 2
 EXIT_DATABASE_UNREACHABLE = 69  # EX_UNAVAILABLE: the database stayed unreachable
-EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped by a signal, keys given back; resubmit to go on
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+EXIT_INTERRUPTED = signals.EXIT_INTERRUPTED  # 75, EX_TEMPFAIL: stopped by a signal, keys given back; resubmit
 
 
 @dataclass
@@ -64,20 +62,6 @@ class KeyLog:
             self.stream.close()
 
 
-def _install_stop_handlers():
-    """First stop signal: raise Interrupted (roll back, give keys back). A second one: leave at once."""
-    state = {"stopping": False}
-
-    def handler(signum, frame):
-        if state["stopping"]:
-            os._exit(EXIT_INTERRUPTED)
-        state["stopping"] = True
-        raise Interrupted(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-    return lambda: [signal.signal(sig, h) for sig, h in previous.items()]
-
-
 def _scheduler_for_reaping():
     """The scheduler to ask about dead tasks, when this worker runs under one that has a CLI here."""
     name = taskenv.current().scheduler
@@ -94,34 +78,35 @@ def _scheduler_for_reaping():
 def work(table_class, options: WorkOptions) -> int:
     """Run one worker on ``table_class``; returns the process exit code."""
     keylog = KeyLog(table_class._table_name(), options.log_path)
-    restore = _install_stop_handlers()
-    table = table_class()
-    history = History(table.connection, table_class.database)
-    walltime = Walltime.detect(lambda: history.typical_duration(table.table_name))
-    if walltime:
-        log.info("allocation ends at %s: keys that would not fit are left for the next run",
-                 dt.datetime.fromtimestamp(walltime.end).astimezone().isoformat(timespec="seconds"))
-    try:
-        result = table.populate(
-            *options.restrictions, reserve_jobs=True, suppress_errors=options.suppress_errors,
-            order=options.order, limit=options.limit, max_calls=options.max_calls,
-            max_attempts=options.retries + 1, retry_delay_seconds=options.retry_delay_seconds, on_key=keylog,
-            walltime=walltime, scheduler=_scheduler_for_reaping(),
-        )
-    except Interrupted as e:
-        log.warning("%s: reservations released; submit again to continue", e)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        log.warning("interrupted: reservations released")
-        return EXIT_INTERRUPTED
-    except ConnectError as e:
-        log.error("%s", e)
-        return EXIT_DATABASE_UNREACHABLE
-    except DjhpcError:
-        raise
-    finally:
-        restore()
-        keylog.close()
+    # the first stop signal raises Interrupted (populate rolls back and gives the keys back); a second one,
+    # while that goes on, leaves at once with EXIT_INTERRUPTED
+    with stop_signals(exit_code=EXIT_INTERRUPTED):
+        table = table_class()
+        history = History(table.connection, table_class.database)
+        walltime = Walltime.detect(lambda: history.typical_duration(table.table_name))
+        if walltime:
+            log.info("allocation ends at %s: keys that would not fit are left for the next run",
+                     dt.datetime.fromtimestamp(walltime.end).astimezone().isoformat(timespec="seconds"))
+        try:
+            result = table.populate(
+                *options.restrictions, reserve_jobs=True, suppress_errors=options.suppress_errors,
+                order=options.order, limit=options.limit, max_calls=options.max_calls,
+                max_attempts=options.retries + 1, retry_delay_seconds=options.retry_delay_seconds, on_key=keylog,
+                walltime=walltime, scheduler=_scheduler_for_reaping(),
+            )
+        except (Interrupted, PopulateInterrupted) as e:
+            log.warning("%s: reservations released; submit again to continue", e)
+            return EXIT_INTERRUPTED
+        except KeyboardInterrupt:
+            log.warning("interrupted: reservations released")
+            return EXIT_INTERRUPTED
+        except ConnectError as e:
+            log.error("%s", e)
+            return EXIT_DATABASE_UNREACHABLE
+        except DjhpcError:
+            raise
+        finally:
+            keylog.close()
     log.info("%s: %d made, %d failed, %d skipped", table_class.__name__, result["success_count"],
              result["error_count"], result["skipped_count"])
     return EXIT_FAILURES if result["error_count"] else EXIT_OK
