@@ -83,8 +83,8 @@ def _numpy():
         return np
     try:
         import numpy as np
-    except ImportError:
-        raise _fail("this blob holds a numpy array: install numpy to read arrays") from None
+    except ImportError as exc:
+        raise _fail("this blob holds a numpy array: install numpy to read arrays") from exc
     return np
 
 
@@ -177,97 +177,165 @@ def _array_header(tag: bytes, a, dtype_chunks: list) -> list:
     return [tag, *dtype_chunks, _varint(a.ndim), *map(_varint, a.shape)]
 
 
+# One packer per exact type: (value, chunks, depth) -> None after appending the value's chunks, or, for a
+# container, an iterator over the items that follow its header. Exact types only, as before: a subclass
+# (bool is not int here, an IntEnum is not an int) is refused or goes to the numpy fallback.
+
+
+def _pack_int(v: int, chunks: list, depth: int):
+    raw = v.to_bytes(((v if v >= 0 else ~v).bit_length() + 8) // 8, "little", signed=True)
+    n = len(raw)
+    chunks.append(_INT_HEADS[n] if n < 128 else _INT + _varint(n))
+    chunks.append(raw)
+
+
+def _pack_float(v: float, chunks: list, depth: int):
+    chunks.append(_FLOAT_S.pack(_FLOAT, v))
+
+
+def _pack_str(v: str, chunks: list, depth: int):
+    raw = v.encode("utf-8", "surrogatepass")
+    n = len(raw)
+    chunks.append(_STR_HEADS[n] if n < 128 else _STR + _varint(n))
+    chunks.append(raw)
+
+
+def _pack_none(v, chunks: list, depth: int):
+    chunks.append(_NONE)
+
+
+def _pack_bool(v: bool, chunks: list, depth: int):
+    chunks.append(_TRUE if v else _FALSE)
+
+
+def _check_depth(depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise _fail(f"cannot store values nested deeper than {MAX_DEPTH} levels (or contain themselves)")
+
+
+def _pack_sequence(v, chunks: list, depth: int):
+    """list, tuple, set, frozenset: the tag, the count, then the items."""
+    _check_depth(depth)
+    items = tuple(v)
+    chunks.append(_SEQUENCE_TAGS[type(v)] + _varint(len(items)))
+    return iter(items)
+
+
+def _pack_dict(v: dict, chunks: list, depth: int):
+    _check_depth(depth)
+    items = []  # key, value, key, value, ...
+    for kv in v.items():
+        items += kv
+    chunks.append(_DICT + _varint(len(v)))
+    return iter(items)
+
+
+def _pack_bytes(v, chunks: list, depth: int):
+    chunks.append(_BYTES if type(v) is bytes else _BYTEARRAY)
+    chunks.extend(_len_bytes(bytes(v)))
+
+
+def _pack_complex(v: complex, chunks: list, depth: int):
+    chunks += (_COMPLEX, _C128.pack(v.real, v.imag))
+
+
+def _pack_datetime(v: _dt.datetime, chunks: list, depth: int):
+    chunks += (_DATETIME, _DATETIME_S.pack(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, v.fold))
+    chunks.extend(_tz_bytes(v.tzinfo, "datetime"))
+
+
+def _pack_date(v: _dt.date, chunks: list, depth: int):
+    chunks += (_DATE, _DATE_S.pack(v.year, v.month, v.day))
+
+
+def _pack_time(v: _dt.time, chunks: list, depth: int):
+    chunks += (_TIME, _TIME_S.pack(v.hour, v.minute, v.second, v.microsecond, v.fold))
+    chunks.extend(_tz_bytes(v.tzinfo, "time"))
+
+
+def _pack_timedelta(v: _dt.timedelta, chunks: list, depth: int):
+    chunks += (_TIMEDELTA, _TIMEDELTA_S.pack(v.days, v.seconds, v.microseconds))
+
+
+def _pack_decimal(v: decimal.Decimal, chunks: list, depth: int):
+    chunks.append(_DECIMAL)
+    chunks.extend(_len_bytes(str(v).encode("ascii")))
+
+
+def _pack_uuid(v: uuid.UUID, chunks: list, depth: int):
+    chunks += (_UUID, v.bytes)
+
+
+def _pack_other(v, chunks: list, depth: int):
+    """numpy values (a numpy value implies numpy is imported already); anything else is refused."""
+    np = sys.modules.get("numpy")
+    if np is None:
+        raise _unsupported(v)
+    t = type(v)
+    if t is np.ndarray:
+        return _pack_ndarray(np, v, chunks, depth)
+    if t is np.str_:
+        chunks.append(_NPSTR)
+        chunks.extend(_len_bytes(_str_bytes(str.__str__(v))))  # str() would drop trailing NULs
+    elif t is np.bytes_:
+        chunks.append(_NPBYTES)
+        chunks.extend(_len_bytes(bytes(v)))
+    elif isinstance(v, np.generic) and t is v.dtype.type and v.dtype.kind != "O":
+        a = np.asarray(v)
+        chunks.append(_NPSCALAR)
+        chunks.extend(_encode_dtype(np, a.dtype))
+        chunks.append(_array_data(np, a))
+    else:
+        raise _unsupported(v)
+    return None
+
+
+def _pack_ndarray(np, v, chunks: list, depth: int):
+    if v.dtype.kind == "O":  # an object array is a container of its items, in C order
+        if depth > MAX_DEPTH:
+            raise _fail(f"cannot store values nested deeper than {MAX_DEPTH} levels")
+        chunks.extend(_array_header(_OBJARRAY, v, []))
+        return iter(list(v.reshape(-1)))
+    chunks.extend(_array_header(_ARRAY, v, _encode_dtype(np, v.dtype)))
+    chunks.append(_array_data(np, v))
+    return None
+
+
+_PACKERS = {
+    int: _pack_int,
+    float: _pack_float,
+    str: _pack_str,
+    type(None): _pack_none,
+    bool: _pack_bool,
+    list: _pack_sequence,
+    tuple: _pack_sequence,
+    set: _pack_sequence,
+    frozenset: _pack_sequence,
+    dict: _pack_dict,
+    bytes: _pack_bytes,
+    bytearray: _pack_bytes,
+    complex: _pack_complex,
+    _dt.datetime: _pack_datetime,
+    _dt.date: _pack_date,
+    _dt.time: _pack_time,
+    _dt.timedelta: _pack_timedelta,
+    decimal.Decimal: _pack_decimal,
+    uuid.UUID: _pack_uuid,
+}
+
+
 def pack(value) -> bytes:
     """Encode ``value`` as a self-describing blob; BlobError for unsupported types or nesting too deep."""
     chunks = [_HEADER]
-    out = chunks.append
+    packers = _PACKERS
     stack = [iter((value,))]  # one iterator per open container; len(stack) - 1 == current depth
     while stack:
+        depth = len(stack)
         for v in stack[-1]:
-            t = type(v)
-            if t is int:
-                raw = v.to_bytes(((v if v >= 0 else ~v).bit_length() + 8) // 8, "little", signed=True)
-                out(_INT_HEADS[len(raw)] if len(raw) < 128 else _INT + _varint(len(raw)))
-                out(raw)
-            elif t is float:
-                out(_FLOAT_S.pack(_FLOAT, v))
-            elif t is str:
-                raw = v.encode("utf-8", "surrogatepass")
-                out(_STR_HEADS[len(raw)] if len(raw) < 128 else _STR + _varint(len(raw)))
-                out(raw)
-            elif v is None:
-                out(_NONE)
-            elif t is bool:
-                out(_TRUE if v else _FALSE)
-            elif t in _SEQUENCE_TAGS or t is dict:
-                if len(stack) > MAX_DEPTH:
-                    raise _fail(
-                        f"cannot store values nested deeper than {MAX_DEPTH} levels (or contain themselves)"
-                    )
-                if t is dict:
-                    items = [x for kv in v.items() for x in kv]
-                    out(_DICT + _varint(len(v)))
-                else:
-                    items = tuple(v)
-                    out(_SEQUENCE_TAGS[t] + _varint(len(items)))
-                stack.append(iter(items))
+            items = packers.get(type(v), _pack_other)(v, chunks, depth)
+            if items is not None:  # a container: its items come next
+                stack.append(items)
                 break
-            elif t is bytes or t is bytearray:
-                out(_BYTES if t is bytes else _BYTEARRAY)
-                chunks.extend(_len_bytes(bytes(v)))
-            elif t is complex:
-                out(_COMPLEX)
-                out(_C128.pack(v.real, v.imag))
-            elif t is _dt.datetime:
-                out(_DATETIME)
-                out(
-                    _DATETIME_S.pack(
-                        v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, v.fold
-                    )
-                )
-                chunks.extend(_tz_bytes(v.tzinfo, "datetime"))
-            elif t is _dt.date:
-                out(_DATE)
-                out(_DATE_S.pack(v.year, v.month, v.day))
-            elif t is _dt.time:
-                out(_TIME)
-                out(_TIME_S.pack(v.hour, v.minute, v.second, v.microsecond, v.fold))
-                chunks.extend(_tz_bytes(v.tzinfo, "time"))
-            elif t is _dt.timedelta:
-                out(_TIMEDELTA)
-                out(_TIMEDELTA_S.pack(v.days, v.seconds, v.microseconds))
-            elif t is decimal.Decimal:
-                out(_DECIMAL)
-                chunks.extend(_len_bytes(str(v).encode("ascii")))
-            elif t is uuid.UUID:
-                out(_UUID)
-                out(v.bytes)
-            else:
-                np = sys.modules.get("numpy")  # a numpy value implies numpy is imported already
-                if np is None:
-                    raise _unsupported(v)
-                if t is np.ndarray:
-                    if v.dtype.kind == "O":
-                        if len(stack) > MAX_DEPTH:
-                            raise _fail(f"cannot store values nested deeper than {MAX_DEPTH} levels")
-                        chunks.extend(_array_header(_OBJARRAY, v, []))
-                        stack.append(iter(list(v.reshape(-1))))
-                        break
-                    chunks.extend(_array_header(_ARRAY, v, _encode_dtype(np, v.dtype)))
-                    out(_array_data(np, v))
-                elif t is np.str_:
-                    out(_NPSTR)
-                    chunks.extend(_len_bytes(_str_bytes(str.__str__(v))))  # str() would drop trailing NULs
-                elif t is np.bytes_:
-                    out(_NPBYTES)
-                    chunks.extend(_len_bytes(bytes(v)))
-                elif isinstance(v, np.generic) and t is v.dtype.type and v.dtype.kind != "O":
-                    a = np.asarray(v)
-                    out(_NPSCALAR)
-                    chunks.extend(_encode_dtype(np, a.dtype))
-                    out(_array_data(np, a))
-                else:
-                    raise _unsupported(v)
         else:
             stack.pop()
     return b"".join(chunks)
@@ -330,8 +398,8 @@ class _Reader:
         raw = self.take(self.length())
         try:
             return raw.decode("utf-8", "surrogatepass")
-        except UnicodeDecodeError:
-            raise _fail(f"corrupt blob: invalid UTF-8 in a string before offset {self.pos}") from None
+        except UnicodeDecodeError as exc:
+            raise _fail(f"corrupt blob: invalid UTF-8 in a string before offset {self.pos}") from exc
 
     def unpack(self, s: struct.Struct) -> tuple:
         return s.unpack(self.take(s.size))
@@ -459,110 +527,167 @@ def _build(kind: bytes, items: list, extra):
     return s
 
 
+# One reader per tag byte: (reader, offset of the tag) -> the value, with the reader just past the tag on
+# entry and just past the value on return. Containers have openers instead: (reader, offset) ->
+# (tag, number of items that follow, extra for _build); the items are read by the loop in _decode.
+
+
+def _read_int(r: _Reader, at: int):
+    data, end = r.data, r.end
+    size = data[at + 1] if at + 1 < end else 0x80
+    if 0 < size < 0x80 and at + 2 + size <= end:  # fast path: a short int, all there
+        r.pos = at + 2 + size
+        value = int.from_bytes(data[at + 2 : r.pos], "little", signed=True)
+        if size != ((value if value >= 0 else ~value).bit_length() + 8) // 8:
+            raise _fail(f"corrupt blob: non-canonical int at offset {at}")
+        return value
+    raw = r.take(r.length())
+    value = int.from_bytes(raw, "little", signed=True)
+    if not raw or len(raw) != len(_int_bytes(value)):
+        raise _fail(f"corrupt blob: non-canonical int at offset {at}")
+    return value
+
+
+def _read_float(r: _Reader, at: int):
+    if at + 9 <= r.end:
+        r.pos = at + 9
+        return _F64.unpack_from(r.data, at + 1)[0]
+    return r.unpack(_F64)[0]
+
+
+def _read_str(r: _Reader, at: int):
+    data = r.data
+    size = data[at + 1] if at + 1 < r.end else 0x80
+    if size < 0x80 and at + 2 + size <= r.end:  # fast path: a short string, all there
+        r.pos = at + 2 + size
+        try:
+            return data[at + 2 : r.pos].decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError as exc:
+            raise _fail(f"corrupt blob: invalid UTF-8 in a string at offset {at}") from exc
+    return r.text()
+
+
+def _read_timedelta(r: _Reader, at: int):
+    days, seconds, micros = r.unpack(_TIMEDELTA_S)
+    value = _dt.timedelta(days=days, seconds=seconds, microseconds=micros)
+    if (value.days, value.seconds, value.microseconds) != (days, seconds, micros):
+        raise _fail(f"corrupt blob: non-canonical timedelta at offset {at}")
+    return value
+
+
+def _read_datetime(r: _Reader, at: int):
+    *fields, fold = r.unpack(_DATETIME_S)
+    return _dt.datetime(*fields, tzinfo=_read_tz(r), fold=fold)
+
+
+def _read_time(r: _Reader, at: int):
+    *fields, fold = r.unpack(_TIME_S)
+    return _dt.time(*fields, tzinfo=_read_tz(r), fold=fold)
+
+
+def _read_decimal(r: _Reader, at: int):
+    text = r.take(r.length()).decode("ascii", "replace")
+    with decimal.localcontext(decimal.Context()):
+        value = decimal.Decimal(text)
+    if str(value) != text:
+        raise _fail(f"corrupt blob: bad decimal {text[:40]!r} at offset {at}")
+    return value
+
+
+def _read_array(r: _Reader, at: int):
+    np = _numpy()
+    dt = _read_dtype(np, r)
+    return _read_array_data(np, r, dt, _read_shape(r))
+
+
+def _read_npscalar(r: _Reader, at: int):
+    np = _numpy()
+    dt = _read_dtype(np, r)
+    if dt.kind in "OUS":
+        raise _fail(f"corrupt blob: bad numpy scalar dtype {dt} at offset {at}")
+    return _read_array_data(np, r, dt, ())[()]
+
+
+def _read_npstr(r: _Reader, at: int):
+    return _numpy().str_(r.text())
+
+
+def _read_npbytes(r: _Reader, at: int):
+    return _numpy().bytes_(r.take(r.length()))
+
+
+_READERS = {
+    _INT[0]: _read_int,
+    _FLOAT[0]: _read_float,
+    _STR[0]: _read_str,
+    _NONE[0]: lambda r, at: None,
+    _TRUE[0]: lambda r, at: True,
+    _FALSE[0]: lambda r, at: False,
+    _COMPLEX[0]: lambda r, at: complex(*r.unpack(_C128)),
+    _BYTES[0]: lambda r, at: r.take(r.length()),
+    _BYTEARRAY[0]: lambda r, at: bytearray(r.take(r.length())),
+    _DATETIME[0]: _read_datetime,
+    _DATE[0]: lambda r, at: _dt.date(*r.unpack(_DATE_S)),
+    _TIME[0]: _read_time,
+    _TIMEDELTA[0]: _read_timedelta,
+    _DECIMAL[0]: _read_decimal,
+    _UUID[0]: lambda r, at: uuid.UUID(bytes=r.take(16)),
+    _ARRAY[0]: _read_array,
+    _NPSCALAR[0]: _read_npscalar,
+    _NPSTR[0]: _read_npstr,
+    _NPBYTES[0]: _read_npbytes,
+}
+
+
+def _open_sequence(tag: bytes):
+    def opener(r: _Reader, at: int):
+        return tag, r.length(), None
+
+    return opener
+
+
+def _open_dict(r: _Reader, at: int):
+    return _DICT, r.length(2) * 2, None
+
+
+def _open_objarray(r: _Reader, at: int):
+    np = _numpy()
+    shape = _read_shape(r)
+    count = 1
+    for n in shape:
+        count *= n
+    if count > r.remaining():
+        raise _fail(f"truncated blob: object array of {count} items at offset {at}")
+    return _OBJARRAY, count, (np, shape)
+
+
+_OPENERS = {
+    _LIST[0]: _open_sequence(_LIST),
+    _TUPLE[0]: _open_sequence(_TUPLE),
+    _SET[0]: _open_sequence(_SET),
+    _FROZENSET[0]: _open_sequence(_FROZENSET),
+    _DICT[0]: _open_dict,
+    _OBJARRAY[0]: _open_objarray,
+}
+
+
 def _decode(r: _Reader):
     """One value at the reader's position; iterative, so nesting never hits the recursion limit."""
     stack = []  # frames: [tag, items still expected, items, extra]
     data, end = r.data, r.end
+    readers, openers = _READERS, _OPENERS
     while True:
         at = r.pos
-        frame = None
-        count = 0
-        extra = None
-        # fast paths for the common scalars; everything else goes through the checked reader
-        code = data[at] if at < end else -1
-        size = data[at + 1] if at + 1 < end else 0x80
-        if code == _INT_CODE and 0 < size < 0x80 and at + 2 + size <= end:
-            r.pos = at + 2 + size
-            value = int.from_bytes(data[at + 2 : r.pos], "little", signed=True)
-            if size != ((value if value >= 0 else ~value).bit_length() + 8) // 8:
-                raise _fail(f"corrupt blob: non-canonical int at offset {at}")
-            tag = None
-        elif code == _FLOAT_CODE and at + 9 <= end:
-            (value,) = _F64.unpack_from(data, at + 1)
-            r.pos = at + 9
-            tag = None
-        elif code == _STR_CODE and size < 0x80 and at + 2 + size <= end:
-            r.pos = at + 2 + size
-            try:
-                value = data[at + 2 : r.pos].decode("utf-8", "surrogatepass")
-            except UnicodeDecodeError:
-                raise _fail(f"corrupt blob: invalid UTF-8 in a string at offset {at}") from None
-            tag = None
+        code = data[at] if at < end else r.byte()  # r.byte() raises: the blob ends where a value should start
+        r.pos = at + 1
+        read = readers.get(code)
+        if read is not None:
+            value = read(r, at)
         else:
-            tag = bytes([r.byte()])
-        if tag is None:
-            pass
-        elif tag == _NONE:
-            value = None
-        elif tag == _TRUE:
-            value = True
-        elif tag == _FALSE:
-            value = False
-        elif tag == _INT:
-            raw = r.take(r.length())
-            value = int.from_bytes(raw, "little", signed=True)
-            if not raw or len(raw) != len(_int_bytes(value)):
-                raise _fail(f"corrupt blob: non-canonical int at offset {at}")
-        elif tag == _FLOAT:
-            (value,) = r.unpack(_F64)
-        elif tag == _COMPLEX:
-            value = complex(*r.unpack(_C128))
-        elif tag == _STR:
-            value = r.text()
-        elif tag == _BYTES:
-            value = r.take(r.length())
-        elif tag == _BYTEARRAY:
-            value = bytearray(r.take(r.length()))
-        elif tag in (_LIST, _TUPLE, _SET, _FROZENSET, _DICT):
-            count = r.length(2 if tag == _DICT else 1) * (2 if tag == _DICT else 1)
-            frame = tag
-        elif tag == _DATETIME:
-            *fields, fold = r.unpack(_DATETIME_S)
-            value = _dt.datetime(*fields, tzinfo=_read_tz(r), fold=fold)
-        elif tag == _DATE:
-            value = _dt.date(*r.unpack(_DATE_S))
-        elif tag == _TIME:
-            *fields, fold = r.unpack(_TIME_S)
-            value = _dt.time(*fields, tzinfo=_read_tz(r), fold=fold)
-        elif tag == _TIMEDELTA:
-            days, seconds, micros = r.unpack(_TIMEDELTA_S)
-            value = _dt.timedelta(days=days, seconds=seconds, microseconds=micros)
-            if (value.days, value.seconds, value.microseconds) != (days, seconds, micros):
-                raise _fail(f"corrupt blob: non-canonical timedelta at offset {at}")
-        elif tag == _DECIMAL:
-            text = r.take(r.length()).decode("ascii", "replace")
-            with decimal.localcontext(decimal.Context()):
-                value = decimal.Decimal(text)
-            if str(value) != text:
-                raise _fail(f"corrupt blob: bad decimal {text[:40]!r} at offset {at}")
-        elif tag == _UUID:
-            value = uuid.UUID(bytes=r.take(16))
-        elif tag[0] in _NUMPY_TAGS:
-            np = _numpy()
-            if tag == _ARRAY:
-                dt = _read_dtype(np, r)
-                value = _read_array_data(np, r, dt, _read_shape(r))
-            elif tag == _OBJARRAY:
-                shape = _read_shape(r)
-                count = 1
-                for n in shape:
-                    count *= n
-                if count > r.remaining():
-                    raise _fail(f"truncated blob: object array of {count} items at offset {at}")
-                frame, extra = tag, (np, shape)
-            elif tag == _NPSTR:
-                value = np.str_(r.text())
-            elif tag == _NPBYTES:
-                value = np.bytes_(r.take(r.length()))
-            else:
-                dt = _read_dtype(np, r)
-                if dt.kind in "OUS":
-                    raise _fail(f"corrupt blob: bad numpy scalar dtype {dt} at offset {at}")
-                value = _read_array_data(np, r, dt, ())[()]
-        else:
-            raise _fail(f"corrupt blob: unknown tag {tag!r} at offset {at}")
-
-        if frame is not None:
+            open_ = openers.get(code)
+            if open_ is None:
+                raise _fail(f"corrupt blob: unknown tag {bytes([code])!r} at offset {at}")
+            frame, count, extra = open_(r, at)
             if len(stack) >= MAX_DEPTH:
                 raise _fail(f"corrupt blob: values nested deeper than {MAX_DEPTH} levels")
             if count:
@@ -602,7 +727,7 @@ def unpack(data: bytes):
         raise
     except (ValueError, TypeError, ArithmeticError, LookupError, MemoryError, RecursionError) as e:
         # constructor refusals (bad dates, unhashable keys, numpy dtype errors) mean corrupt input
-        raise _fail(f"corrupt blob: {type(e).__name__}: {e}") from None
+        raise _fail(f"corrupt blob: {type(e).__name__}: {e}") from e
     if r.pos != len(data):
         raise _fail(f"corrupt blob: {len(data) - r.pos} trailing bytes after the value at offset {r.pos}")
     return value

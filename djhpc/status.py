@@ -96,51 +96,66 @@ def collect(connection, schema: str, *, table_name: str | None = None, limit: in
         rows = [r for r in rows if r.table_name == table_name]
 
     scheduler_of_job = {s.job_id: s.scheduler for s in subs}
+
+    def scheduler_of(row: ReservedRow) -> str | None:
+        """The scheduler to ask about a reservation's job, or None for none."""
+        if row.sched_job_id in _NOT_ASKED:
+            return None
+        return scheduler_of_job.get(row.sched_job_id, default_scheduler)
+
+    states = _ask_schedulers(subs, rows, scheduler_of, scheduler_for)
+    out = [_submission_status(s, states.get(s.scheduler, {}), rows) for s in subs]
+    gone = _gone(rows, states, scheduler_of)
+    return StatusReport(schema, out, gone, len(rows))
+
+
+def _ask_schedulers(subs, rows, scheduler_of: Callable, scheduler_for: Callable) -> dict[str, dict[str, str]]:
+    """One task_states call per scheduler for every job of the submissions and reservations: name -> task -> word."""
     wanted: dict[str, set] = {}
     for s in subs:
         wanted.setdefault(s.scheduler, set()).add(s.job_id)
     for r in rows:
-        if r.sched_job_id in _NOT_ASKED:
-            continue
-        name = scheduler_of_job.get(r.sched_job_id, default_scheduler)
+        name = scheduler_of(r)
         if name:
             wanted.setdefault(name, set()).add(r.sched_job_id)
     states: dict[str, dict[str, str]] = {}
     for name, ids in sorted(wanted.items()):
         found = scheduler_for(name).task_states(sorted(ids))
         states[name] = {k: str(getattr(v, "value", v)) for k, v in found.items()}
+    return states
 
-    out = []
-    for s in subs:
-        known = states.get(s.scheduler, {})
-        per_task = {}
-        for i in range(1, s.array_size + 1):
-            state = known.get(task_key(s.job_id, i))
-            if state is None and s.array_size == 1:
-                state = known.get(s.job_id)
-            if state is not None:
-                per_task[i] = state
-        counts = dict.fromkeys(CATEGORIES, 0)
-        for i in range(1, s.array_size + 1):
-            counts[category(per_task.get(i, "UNKNOWN"))] += 1
-        holding = {}
-        for r in rows:
-            if r.sched_job_id != s.job_id:
-                continue
-            task = _row_task(r)
-            index = int(r.sched_task_id) if r.sched_task_id.isdigit() else None
-            hold = holding.get(task)
-            if hold is None:
-                hold = holding[task] = TaskHold(task, per_task.get(index, "") if index else known.get(task, ""),
-                                                r.host, r.pid, heartbeat_age=r.heartbeat_age)
-            hold.keys.append((r.table_name, r.key))
-        out.append(SubmissionStatus(s, per_task, counts, sorted(holding.values(), key=_task_order)))
 
+def _submission_status(s: Submission, known: dict[str, str], rows) -> SubmissionStatus:
+    """Counts per category and the keys each task holds, from what the submission's scheduler said (``known``)."""
+    per_task = {}
+    for i in range(1, s.array_size + 1):
+        state = known.get(task_key(s.job_id, i))
+        if state is None and s.array_size == 1:
+            state = known.get(s.job_id)
+        if state is not None:
+            per_task[i] = state
+    counts = dict.fromkeys(CATEGORIES, 0)
+    for i in range(1, s.array_size + 1):
+        counts[category(per_task.get(i, "UNKNOWN"))] += 1
+    holding = {}
+    for r in rows:
+        if r.sched_job_id != s.job_id:
+            continue
+        task = _row_task(r)
+        index = int(r.sched_task_id) if r.sched_task_id.isdigit() else None
+        hold = holding.get(task)
+        if hold is None:
+            hold = holding[task] = TaskHold(task, per_task.get(index, "") if index else known.get(task, ""),
+                                            r.host, r.pid, heartbeat_age=r.heartbeat_age)
+        hold.keys.append((r.table_name, r.key))
+    return SubmissionStatus(s, per_task, counts, sorted(holding.values(), key=_task_order))
+
+
+def _gone(rows, states: dict[str, dict[str, str]], scheduler_of: Callable) -> list[GoneReservation]:
+    """Reservations whose task the scheduler reports ended, or whose job it does not know at all."""
     gone = []
     for r in rows:
-        if r.sched_job_id in _NOT_ASKED:
-            continue
-        name = scheduler_of_job.get(r.sched_job_id, default_scheduler)
+        name = scheduler_of(r)
         if not name:
             continue
         known = states.get(name, {})
@@ -150,7 +165,7 @@ def collect(connection, schema: str, *, table_name: str | None = None, limit: in
             state = "not known"
         if state == "not known" or (state is not None and _terminal(state)):
             gone.append(GoneReservation(r.table_name, r.key, r.host, r.pid, task, state))
-    return StatusReport(schema, out, gone, len(rows))
+    return gone
 
 
 def _terminal(state: str) -> bool:

@@ -36,148 +36,204 @@ def encode(attr: Attribute, value, dialect_name: str):
         if attr.in_key:
             raise _bad(attr, value, "primary key attributes cannot be null")
         raise _bad(attr, value, "the attribute is not nullable: give a value, or declare '= null'")
-    c = attr.category
-    sqlite = dialect_name == "sqlite"
-    if c == "int":
-        if isinstance(value, bool) or not _is_integral(value):
-            raise _bad(attr, value, "expected an integer")
-        v = int(value)
-        lo, hi = attr.int_range
-        if not lo <= v <= hi:
-            raise _bad(attr, value, f"out of range {lo}..{hi}")
-        if sqlite and v >= _BIG:
-            return f"{v:020d}"  # no-affinity column; zero padding keeps the order among large values
-        return v
-    if c == "bool":
-        numpy_bool = _is_numpy_number(value) and value.dtype.kind == "b"
-        if isinstance(value, bool) or numpy_bool or (_is_integral(value) and int(value) in (0, 1)):
-            return int(bool(value))
-        raise _bad(attr, value, "expected True or False")
-    if c == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) and not _is_numpy_number(value):
-            raise _bad(attr, value, "expected a number")
-        v = float(value)
-        if math.isnan(v) or math.isinf(v):
-            raise _bad(attr, value, "nan and infinity cannot be stored; use null for a missing value")
-        if not attr.double:
-            try:
-                v = struct.unpack("f", struct.pack("f", v))[0]
-            except OverflowError:
-                v = math.inf
-            if math.isinf(v):  # struct rounds a too large value to infinity instead of raising
-                raise _bad(attr, value, "out of range for a single-precision float; use double")
-        return v
-    if c == "decimal":
+    return _ENCODERS.get(attr.category, _encode_unsupported)(attr, value, dialect_name == "sqlite")
+
+
+# One encoder per attribute category: (attr, value that is not None, sqlite?) -> what the driver sends.
+
+
+def _encode_int(attr: Attribute, value, sqlite: bool):
+    if type(value) is not int and (isinstance(value, bool) or not _is_integral(value)):
+        raise _bad(attr, value, "expected an integer")
+    v = int(value)
+    lo, hi = attr.int_range
+    if not lo <= v <= hi:
+        raise _bad(attr, value, f"out of range {lo}..{hi}")
+    if sqlite and v >= _BIG:
+        return f"{v:020d}"  # no-affinity column; zero padding keeps the order among large values
+    return v
+
+
+def _encode_bool(attr: Attribute, value, sqlite: bool):
+    numpy_bool = _is_numpy_number(value) and value.dtype.kind == "b"
+    if isinstance(value, bool) or numpy_bool or (_is_integral(value) and int(value) in (0, 1)):
+        return int(bool(value))
+    raise _bad(attr, value, "expected True or False")
+
+
+def _encode_float(attr: Attribute, value, sqlite: bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not _is_numpy_number(value):
+        raise _bad(attr, value, "expected a number")
+    v = float(value)
+    if math.isnan(v) or math.isinf(v):
+        raise _bad(attr, value, "nan and infinity cannot be stored; use null for a missing value")
+    if not attr.double:
         try:
-            d = decimal.Decimal(str(value)) if not isinstance(value, decimal.Decimal) else value
-        except decimal.InvalidOperation:
-            raise _bad(attr, value, "expected a decimal number") from None
-        if isinstance(value, bool) or not d.is_finite():
-            raise _bad(attr, value, "expected a finite decimal number")
-        if d and d.adjusted() >= attr.precision - attr.scale:
-            raise _bad(attr, value, f"more than {attr.precision - attr.scale} digits before the point")
-        with decimal.localcontext() as context:
-            context.prec = 2 * attr.precision + 2  # decimal(65,30) needs more than the default 28 digits
-            q = d.quantize(decimal.Decimal(1).scaleb(-attr.scale), rounding=decimal.ROUND_HALF_EVEN)
-        if q != d:
-            raise _bad(attr, value, f"more than {attr.scale} digits after the point")
-        if len(q.as_tuple().digits) > attr.precision or q.adjusted() >= attr.precision - attr.scale:
-            raise _bad(attr, value, f"more than {attr.precision - attr.scale} digits before the point")
-        if attr.unsigned and q < 0:
-            raise _bad(attr, value, "negative value for an unsigned decimal")
-        return str(q)
-    if c == "string":
-        if not isinstance(value, str):
-            raise _bad(attr, value, "expected a string")
-        if len(value) > attr.length:
-            raise _bad(attr, value, f"longer than {attr.length} characters")
-        if "\x00" in value:
-            raise _bad(attr, value, "strings cannot contain NUL characters")
-        if attr.fixed and value != value.rstrip(" "):
-            raise _bad(attr, value, "char(n) drops trailing spaces: use varchar(n) to keep them")
-        return str(value)  # numpy.str_ is a str the MySQL driver does not know
-    if c == "enum":
-        if value not in attr.enum_values:
-            raise _bad(attr, value, f"not one of {', '.join(attr.enum_values)}")
+            v = struct.unpack("f", struct.pack("f", v))[0]
+        except OverflowError:
+            v = math.inf
+        if math.isinf(v):  # struct rounds a too large value to infinity instead of raising
+            raise _bad(attr, value, "out of range for a single-precision float; use double")
+    return v
+
+
+def _encode_decimal(attr: Attribute, value, sqlite: bool):
+    try:
+        d = decimal.Decimal(str(value)) if not isinstance(value, decimal.Decimal) else value
+    except decimal.InvalidOperation as exc:
+        raise _bad(attr, value, "expected a decimal number") from exc
+    if isinstance(value, bool) or not d.is_finite():
+        raise _bad(attr, value, "expected a finite decimal number")
+    if d and d.adjusted() >= attr.precision - attr.scale:
+        raise _bad(attr, value, f"more than {attr.precision - attr.scale} digits before the point")
+    with decimal.localcontext() as context:
+        context.prec = 2 * attr.precision + 2  # decimal(65,30) needs more than the default 28 digits
+        q = d.quantize(decimal.Decimal(1).scaleb(-attr.scale), rounding=decimal.ROUND_HALF_EVEN)
+    if q != d:
+        raise _bad(attr, value, f"more than {attr.scale} digits after the point")
+    if len(q.as_tuple().digits) > attr.precision or q.adjusted() >= attr.precision - attr.scale:
+        raise _bad(attr, value, f"more than {attr.precision - attr.scale} digits before the point")
+    if attr.unsigned and q < 0:
+        raise _bad(attr, value, "negative value for an unsigned decimal")
+    return str(q)
+
+
+def _encode_string(attr: Attribute, value, sqlite: bool):
+    if not isinstance(value, str):
+        raise _bad(attr, value, "expected a string")
+    if len(value) > attr.length:
+        raise _bad(attr, value, f"longer than {attr.length} characters")
+    if "\x00" in value:
+        raise _bad(attr, value, "strings cannot contain NUL characters")
+    if attr.fixed and value != value.rstrip(" "):
+        raise _bad(attr, value, "char(n) drops trailing spaces: use varchar(n) to keep them")
+    return str(value)  # numpy.str_ is a str the MySQL driver does not know
+
+
+def _encode_enum(attr: Attribute, value, sqlite: bool):
+    if value not in attr.enum_values:
+        raise _bad(attr, value, f"not one of {', '.join(attr.enum_values)}")
+    return value
+
+
+_TIMESTAMP_FIRST = dt.datetime(1970, 1, 1, 0, 0, 1)
+_TIMESTAMP_END = dt.datetime(2038, 1, 19, 3, 14, 8)
+
+
+def _encode_datetime(attr: Attribute, value, sqlite: bool):
+    """datetime and timestamp."""
+    if value is SQL_NOW:
         return value
-    if c in ("datetime", "timestamp"):
-        if value is SQL_NOW:
-            return value
-        if isinstance(value, str):
-            try:
-                value = dt.datetime.fromisoformat(value)
-            except ValueError:
-                raise _bad(attr, value, "expected a datetime or 'YYYY-MM-DD HH:MM:SS'") from None
-        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-            value = dt.datetime(value.year, value.month, value.day)
-        if not isinstance(value, dt.datetime):
-            raise _bad(attr, value, "expected a datetime")
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-        value = _truncate_microseconds(value, attr.precision)
-        if c == "timestamp" and not dt.datetime(1970, 1, 1, 0, 0, 1) <= value < dt.datetime(2038, 1, 19, 3, 14, 8):
-            raise _bad(attr, value, "timestamp covers 1970-01-01 00:00:01 .. 2038-01-19 03:14:07; use datetime")
-        if value.year < 1000:
-            raise _bad(attr, value, "years before 1000 are not supported")
-        return value.isoformat(sep=" ", timespec="microseconds" if attr.precision else "seconds")
-    if c == "date":
-        if isinstance(value, str):
-            try:
-                value = dt.date.fromisoformat(value)
-            except ValueError:
-                raise _bad(attr, value, "expected a date or 'YYYY-MM-DD'") from None
-        if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
-            raise _bad(attr, value, "expected a date")
-        if value.year < 1000:
-            raise _bad(attr, value, "years before 1000 are not supported")
-        return value.isoformat()
-    if c == "time":
-        if isinstance(value, str):  # as a default in a definition is written: "-01:30:00"
-            m = re.fullmatch(r"(-?)(\d+):([0-5]\d):([0-5]\d)(?:\.(\d{1,6}))?", value.strip())
-            if not m:
-                raise _bad(attr, value, "expected a datetime.timedelta or 'HH:MM:SS'")
-            sign = -1 if m.group(1) else 1
-            value = sign * dt.timedelta(hours=int(m.group(2)), minutes=int(m.group(3)), seconds=int(m.group(4)),
-                                        microseconds=int((m.group(5) or "0").ljust(6, "0")))
-        if not isinstance(value, dt.timedelta):
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise _bad(attr, value, "expected a datetime or 'YYYY-MM-DD HH:MM:SS'") from exc
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    if not isinstance(value, dt.datetime):
+        raise _bad(attr, value, "expected a datetime")
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    value = _truncate_microseconds(value, attr.precision)
+    if attr.category == "timestamp" and not _TIMESTAMP_FIRST <= value < _TIMESTAMP_END:
+        raise _bad(attr, value, "timestamp covers 1970-01-01 00:00:01 .. 2038-01-19 03:14:07; use datetime")
+    if value.year < 1000:
+        raise _bad(attr, value, "years before 1000 are not supported")
+    return value.isoformat(sep=" ", timespec="microseconds" if attr.precision else "seconds")
+
+
+def _encode_date(attr: Attribute, value, sqlite: bool):
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value)
+        except ValueError as exc:
+            raise _bad(attr, value, "expected a date or 'YYYY-MM-DD'") from exc
+    if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
+        raise _bad(attr, value, "expected a date")
+    if value.year < 1000:
+        raise _bad(attr, value, "years before 1000 are not supported")
+    return value.isoformat()
+
+
+_TIME_TEXT = re.compile(r"(-?)(\d+):([0-5]\d):([0-5]\d)(?:\.(\d{1,6}))?")
+_TIME_LIMIT = (838 * 3600 + 59 * 60 + 59) * 1_000_000  # microseconds
+
+
+def _encode_time(attr: Attribute, value, sqlite: bool):
+    if isinstance(value, str):  # as a default in a definition is written: "-01:30:00"
+        m = _TIME_TEXT.fullmatch(value.strip())
+        if not m:
             raise _bad(attr, value, "expected a datetime.timedelta or 'HH:MM:SS'")
-        micro = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
-        limit = (838 * 3600 + 59 * 60 + 59) * 1_000_000
-        if abs(micro) > limit:
-            raise _bad(attr, value, "time covers -838:59:59 .. 838:59:59")
-        unit = 10 ** (6 - attr.precision)
-        micro = int(micro / unit) * unit  # truncate toward zero, as MySQL stores it
-        if sqlite:
-            return micro
-        sign = "-" if micro < 0 else ""
-        micro = abs(micro)
-        s, us = divmod(micro, 1_000_000)
-        text = f"{sign}{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-        return text + (f".{us:06d}" if us else "")
-    if c == "year":
-        if isinstance(value, bool) or not _is_integral(value) or not (1901 <= int(value) <= 2155):
-            raise _bad(attr, value, "year covers 1901..2155")
-        return int(value)
-    if c == "uuid":
-        if isinstance(value, str):
-            try:
-                value = uuid.UUID(value)
-            except ValueError:
-                raise _bad(attr, value, "expected a UUID") from None
-        if not isinstance(value, uuid.UUID):
-            raise _bad(attr, value, "expected a uuid.UUID")
-        return value.bytes
-    if c == "json":
+        sign = -1 if m.group(1) else 1
+        value = sign * dt.timedelta(hours=int(m.group(2)), minutes=int(m.group(3)), seconds=int(m.group(4)),
+                                    microseconds=int((m.group(5) or "0").ljust(6, "0")))
+    if not isinstance(value, dt.timedelta):
+        raise _bad(attr, value, "expected a datetime.timedelta or 'HH:MM:SS'")
+    micro = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
+    if abs(micro) > _TIME_LIMIT:
+        raise _bad(attr, value, "time covers -838:59:59 .. 838:59:59")
+    unit = 10 ** (6 - attr.precision)
+    micro = int(micro / unit) * unit  # truncate toward zero, as MySQL stores it
+    if sqlite:
+        return micro
+    sign = "-" if micro < 0 else ""
+    s, us = divmod(abs(micro), 1_000_000)
+    text = f"{sign}{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+    return text + (f".{us:06d}" if us else "")
+
+
+def _encode_year(attr: Attribute, value, sqlite: bool):
+    if isinstance(value, bool) or not _is_integral(value) or not (1901 <= int(value) <= 2155):
+        raise _bad(attr, value, "year covers 1901..2155")
+    return int(value)
+
+
+def _encode_uuid(attr: Attribute, value, sqlite: bool):
+    if isinstance(value, str):
         try:
-            return json.dumps(value, allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError) as e:
-            raise _bad(attr, value, f"not JSON-serialisable ({e})") from None
-    if c == "blob":
-        try:
-            return blob.pack(value)
-        except BlobError as e:
-            raise BlobError(f"attribute '{attr.name}' ({attr.type}): {e}") from None
+            value = uuid.UUID(value)
+        except ValueError as exc:
+            raise _bad(attr, value, "expected a UUID") from exc
+    if not isinstance(value, uuid.UUID):
+        raise _bad(attr, value, "expected a uuid.UUID")
+    return value.bytes
+
+
+def _encode_json(attr: Attribute, value, sqlite: bool):
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise _bad(attr, value, f"not JSON-serialisable ({exc})") from exc
+
+
+def _encode_blob(attr: Attribute, value, sqlite: bool):
+    try:
+        return blob.pack(value)
+    except BlobError as exc:
+        raise BlobError(f"attribute '{attr.name}' ({attr.type}): {exc}") from exc
+
+
+def _encode_unsupported(attr: Attribute, value, sqlite: bool):
     raise _bad(attr, value, "unsupported attribute type")
+
+
+_ENCODERS = {
+    "int": _encode_int,
+    "bool": _encode_bool,
+    "float": _encode_float,
+    "decimal": _encode_decimal,
+    "string": _encode_string,
+    "enum": _encode_enum,
+    "datetime": _encode_datetime,
+    "timestamp": _encode_datetime,
+    "date": _encode_date,
+    "time": _encode_time,
+    "year": _encode_year,
+    "uuid": _encode_uuid,
+    "json": _encode_json,
+    "blob": _encode_blob,
+}
 
 
 def decode(attr: Attribute, raw, dialect_name: str):

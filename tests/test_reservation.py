@@ -167,21 +167,25 @@ def make_machine(db, schema_name, target):
 
         @invariant()
         def database_matches_model(self):
-            jobs = {r["key"]["k"]: r for r in dj.JobsTable(db, schema_name).fetch()}
-            made = sorted(r[0] for r in db.query(f"SELECT k FROM {target}").fetchall())
-            assert made == sorted(k for k, m in self.model.items() if m["status"] == "done")
-            for k, m in self.model.items():
-                if m["status"] in ("free", "done"):
-                    assert k not in jobs
-                else:
-                    assert jobs[k]["status"] == m["status"]
-                    if m["status"] == "reserved":
-                        assert jobs[k]["token"] == m["token"]  # one current token per key
-            # the jobs table is empty when every key is done
-            if all(m["status"] == "done" for m in self.model.values()):
-                assert not jobs
+            check_database_matches_model(db, schema_name, target, self.model)
 
     return Reservation
+
+
+def check_database_matches_model(db, schema_name, target, model):
+    jobs = {r["key"]["k"]: r for r in dj.JobsTable(db, schema_name).fetch()}
+    made = sorted(r[0] for r in db.query(f"SELECT k FROM {target}").fetchall())
+    assert made == sorted(k for k, m in model.items() if m["status"] == "done")
+    for k, m in model.items():
+        if m["status"] in ("free", "done"):
+            assert k not in jobs
+        else:
+            assert jobs[k]["status"] == m["status"]
+            if m["status"] == "reserved":
+                assert jobs[k]["token"] == m["token"]  # one current token per key
+    # the jobs table is empty when every key is done
+    if all(m["status"] == "done" for m in model.values()):
+        assert not jobs
 
 
 def test_reservation_rules_hold_over_random_interleavings(db, schema, target):
