@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from . import signals
 from .errors import ConnectError, DjhpcError, UsageError
 from .history import History
-from .populate import Interrupted as PopulateInterrupted  # signals.Interrupted once populate takes it from there
 from .schedulers import taskenv
 from .signals import Interrupted, stop_signals
 from .walltime import Walltime
@@ -94,7 +93,7 @@ def work(table_class, options: WorkOptions) -> int:
                 max_attempts=options.retries + 1, retry_delay_seconds=options.retry_delay_seconds, on_key=keylog,
                 walltime=walltime, scheduler=_scheduler_for_reaping(),
             )
-        except (Interrupted, PopulateInterrupted) as e:
+        except Interrupted as e:
             log.warning("%s: reservations released; submit again to continue", e)
             return EXIT_INTERRUPTED
         except KeyboardInterrupt:
