@@ -84,36 +84,7 @@ class Schema:
         if master is not None:
             cls._master = master
         name = cls._table_name()
-
-        def resolve(ref: str):
-            if ref == "master" and master is not None:
-                return master()
-            target = None
-            parts = ref.split(".")
-            if parts[0] in context:
-                target = context[parts[0]]
-                for p in parts[1:]:
-                    target = getattr(target, p, None)
-            if target is None:
-                raise DefinitionError(f"'-> {ref}' in {cls.__name__}: no table named {ref} is defined before it")
-            if isinstance(target, type) and issubclass(target, Table):
-                if type.__getattribute__(target, "_declared_spec") is None:
-                    raise DefinitionError(f"'-> {ref}' in {cls.__name__}: {ref} is not declared in a schema yet")
-                return target()
-            if isinstance(target, Query):
-                return target
-            raise DefinitionError(f"'-> {ref}' in {cls.__name__}: {ref} is not a table")
-
-        try:
-            spec = parse_definition(cls.definition, resolve)
-        except DefinitionError as e:
-            raise DefinitionError(f"{cls.__name__}: {e}") from None
-        for a in spec.attributes:  # a default that cannot be stored fails here, alike on both backends
-            if a.has_default and a.default is not None and a.default is not SQL_NOW:
-                try:
-                    values.encode(a, a.default, self.connection.dialect.name)
-                except DataError as e:
-                    raise DefinitionError(f"{cls.__name__}: the default of '{a.name}' does not fit: {e}") from None
+        spec = self._parse(cls, context, master)
         if parse_only:
             return
         parts = [m for n, m in vars(cls).items() if isinstance(m, type) and issubclass(m, Part) and n[0].isupper()]
@@ -124,6 +95,29 @@ class Schema:
                     self._declare(part, context, master=cls, parse_only=True)
             finally:
                 cls._declared_spec = None
+        self._create_table(cls, spec, name)
+        cls._declared_spec = spec
+        for part in parts:
+            self._declare(part, context, master=cls)
+        if issubclass(cls, Lookup) and cls.contents:
+            cls().insert(list(cls.contents), skip_duplicates=True)
+
+    def _parse(self, cls, context, master):
+        """The parsed definition of ``cls``, its ``-> Parent`` references looked up in ``context``."""
+        try:
+            spec = parse_definition(cls.definition, _resolver(cls, context, master))
+        except DefinitionError as e:
+            raise DefinitionError(f"{cls.__name__}: {e}") from None
+        for a in spec.attributes:  # a default that cannot be stored fails here, alike on both backends
+            if a.has_default and a.default is not None and a.default is not SQL_NOW:
+                try:
+                    values.encode(a, a.default, self.connection.dialect.name)
+                except DataError as e:
+                    raise DefinitionError(f"{cls.__name__}: the default of '{a.name}' does not fit: {e}") from None
+        return spec
+
+    def _create_table(self, cls, spec, name):
+        """Create the table of ``cls`` unless the schema has it already."""
         if self._existing is None:
             self._existing = set(self.list_tables())
         if name not in self._existing:
@@ -134,11 +128,6 @@ class Schema:
                 for sql in statements:
                     self.connection.query(sql, context=f"declare {cls.__name__}")
             self._existing.add(name)
-        cls._declared_spec = spec
-        for part in parts:
-            self._declare(part, context, master=cls)
-        if issubclass(cls, Lookup) and cls.contents:
-            cls().insert(list(cls.contents), skip_duplicates=True)
 
     @property
     def jobs(self):
@@ -166,6 +155,31 @@ class Schema:
             c.query(f"DROP DATABASE IF EXISTS {c.dialect.quote(self.database)}")
         self._existing = None
         self._jobs = None
+
+
+def _resolver(cls, context, master):
+    """The lookup of the names a definition's ``-> Parent`` lines give, in ``context`` (``master`` in a part)."""
+
+    def resolve(ref: str):
+        if ref == "master" and master is not None:
+            return master()
+        target = None
+        parts = ref.split(".")
+        if parts[0] in context:
+            target = context[parts[0]]
+            for p in parts[1:]:
+                target = getattr(target, p, None)
+        if target is None:
+            raise DefinitionError(f"'-> {ref}' in {cls.__name__}: no table named {ref} is defined before it")
+        if isinstance(target, type) and issubclass(target, Table):
+            if type.__getattribute__(target, "_declared_spec") is None:
+                raise DefinitionError(f"'-> {ref}' in {cls.__name__}: {ref} is not declared in a schema yet")
+            return target()
+        if isinstance(target, Query):
+            return target
+        raise DefinitionError(f"'-> {ref}' in {cls.__name__}: {ref} is not a table")
+
+    return resolve
 
 
 def schema(schema_name, context=None, **kwargs) -> Schema:

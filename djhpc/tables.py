@@ -14,11 +14,11 @@ import sys
 from collections.abc import Mapping
 
 from . import values
+from .autopopulate import AutoPopulate
 from .db.connection import Connection
 from .declare import SQL_NOW, TableSpec
 from .dependencies import cascade_delete, descendants, foreign_key_graph
 from .errors import DataError, DefinitionError, QueryError, UsageError
-from .autopopulate import AutoPopulate
 from .query import Heading, Query, _new_alias
 
 log = logging.getLogger(__name__)
