@@ -1,25 +1,41 @@
-"""One back-off policy for every retry loop: delays that double up to a cap, with jitter.
+"""One back-off policy for every retry loop: delays that grow by a factor up to a cap, with jitter.
 
 Jitter keeps workers that failed together (a database restart, a busy SQLite file) from retrying together.
+
+    for delay in backoff.delays(first=0.1, cap=5, attempts=6):   # a loop of its own
+        try:
+            return work()
+        except TransientError:
+            if delay is None: raise                              # (with seconds=: no time left)
+            backoff.sleep(delay)
+
+    backoff.retry(work, exceptions=TransientError, attempts=6)  # the same loop, raising after the 6th try
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+
+JITTERS = ("half", "full", "none")
 
 
 def delays(first: float = 0.1, cap: float = 5.0, *, attempts: int | None = None, seconds: float | None = None,
-           jitter: str = "half") -> Iterator[float | None]:
-    """Seconds to sleep before each retry: ``first``, doubling, at most ``cap``.
+           jitter: str = "half", factor: float = 2.0) -> Iterator[float | None]:
+    """Seconds to sleep before each retry: ``first``, times ``factor`` each time, at most ``cap``.
 
     ``attempts`` bounds how many delays are given; ``seconds`` how long the retries may take in all: the last
     delay yielded is then None, meaning "no time left, give up after this try". ``jitter`` is "half" (each
     delay times 0.5-1.5), "full" (times 0-1) or "none".
     """
+    if jitter not in JITTERS:
+        raise ValueError(f"jitter {jitter!r} is not one of {', '.join(JITTERS)}")
     deadline = None if seconds is None else time.monotonic() + seconds
-    delay, given = first, 0
+    delay, given = min(first, cap), 0
     while attempts is None or given < attempts:
         given += 1
         actual = _jittered(delay, jitter)
@@ -27,7 +43,7 @@ def delays(first: float = 0.1, cap: float = 5.0, *, attempts: int | None = None,
             yield None
             return
         yield actual
-        delay = min(delay * 2, cap)
+        delay = min(delay * factor, cap)
 
 
 def _jittered(delay: float, jitter: str) -> float:
@@ -42,3 +58,29 @@ def sleep(seconds: float | None) -> None:
     """Sleep ``seconds`` (None: not at all), in one place so tests can count retries."""
     if seconds:
         time.sleep(seconds)
+
+
+def retry(fn: Callable[[], T], *, exceptions: type[BaseException] | tuple[type[BaseException], ...],
+          attempts: int | None = None, seconds: float | None = None, first: float = 0.1, cap: float = 5.0,
+          jitter: str = "half", when: Callable[[BaseException], bool] | None = None,
+          on_retry: Callable[[BaseException, float], None] | None = None) -> T:
+    """``fn()``, tried again after ``exceptions`` with the delays of ``delays()``; the last error is raised.
+
+    ``attempts`` is how many times fn runs at most, ``seconds`` how long the retrying may take (one of them, or
+    both). An error ``when(error)`` says is not worth retrying is raised at once; ``on_retry(error, delay)`` is
+    called before each sleep (a log line).
+    """
+    if attempts is None and seconds is None:
+        raise ValueError("retry needs attempts or seconds: without either it would retry for ever")
+    tries = 0
+    for delay in delays(first, cap, attempts=attempts, seconds=seconds, jitter=jitter):
+        tries += 1
+        try:
+            return fn()
+        except exceptions as e:
+            if delay is None or tries == attempts or (when is not None and not when(e)):
+                raise
+            if on_retry is not None:
+                on_retry(e, delay)
+            sleep(delay)
+    raise ValueError(f"retry with attempts={attempts} never calls fn")
