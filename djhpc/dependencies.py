@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from .errors import DjhpcError
-from .query import _new_alias
+from .query import new_alias
 
 
 def foreign_key_graph(connection) -> dict:
@@ -46,7 +46,7 @@ def cascade_delete(connection, graph, name, select_sql, params, counts, depth):
     d = connection.dialect
     q = d.quote
     for child, cols, pcols in graph.get(name, []):
-        alias = _new_alias()
+        alias = new_alias()
         cond = " AND ".join(f"{alias}.{q(pc)} = _c.{q(c)}" for c, pc in zip(cols, pcols, strict=True))
         child_sql = (f"SELECT * FROM {d.table(*child)} AS _c WHERE EXISTS "
                      f"(SELECT 1 FROM ({select_sql}) AS {alias} WHERE {cond})")

@@ -6,7 +6,7 @@ import sys
 
 from .declare import parse_definition
 from .errors import UsageError
-from .query import SQL, Heading, Query, _new_alias
+from .query import SQL, Heading, Query, new_alias
 from .reservation import JOBS_TABLE, Reservations, key_hash
 from .tables import config
 
@@ -50,7 +50,7 @@ class JobsTable(Query):
         self.database = database
         self.reservations = Reservations(connection, database)
         self.reservations.ensure_table()
-        alias = _new_alias()
+        alias = new_alias()
         q = connection.dialect.quote
         heading = Heading(_SPEC.attributes)
         cols = {a.name: f"{alias}.{q(a.name)}" for a in heading.attributes}

@@ -5,7 +5,7 @@ completion, give keys back on a stop signal. ``AutoPopulate.populate()`` (autopo
 A key's trip: ``keywalk.KeyWalker`` reads pending keys; ``Reservations.take`` reserves a batch of the size
 ``batching.BatchPolicy`` says; ``_make_in_transaction`` calls make() with writes deferred and ends the
 transaction with ``Reservations.closing(claim)`` through ``Connection.commit_with``. On MySQL a reserved key's
-commit is confirmed while the next key is made (``InFlight``).
+commit is confirmed while the next key is made (``inflight.InFlightTracker``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .batching import MAX_BATCH, BatchPolicy
 from .errors import DataError, LostConnectionError, ReservationLostError, TransientError, UsageError
 from .history import History, usage_snapshot
 from .history import enabled as history_enabled
+from .inflight import InFlight, InFlightTracker, Verdict
 from .keywalk import MIN_WINDOW, WINDOW, KeyWalker
 from .liveness import Reaper
 from .reservation import Claim, Closing, Reservations, ReserveRequest, Worker, key_hash
@@ -92,18 +93,6 @@ class PopulateResult(dict):
                     skipped_count=self.skipped_count, make_calls=self.make_calls)
 
 
-@dataclass
-class InFlight:
-    """A made key whose commit was sent without waiting for the reply (MySQL)."""
-
-    key: dict
-    claim: Claim
-    started: float
-    elapsed: float
-    pending: Any  # db.PendingCommit
-    closing: Any  # reservation.Closing
-
-
 def run(table, restrictions, options: PopulateOptions) -> PopulateResult:
     """Call make(key) for every key of the restricted key source of ``table`` that is not in it yet."""
     return _Runner(table, restrictions, options).run()
@@ -148,8 +137,7 @@ class _Runner:
         self.next_pending_check = 0.0
         self.final_reap_done = False
         self._prep: dict[int, tuple] = {}  # id(key) -> what reserving it needs, for keys offered again
-        self.inflight: InFlight | None = None  # the key whose commit is on its way (MySQL)
-        self.commit_retries: dict[str, int] = {}
+        self.inflight = InFlightTracker(TRANSIENT_RETRIES)  # the key whose commit is on its way (MySQL)
         self.raise_after: Exception | None = None  # a failure to raise once the loop has wound down
 
     # ---------------------------------------------------------------- the loop
@@ -208,8 +196,7 @@ class _Runner:
         return True
 
     def _wind_down(self, progress):
-        flight, self.inflight = self.inflight, None
-        self._collect(flight)  # the last commit's reply
+        self._collect(self.inflight.take())  # the last commit's reply
         # keys reserved but not started go back, whether the loop ended, broke or was interrupted
         self._release_held()
         if self.jobs:
@@ -219,7 +206,7 @@ class _Runner:
 
     def _attempted(self) -> int:
         """Keys made or failed so far, the one whose commit is on its way included."""
-        return self.result.success_count + len(self.result.error_list) + (self.inflight is not None)
+        return self.result.success_count + len(self.result.error_list) + (self.inflight.flight is not None)
 
     def _budget_spent(self) -> bool:
         if self.o.limit is not None and self._attempted() >= self.o.limit:
@@ -351,7 +338,7 @@ class _Runner:
 
         On MySQL the commit of a reserved key is confirmed while the next key is made: the key before this
         one is accounted for here, once this one's make has ended (its reply has been read by then)."""
-        previous, self.inflight = self.inflight, None
+        previous = self.inflight.take()
         try:
             self._make_one(key, claim)
         finally:
@@ -412,33 +399,17 @@ class _Runner:
         Never raises: an error that populate must raise is kept in ``raise_after``."""
         if flight is None:
             return
-        err = flight.closing.error(flight.pending)
-        if err is None:
+        verdict, err = self.inflight.verdict(flight, self._still_mine)
+        if verdict is Verdict.MADE:
             self._succeeded(flight.key, flight.started, flight.elapsed, flight.elapsed)
-        elif isinstance(err, ReservationLostError):
+        elif verdict is Verdict.LOST:
             log.warning("%s", err)
             self._lost(flight.key, flight.started, str(err))
-        elif isinstance(err, (TransientError, LostConnectionError)):
-            self._commit_unknown(flight, err)
+        elif verdict is Verdict.AGAIN:
+            log.warning("%s; making %s again", err, flight.key)
+            self.held.appendleft(flight.claim)  # not committed: next in line
         else:
             self._record_failure(flight.key, flight.claim, err, flight.started)
-
-    def _commit_unknown(self, flight: InFlight, err):
-        """The reply never came: make the key again if it is still ours, else another worker has it."""
-        claim = flight.claim
-        tries = self.commit_retries[claim.key_hash] = self.commit_retries.get(claim.key_hash, 0) + 1
-        try:
-            mine = self._still_mine(claim)
-        except Exception as e:  # the database stays away: reclaimed once this worker is seen dead
-            log.warning("cannot tell whether %s was made (%s)", flight.key, e)
-            mine = False
-        if not mine:
-            self._lost(flight.key, flight.started, "reclaimed while the database was away")
-        elif tries <= TRANSIENT_RETRIES:
-            log.warning("%s; making %s again", err, flight.key)
-            self.held.appendleft(claim)  # not committed: next in line
-        else:
-            self._record_failure(flight.key, claim, err, flight.started)
 
     def _lost(self, key, started, message):
         """A key this worker no longer holds: another worker makes it."""
@@ -518,7 +489,8 @@ class _Runner:
             pending = conn.commit_with(statements, begin_next=bool(self.held) and self.make_kind != "tripartite",
                                        wait=wait, context="complete", one_row_at=closing.fence_at)
             if not wait:
-                self.inflight = InFlight(key, claim, first_started, time.time() - first_started, pending, closing)
+                self.inflight.send(InFlight(key, claim, first_started, time.time() - first_started, pending,
+                                            closing))
                 return False
             err = closing.error(pending)
             if err is not None:

@@ -19,7 +19,7 @@ from .errors import MissingError, QueryError
 _alias_counter = itertools.count()
 
 
-def _new_alias() -> str:
+def new_alias() -> str:
     return f"_t{next(_alias_counter)}"
 
 
@@ -259,7 +259,7 @@ class Query:
     def as_subquery(self) -> Query:
         """This query wrapped as ``(SELECT ...) AS alias``: a flat operand for any other operation."""
         sql, params = self.make_sql()
-        alias = _new_alias()
+        alias = new_alias()
         q = self._dialect.quote
         cols = {n: f"{alias}.{q(n)}" for n in self._heading.names}
         return Query(self._connection, self._heading, f"({sql}) AS {alias}", params, cols,

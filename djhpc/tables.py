@@ -19,7 +19,7 @@ from .db.connection import Connection
 from .declare import SQL_NOW, TableSpec
 from .dependencies import cascade_delete, descendants, foreign_key_graph
 from .errors import DataError, DefinitionError, QueryError, UsageError
-from .query import Heading, Query, _new_alias
+from .query import Heading, Query, new_alias
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Table(Query, metaclass=TableMeta):
         cls = type(self)
         if cls._declared_spec is None:
             raise UsageError(f"{cls.__name__} is not declared: decorate it with a dj.Schema (@schema)")
-        alias = _new_alias()
+        alias = new_alias()
         q = cls._connection.dialect.quote
         heading = Heading(cls._declared_spec.attributes)
         cols = {a.name: f"{alias}.{q(a.name)}" for a in heading.attributes}

@@ -34,13 +34,15 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("package and demo", ["djhpc", "djhpc.demo"]),
     # status asks the scheduler about recorded runs: the operator view sits above submission
     ("operator view", ["djhpc.report", "djhpc.progress", "djhpc.status", "djhpc.jobrows"]),
-    ("submission", ["djhpc.submit", "djhpc.submissions", "djhpc.targets", "djhpc.worker", "djhpc.walltime",
-                    "djhpc.profile", "djhpc.schedulers", "djhpc.schedulers.*"]),
+    ("submission", ["djhpc.submit", "djhpc.submissions", "djhpc.targets", "djhpc.worker", "djhpc.walltime"]),
     ("schemas", ["djhpc.schemas"]),
     # as in DataJoint, schema.jobs is a table: schemas -> jobs -> tables
     ("jobs table", ["djhpc.jobs"]),
     ("tables", ["djhpc.tables"]),
     ("populate", ["djhpc.populate", "djhpc.autopopulate", "djhpc.keywalk", "djhpc.batching", "djhpc.inflight"]),
+    # the scheduler adapters know nothing of populate: the loop reads its task's environment through them
+    # (schedulers.taskenv) and its reaper asks them which tasks ended; submission renders and submits with them
+    ("schedulers", ["djhpc.profile", "djhpc.schedulers", "djhpc.schedulers.*"]),
     # the tables populate keeps beside the results: reservations (and who is alive) and the completion history
     ("reservation", ["djhpc.reservation", "djhpc.liveness", "djhpc.history"]),
     ("dependencies", ["djhpc.dependencies"]),
