@@ -20,6 +20,7 @@ _alias_counter = itertools.count()
 
 
 def new_alias() -> str:
+    """A table alias no other part of any query uses (``_t1``, ``_t2``, ...), for a subquery or a self-join."""
     return f"_t{next(_alias_counter)}"
 
 
