@@ -96,8 +96,8 @@ def parse_url(url: str) -> DatabaseURL:
     parts = urlsplit(url)
     try:
         port = parts.port
-    except ValueError:
-        raise ConfigError("database URL has a port that is not a number: use mysql://user@host:3306") from None
+    except ValueError as exc:
+        raise ConfigError("database URL has a port that is not a number: use mysql://user@host:3306") from exc
     if not parts.hostname:
         raise ConfigError("database URL names no host: use mysql://user:password@host:port")
     return DatabaseURL(
@@ -132,9 +132,9 @@ def read_yaml(path: Path) -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML: fix the file or remove it") from None
+        raise ConfigError(f"{path}{where}: not valid YAML: fix the file or remove it") from e
     except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from e
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -225,7 +225,7 @@ def resolve_database_url(url: str | None = None, start: Path | None = None) -> D
         try:
             text = Path(path).read_text(encoding="utf-8").strip()
         except OSError as e:
-            raise ConfigError(f"DJHPC_DATABASE_URL_FILE={path}: cannot read it ({e.strerror})") from None
+            raise ConfigError(f"DJHPC_DATABASE_URL_FILE={path}: cannot read it ({e.strerror})") from e
         parsed = parse_url(text)
         if parsed.password:
             _warn_if_readable_by_others(Path(path))
@@ -237,8 +237,8 @@ def resolve_database_url(url: str | None = None, start: Path | None = None) -> D
             host, port = host.rsplit(":", 1)
         try:
             port_number = int(port) if port else 3306
-        except ValueError:
-            raise ConfigError(f"DJ_PORT must be a number (got '{port}')") from None
+        except ValueError as exc:
+            raise ConfigError(f"DJ_PORT must be a number (got '{port}')") from exc
         return DatabaseURL(
             "mysql",
             host=host,

@@ -167,11 +167,11 @@ def parse_default(text: str, line: str):
         return low == "true", False
     try:
         return (int(s) if re.fullmatch(r"[+-]?\d+", s) else float(s)), False
-    except ValueError:
+    except ValueError as exc:
         raise DefinitionError(
             f"default '{s}' in line '{line}' is not a literal: quote strings (\"text\"), or use null "
             "or CURRENT_TIMESTAMP"
-        ) from None
+        ) from exc
 
 
 def parse_definition(definition: str, resolve) -> TableSpec:

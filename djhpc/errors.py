@@ -5,9 +5,21 @@ Messages are one line that name the problem and the fix. They never contain a pa
 
 
 class DjhpcError(Exception):
-    """Base of every error djhpc raises on purpose."""
+    """Base of every error djhpc raises on purpose.
+
+    ``code`` is the database driver's error number (MySQL's error code, SQLite's extended result code;
+    0 when there is none) and ``context`` what djhpc was doing when it failed ("insert", "commit", ...;
+    "" when not said). Both are keyword-only, so ``str(error)`` stays the one-line message.
+    """
 
     exit_code = 1
+    code: int = 0
+    context: str = ""
+
+    def __init__(self, *args, code: int = 0, context: str = ""):
+        super().__init__(*args)
+        self.code = code
+        self.context = context
 
 
 class UsageError(DjhpcError):
@@ -51,7 +63,7 @@ class QueryError(DjhpcError):
 
 
 class DatabaseError(DjhpcError):
-    """The database refused or failed; keeps the driver's exception as __cause__."""
+    """The database refused or failed; keeps the driver's exception as __cause__ and its number as ``code``."""
 
     exit_code = 1
 

@@ -109,41 +109,15 @@ class MySQLDialect(Dialect):
     def translate(self, exc, *, context=""):
         if not isinstance(exc, pymysql.err.Error):
             return exc
-        if isinstance(exc, pymysql.err.InterfaceError):  # the driver's socket is gone (closed after a failure)
-            return LostConnectionError(f"{context + ': ' if context else ''}lost the connection to the database "
-                                       "server: the next statement reconnects")
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+        if isinstance(exc, pymysql.err.InterfaceError):  # the driver's socket is gone (closed after a failure)
+            return _caused(LostConnectionError(f"{context + ': ' if context else ''}lost the connection to the "
+                                               "database server: the next statement reconnects",
+                                               code=code, context=context), exc)
         msg = " ".join((str(exc.args[1]) if len(exc.args) > 1 else str(exc)).split())  # messages are one line
+        cls, text = _MYSQL_ERRORS.get(code, (DatabaseError, "{where}database error {code}: {msg}"))
         where = f"{context}: " if context else ""
-        if code == 1062:
-            return DuplicateError(f"{where}duplicate primary key ({msg}): use skip_duplicates=True to skip it")
-        if code == 1452:
-            return DataError(f"{where}no matching row in the referenced table: insert the parent row first")
-        if code == 1451:
-            return DataError(
-                f"{where}rows of another table refer to this row: delete() cascades, delete_quick() does not"
-            )
-        if code in (1048, 1364):
-            return DataError(f"{where}a value is missing ({msg}): give every attribute without a default")
-        if code in (1264, 1265, 1292, 1366, 1406, 1411):
-            return DataError(f"{where}a value does not fit its attribute ({msg})")
-        if code in (1213, 1205, 1020, 1180):
-            return TransientError(f"{where}transient database failure ({code}): the transaction may be retried")
-        if code in (2006, 2013, 2014, 2055, 4031, 1927):
-            return LostConnectionError(f"{where}lost the connection to the database server ({code})")
-        if code in (1045, 1044, 1698):
-            return ConnectError("the database refused the user name or password: check DJ_USER/DJ_PASS or the URL")
-        if code in (2003, 2005):
-            return ConnectError(
-                "cannot reach the database server: check the host and port, and that the server runs"
-            )
-        if code == 1054:
-            return QueryError(f"{where}{msg}: name only attributes of the query (see its heading)")
-        if code == 1146:
-            return DatabaseError(f"{where}table does not exist ({msg}): declare it first")
-        err = DatabaseError(f"{where}database error {code}: {msg}")
-        err.code = code
-        return err
+        return _caused(cls(text.format(where=where, msg=msg, code=code), code=code, context=context), exc)
 
 
 class SQLiteDialect(Dialect):
@@ -175,28 +149,56 @@ class SQLiteDialect(Dialect):
     def translate(self, exc, *, context=""):
         if not isinstance(exc, sqlite3.Error):
             return exc
+        code = getattr(exc, "sqlite_errorcode", 0)  # Python 3.11+
         msg = " ".join(str(exc).split())  # messages are one line
+        cls, text = next(((cls, text) for words, cls, text in _SQLITE_ERRORS if any(w in msg for w in words)),
+                         (DatabaseError, "{where}SQLite error: {msg}"))
         where = f"{context}: " if context else ""
-        if "UNIQUE constraint failed" in msg or "PRIMARY KEY" in msg:
-            return DuplicateError(f"{where}duplicate primary key ({msg}): use skip_duplicates=True to skip it")
-        if "FOREIGN KEY constraint failed" in msg:
-            return DataError(
-                f"{where}a foreign key does not match (missing parent row, or child rows still refer to it): "
-                "insert the parent first, or delete() to cascade"
-            )
-        if "NOT NULL constraint failed" in msg:
-            return DataError(f"{where}a value is missing ({msg}): give every attribute without a default")
-        if "CHECK constraint failed" in msg:
-            return DataError(f"{where}a value does not fit its attribute ({msg})")
-        if "database is locked" in msg or "database is busy" in msg:
-            return TransientError(f"{where}the SQLite file stayed locked past the busy timeout")
-        if "no such column" in msg:
-            return QueryError(f"{where}{msg}: name only attributes of the query (see its heading)")
-        if "no such table" in msg:
-            return DatabaseError(f"{where}{msg}: declare the table first")
-        if "unable to open database" in msg:
-            return ConnectError(f"cannot open the SQLite file: {msg}: check the path and its folder")
-        return DatabaseError(f"{where}SQLite error: {msg}")
+        return _caused(cls(text.format(where=where, msg=msg), code=code, context=context), exc)
+
+
+def _caused(err: Exception, exc: Exception) -> Exception:
+    """``err`` with the driver's ``exc`` as its __cause__, kept even where it is raised later or ``from None``."""
+    err.__cause__ = exc
+    return err
+
+
+# MySQL error number -> (djhpc error, message); {where} is "context: " or "", {msg} the server's words, one line.
+_MYSQL_ERRORS = {code: (cls, text) for codes, cls, text in (
+    ((1062,), DuplicateError, "{where}duplicate primary key ({msg}): use skip_duplicates=True to skip it"),
+    ((1452,), DataError, "{where}no matching row in the referenced table: insert the parent row first"),
+    ((1451,), DataError,
+     "{where}rows of another table refer to this row: delete() cascades, delete_quick() does not"),
+    ((1048, 1364), DataError, "{where}a value is missing ({msg}): give every attribute without a default"),
+    ((1264, 1265, 1292, 1366, 1406, 1411), DataError, "{where}a value does not fit its attribute ({msg})"),
+    ((1213, 1205, 1020, 1180), TransientError,
+     "{where}transient database failure ({code}): the transaction may be retried"),
+    ((2006, 2013, 2014, 2055, 4031, 1927), LostConnectionError,
+     "{where}lost the connection to the database server ({code})"),
+    ((1045, 1044, 1698), ConnectError,
+     "the database refused the user name or password: check DJ_USER/DJ_PASS or the URL"),
+    ((2003, 2005), ConnectError,
+     "cannot reach the database server: check the host and port, and that the server runs"),
+    ((1054,), QueryError, "{where}{msg}: name only attributes of the query (see its heading)"),
+    ((1146,), DatabaseError, "{where}table does not exist ({msg}): declare it first"),
+) for code in codes}
+
+# SQLite message words -> (djhpc error, message), the first rule whose words occur in the message wins.
+_SQLITE_ERRORS = (
+    (("UNIQUE constraint failed", "PRIMARY KEY"), DuplicateError,
+     "{where}duplicate primary key ({msg}): use skip_duplicates=True to skip it"),
+    (("FOREIGN KEY constraint failed",), DataError,
+     "{where}a foreign key does not match (missing parent row, or child rows still refer to it): "
+     "insert the parent first, or delete() to cascade"),
+    (("NOT NULL constraint failed",), DataError,
+     "{where}a value is missing ({msg}): give every attribute without a default"),
+    (("CHECK constraint failed",), DataError, "{where}a value does not fit its attribute ({msg})"),
+    (("database is locked", "database is busy"), TransientError,
+     "{where}the SQLite file stayed locked past the busy timeout"),
+    (("no such column",), QueryError, "{where}{msg}: name only attributes of the query (see its heading)"),
+    (("no such table",), DatabaseError, "{where}{msg}: declare the table first"),
+    (("unable to open database",), ConnectError, "cannot open the SQLite file: {msg}: check the path and its folder"),
+)
 
 
 def _mysql_literal(value: str) -> str:
