@@ -8,11 +8,12 @@ import datetime as dt
 import json
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from . import signals
+from . import populate, signals
 from .errors import ConnectError, DjhpcError, UsageError
 from .history import History
+from .populate import PopulateOptions
 from .schedulers import taskenv
 from .signals import Interrupted, stop_signals
 from .walltime import Walltime
@@ -26,15 +27,17 @@ EXIT_DATABASE_UNREACHABLE = 69  # EX_UNAVAILABLE: the database stayed unreachabl
 EXIT_INTERRUPTED = signals.EXIT_INTERRUPTED  # 75, EX_TEMPFAIL: stopped by a signal, keys given back; resubmit
 
 
+def _work_defaults() -> PopulateOptions:
+    # a worker always reserves, keeps going past a failed key, and waits before retrying one
+    return PopulateOptions(reserve_jobs=True, suppress_errors=True, retry_delay_seconds=30.0)
+
+
 @dataclass
 class WorkOptions:
-    order: str = "original"
-    max_calls: int | None = None
-    limit: int | None = None
-    suppress_errors: bool = True
+    """What ``djhpc work`` runs: populate's own options, the restrictions, and where the key log goes."""
+
+    populate: PopulateOptions = field(default_factory=_work_defaults)
     restrictions: list = field(default_factory=list)
-    retries: int = 0
-    retry_delay_seconds: float = 30.0
     log_path: str | None = None
 
 
@@ -86,13 +89,10 @@ def work(table_class, options: WorkOptions) -> int:
         if walltime:
             log.info("allocation ends at %s: keys that would not fit are left for the next run",
                      dt.datetime.fromtimestamp(walltime.end).astimezone().isoformat(timespec="seconds"))
+        opts = replace(options.populate, reserve_jobs=True, on_key=keylog, walltime=walltime,
+                       scheduler=_scheduler_for_reaping())
         try:
-            result = table.populate(
-                *options.restrictions, reserve_jobs=True, suppress_errors=options.suppress_errors,
-                order=options.order, limit=options.limit, max_calls=options.max_calls,
-                max_attempts=options.retries + 1, retry_delay_seconds=options.retry_delay_seconds, on_key=keylog,
-                walltime=walltime, scheduler=_scheduler_for_reaping(),
-            )
+            result = populate.run(table, options.restrictions, opts)
         except Interrupted as e:
             log.warning("%s: reservations released; submit again to continue", e)
             return EXIT_INTERRUPTED

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..populate import ORDERS
+from ..populate import ORDERS, PopulateOptions
 from ..worker import WorkOptions, work
 from .common import add_target_argument, table_class
 
@@ -56,11 +56,11 @@ def run(args) -> int:
     if args.log:
         _check_writable(args.log)  # before the pipeline is imported (which declares its tables)
     cls = table_class(args.target)
-    options = WorkOptions(order=args.order, max_calls=args.max_calls, limit=args.limit,
-                          suppress_errors=args.suppress_errors, restrictions=[_and(args.restrict)],
-                          retries=args.retries, retry_delay_seconds=args.retry_delay, log_path=args.log)
-    if not args.restrict:
-        options.restrictions = []
+    populate = PopulateOptions(reserve_jobs=True, order=args.order, max_calls=args.max_calls, limit=args.limit,
+                               suppress_errors=args.suppress_errors, max_attempts=args.retries + 1,
+                               retry_delay_seconds=args.retry_delay)
+    populate.check()  # a bad value is a usage error before any table is touched
+    options = WorkOptions(populate, restrictions=[_and(args.restrict)] if args.restrict else [], log_path=args.log)
     return work(cls, options)
 
 
