@@ -135,7 +135,7 @@ def parse_key(text: str, table=None) -> tuple[dict | None, str]:
         try:
             key = json.loads(t)
         except ValueError as e:
-            raise UsageError(f"key {t!r} is not valid JSON ({e.msg}): write it like '{{\"item\": 3}}'") from None
+            raise UsageError(f"key {t!r} is not valid JSON ({e.msg}): write it like '{{\"item\": 3}}'") from e
         if not isinstance(key, dict) or not key:
             raise UsageError(f"key {t!r} must be a JSON object of attribute values, like '{{\"item\": 3}}'")
         if table is not None:
@@ -161,7 +161,7 @@ def typed_key(table, key: dict) -> dict:
         try:
             out[name] = values.decode(attr, values.encode(attr, key[name], dialect), dialect)
         except Exception as e:
-            raise UsageError(f"key value {name}={key[name]!r} does not fit {attr.type}: {e}") from None
+            raise UsageError(f"key value {name}={key[name]!r} does not fit {attr.type}: {e}") from e
     return out
 
 

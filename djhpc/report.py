@@ -329,6 +329,6 @@ def write_report(table, path, *, limit: int = REPORT_ROWS) -> Path:
     try:
         path.write_text(html, encoding="utf-8")
     except OSError as e:
-        raise UsageError(f"cannot write {path}: {e.strerror}: choose another -o path") from None
+        raise UsageError(f"cannot write {path}: {e.strerror}: choose another -o path") from e
     return path
 

@@ -107,13 +107,13 @@ class Schema:
         try:
             spec = parse_definition(cls.definition, _resolver(cls, context, master))
         except DefinitionError as e:
-            raise DefinitionError(f"{cls.__name__}: {e}") from None
+            raise DefinitionError(f"{cls.__name__}: {e}") from e
         for a in spec.attributes:  # a default that cannot be stored fails here, alike on both backends
             if a.has_default and a.default is not None and a.default is not SQL_NOW:
                 try:
                     values.encode(a, a.default, self.connection.dialect.name)
                 except DataError as e:
-                    raise DefinitionError(f"{cls.__name__}: the default of '{a.name}' does not fit: {e}") from None
+                    raise DefinitionError(f"{cls.__name__}: the default of '{a.name}' does not fit: {e}") from e
         return spec
 
     def _create_table(self, cls, spec, name):

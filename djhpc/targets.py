@@ -51,8 +51,8 @@ def _import(name: str, base: Path):
     except DjhpcError:
         raise
     except ImportError as e:
-        raise UsageError(f"target module {name} does not import ({e}): check the name and PYTHONPATH") from None
+        raise UsageError(f"target module {name} does not import ({e}): check the name and PYTHONPATH") from e
     except SyntaxError as e:
-        raise UsageError(f"target module {name} has a syntax error at line {e.lineno}: fix it") from None
+        raise UsageError(f"target module {name} has a syntax error at line {e.lineno}: fix it") from e
     except Exception as e:
-        raise UsageError(f"target module {name} failed while importing: {type(e).__name__}: {e}") from None
+        raise UsageError(f"target module {name} failed while importing: {type(e).__name__}: {e}") from e

@@ -49,7 +49,7 @@ class KeyLog:
         try:
             self.stream = open(path, "a", buffering=1, encoding="utf-8") if path else sys.stderr  # noqa: SIM115
         except OSError as e:
-            raise UsageError(f"cannot write the key log {path} ({e.strerror}): choose another --log") from None
+            raise UsageError(f"cannot write the key log {path} ({e.strerror}): choose another --log") from e
 
     def __call__(self, key, started, ended, outcome, message):
         now = dt.datetime.now().astimezone().isoformat(timespec="seconds")

@@ -290,10 +290,10 @@ def run_command(argv: Sequence[str], *, hint: str, timeout: float = 60.0) -> sub
             list(argv), capture_output=True, text=True, encoding="utf-8", errors="replace",
             timeout=timeout, stdin=subprocess.DEVNULL, check=False,
         )  # fmt: skip
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as exc:
         raise SchedulerError(
             f"{argv[0]} did not answer within {timeout:g} s: the scheduler may be busy, try again"
-        ) from None
+        ) from exc
     except OSError as exc:
         raise SchedulerError(f"{argv[0]} could not run ({exc.strerror}): {hint}") from exc
 

@@ -90,7 +90,7 @@ def check_gnu_parallel() -> None:
             stdin=subprocess.DEVNULL, check=False, errors="replace",
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SchedulerError(f"parallel --version failed ({exc}): {_HINT}") from None
+        raise SchedulerError(f"parallel --version failed ({exc}): {_HINT}") from exc
     if not re.search(r"GNU parallel", out.stdout):
         raise SchedulerError(f"the parallel on PATH is not GNU parallel (moreutils?): {_HINT}")
 

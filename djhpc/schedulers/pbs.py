@@ -119,7 +119,7 @@ def parse_qstat_json(text: str, flavour: str = "pbs") -> dict[str, TaskState]:
     try:
         data = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError as exc:
-        raise SchedulerError(f"cannot read qstat JSON ({exc.msg}): {one_line(text, 200)!r}") from None
+        raise SchedulerError(f"cannot read qstat JSON ({exc.msg}): {one_line(text, 200)!r}") from exc
     jobs = data.get("Jobs", {}) if isinstance(data, dict) else {}
     states: dict[str, TaskState] = {}
     for raw_id, attrs in jobs.items():
