@@ -46,6 +46,12 @@ def delays(first: float = 0.1, cap: float = 5.0, *, attempts: int | None = None,
         delay = min(delay * factor, cap)
 
 
+def delay(attempt: int, first: float = 0.1, cap: float = 5.0, *, jitter: str = "half", factor: float = 2.0) -> float:
+    """The delay before retry number ``attempt`` (0 for the first), as ``delays()`` would give it: for loops
+    that usually succeed at once and should not build a generator for the rare retry."""
+    return _jittered(min(first * factor**attempt, cap), jitter)
+
+
 def _jittered(delay: float, jitter: str) -> float:
     if jitter == "half":
         return delay * (0.5 + random.random())

@@ -347,7 +347,7 @@ class _Runner:
     def _make_one(self, key: dict, claim: Claim | None):
         started = time.time()
         self._report(key, started, "start", "", ended=None)
-        for attempt, delay in enumerate(backoff.delays(first=0.1, cap=5, attempts=TRANSIENT_RETRIES + 1)):
+        for attempt in range(TRANSIENT_RETRIES + 1):
             try:
                 self.result.make_calls += 1
                 if self._make_in_transaction(key, claim, started):
@@ -362,7 +362,7 @@ class _Runner:
                     self._failed(key, claim, e, started)
                     return
                 log.warning("%s; retrying %s", e, key)
-                backoff.sleep(delay)
+                backoff.sleep(backoff.delay(attempt, first=0.1, cap=5))
                 if claim and not self._still_mine(claim):
                     log.warning("reservation of %s was reclaimed while the database was away", key)
                     self._lost(key, started, "reclaimed while the database was away")

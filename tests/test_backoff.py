@@ -139,3 +139,11 @@ def test_retry_needs_a_bound() -> None:
         retry(lambda: 1, exceptions=ConnectionError)
     with pytest.raises(ValueError, match="never calls fn"):
         retry(lambda: 1, exceptions=ConnectionError, attempts=0)
+
+
+def test_one_delay_is_the_delay_delays_gives_at_that_attempt():
+    from djhpc import backoff
+
+    given = list(backoff.delays(first=0.1, cap=1.0, attempts=6, jitter="none"))
+    assert [backoff.delay(i, first=0.1, cap=1.0, jitter="none") for i in range(6)] == given
+    assert all(0.5 * 0.4 <= backoff.delay(2, first=0.1, cap=1.0) <= 1.5 * 0.4 for _ in range(50))
