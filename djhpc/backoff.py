@@ -49,7 +49,11 @@ def delays(first: float = 0.1, cap: float = 5.0, *, attempts: int | None = None,
 def delay(attempt: int, first: float = 0.1, cap: float = 5.0, *, jitter: str = "half", factor: float = 2.0) -> float:
     """The delay before retry number ``attempt`` (0 for the first), as ``delays()`` would give it: for loops
     that usually succeed at once and should not build a generator for the rare retry."""
-    return _jittered(min(first * factor**attempt, cap), jitter)
+    try:
+        grown = first * factor**attempt
+    except OverflowError:  # attempt 1100 of a doubling: past the cap long before
+        grown = cap
+    return _jittered(min(grown, cap), jitter)
 
 
 def _jittered(delay: float, jitter: str) -> float:
@@ -57,6 +61,8 @@ def _jittered(delay: float, jitter: str) -> float:
         return delay * (0.5 + random.random())
     if jitter == "full":
         return delay * random.random()
+    if jitter != "none":
+        raise ValueError(f"jitter {jitter!r} is not one of {', '.join(JITTERS)}")
     return delay
 
 

@@ -147,3 +147,10 @@ def test_one_delay_is_the_delay_delays_gives_at_that_attempt():
     given = list(backoff.delays(first=0.1, cap=1.0, attempts=6, jitter="none"))
     assert [backoff.delay(i, first=0.1, cap=1.0, jitter="none") for i in range(6)] == given
     assert all(0.5 * 0.4 <= backoff.delay(2, first=0.1, cap=1.0) <= 1.5 * 0.4 for _ in range(50))
+
+
+def test_one_delay_far_past_the_cap() -> None:
+    assert backoff.delay(5000, first=0.1, cap=2.0, jitter="none") == 2.0  # no OverflowError from 2.0**5000
+    assert backoff.delay(0, first=3.0, cap=2.0, jitter="none") == 2.0
+    with pytest.raises(ValueError, match="jitter 'bogus'"):
+        backoff.delay(1, jitter="bogus")
