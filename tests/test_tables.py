@@ -16,6 +16,7 @@ import numpy as np
 import pymysql
 import pytest
 from support.env import ROOT
+from support.queries import key_set
 
 import djhpc as dj
 from djhpc.config import parse_url
@@ -305,10 +306,6 @@ def test_class_and_instance_give_the_same(filled):
 
 
 # ------------------------------------------------------------------ restrict, join, proj
-def key_set(query):
-    return sorted(tuple(k.values()) for k in query.fetch("KEY"))
-
-
 def test_restrictions(filled):
     S, Se = filled.Subject, filled.Session
     assert key_set(S & {"species": "mouse"}) == [(1,), (2,)]

@@ -9,4 +9,5 @@ test module or from a conftest.py; fixtures come only from the conftest.py files
 - ``support.scripts``: job scripts run under a fake ``djhpc``, and their directives read as sbatch reads them
 - ``support.jobstate``: a jobs table in every status, and the CLI run in this process
 - ``support.reservations``: Reservations driven step by step
+- ``support.queries``: query results in a form that compares easily (key_set)
 """
