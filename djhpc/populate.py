@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import backoff, blob, values
+from . import backoff, blob, signals, values
 from .batching import MAX_BATCH, BatchPolicy
 from .errors import DataError, LostConnectionError, ReservationLostError, TransientError, UsageError
 from .history import History, usage_snapshot
@@ -162,7 +162,10 @@ class _Runner:
         walker, names = self._walker()
         progress = _ProgressBar(self.cls.__name__, walker.pending_at_start or len(walker.q)) \
             if self.o.display_progress else None
-        with stop_signals(enabled=self.o.reserve_jobs):
+        # alone (a script, a notebook) every stop signal raises Interrupted; inside djhpc work's own block a
+        # second one leaves at once, as there
+        with stop_signals(enabled=self.o.reserve_jobs, signals=signals.LOOP_SIGNALS,
+                          exit_code=signals.EXIT_INTERRUPTED if signals.active() else None):
             try:
                 while self._next(walker, names):
                     if progress:

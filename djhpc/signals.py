@@ -44,6 +44,16 @@ _depth = 0
 _first: int | None = None
 
 
+#: the signals populate() itself turns into Interrupted: SIGINT stays Python's KeyboardInterrupt there, so
+#: an interactive session (a notebook) is interrupted as usual, and pressing Ctrl-C twice never kills it
+LOOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGUSR1)
+
+
+def active() -> bool:
+    """Whether a stop_signals block is open (an outer one: djhpc work around populate)."""
+    return _depth > 0
+
+
 def stop_requested() -> int | None:
     """The stop signal received inside the stop_signals blocks still open, or None."""
     return _first

@@ -229,3 +229,39 @@ def test_interrupted() -> None:
     assert isinstance(e, BaseException) and not isinstance(e, Exception)
     copy = pickle.loads(pickle.dumps(e))
     assert type(copy) is Interrupted and copy.signum == signal.SIGTERM and str(copy) == "stopped by SIGTERM"
+
+
+def test_populate_alone_survives_a_second_signal_but_not_inside_djhpc_work() -> None:
+    """populate()'s own block (LOOP_SIGNALS, no exit) in a script or notebook: each SIGTERM raises Interrupted
+    and Ctrl-C stays a KeyboardInterrupt; nested in djhpc work's block, a second signal leaves at once."""
+    child = Child("""
+        from djhpc import signals
+        for round in (1, 2):
+            try:
+                with stop_signals(signals=signals.LOOP_SIGNALS, exit_code=None):
+                    say("ready", signals.active())
+                    time.sleep(30)
+            except Interrupted as e:
+                say("interrupted", round)
+        say("active after", signals.active(), signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+        with stop_signals():
+            with stop_signals(signals=signals.LOOP_SIGNALS,
+                              exit_code=signals.EXIT_INTERRUPTED if signals.active() else None):
+                try:
+                    say("nested ready")
+                    time.sleep(30)
+                except Interrupted:
+                    say("giving back")
+                    time.sleep(30)
+        say("not reached")
+    """)
+    for round in (1, 2):
+        child.expect("ready True")
+        child.kill(signal.SIGTERM)
+        child.expect(f"interrupted {round}")
+    child.expect("active after False True")
+    child.expect("nested ready")
+    child.kill(signal.SIGTERM)
+    child.expect("giving back")
+    child.kill(signal.SIGTERM)
+    assert child.finish()[0] == EXIT_INTERRUPTED
