@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 from bench import counting
-from bench.run import Server
+from bench.run import PIPELINES, Server
 
 
 def mariadbd_cpu(port: int = 3306) -> float | None:
@@ -107,26 +107,11 @@ def populate_once(server: Server, n: int, *, history: bool, profile: bool):
     connection = dj.conn(server.url, reset=True)
     name = f"bench_profile_{uuid.uuid4().hex[:8]}"
     schema = dj.Schema(name, connection=connection)
+    if str(PIPELINES) not in sys.path:
+        sys.path.insert(0, str(PIPELINES))
+    import pipeline_bench
 
-    @schema
-    class Item(dj.Manual):
-        definition = """
-        item : int
-        ---
-        value : int
-        """
-
-    @schema
-    class Result(dj.Computed):
-        definition = """
-        -> Item
-        ---
-        doubled : int
-        """
-
-        def make(self, key):
-            self.insert1(dict(key, doubled=2 * key["item"]))
-
+    Item, Result = pipeline_bench.declare(schema)
     try:
         connection.query(f"INSERT INTO {Item().full_table_name} (item, value) SELECT seq, seq FROM "
                          f"`{name}`.seq_0_to_{n - 1}")

@@ -29,6 +29,7 @@ from bench.prototypes import PATCHES
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+PIPELINES = ROOT / "tests" / "pipelines"  # pipeline_bench.py: the tables djhpc's workers declare
 CASES = ("scaling", "sleep", "startup", "progress", "sqlite")
 THROUGHPUT_CASES = ("scaling", "sleep", "sqlite")
 SERVER_COUNTERS = ("Questions", "Com_commit", "Handler_commit", "Innodb_data_fsyncs", "Innodb_log_writes",
@@ -232,7 +233,7 @@ class Runner:
     def _env(self, system: System) -> dict:
         env = _worker_env_base()
         if system.kind in ("djhpc", "floor"):
-            env["PYTHONPATH"] = f"{HERE}{os.pathsep}{ROOT}"
+            env["PYTHONPATH"] = os.pathsep.join(map(str, (HERE, ROOT, PIPELINES)))
             env["DJHPC_DATABASE_URL"] = self.server.url if system.backend == "mysql" else self._sqlite_url
         else:
             env.update(DJ_HOST=self.server.host, DJ_PORT=str(self.server.port), DJ_USER=self.server.user,

@@ -1,6 +1,7 @@
 """One djhpc benchmark worker: ``python bench/worker_djhpc.py SETTINGS_JSON`` (see workerlib.py).
 
-The database URL comes from DJHPC_DATABASE_URL in the environment, never from the command line.
+The database URL comes from DJHPC_DATABASE_URL in the environment, never from the command line. The tables
+are the test pipeline tests/pipelines/pipeline_bench.py (the runner puts that folder on PYTHONPATH).
 Modes: ``populate`` (index 0 also declares the tables and fills the key source first), ``progress``.
 """
 
@@ -16,6 +17,7 @@ import workerlib  # noqa: I001  (first: it takes the process start time)
 
 COUNTS = counting.install()
 
+import pipeline_bench  # noqa: E402  (imports djhpc: after the PyMySQL wrappers too)
 import prototypes  # noqa: E402
 
 import djhpc as dj  # noqa: E402  (after the PyMySQL wrappers)
@@ -25,27 +27,7 @@ def declare(worker):
     s = worker.settings
     connection = dj.conn()
     schema = dj.Schema(s["schema"], connection=connection)
-
-    @schema
-    class Item(dj.Manual):
-        definition = """
-        item : int
-        ---
-        value : int
-        """
-
-    @schema
-    class Result(dj.Computed):
-        definition = """
-        -> Item
-        ---
-        doubled : int
-        """
-
-        def make(self, key):
-            worker.made(key)
-            self.insert1(dict(key, doubled=2 * key["item"]))
-
+    Item, Result = pipeline_bench.declare(schema, on_make=worker.made)
     return connection, schema, Item, Result
 
 

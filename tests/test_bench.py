@@ -18,6 +18,7 @@ import psutil
 import pymysql
 import pytest
 from support.env import MYSQL_URL, ROOT, mysql_available, unavailable
+from support.pipeline import declare_bench_pipeline
 
 sys.path.insert(0, str(ROOT))
 from bench import counting, run  # noqa: E402
@@ -117,6 +118,18 @@ def test_quick_benchmark_runs_and_its_counters_add_up(tmp_path):
     folder = report["meta"]["folder"]
     leftover = [p.pid for p in psutil.process_iter(["cmdline"]) if folder in " ".join(p.info["cmdline"] or [])]
     assert leftover == []
+
+
+def test_the_bench_pipeline_doubles_each_item_once(schema):
+    """The tables of tests/pipelines/pipeline_bench.py, which djhpc's bench workers declare, on both backends."""
+    made = []
+    Item, Result = declare_bench_pipeline(schema, on_make=made.append)
+    assert (Item.heading.names, Result.heading.names) == (["item", "value"], ["item", "doubled"])
+    Item.insert((i, 10 * i) for i in range(6))
+    result = Result.populate(reserve_jobs=True)
+    assert result.success_count == 6 and sorted(k["item"] for k in made) == list(range(6))
+    assert Result.fetch("doubled", order_by="item") == [0, 2, 4, 6, 8, 10]
+    assert Result.populate(reserve_jobs=True).success_count == 0 and len(made) == 6
 
 
 class FakeConnection:

@@ -1,7 +1,8 @@
-"""The counting test pipeline, tests/pipelines/pipeline_counts.py: imported in this process, and its call log.
+"""The test pipelines of tests/pipelines/: pipeline_counts.py imported in this process, and its call log;
+pipeline_bench.py, the benchmark's tables, declared on a schema.
 
-Every make() appends ``<Table> <sorted key items> <pid>`` to the file named by DJHPC_TEST_CALLS
-(``tmp_path / "calls.log"`` here), so tests count makes, not only rows.
+Every make() of pipeline_counts appends ``<Table> <sorted key items> <pid>`` to the file named by
+DJHPC_TEST_CALLS (``tmp_path / "calls.log"`` here), so tests count makes, not only rows.
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ def load_pipeline(backend, schema_name, monkeypatch, tmp_path, **env):
         return importlib.import_module("pipeline_counts")
     finally:
         sys.path.pop(0)
+
+
+def declare_bench_pipeline(schema, on_make=None):
+    """(Item, Result) of tests/pipelines/pipeline_bench.py, the tables the benchmark's djhpc workers declare."""
+    sys.path.insert(0, str(PIPELINES))
+    try:
+        pipeline_bench = importlib.import_module("pipeline_bench")
+    finally:
+        sys.path.pop(0)
+    return pipeline_bench.declare(schema, on_make)
 
 
 def load_items(url: str, schema: str, n: int, monkeypatch, tmp_path: Path):
