@@ -17,17 +17,7 @@ import uuid
 from types import SimpleNamespace
 
 import pytest
-from support.env import (  # noqa: F401 - some only re-exported, for a module that imports them from here
-    IN_CI,
-    MYSQL_URL,
-    NO_MYSQL,
-    ROOT,
-    mysql_available,
-    need_binary,
-    run_python,
-    unavailable,
-    worker_env,
-)
+from support.env import MYSQL_URL, NO_MYSQL, mysql_available, need_binary, unavailable
 
 # hygiene: the user's own settings must not leak into the tests
 KEEP = {"DJHPC_TEST_MYSQL_URL", "DJHPC_BENCH_DATAJOINT_PYTHON"}  # test settings, not user settings

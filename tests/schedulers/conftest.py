@@ -12,21 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.scripts import (  # noqa: F401 - re-exported for a module that still imports them from here
-    FAKE_DJHPC,
-    FAKE_PARALLEL,
-    FULL_ARGS,
-    FULL_ENV,
-    FULL_SETTINGS,
-    FULL_TARGET,
-    bash_syntax_ok,
-    clean_env,
-    directive_args,
-    read_argv,
-    read_env,
-    run_script,
-    write_executable,
-)
+from support.scripts import FAKE_DJHPC, FAKE_PARALLEL, write_executable
 
 
 @pytest.fixture(scope="session")
