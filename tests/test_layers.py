@@ -163,14 +163,17 @@ importlib.import_module(name)
 
 @cache
 def _import_alone_results() -> dict[str, tuple[int, str]]:
+    # parse every file here, in this thread: the threads below only start interpreters (ast.parse run from
+    # several threads at once once failed with a SystemError on a loaded machine)
+    stubs = {name: "0" if _takes_a_name_from_a_parent_package(name) else "1" for name in sorted(modules())}
+
     def run(name):
-        stub = "0" if _takes_a_name_from_a_parent_package(name) else "1"
-        out = subprocess.run([sys.executable, "-c", _CHILD, name, stub], cwd=ROOT, capture_output=True, text=True,
-                             timeout=120)
+        out = subprocess.run([sys.executable, "-c", _CHILD, name, stubs[name]], cwd=ROOT, capture_output=True,
+                             text=True, timeout=120)
         return name, (out.returncode, "\n".join(out.stderr.strip().splitlines()[-20:]))
 
     with ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2))) as pool:
-        return dict(pool.map(run, sorted(modules())))
+        return dict(pool.map(run, sorted(stubs)))
 
 
 MODULES = sorted(modules())
