@@ -72,11 +72,7 @@ class MySQLSession:
 
     # ------------------------------------------------------------------ connect
     def open(self):
-        self.ahead.forget()
-        if self.reply is not None:
-            self.reply.settle(LostConnectionError(
-                "lost the connection before the commit was confirmed: it may or may not have been made"))
-            self.reply = None
+        self.forget()
         u = self.conn.url
         try:
             raw = pymysql.connect(
@@ -102,9 +98,13 @@ class MySQLSession:
         return raw
 
     def forget(self):
-        """After a fork: the parent's packet and transaction are not this process's."""
+        """The connection is gone (or, after a fork, not this process's): so are the transaction begun ahead and
+        the reply of a packet sent without waiting, whose outcome is then unknown."""
         self.ahead.forget()
-        self.reply = None
+        if self.reply is not None:
+            self.reply.settle(LostConnectionError(
+                "lost the connection before the commit was confirmed: it may or may not have been made"))
+            self.reply = None
 
     def close(self):
         if self.reply is not None:
@@ -324,7 +324,11 @@ class MySQLSession:
         again. A lost connection loses that next transaction too: raised when one is open, as any statement
         would raise it."""
         pending = self.reply if pending is None else pending
-        if pending is None or pending is not self.reply:
+        if pending is None:
+            return
+        if pending is not self.reply:  # its connection is gone: the reply will never be read
+            if not pending.done:
+                pending.settle(LostConnectionError("the commit's reply was not read: it may or may not be made"))
             return
         self.reply = None
         conn = self.conn

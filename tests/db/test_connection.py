@@ -117,3 +117,11 @@ def test_queued_inserts_larger_than_a_packet_are_sent_in_pieces(db, schema):
     db.commit_with([])
     db.drop_deferred()
     assert db.query(f"SELECT COUNT(*), SUM(LENGTH(b)) FROM {blobs}").fetchone() == (n, n * 500_000)
+
+
+def test_a_reply_never_read_because_the_connection_was_replaced_is_unknown_not_made(db, target):
+    db.start_transaction()
+    db.query(f"INSERT INTO {target} VALUES (%s)", (1,))
+    pending = db.commit_with([], wait=False)
+    db.reconnect()  # the packet's reply went with the old connection
+    assert isinstance(pending.result(), LostConnectionError)  # may or may not be made: the caller checks
