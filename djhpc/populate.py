@@ -29,6 +29,7 @@ from .inflight import InFlight, InFlightTracker, Verdict
 from .keywalk import MIN_WINDOW, WINDOW, KeyWalker
 from .liveness import Reaper
 from .reservation import Claim, Closing, Reservations, ReserveRequest, Worker, key_hash
+from .schedulers import taskenv
 from .signals import Interrupted, stop_signals
 
 log = logging.getLogger(__name__)
@@ -522,16 +523,12 @@ class _Runner:
 
 
 def _current_worker(conn) -> Worker:
-    from .schedulers.taskenv import current
-
-    job_id, task_id = current().ids()
+    job_id, task_id = taskenv.current().ids()
     return Worker.current(conn, job_id=job_id, task_id=task_id)
 
 
 def _task_position() -> float | None:
-    from .schedulers.taskenv import current
-
-    return current().position()
+    return taskenv.current().position()
 
 
 def _as_tuple(x):

@@ -27,12 +27,16 @@ from dataclasses import dataclass
 from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar
-
-import jinja2
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from djhpc.errors import SchedulerError, UsageError
 from djhpc.profile import Profile, check_line, format_time_slurm
+
+if TYPE_CHECKING:
+    import jinja2
+
+# jinja2 is imported where a script is rendered: a worker reads its task environment through the scheduler
+# classes without paying for it
 
 
 class TaskState(str, Enum):
@@ -141,9 +145,15 @@ def task_key(job_id: str | int, task_id: str | int) -> str:
 # ---------------------------------------------------------------------------------------- quoting
 
 
+def _is_undefined(value: Any) -> bool:
+    import jinja2
+
+    return isinstance(value, jinja2.Undefined)
+
+
 def shell_quote(value: Any) -> str:
     """The `q` filter: one shell word, whatever the value holds."""
-    if value is None or isinstance(value, jinja2.Undefined):
+    if value is None or _is_undefined(value):
         raise TypeError("a template quoted a value that is not set; guard it with {% if %}")
     return shlex.quote(str(value))
 
@@ -161,7 +171,7 @@ _DIRECTIVE_PLAIN = re.compile(r"[!$-&(-\[\]-~]+")
 def directive_quote(value: Any) -> str:
     """The `dq` filter: a value in a #SBATCH/#PBS line. Not shell: sbatch splits the line on blanks,
     honours "..." and '...', and takes backslash as an escape; an unquoted # starts a comment."""
-    if value is None or isinstance(value, jinja2.Undefined):
+    if value is None or _is_undefined(value):
         raise TypeError("a template quoted a directive value that is not set; guard it with {% if %}")
     text = check_line(str(value), "directive value")
     if _DIRECTIVE_PLAIN.fullmatch(text):
@@ -186,6 +196,8 @@ def packaged_template_dir() -> Path:
 @functools.lru_cache(maxsize=8)
 def template_environment(template_dir: str | None = None) -> jinja2.Environment:
     """Jinja environment: the user's directory first, then the shipped templates."""
+    import jinja2
+
     loaders: list[jinja2.BaseLoader] = []
     if template_dir is not None:
         if not Path(template_dir).is_dir():
@@ -359,6 +371,8 @@ class Scheduler:
             executable=[check_line(str(w), "executable") for w in executable],
         )
         directory = None if template_dir is None else str(template_dir)
+        import jinja2
+
         try:
             template = template_environment(directory).get_template(self.template_name)
             return template.render(context)
