@@ -22,13 +22,13 @@ def enabled() -> bool:
 
 
 class History:
-    def __init__(self, connection, schema: str):
+    def __init__(self, connection, schema: str, table_name: str = HISTORY_TABLE):
         self.connection = connection
         self.schema = schema
-        self.table = connection.dialect.table(schema, HISTORY_TABLE)
+        self.table = connection.dialect.table(schema, table_name)
 
     def ensure_table(self):
-        marker = (self.connection.url.redacted, self.schema, os.getpid())
+        marker = (self.connection.url.redacted, self.table, os.getpid())
         if marker not in _created:
             if not self.connection.has_table(self.table):
                 self.connection.run("create_history", history=self.table)

@@ -20,9 +20,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import backoff, blob, signals, values
+from . import backoff, blob, signals
 from .batching import MAX_BATCH, BatchPolicy
-from .errors import DataError, LostConnectionError, ReservationLostError, TransientError, UsageError
+from .errors import LostConnectionError, ReservationLostError, TransientError, UsageError
 from .history import History, usage_snapshot
 from .history import enabled as history_enabled
 from .inflight import InFlight, InFlightTracker, Verdict
@@ -31,6 +31,7 @@ from .liveness import Reaper
 from .reservation import Claim, Closing, Reservations, ReserveRequest, Worker, key_hash
 from .schedulers import taskenv
 from .signals import Interrupted, stop_signals
+from .target import TableTarget
 
 log = logging.getLogger(__name__)
 
@@ -94,43 +95,33 @@ class PopulateResult(dict):
                     skipped_count=self.skipped_count, make_calls=self.make_calls)
 
 
-def run(table, restrictions, options: PopulateOptions) -> PopulateResult:
-    """Call make(key) for every key of the restricted key source of ``table`` that is not in it yet."""
-    return _Runner(table, restrictions, options).run()
-
-
-def make_kind(cls) -> str:
-    """Which make protocol a table class follows: make_fetch/compute/insert, make, or _make_tuples."""
-    if all(hasattr(cls, m) for m in ("make_fetch", "make_compute", "make_insert")):
-        return "tripartite"
-    if callable(getattr(cls, "make", None)) and "make" in _defined_names(cls):
-        return "make"
-    if callable(getattr(cls, "_make_tuples", None)):
-        return "_make_tuples"
-    raise UsageError(f"{cls.__name__} defines no make(self, key): write one to populate it")
+def run(target, restrictions, options: PopulateOptions) -> PopulateResult:
+    """Call make(key) for every key of the restricted key source of ``target`` (a djhpc table, or a ``target``
+    object such as djtarget.DataJointTarget) that is not made yet."""
+    if not hasattr(target, "candidates"):
+        target = TableTarget(target)
+    return _Runner(target, restrictions, options).run()
 
 
 class _Runner:
-    def __init__(self, table, restrictions, options: PopulateOptions):
+    def __init__(self, target, restrictions, options: PopulateOptions):
         options.check()
         self.o = options
-        self.table = table
-        self.cls = type(table)
-        self.conn = table.connection
+        self.target = target
+        self.conn = target.connection
         if self.conn.in_transaction:
             raise UsageError("populate() cannot run inside a transaction: call it outside 'with transaction'")
-        self.make_kind = make_kind(self.cls)
         self.restrictions = restrictions
         self.result = PopulateResult()
         self.policy = BatchPolicy()
         self.jobs = self.reaper = None
         if options.reserve_jobs:
-            self.jobs = Reservations(self.conn, self.cls.database, options.worker or _current_worker(self.conn),
-                                     lease_seconds=options.lease_seconds)
+            self.jobs = Reservations(self.conn, target.database, options.worker or _current_worker(self.conn),
+                                     lease_seconds=options.lease_seconds, jobs_table=target.jobs_table)
             self.reaper = Reaper(self.jobs, lease_seconds=self.jobs.lease_seconds, scheduler=options.scheduler,
                                  scheduler_every_seconds=300)
         self.identity = self.jobs.worker if self.jobs else options.worker or _current_worker(self.conn)
-        self.history = History(self.conn, self.cls.database) if history_enabled() else None
+        self.history = History(self.conn, target.database, target.history_table) if history_enabled() else None
         if self.history:
             self.history.ensure_table()
         self.held: deque[Claim] = deque()
@@ -143,14 +134,7 @@ class _Runner:
 
     # ---------------------------------------------------------------- the loop
     def _walker(self) -> tuple[KeyWalker, list[str]]:
-        ks = self.table._key_source()
-        for r in self.restrictions:
-            ks = ks & r
-        names = ks.primary_key
-        missing = [n for n in names if n not in self.table.heading]
-        if missing:
-            raise UsageError(f"key_source attribute '{missing[0]}' is not in {self.cls.__name__}'s primary key")
-        candidates = ks.proj() - self.table
+        candidates, names = self.target.candidates(self.restrictions)
         position = self.o.position if self.o.position is not None else _task_position()
         if position is None and (self.o.reserve_jobs or self.o.order == "random"):
             # no array task index: a random start, so that workers started together rarely meet
@@ -161,7 +145,7 @@ class _Runner:
 
     def run(self) -> PopulateResult:
         walker, names = self._walker()
-        progress = _ProgressBar(self.cls.__name__, walker.pending_at_start or len(walker.q)) \
+        progress = _ProgressBar(self.target.name, walker.pending_at_start or len(walker.q)) \
             if self.o.display_progress else None
         # alone (a script, a notebook) every stop signal raises Interrupted; inside djhpc work's own block a
         # second one leaves at once, as there
@@ -256,7 +240,7 @@ class _Runner:
         if not self.restrictions and time.monotonic() >= self.next_pending_check:
             # keys waiting for a retry are rare: look at start, then every half minute
             self.next_pending_check = time.monotonic() + PENDING_CHECK_SECONDS
-            self.held.extend(self.jobs.claim_pending(self.table.table_name, 1))
+            self.held.extend(self.jobs.claim_pending(self.target.table_name, 1))
             if self.held:
                 return
         n = self.policy.want(self._remaining_budget())
@@ -276,7 +260,7 @@ class _Runner:
         if not self.final_reap_done:
             self.final_reap_done = True
             self._reap_if_due(force=True)
-        self.held.extend(self.jobs.claim_pending(self.table.table_name, 1))
+        self.held.extend(self.jobs.claim_pending(self.target.table_name, 1))
 
     def _reserve_offer(self, walker: KeyWalker, names, offer: list[dict], n: int):
         prepared = [self._prepared(k, names) for k in offer]
@@ -288,9 +272,9 @@ class _Runner:
         then = ([window] if window else []) + (self._left_statements(walker) if counting else [])
         t0 = time.monotonic()
         taken = self.jobs.take(ReserveRequest(
-            self.table.table_name, offer, done_table=self.table.full_table_name, key_columns=names,
+            self.target.table_name, offer, done_table=self.target.full_table_name, key_columns=names,
             encoded=[p[2] for p in prepared], hashes=[p[0] for p in prepared], packed=[p[1] for p in prepared],
-            begin_next=self.make_kind != "tripartite", want=n, then=then))
+            begin_next=self.target.begins_ahead, want=n, then=then))
         walker.consume(taken.tried)
         for k in offer[:taken.tried]:
             self._prep.pop(id(k), None)
@@ -313,16 +297,14 @@ class _Runner:
 
     def _left_statements(self, walker: KeyWalker) -> list:
         """Counts of the keys left and of the keys held and their holders, sent with a reservation."""
-        return [walker.q.count_sql(), self.jobs.held_and_holders_statement(self.table.table_name)]
+        return [walker.q.count_sql(), self.jobs.held_and_holders_statement(self.target.table_name)]
 
     def _prepared(self, key: dict, names) -> tuple:
         """(hash, blob, encoded key columns) of a key in the walk's buffer, computed once however often the
         key is offered."""
         got = self._prep.get(id(key))
         if got is None or got[3] is not key:
-            d = self.conn.dialect.name
-            got = (key_hash(key), blob.pack(key), tuple(values.encode(self.table.heading[a], key[a], d) for a in names),
-                   key)
+            got = (key_hash(key), blob.pack(key), self.target.encode(key, names), key)
             self._prep[id(key)] = got
         return got
 
@@ -466,60 +448,34 @@ class _Runner:
     def _make_in_transaction(self, key: dict, claim: Claim | None, first_started: float) -> bool:
         """Make one key and end its transaction with the closing statements. True when it committed; False when
         its commit is in flight (a reserved key on MySQL: ``self.inflight``, confirmed while the next is made)."""
-        conn = self.conn
         started = time.time()
         cpu_before, _ = usage_snapshot()
-        fetched = computed = None
-        if self.make_kind == "tripartite":
-            fetched = self.cls.make_fetch(self.table, dict(key))
-            computed = self.cls.make_compute(self.table, dict(key), *_as_tuple(fetched))
-        conn.start_transaction()
-        self.cls._allow_insert = True
-        # SQLite: no write lock while make computes; MySQL: make's inserts go with the completion's round trip
-        conn.defer_writes = True
-        try:
-            self._call_make(key, fetched, computed)
-            duration = time.time() - started
-            closing = self.jobs.closing(claim) if claim else Closing([], None)
+        closing = self.jobs.closing(claim) if claim else Closing([], None)
+
+        def closing_statements():
+            """Called once make() has run: the fenced completion and the history row of its duration."""
             statements = list(closing.statements)
             if self.history:
                 cpu_after, rss_mb = usage_snapshot()
                 statements.append(self.history.record_statement(
-                    self.table.table_name, claim.key_hash if claim else key_hash(key), self.identity, started,
-                    duration, cpu_after - cpu_before, rss_mb))
-            # MySQL: one round trip: make's inserts, completion, history, COMMIT, and BEGIN for the next key held;
-            # a reserved key's reply is read while the next key is made
-            wait = claim is None or conn.is_sqlite
-            pending = conn.commit_with(statements, begin_next=bool(self.held) and self.make_kind != "tripartite",
-                                       wait=wait, context="complete", one_row_at=closing.fence_at)
-            if not wait:
-                self.inflight.send(InFlight(key, claim, first_started, time.time() - first_started, pending,
-                                            closing))
-                return False
-            err = closing.error(pending)
-            if err is not None:
-                raise err
-            if self.o.walltime:
-                self.o.walltime.observe(duration)
-            return True
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            conn.drop_deferred()
-            self.cls._allow_insert = False
+                    self.target.table_name, claim.key_hash if claim else key_hash(key), self.identity, started,
+                    time.time() - started, cpu_after - cpu_before, rss_mb))
+            return statements, closing.fence_at
 
-    def _call_make(self, key, fetched, computed):
-        if self.make_kind == "tripartite":
-            again = self.cls.make_fetch(self.table, dict(key))
-            if blob.pack(_as_list(again)) != blob.pack(_as_list(fetched)):
-                raise DataError("make_fetch returned other data inside the transaction: the inputs changed "
-                                "while make_compute ran; populate again")
-            self.cls.make_insert(self.table, dict(key), *_as_tuple(computed))
-        elif self.make_kind == "make":
-            self.table.make(dict(key), **self.o.make_kwargs)
-        else:
-            self.table._make_tuples(dict(key))
+        # MySQL: one round trip: make's inserts, completion, history, COMMIT, and BEGIN for the next key held;
+        # a reserved key's reply is read while the next key is made
+        wait = claim is None or self.target.wait_for_commit
+        pending = self.target.make(key, closing_statements, make_kwargs=self.o.make_kwargs,
+                                   begin_next=bool(self.held) and self.target.begins_ahead, wait=wait)
+        if not wait:
+            self.inflight.send(InFlight(key, claim, first_started, time.time() - first_started, pending, closing))
+            return False
+        err = closing.error(pending)
+        if err is not None:
+            raise err
+        if self.o.walltime:
+            self.o.walltime.observe(time.time() - started)
+        return True
 
 
 def _current_worker(conn) -> Worker:
@@ -529,23 +485,6 @@ def _current_worker(conn) -> Worker:
 
 def _task_position() -> float | None:
     return taskenv.current().position()
-
-
-def _as_tuple(x):
-    return x if isinstance(x, tuple) else (x,)
-
-
-def _as_list(x):
-    return list(x) if isinstance(x, tuple) else [x]
-
-
-def _defined_names(cls) -> set:
-    names = set()
-    for klass in cls.__mro__:
-        if klass.__module__.startswith("djhpc."):
-            continue
-        names |= set(vars(klass))
-    return names
 
 
 class _ProgressBar:

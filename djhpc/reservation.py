@@ -261,11 +261,13 @@ def _safe_key(raw):
 class Reservations:
     """The jobs table of one schema, seen through one connection: every statement that changes a jobs row."""
 
-    def __init__(self, connection, schema: str, worker: Worker | None = None, *, lease_seconds: float | None = None):
+    def __init__(self, connection, schema: str, worker: Worker | None = None, *, lease_seconds: float | None = None,
+                 jobs_table: str = JOBS_TABLE):
         self.connection = connection
         self.schema = schema
         self.worker = worker or Worker.current(connection)
-        self.jobs = connection.dialect.table(schema, JOBS_TABLE)
+        self.jobs_table = jobs_table  # DataJoint pipelines get their own name: 0.14 owns ~jobs there
+        self.jobs = connection.dialect.table(schema, jobs_table)
         self.lease_seconds = lease_seconds or LEASE_SECONDS
         self._ready = False
         self._heartbeat = None
@@ -320,12 +322,12 @@ class Reservations:
 
     def ensure_table(self):
         """Create the jobs table once per process and database (CREATE ... IF NOT EXISTS)."""
-        marker = (self.connection.url.redacted, self.schema, os.getpid())
+        marker = (self.connection.url.redacted, self.jobs, os.getpid())
         if not self._ready and marker not in _created:
             if not self.connection.has_table(self.jobs):
                 self._run("create_jobs")
                 if self.connection.is_sqlite:  # MySQL declares its indexes in CREATE TABLE
-                    index = self.connection.dialect.table(self.schema, JOBS_TABLE + "__status")
+                    index = self.connection.dialect.table(self.schema, self.jobs_table + "__status")
                     self.connection.run("create_jobs_index", jobs=self.jobs, jobs_index=index)
             _created.add(marker)
         self._ready = True
@@ -615,7 +617,8 @@ class Heartbeat:
             try:
                 if connection is None:
                     connection = type(self.res.connection)(self.res.connection.url)
-                    mirror = Reservations(connection, self.res.schema, self.res.worker)
+                    mirror = Reservations(connection, self.res.schema, self.res.worker,
+                                          jobs_table=self.res.jobs_table)
                     mirror._ready = True
                 mirror.heartbeat()
             except Exception as e:  # a missed beat is harmless if the next one lands within the lease
