@@ -86,6 +86,10 @@ class FenceError(DatabaseError):
     """A statement that had to change exactly one row did not: the transaction was rolled back."""
 
 
+class KeyMadeElsewhere(DjhpcError):
+    """The key's row was found in the table when its make was about to run: another worker made it."""
+
+
 class ReservationLostError(DjhpcError):
     """This worker's reservation was reclaimed by another: its result must not be committed."""
 

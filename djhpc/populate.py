@@ -22,7 +22,7 @@ from typing import Any
 
 from . import backoff, blob, signals
 from .batching import MAX_BATCH, BatchPolicy
-from .errors import LostConnectionError, ReservationLostError, TransientError, UsageError
+from .errors import KeyMadeElsewhere, LostConnectionError, ReservationLostError, TransientError, UsageError
 from .history import History, usage_snapshot
 from .history import enabled as history_enabled
 from .inflight import InFlight, InFlightTracker, Verdict
@@ -343,6 +343,11 @@ class _Runner:
                 log.warning("%s", e)
                 self._lost(key, started, str(e))
                 return
+            except KeyMadeElsewhere as e:
+                log.info("%s", e)
+                if claim:
+                    self._give_back(key, claim, started, e, outcome="lost")
+                return
             except (TransientError, LostConnectionError) as e:
                 if attempt == TRANSIENT_RETRIES:
                     self._failed(key, claim, e, started)
@@ -364,14 +369,16 @@ class _Runner:
                 self._failed(key, claim, e, started)
                 return
 
-    def _give_back(self, key, claim, started, exc):
+    def _give_back(self, key, claim, started, exc, outcome="interrupted"):
         if claim:
             try:
                 self.jobs.release(claim)
             except Exception as failure:  # reclaimed later if this fails
                 log.warning("could not give back %s (%s): it is reclaimed once this worker is seen dead",
                             key, failure)
-        self._report(key, started, "interrupted", str(exc) or type(exc).__name__)
+        if outcome == "lost":
+            self.result.skipped_count += 1
+        self._report(key, started, outcome, str(exc) or type(exc).__name__)
 
     def _succeeded(self, key, started, elapsed, duration):
         self.result.success_count += 1

@@ -15,7 +15,14 @@ from .errors import DataError, UsageError
 from .history import HISTORY_TABLE
 from .reservation import JOBS_TABLE
 
-__all__ = ["TableTarget", "make_kind"]
+__all__ = ["TableTarget", "make_kind", "target_for"]
+
+
+def target_for(table_class):
+    """The target that fills ``table_class``: a djhpc table, or a table written with DataJoint."""
+    from .djtarget import DataJointTarget, is_datajoint_class
+
+    return DataJointTarget(table_class) if is_datajoint_class(table_class) else TableTarget(table_class())
 
 
 def make_kind(cls) -> str:

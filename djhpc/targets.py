@@ -13,6 +13,7 @@ from .errors import DjhpcError, UsageError
 def load_target(target: str, *, base: Path | None = None):
     """The table class named by ``target``; it must be a declared Computed or Imported table."""
     from .autopopulate import AutoPopulate
+    from .djtarget import datajoint_version, is_datajoint_class
 
     if not isinstance(target, str) or ":" not in target:
         raise UsageError(f"target {target!r} must look like module:Class or path/to/pipeline.py:Class")
@@ -25,6 +26,14 @@ def load_target(target: str, *, base: Path | None = None):
         obj = getattr(obj, part, None)
         if obj is None:
             raise UsageError(f"target {target!r}: {module_name} has no {class_path}: check the class name")
+    if is_datajoint_class(obj):
+        datajoint_version()  # an unsupported DataJoint is a usage error here, before anything is reserved
+        from datajoint.autopopulate import AutoPopulate as DataJointAutoPopulate
+
+        if not issubclass(obj, DataJointAutoPopulate):
+            raise UsageError(f"target {target!r} is a DataJoint table without make() (Manual or Lookup): "
+                             "name a dj.Computed or dj.Imported table")
+        return obj
     if not (isinstance(obj, type) and issubclass(obj, AutoPopulate)):
         raise UsageError(f"target {target!r} is not a Computed or Imported table: name one that has make()")
     return obj

@@ -16,6 +16,7 @@ from .history import History
 from .populate import PopulateOptions
 from .schedulers import taskenv
 from .signals import Interrupted, stop_signals
+from .target import target_for
 from .walltime import Walltime
 
 log = logging.getLogger(__name__)
@@ -78,21 +79,21 @@ def _scheduler_for_reaping():
 
 
 def work(table_class, options: WorkOptions) -> int:
-    """Run one worker on ``table_class``; returns the process exit code."""
-    keylog = KeyLog(table_class._table_name(), options.log_path)
+    """Run one worker on ``table_class`` (a djhpc table, or one written with DataJoint); returns the exit code."""
+    target = target_for(table_class)
+    keylog = KeyLog(target.table_name, options.log_path)
     # the first stop signal raises Interrupted (populate rolls back and gives the keys back); a second one,
     # while that goes on, leaves at once with EXIT_INTERRUPTED
     with stop_signals(exit_code=EXIT_INTERRUPTED):
-        table = table_class()
-        history = History(table.connection, table_class.database)
-        walltime = Walltime.detect(lambda: history.typical_duration(table.table_name))
+        history = History(target.connection, target.database, target.history_table)
+        walltime = Walltime.detect(lambda: history.typical_duration(target.table_name))
         if walltime:
             log.info("allocation ends at %s: keys that would not fit are left for the next run",
                      dt.datetime.fromtimestamp(walltime.end).astimezone().isoformat(timespec="seconds"))
         opts = replace(options.populate, reserve_jobs=True, on_key=keylog, walltime=walltime,
                        scheduler=_scheduler_for_reaping())
         try:
-            result = populate.run(table, options.restrictions, opts)
+            result = populate.run(target, options.restrictions, opts)
         except Interrupted as e:
             log.warning("%s: reservations released; submit again to continue", e)
             return EXIT_INTERRUPTED
@@ -106,6 +107,6 @@ def work(table_class, options: WorkOptions) -> int:
             raise
         finally:
             keylog.close()
-    log.info("%s: %d made, %d failed, %d skipped", table_class.__name__, result["success_count"],
+    log.info("%s: %d made, %d failed, %d skipped", target.name, result["success_count"],
              result["error_count"], result["skipped_count"])
     return EXIT_FAILURES if result["error_count"] else EXIT_OK

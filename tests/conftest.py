@@ -20,7 +20,8 @@ import pytest
 from support.env import MYSQL_URL, NO_MYSQL, mysql_available, need_binary, unavailable
 
 # hygiene: the user's own settings must not leak into the tests
-KEEP = {"DJHPC_TEST_MYSQL_URL", "DJHPC_BENCH_DATAJOINT_PYTHON"}  # test settings, not user settings
+# test settings, not user settings
+KEEP = {"DJHPC_TEST_MYSQL_URL", "DJHPC_BENCH_DATAJOINT_PYTHON", "DJHPC_DATAJOINT_PYTHONS"}
 for _name in list(os.environ):
     if _name.startswith(("DJHPC_", "DJ_")) and _name not in KEEP:
         del os.environ[_name]

@@ -1,0 +1,223 @@
+"""Tables written with DataJoint itself (0.14.x and 2.x), filled by djhpc's populate loop.
+
+A lab's pipeline stays as it is: its Computed and Imported tables, their ``make``/``_make_tuples`` or tripartite
+``make_fetch``/``make_compute``/``make_insert``, their ``key_source`` and DataJoint's connection settings. What
+djhpc brings is the loop around them: reservation, dead-worker reclaim, fencing, stop signals, walltime fit.
+
+How one key is made: DataJoint's own ``_populate1(key)`` runs make() exactly as DataJoint's populate does
+(transactions, ``_allow_insert``, the tripartite re-fetch and compare, 2.x's provenance and job metadata), with no
+DataJoint jobs table. Its ``commit_transaction`` is wrapped for that call, so that the reservation's fenced
+``DELETE`` (and the history row) run as the last statements of DataJoint's own transaction: a reclaimed key's
+make never commits.
+
+Reservations live in the pipeline's schema in ``~djhpc_jobs`` (and ``~djhpc_history``): DataJoint 0.14 owns
+``~jobs`` there and 2.x ``~~<table>``, which djhpc never touches. DataJoint's own ``populate(reserve_jobs=True)``
+does not see djhpc's reservations: run one or the other on a table. If both run, no row is written twice (the
+table's primary key, and DataJoint's check for the key inside make's transaction: a key found made is given back
+as ``KeyMadeElsewhere``), but a make may run in both.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable
+
+from .config import DatabaseURL
+from .db.connection import Connection
+from .db.pending import PendingCommit
+from .errors import FenceError, KeyMadeElsewhere, UsageError
+
+__all__ = ["DJHPC_HISTORY", "DJHPC_JOBS", "DataJointTarget", "SQLKeys", "is_datajoint_class"]
+
+DJHPC_JOBS = "~djhpc_jobs"
+DJHPC_HISTORY = "~djhpc_history"
+SUPPORTED = ((0, 14), (2,))  # DataJoint 0.14.x and 2.x
+
+
+def is_datajoint_class(obj) -> bool:
+    """Whether ``obj`` is a table class written with the ``datajoint`` package."""
+    return isinstance(obj, type) and any(k.__module__.split(".")[0] == "datajoint" for k in obj.__mro__)
+
+
+def datajoint_version() -> tuple[int, ...]:
+    dj = sys.modules.get("datajoint")
+    text = getattr(dj, "__version__", "0")
+    parts = tuple(int(p) for p in text.split(".")[:2] if p.isdigit())
+    if not any(parts[: len(s)] == s for s in SUPPORTED):
+        raise UsageError(f"DataJoint {text} is not supported: djhpc drives DataJoint 0.14.x and 2.x; "
+                         "upgrade or pin datajoint in the pipeline's environment")
+    return parts
+
+
+class _Aborted(BaseException):
+    """Leaves DataJoint's ``_populate1`` from inside its commit, when a closing statement failed."""
+
+    def __init__(self, pending: PendingCommit):
+        super().__init__("closing statement failed")
+        self.pending = pending
+
+
+class DataJointTarget:
+    """A DataJoint Computed or Imported table, as the populate loop sees it."""
+
+    jobs_table = DJHPC_JOBS
+    history_table = DJHPC_HISTORY
+    begins_ahead = False  # make's transaction is DataJoint's, on DataJoint's connection
+    wait_for_commit = True
+
+    def __init__(self, table_class, connection: Connection | None = None):
+        self.version = datajoint_version()
+        from datajoint.autopopulate import AutoPopulate
+
+        if not (isinstance(table_class, type) and issubclass(table_class, AutoPopulate)):
+            raise UsageError(f"{getattr(table_class, '__name__', table_class)} is a DataJoint table without make(): "
+                             "name a dj.Computed or dj.Imported table")
+        self.cls = table_class
+        self.table = table_class()
+        self.name = table_class.__name__
+        self.dj_connection = self.table.connection
+        self.connection = connection or Connection(url_of(self.dj_connection))
+        self.database = self.table.database
+        self.table_name = self.table.table_name
+        self.full_table_name = self.table.full_table_name
+        self.uuid_names = {a.name for a in self.table.heading.attributes.values() if getattr(a, "uuid", False)}
+
+    def candidates(self, restrictions):
+        """(the keys of the key source, restricted, that are not in the table yet; the key's attribute names)."""
+        todo = self.table._jobs_to_do(tuple(restrictions))
+        names = list(todo.primary_key)
+        return SQLKeys(self.connection, (todo - self.table).make_sql(), names, self.uuid_names), names
+
+    def encode(self, key: dict, names) -> tuple:
+        return tuple(_to_column(key[n]) for n in names)
+
+    def make(self, key: dict, closing: Callable[[], tuple[list, int | None]], *, make_kwargs: dict,
+             begin_next: bool, wait: bool) -> PendingCommit:
+        """DataJoint's ``_populate1(key)``, whose commit first runs the closing statements in its transaction."""
+        conn = self.dj_connection
+        commit = conn.commit_transaction
+
+        def fenced_commit():
+            statements, fence_at = closing()
+            for index, (sql, params) in enumerate(statements):
+                try:
+                    changed = conn.query(sql, args=params).rowcount
+                except Exception as e:  # DataJoint's own errors: the statement's position decides
+                    raise _Aborted(PendingCommit.settled(e, index)) from e
+                if index == fence_at and changed != 1:
+                    raise _Aborted(PendingCommit.settled(FenceError(f"changed {changed} rows, not 1"), index))
+            commit()
+
+        conn.commit_transaction = fenced_commit
+        try:
+            outcome = self.table._populate1(dict(key), None, True, True, make_kwargs or None)
+        except _Aborted as aborted:
+            _cancel(conn)
+            return aborted.pending
+        except BaseException:
+            _cancel(conn)  # Interrupted is no Exception: DataJoint left the transaction open
+            raise
+        finally:
+            del conn.commit_transaction
+        if outcome is True:
+            return PendingCommit.settled(None)
+        if outcome is False:
+            raise KeyMadeElsewhere(f"{self.name} {key} is in the table already: made by another worker")
+        error = outcome[1]
+        raise error
+
+
+def url_of(dj_connection) -> DatabaseURL:
+    """The database URL of a DataJoint connection (its host, port, user and password; never printed)."""
+    info = dj_connection.conn_info
+    host, port = str(info["host"]), info.get("port")
+    if ":" in host and not host.startswith("["):
+        host, _, text = host.rpartition(":")
+        port = port or int(text)
+    return DatabaseURL(scheme="mysql", host=host, port=int(port or 3306), user=info.get("user") or "",
+                       password=info.get("passwd") or "")
+
+
+def _cancel(conn):
+    try:
+        if conn.in_transaction:
+            conn.cancel_transaction()
+    except Exception:  # a lost connection has no transaction left to cancel
+        pass
+
+
+def _to_column(value):
+    return value.bytes if isinstance(value, uuid.UUID) else value
+
+
+class SQLKeys:
+    """The pending keys of a DataJoint query, as the key walk reads them: a window at a time, after a key.
+
+    DataJoint writes its values into the SQL text; djhpc adds its own conditions as parameters (so a literal
+    ``%`` in DataJoint's text is doubled whenever there are any)."""
+
+    def __init__(self, connection: Connection, sql: str, names: list[str], uuid_names=(), conditions=()):
+        self.connection = connection
+        self.sql = sql
+        self.names = names
+        self.uuid_names = set(uuid_names)
+        self.conditions = tuple(conditions)  # (sql, params) over the alias k
+
+    def _q(self, name: str) -> str:
+        return "k." + self.connection.dialect.quote(name)
+
+    def key_range(self, names, *, after=None, after_inclusive=False, before=None, descending=False) -> SQLKeys:
+        gt, lt = ("<", ">") if descending else (">", "<")
+        extra = []
+        if after is not None:
+            extra.append(self._tuple_condition(names, after, gt, after_inclusive))
+        if before is not None:
+            extra.append(self._tuple_condition(names, before, lt, False))
+        return SQLKeys(self.connection, self.sql, self.names, self.uuid_names, self.conditions + tuple(extra))
+
+    def _tuple_condition(self, names, key: dict, op: str, inclusive: bool):
+        ors, params = [], []
+        for i, name in enumerate(names):
+            parts = [f"{self._q(n)} = %s" for n in names[:i]]
+            params += [_to_column(key[n]) for n in names[:i]]
+            parts.append(f"{self._q(name)} {op}{'=' if inclusive and i == len(names) - 1 else ''} %s")
+            params.append(_to_column(key[name]))
+            ors.append("(" + " AND ".join(parts) + ")")
+        return "(" + " OR ".join(ors) + ")", tuple(params)
+
+    def _from(self, params) -> str:
+        inner = self.sql.replace("%", "%%") if params else self.sql
+        where = " WHERE " + " AND ".join(s for s, _ in self.conditions) if self.conditions else ""
+        return f"FROM ({inner}) AS k{where}"
+
+    def _params(self) -> tuple:
+        return tuple(p for _, ps in self.conditions for p in ps)
+
+    def count_sql(self) -> tuple[str, tuple]:
+        params = self._params()
+        return f"SELECT COUNT(*) {self._from(params)}", params
+
+    def __len__(self) -> int:
+        sql, params = self.count_sql()
+        return int(self.connection.query(sql, params, context="count").fetchone()[0])
+
+    def select_sql(self, names=None, order_by=None, limit=None, offset=None) -> tuple[str, tuple]:
+        names = names or self.names
+        params = self._params()
+        order = ""
+        if order_by:
+            order = " ORDER BY " + ", ".join(
+                self._q(item.split()[0]) + (" DESC" if item.upper().endswith(" DESC") else "") for item in order_by)
+        sql = f"SELECT {', '.join(self._q(n) for n in names)} {self._from(params)}{order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}" + (f" OFFSET {int(offset)}" if offset else "")
+        return sql, params
+
+    def decode_rows(self, rows, names) -> list[dict]:
+        return [{n: (uuid.UUID(bytes=bytes(v)) if n in self.uuid_names and v is not None else v)
+                 for n, v in zip(names, row, strict=True)} for row in rows]
+
+    def fetch(self, *names, as_dict=True, order_by=None, limit=None, offset=None) -> list[dict]:
+        sql, params = self.select_sql(list(names), order_by, limit, offset)
+        return self.decode_rows(self.connection.query(sql, params, context="fetch").fetchall(), list(names))

@@ -1,0 +1,186 @@
+"""Tables written with DataJoint itself (0.14.10 and 2.3.5), filled by ``djhpc work``.
+
+The workers run in each DataJoint's own interpreter (``DJHPC_DATAJOINT_PYTHONS``, set up by
+tests/cluster/ensure-datajoint.sh), with the pipeline tests/pipelines/dj_pipeline.py unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from support.cluster import root_query
+from support.env import ROOT, mysql_available, unavailable
+
+from djhpc.errors import UsageError
+
+PIPELINE = ROOT / "tests" / "pipelines" / "dj_pipeline.py"
+
+
+def datajoint_pythons() -> dict[str, str]:
+    """Version label -> interpreter with that DataJoint and djhpc installed ("0.14=/path:2=/path")."""
+    text = os.environ.get("DJHPC_DATAJOINT_PYTHONS", "")
+    found = {}
+    for part in filter(None, text.split(",")):
+        label, _, path = part.partition("=")
+        found[label] = path
+    return found
+
+
+@pytest.fixture(params=["0.14", "2"])
+def dj_python(request) -> str:
+    path = datajoint_pythons().get(request.param)
+    if not path or not Path(path).exists():
+        unavailable(f"no interpreter with DataJoint {request.param} (run tests/cluster/ensure-datajoint.sh and set "
+                    "DJHPC_DATAJOINT_PYTHONS)")
+    if not mysql_available():
+        unavailable("no MariaDB on 127.0.0.1:3306")
+    return path
+
+
+@pytest.fixture
+def dj_schema(dj_python):
+    name = "djhpc_dj_" + uuid.uuid4().hex[:10]
+    yield name
+    root_query(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+class Pipeline:
+    """The DataJoint pipeline in one schema, driven through subprocesses of one DataJoint's interpreter."""
+
+    def __init__(self, python: str, schema: str, tmp_path: Path):
+        self.python, self.schema, self.tmp = python, schema, tmp_path
+        self.calls = tmp_path / "calls.txt"
+
+    def env(self, **extra) -> dict:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("SLURM_", "PBS_", "PARALLEL_", "DJHPC_", "DJ_"))}
+        env.update(PYTHONPATH=os.pathsep.join([str(ROOT), str(PIPELINE.parent)]), DJ_HOST="127.0.0.1",
+                   DJ_USER="root", DJ_PASS="", DJHPC_TEST_SCHEMA=self.schema, DJHPC_TEST_CALLS=str(self.calls),
+                   DJHPC_REAP_SECONDS="1")
+        env.update({k: str(v) for k, v in extra.items()})
+        return env
+
+    def python_code(self, code: str, **extra) -> subprocess.CompletedProcess:
+        return subprocess.run([self.python, "-c", code], env=self.env(**extra), capture_output=True, text=True,
+                              timeout=300, cwd=self.tmp)
+
+    def fill(self, n: int):
+        done = self.python_code(f"import dj_pipeline as p; p.Item.insert([(i, i) for i in range({n})])")
+        assert done.returncode == 0, done.stderr
+
+    def work(self, table: str, *args: str, **extra) -> subprocess.Popen:
+        argv = [self.python, "-m", "djhpc.cli.main", "work", f"{PIPELINE}:{table}", *args]
+        return subprocess.Popen(argv, env=self.env(**extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=self.tmp)
+
+    def calls_of(self, table: str) -> Counter:
+        if not self.calls.exists():
+            return Counter()
+        return Counter(int(line.split()[1]) for line in self.calls.read_text().splitlines()
+                       if line.split()[0] == table)
+
+    def rows(self, sql: str, params=None):
+        return root_query(sql.format(s=f"`{self.schema}`"), params)
+
+    def tables(self) -> set[str]:
+        return {r[0] for r in root_query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+                                         (self.schema,))}
+
+
+@pytest.fixture
+def pipeline(dj_python, dj_schema, tmp_path):
+    p = Pipeline(dj_python, dj_schema, tmp_path)
+    p.fill(0)  # declares the tables
+    return p
+
+
+def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return proc.returncode, err
+
+
+def test_four_workers_make_every_key_exactly_once_and_record_the_failure(pipeline):
+    pipeline.fill(200)
+    workers = [pipeline.work("Square") for _ in range(4)]
+    outcomes = [finish(w) for w in workers]
+    assert sorted(code for code, _ in outcomes) in ([0, 0, 0, 1], [0, 0, 1, 1], [0, 1, 1, 1], [1, 1, 1, 1])
+    assert [code for code, _ in outcomes].count(1) == 1, [err[-2000:] for _, err in outcomes]  # one failure
+    calls = pipeline.calls_of("Square")
+    assert set(calls) == set(range(200)) and max(calls.values()) == 1, calls.most_common(3)
+    assert pipeline.rows("SELECT COUNT(*) FROM {s}.`__square`")[0][0] == 199
+    (error,) = pipeline.rows("SELECT status, error_message, host, pid FROM {s}.`~djhpc_jobs`")
+    assert error[0] == "error" and error[1] == "ValueError: thirteen is unlucky" and error[2] and error[3] > 0
+    assert not {"~jobs", "~~square"} & pipeline.tables()  # DataJoint's own jobs tables: not created, not used
+    assert pipeline.rows("SELECT COUNT(*) FROM {s}.`~djhpc_history`")[0][0] == 199
+
+
+def test_the_tripartite_make_runs_as_datajoint_runs_it(pipeline):
+    pipeline.fill(30)
+    workers = [pipeline.work("Doubled") for _ in range(2)]
+    assert [finish(w)[0] for w in workers] == [0, 0]
+    calls = pipeline.calls_of("Doubled")
+    assert set(calls) == set(range(30)) and max(calls.values()) == 1
+    assert pipeline.rows("SELECT SUM(doubled) FROM {s}.`__doubled`")[0][0] == 2 * sum(range(30))
+    assert pipeline.rows("SELECT COUNT(*) FROM {s}.`~djhpc_jobs`")[0][0] == 0
+
+
+def test_a_reservation_taken_during_make_rolls_the_make_back(pipeline):
+    pipeline.fill(5)
+    code, err = finish(pipeline.work("Square", DJHPC_TEST_STEAL=2))
+    assert code == 0, err[-2000:]
+    assert sorted(r[0] for r in pipeline.rows("SELECT item FROM {s}.`__square`")) == [0, 1, 3, 4]
+    assert "reclaimed by another worker" in err
+    # the stolen key's row is the only one left: the new owner's (or, once the worker's reaper found no such
+    # owner alive, waiting for a retry); the worker never completed it
+    assert pipeline.rows("SELECT COUNT(*) FROM {s}.`~djhpc_jobs` WHERE owner <> %s", ("",))[0][0] in (0, 1)
+    assert pipeline.rows("SELECT COUNT(*) FROM {s}.`~djhpc_jobs`")[0][0] == 1
+
+
+def test_sigterm_gives_the_keys_back_and_exits_75(pipeline):
+    pipeline.fill(40)
+    worker = pipeline.work("Square", DJHPC_TEST_SLEEP="0.2")
+    deadline = time.monotonic() + 120
+    while sum(pipeline.calls_of("Square").values()) < 3:  # bounded by events: three makes have started
+        assert worker.poll() is None and time.monotonic() < deadline, finish(worker)[1][-2000:]
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGTERM)
+    code, err = finish(worker)
+    assert code == 75, err[-2000:]
+    assert pipeline.rows("SELECT COUNT(*) FROM {s}.`~djhpc_jobs` WHERE status = 'reserved'")[0][0] == 0
+    made = pipeline.rows("SELECT COUNT(*) FROM {s}.`__square`")[0][0]
+    assert 0 < made < 40
+    assert finish(pipeline.work("Square"))[0] == 1  # the rest, and 13 fails
+    assert pipeline.rows("SELECT COUNT(*) FROM {s}.`__square`")[0][0] == 39
+
+
+def test_a_manual_datajoint_table_is_a_usage_error_and_reserves_nothing(pipeline):
+    pipeline.fill(3)
+    code, err = finish(pipeline.work("Item"))
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines[-1].startswith("djhpc: error: target") and "dj.Computed or dj.Imported" in lines[-1]
+    assert "Traceback" not in err
+    assert "~djhpc_jobs" not in pipeline.tables()
+
+
+def test_an_unsupported_datajoint_version_is_named(monkeypatch):
+    from djhpc.djtarget import datajoint_version
+
+    monkeypatch.setitem(sys.modules, "datajoint", types.SimpleNamespace(__version__="0.13.8"))
+    with pytest.raises(UsageError, match="DataJoint 0.13.8 is not supported"):
+        datajoint_version()
+    monkeypatch.setitem(sys.modules, "datajoint", types.SimpleNamespace(__version__="2.3.5"))
+    assert datajoint_version() == (2, 3)
