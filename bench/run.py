@@ -63,7 +63,8 @@ class System:
 
     @property
     def script(self) -> Path:
-        return HERE / {"djhpc": "worker_djhpc.py", "floor": "worker_floor.py"}.get(self.kind, "worker_datajoint.py")
+        scripts = {"djhpc": "worker_djhpc.py", "floor": "worker_floor.py", "djhpc-dj": "worker_djhpc_datajoint.py"}
+        return HERE / scripts.get(self.kind, "worker_datajoint.py")
 
     @property
     def major(self) -> int:
@@ -177,7 +178,16 @@ def find_datajoint(args) -> list[System]:
             raise BenchError(f"{python} cannot import datajoint: {done.stderr.strip().splitlines()[-1:]}")
         version = done.stdout.strip().splitlines()[-1]
         systems.append(System(f"DataJoint {version}", "datajoint", python, version))
+        if _can_run_djhpc(python):
+            systems.append(System(f"djhpc driving DataJoint {version}", "djhpc-dj", python, version))
     return systems
+
+
+def _can_run_djhpc(python: str) -> bool:
+    """Whether a DataJoint interpreter has djhpc's dependencies, so djhpc can drive its tables there."""
+    done = subprocess.run([python, "-c", "import yaml, psutil, jinja2, rich"], capture_output=True,
+                          cwd=tempfile.gettempdir(), env=_worker_env_base(), timeout=120)
+    return done.returncode == 0
 
 
 # --------------------------------------------------------------------------------------------- one run
@@ -238,6 +248,8 @@ class Runner:
         else:
             env.update(DJ_HOST=self.server.host, DJ_PORT=str(self.server.port), DJ_USER=self.server.user,
                        DJ_PASS=self.server.password)
+            if system.kind == "djhpc-dj":  # djhpc connects as DataJoint does: it reads DataJoint's connection
+                env["PYTHONPATH"] = os.pathsep.join(map(str, (HERE, ROOT)))
         return env
 
     def _spawn(self, system, folder, settings, index, procs):
@@ -326,7 +338,7 @@ class Runner:
             cur.execute(f"SELECT COUNT(*) FROM `{schema}`.`__result`")
             rows = cur.fetchone()[0]
             cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s AND "
-                        "TABLE_NAME IN ('~jobs', '~~result')", (schema,))
+                        "TABLE_NAME IN ('~jobs', '~~result', '~djhpc_jobs')", (schema,))
             jobs = 0
             for (table,) in cur.fetchall():
                 cur.execute(f"SELECT COUNT(*) FROM `{schema}`.`{table}` WHERE status IN {LEFT}")
@@ -361,7 +373,7 @@ class Runner:
             "round_trips_per_job": counts["round_trips"] / success if success else None,
             "commits_per_job": counts["commits"] / success if success else None,
             "lost": sum(r["lost"] for r in results),
-            "seen_held": sum(r.get("seen_held", 0) for r in results) if system.kind == "djhpc" else None,
+            "seen_held": sum(r.get("seen_held", 0) for r in results) if system.kind in ("djhpc", "djhpc-dj") else None,
             "made_keys": len(calls), "make_calls": sum(calls.values()),
             "twice": sum(1 for c in calls.values() if c > 1),
             "startup_s": max(starts) if starts else None,
@@ -437,17 +449,19 @@ def _tail(folder, index, lines=25) -> str:
 def plan(args, systems: list[System]) -> list[tuple]:
     """(case, system, workers, keyword arguments of Runner.run, repeats) in the order they run."""
     mysql = [s for s in systems if s.backend == "mysql"]
+    driven = [s for s in mysql if s.kind == "djhpc-dj"]  # scaling and start-up only
+    mysql = [s for s in mysql if s.kind != "djhpc-dj"]
     out = []
     if "scaling" in args.cases:
         for w in args.workers:
-            out += [("scaling", s, w, {"n": args.n}, args.repeat) for s in mysql]
+            out += [("scaling", s, w, {"n": args.n}, args.repeat) for s in mysql + driven]
     if "sleep" in args.cases:
         floor = System("floor: no reservation", "floor", sys.executable, "-")
         out += [("sleep", s, args.sleep_workers, {"n": args.sleep_n, "sleep_seconds": args.sleep_ms / 1000},
                  args.repeat) for s in mysql + [floor]]
     if "startup" in args.cases:
         for k in args.startup_keys:
-            out += [("startup", s, 1, {"n": k, "max_calls": 1}, args.repeat) for s in mysql]
+            out += [("startup", s, 1, {"n": k, "max_calls": 1}, args.repeat) for s in mysql + driven]
     if "progress" in args.cases:
         out += [("progress", s, 1, {"n": args.progress_keys, "done": args.progress_keys // 2, "mode": "progress"}, 1)
                 for s in mysql]
@@ -654,7 +668,20 @@ def check_targets(rows: list[dict], args, reference: str | None) -> list[dict]:
     if h:
         target(f"progress(detail=True) at {h['n']:,}/{h['n'] - h['done']:,} within 0.05 s on MariaDB",
                h["progress_s"] <= 0.05, f"{h['progress_s']:.4f} s ({h['progress_statements']} statements)")
-    mine = [r for r in rows if r["kind"] == "djhpc" and r["case"] != "progress"]
+    for d in sorted({r["version"] for r in rows if r["kind"] == "djhpc-dj"}):
+        driven, own = (row("scaling", kind, wmax, system) for kind, system in
+                       (("djhpc-dj", f"djhpc driving DataJoint {d}"), ("datajoint", f"DataJoint {d}")))
+        if driven and own:
+            ratio = driven["jobs_per_s"] / own["jobs_per_s"]
+            target(f"W={wmax}: djhpc driving a DataJoint {d} table >= 3x DataJoint's own populate, 0 losing",
+                   ratio >= 3 and driven["lost"] == 0,
+                   f"{driven['jobs_per_s']:.0f} vs {own['jobs_per_s']:.0f} jobs/s: {ratio:.2f}x, "
+                   f"{driven['lost']} losing attempts")
+        start = row("startup", "djhpc-dj", n=big, system=f"djhpc driving DataJoint {d}")
+        if start:
+            target(f"start-up driving DataJoint {d} with {big:,} pending: first make within 0.2 s",
+                   start["startup_s"] <= 0.2, f"{start['startup_s']:.3f} s")
+    mine = [r for r in rows if r["kind"] in ("djhpc", "djhpc-dj") and r["case"] != "progress"]
     if mine:
         twice = sum(r.get("twice_all_repeats", 0) for r in mine)
         backends = sorted({r["backend"] for r in mine})
