@@ -12,6 +12,12 @@
                 (each worker holds two: its work connection and its heartbeat's).
   4. database   the URL reaches tasks through the environment: DJHPC_DATABASE_URL, or, when it
                 holds a password, DJHPC_DATABASE_URL_FILE naming a 0600 file. Never the script.
+                A table written with DataJoint connects as DataJoint does, so its tasks get DataJoint's
+                variables instead: DJ_HOST and DJ_USER, or, with a password, DJHPC_DATAJOINT_ENV_FILE
+                naming a 0600 file of ``export DJ_HOST=... DJ_USER=... DJ_PASS=...`` lines that the
+                script sources before the worker starts: the connection ``djhpc submit`` itself made.
+                The scheduler's command runs without DJ_PASS (or a DJHPC_DATABASE_URL holding a
+                password) in its environment, which sbatch would otherwise store with the job.
 """
 
 from __future__ import annotations
@@ -20,19 +26,23 @@ import dataclasses
 import hashlib
 import logging
 import os
+import shlex
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import DatabaseURL, Settings, load_settings
+from .config import DatabaseURL, Settings, load_settings, parse_url
 from .errors import ConfigError, DjhpcError, SchedulerError, UsageError
 from .profile import Profile, parse_time
+from .reservation import Reservations
 from .schedulers import ArrayChunk, Scheduler, SiteLimits, default_scheduler_name, get_scheduler, plan_arrays
 from .schedulers.parallel import check_gnu_parallel, command_line
 from .submissions import Submissions
+from .target import TableTarget, target_for
 from .targets import load_target
 
 log = logging.getLogger(__name__)
@@ -141,14 +151,38 @@ def credentials_path(url: DatabaseURL) -> Path:
 
 def write_credentials(url: DatabaseURL) -> Path:
     """Write the full URL to its 0600 file (folder 0700), atomically; its path."""
-    path = credentials_path(url)
+    return _write_private(credentials_path(url), url.full + "\n")
+
+
+def datajoint_credentials_path(url: DatabaseURL) -> Path:
+    """The 0600 file of DJ_* variables a DataJoint pipeline's tasks source: named like the URL's file."""
+    return credentials_path(url).with_suffix(".dj.env")
+
+
+def datajoint_variables(url: DatabaseURL) -> dict[str, str]:
+    """DJ_HOST (with its port unless 3306: both DataJoint 0.14 and 2.x read host:port), DJ_USER, DJ_PASS."""
+    host = url.host if (url.port or 3306) == 3306 else f"{url.host}:{url.port}"
+    out = {"DJ_HOST": host, "DJ_USER": url.user}
+    if url.password:
+        out["DJ_PASS"] = url.password
+    return out
+
+
+def write_datajoint_credentials(url: DatabaseURL) -> Path:
+    """Write DataJoint's connection variables as shell ``export`` lines to a 0600 file (folder 0700); its path."""
+    lines = ["# DataJoint's connection for djhpc's tasks, written by djhpc submit; the task script sources it."]
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in datajoint_variables(url).items()]
+    return _write_private(datajoint_credentials_path(url), "\n".join(lines) + "\n")
+
+
+def _write_private(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path.parent, 0o700)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)  # the umask cannot widen it, but an old file could be wider
-        os.write(fd, (url.full + "\n").encode())
+        os.write(fd, text.encode())
     finally:
         os.close(fd)
     os.replace(temporary, path)
@@ -162,6 +196,53 @@ def database_env(url: DatabaseURL) -> dict[str, str]:
     if url.scheme == "sqlite":
         return {"DJHPC_DATABASE_URL": "sqlite:///" + str(Path(url.path).resolve())}
     return {"DJHPC_DATABASE_URL": url.full}
+
+
+def task_env(target, url: DatabaseURL) -> dict[str, str]:
+    """The database part of a task's environment: djhpc's URL, or, for a DataJoint table, DataJoint's variables
+    (the file holding them when there is a password; its DataJoint connection is all the task's worker uses)."""
+    if is_datajoint(target):
+        if url.password:
+            return {"DJHPC_DATAJOINT_ENV_FILE": str(datajoint_credentials_path(url))}
+        return datajoint_variables(url)
+    return database_env(url)
+
+
+def write_task_credentials(run: Run, env: Mapping[str, str] | None = None) -> None:
+    """Write the file(s) the tasks' environment (``run.env``) names; nothing when the URL holds no password."""
+    env = run.env if env is None else env
+    if not run.url.password:
+        return
+    if "DJHPC_DATAJOINT_ENV_FILE" in env:
+        write_datajoint_credentials(run.url)
+    if "DJHPC_DATABASE_URL_FILE" in env:
+        write_credentials(run.url)
+
+
+SECRET_VARIABLES = ("DJ_PASS", "MYSQL_PWD")
+
+
+@contextmanager
+def without_secrets() -> Iterator[None]:
+    """The submit command's environment without database passwords (sbatch stores the environment it is given
+    with the job): the tasks get theirs from the 0600 files named in the script."""
+    saved = {}
+    for name in (*SECRET_VARIABLES, "DJHPC_DATABASE_URL"):
+        value = os.environ.get(name)
+        if value is None or (name == "DJHPC_DATABASE_URL" and not _holds_password(value)):
+            continue
+        saved[name] = os.environ.pop(name)
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def _holds_password(url: str) -> bool:
+    try:
+        return bool(parse_url(url).password)
+    except DjhpcError:
+        return True  # unreadable: keep it out rather than guess
 
 
 # --------------------------------------------------------------------------------- work, limits
@@ -181,9 +262,22 @@ class Work:
         return max(0, self.remaining - self.errors - self.ignored)
 
 
-def count_work(table) -> Work:
-    d = table.progress(detail=True)
-    return Work(d["total"], d["remaining"], d["error"], d["ignore"], d["reserved"])
+def count_work(target) -> Work:
+    """What is left of a target (or of a djhpc table): DataJoint's tables are counted with the target's own
+    pending keys and djhpc's jobs table in their schema (~djhpc_jobs)."""
+    if not is_datajoint(target):
+        table = target.table if isinstance(target, TableTarget) else target
+        d = table.progress(detail=True)
+        return Work(d["total"], d["remaining"], d["error"], d["ignore"], d["reserved"])
+    remaining = len(target.candidates(())[0])
+    total = max(int(target.table.progress(display=False)[1]), remaining)  # DataJoint's count of its key source
+    counts = Reservations(target.connection, target.database, jobs_table=target.jobs_table).counts(target.table_name)
+    return Work(total, remaining, counts["error"], counts["ignore"], counts["reserved"])
+
+
+def is_datajoint(target) -> bool:
+    """Whether a target fills a table written with DataJoint (its own connection, its own jobs table name)."""
+    return hasattr(target, "dj_connection")
 
 
 def worker_budget(connection) -> int | None:
@@ -207,8 +301,16 @@ def worker_budget(connection) -> int | None:
     return max(0, (free - headroom) // CONNECTIONS_PER_WORKER)
 
 
-def worker_executable() -> tuple[str, ...]:
-    """`djhpc` when it is on PATH (tasks inherit PATH), else this Python running the CLI module."""
+def worker_executable(datajoint: bool = False) -> tuple[str, ...]:
+    """`djhpc` when it is on PATH (tasks inherit PATH), else this Python running the CLI module.
+
+    A DataJoint pipeline's worker must run where DataJoint is installed, which is where this submit runs: the
+    `djhpc` beside this interpreter (djhpc pip-installed in the lab's venv), else this interpreter itself, by
+    absolute path, whatever PATH the task gets."""
+    if datajoint:
+        beside = Path(sys.executable).with_name("djhpc")
+        return (str(beside),) if beside.is_file() and os.access(beside, os.X_OK) else (
+            sys.executable, "-m", "djhpc.cli.main")
     return ("djhpc",) if shutil.which("djhpc") else (sys.executable, "-m", "djhpc.cli.main")
 
 
@@ -253,25 +355,34 @@ class Run:
     template_dir: str | None
     budget: int | None
     project_dir: Path
+    filler: Any = None  # the target object (target.TableTarget or djtarget.DataJointTarget) the workers fill
     scripts: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
     def table_name(self) -> str:
-        return self.table_class._table_name()
+        return self.filler.table_name
 
     @property
     def schema(self) -> str:
-        return self.table_class.database
+        return self.filler.database
 
     @property
     def connection(self):
-        return self.table.connection
+        return self.filler.connection
+
+    @property
+    def name(self) -> str:
+        return self.filler.name
+
+    @property
+    def datajoint(self) -> bool:
+        return is_datajoint(self.filler)
 
     def left_message(self) -> str:
         w = self.work
-        text = f"{w.available:,} of {w.total:,} keys of {self.table_class.__name__} left"
+        text = f"{w.available:,} of {w.total:,} keys of {self.name} left"
         if w.errors:
             text += f", {w.errors:,} in error (djhpc jobs errors)"
         if w.reserved:
@@ -302,11 +413,12 @@ def plan(target: str | None = None, *, array: int | None = None, scheduler: str 
         raise UsageError("no target given and djhpc.yaml sets none: name one as module:Class or pipeline.py:Class")
     target = str(target)
     table_class = load_target(target, base=settings.project_dir)
-    table = table_class()
-    work = count_work(table)
-    run = Run(sched, profile, resolved.name, _absolute_target(target, settings.project_dir), table_class, table, work,
-              requested, 0, [], database_env(table.connection.url), table.connection.url, list(worker_args),
-              template_dir, None, settings.project_dir)
+    filler = target_for(table_class)
+    work = count_work(filler)
+    url = filler.connection.url
+    run = Run(sched, profile, resolved.name, _absolute_target(target, settings.project_dir), table_class,
+              filler.table, work, requested, 0, [], task_env(filler, url), url, list(worker_args), template_dir, None,
+              settings.project_dir, filler)
     if work.available == 0:
         return run
     tasks = min(requested, work.available)
@@ -321,11 +433,11 @@ def plan(target: str | None = None, *, array: int | None = None, scheduler: str 
     chunks = plan_arrays(tasks, throttle, limits.max_array_size)
     if len(chunks) > 1:
         run.notes.append(f"MaxArraySize={limits.max_array_size}: {tasks} tasks split into {len(chunks)} arrays")
-    run.budget = worker_budget(table.connection)
+    run.budget = worker_budget(filler.connection)
     profile = _fit_budget(run, profile, tasks, chunks)
     run.profile, run.tasks, run.chunks = profile, tasks, chunks
     if render:
-        executable = worker_executable()
+        executable = worker_executable(run.datajoint)
         run.scripts = [
             sched.render(profile, target=run.target, array_size=c.size, worker_args=run.worker_args, env=run.env,
                          index_offset=c.index_offset, total_tasks=tasks, template_dir=template_dir,
@@ -389,15 +501,15 @@ def submit(run: Run, *, dry_run: bool = False) -> Submitted:
         return Submitted([], [])
     if not dry_run:
         check_submit_command(run.scheduler)
-    if run.url.password:
-        write_credentials(run.url)
+    write_task_credentials(run)
     records = Submissions(run.connection, run.schema)
     job_ids: list[str] = []
     scripts: list[Path] = []
     for chunk, text in zip(run.chunks, run.scripts, strict=True):
         run.scheduler.last_script = None
         try:
-            ids = run.scheduler.submit(text, dry_run=dry_run, script_dir=script_folder(run))
+            with without_secrets():
+                ids = run.scheduler.submit(text, dry_run=dry_run, script_dir=script_folder(run))
         except DjhpcError as e:
             if run.scheduler.last_script is not None:
                 run.scheduler.last_script.unlink(missing_ok=True)
@@ -427,9 +539,13 @@ def recorded_settings(run: Run) -> dict[str, Any]:
 
 
 def parallel_line(run: Run, *, joblog: str, halt: str = "never", resume_failed: bool = False) -> str:
-    """The GNU parallel command line for the run's workers (tasks capped at the keys left)."""
-    return command_line(run.profile, run.target, run.tasks, run.worker_args, joblog, executable=worker_executable(),
-                        env=run.env, halt=halt, resume_failed=resume_failed)
+    """The GNU parallel command line for the run's workers (tasks capped at the keys left); writes the 0600
+    file the line names, if any. Its workers run here, in this environment: a DataJoint pipeline's connect as
+    this one did (DataJoint's variables or its config file in this folder)."""
+    env = {k: v for k, v in run.env.items() if k != "DJHPC_DATAJOINT_ENV_FILE"}  # a line cannot source it
+    write_task_credentials(run, env)
+    return command_line(run.profile, run.target, run.tasks, run.worker_args, joblog,
+                        executable=worker_executable(run.datajoint), env=env, halt=halt, resume_failed=resume_failed)
 
 
 def record_parallel(run: Run, job_id: str, line: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import subprocess
 import sys
@@ -25,7 +26,9 @@ else slurm when sbatch is on PATH, else local.
 
 The database URL reaches the tasks through the environment: DJHPC_DATABASE_URL, or when it holds a
 password DJHPC_DATABASE_URL_FILE naming a 0600 file under ~/.config/djhpc/credentials. It is never
-written into the script. Arguments after -- go to each `djhpc work` (e.g. -- --max-calls 100).
+written into the script. A table written with DataJoint: its tasks connect as this command's DataJoint
+did, through DJ_HOST/DJ_USER, and DJ_PASS in a 0600 file (same folder) the script sources; its worker
+runs with this Python, beside DataJoint. Arguments after -- go to each `djhpc work` (e.g. -- --max-calls 100).
 """
 
 RENDER_HELP = """Print the task script(s) that `djhpc submit` would submit, and submit nothing.
@@ -173,10 +176,13 @@ def _flags(args) -> dict:
 
 
 def _plan(args, *, scheduler=None, array=None, render=True):
-    return library.plan(args.target, array=array if array is not None else getattr(args, "array", None),
-                        scheduler=scheduler or getattr(args, "scheduler", None), profile_name=args.profile,
-                        flags=_flags(args), worker_args=args.worker_args,
-                        template_dir=getattr(args, "template_dir", None), render=render)
+    # stdout is the script, the job ids or the command line: what the pipeline's import prints goes to stderr
+    # (DataJoint 2.x logs "connected to ..." on stdout; its handler keeps the stream it finds when imported)
+    with contextlib.redirect_stdout(sys.stderr):
+        return library.plan(args.target, array=array if array is not None else getattr(args, "array", None),
+                            scheduler=scheduler or getattr(args, "scheduler", None), profile_name=args.profile,
+                            flags=_flags(args), worker_args=args.worker_args,
+                            template_dir=getattr(args, "template_dir", None), render=render)
 
 
 def _tell(run) -> None:
@@ -226,7 +232,7 @@ def run_submit(args) -> int:
     _tell(run)
     ids = ", ".join(done.job_ids)
     log.info("submitted %d %s task(s) for %s as job %s; %s", run.tasks, run.scheduler.name,
-             run.table_class.__name__, ids, run.left_message())
+             run.name, ids, run.left_message())
     return 0
 
 
