@@ -92,6 +92,42 @@ class DataJointTarget:
     def encode(self, key: dict, names) -> tuple:
         return tuple(_to_column(key[n]) for n in names)
 
+    def progress(self, restrictions=()) -> dict:
+        """total (DataJoint's key source under ``restrictions``), done, remaining, and the ``~djhpc_jobs`` rows
+        of the table by status: one statement on djhpc's connection, no key fetched."""
+        from .reservation import Reservations
+
+        todo = self.table._jobs_to_do(tuple(restrictions))
+        jobs = Reservations(self.connection, self.database, jobs_table=self.jobs_table)
+        jobs.ensure_table()
+        statuses = ("reserved", "error", "ignore", "pending")
+        parts = [(f"SELECT COUNT(*) FROM ({q.make_sql().replace('%', '%%')}) AS k", ())
+                 for q in (todo, todo - self.table)]
+        parts += [jobs.count_statement(self.table_name, status) for status in statuses]
+        sql = "SELECT " + ", ".join(f"({p})" for p, _ in parts)
+        row = self.connection.query(sql, tuple(v for _, ps in parts for v in ps), context="progress").fetchone()
+        total, remaining = int(row[0]), int(row[1])
+        out = {"total": total, "done": total - remaining, "remaining": remaining}
+        out.update({s: int(n) for s, n in zip(statuses, row[2:], strict=True)})
+        return out
+
+    def typed_key(self, key: dict) -> dict:
+        """A key given as JSON (``djhpc jobs show/ignore``), its values converted to the primary key's types as
+        the key walk reads them from the database, so it hashes as the worker's key did."""
+        names = list(self.table.primary_key)
+        if sorted(key) != sorted(names):
+            raise UsageError(f"key names {', '.join(sorted(key))} but {self.name}'s primary key is "
+                             f"{', '.join(names)}: give exactly those")
+        attributes = self.table.heading.attributes
+        out = {}
+        for name in names:
+            attr = attributes[name]
+            try:
+                out[name] = _typed_value(attr, key[name], name in self.uuid_names)
+            except (TypeError, ValueError, ArithmeticError) as e:
+                raise UsageError(f"key value {name}={key[name]!r} does not fit {attr.type}: {e}") from e
+        return out
+
     def make(self, key: dict, closing: Callable[[], tuple[list, int | None]], *, make_kwargs: dict,
              begin_next: bool, wait: bool) -> PendingCommit:
         """DataJoint's ``_populate1(key)``, whose commit first runs the closing statements in its transaction."""
@@ -145,6 +181,29 @@ def _cancel(conn):
             conn.cancel_transaction()
     except Exception:  # a lost connection has no transaction left to cancel
         pass
+
+
+def _typed_value(attr, value, is_uuid: bool):
+    """A JSON value as the database driver returns the column's value (int, float, Decimal, date, UUID, str)."""
+    import datetime as dt
+    import decimal
+
+    if value is None:
+        return None
+    if is_uuid:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    kind = str(getattr(attr, "sql_type", None) or attr.type).lower()
+    if kind.startswith(("int", "tinyint", "smallint", "mediumint", "bigint", "uint")):
+        return int(value)
+    if kind.startswith(("float", "double", "real")):
+        return float(value)
+    if kind.startswith(("decimal", "numeric")):
+        return decimal.Decimal(str(value))
+    if kind.startswith(("datetime", "timestamp")):
+        return dt.datetime.fromisoformat(str(value))
+    if kind.startswith("date"):
+        return dt.date.fromisoformat(str(value))
+    return value
 
 
 def _to_column(value):

@@ -81,14 +81,16 @@ class ErrorGroup:
 
 
 # ---------------------------------------------------------------------------- selecting
-def jobs_table(connection, schema: str) -> JobsTable:
-    return JobsTable(connection, schema)
+def jobs_table(connection, schema: str, name: str = JOBS_TABLE) -> JobsTable:
+    """The jobs table ``name`` of a schema: ``~jobs`` of a djhpc pipeline, ``~djhpc_jobs`` of a DataJoint one."""
+    return JobsTable(connection, schema, name)
 
 
 def select(connection, schema: str, *, table_name: str | None = None, statuses=None, host: str | None = None,
-           job_id: str | None = None, older_than_seconds: float | None = None, match: str | None = None):
+           job_id: str | None = None, older_than_seconds: float | None = None, match: str | None = None,
+           jobs_table_name: str = JOBS_TABLE):
     """The jobs rows that pass every filter given, as a restricted JobsTable (count it, fetch it, delete it)."""
-    q = jobs_table(connection, schema)
+    q = jobs_table(connection, schema, jobs_table_name)
     quote = connection.dialect.quote
     if table_name:
         q = q & {"table_name": table_name}
@@ -127,8 +129,9 @@ def delete(query) -> int:
 def parse_key(text: str, table=None) -> tuple[dict | None, str]:
     """A key as JSON (``{"item": 3}``), a key_hash, or a unique prefix of one: (key or None, hash or prefix).
 
-    With the table class, the key's values are converted to its attribute types (so a date given as
-    text hashes as the date it is) and must name exactly its primary key.
+    With the table class (or a populate target, whose ``typed_key`` does it), the key's values are converted
+    to its attribute types (so a date given as text hashes as the date it is) and must name exactly its
+    primary key.
     """
     t = str(text).strip()
     if t.startswith("{"):
@@ -139,11 +142,18 @@ def parse_key(text: str, table=None) -> tuple[dict | None, str]:
         if not isinstance(key, dict) or not key:
             raise UsageError(f"key {t!r} must be a JSON object of attribute values, like '{{\"item\": 3}}'")
         if table is not None:
-            key = typed_key(table, key)
+            key = table.typed_key(key) if hasattr(table, "typed_key") else typed_key(_table_of(table), key)
         return key, key_hash(key)
     if _HASH.fullmatch(t.lower()):
         return None, t.lower()
     raise UsageError(f"{t!r} is neither a key as JSON ('{{\"item\": 3}}') nor a key_hash: copy one from djhpc jobs")
+
+
+def _table_of(table):
+    """The djhpc table a populate target (target.TableTarget) fills; a table class or instance as it is."""
+    from .progress import is_target
+
+    return table.table if is_target(table) else table
 
 
 def typed_key(table, key: dict) -> dict:
@@ -165,10 +175,11 @@ def typed_key(table, key: dict) -> dict:
     return out
 
 
-def find(connection, schema: str, key_or_hash: str, *, table=None, table_name: str | None = None) -> list[JobRow]:
+def find(connection, schema: str, key_or_hash: str, *, table=None, table_name: str | None = None,
+         jobs_table_name: str = JOBS_TABLE) -> list[JobRow]:
     """The jobs rows of one key (full detail): by key JSON, key_hash, or a unique hash prefix."""
     key, h = parse_key(key_or_hash, table)
-    q = jobs_table(connection, schema)
+    q = jobs_table(connection, schema, jobs_table_name)
     if table_name:
         q = q & {"table_name": table_name}
     if len(h) == 32:
@@ -185,10 +196,10 @@ def find(connection, schema: str, key_or_hash: str, *, table=None, table_name: s
     return rows
 
 
-def ignore(connection, schema: str, table_name: str, key: dict) -> str:
+def ignore(connection, schema: str, table_name: str, key: dict, *, jobs_table_name: str = JOBS_TABLE) -> str:
     """Make populate skip a key; returns the row's status after (``reserved`` if it runs right now)."""
-    Reservations(connection, schema).ignore(table_name, key)
-    q = jobs_table(connection, schema) & {"table_name": table_name, "key_hash": key_hash(key)}
+    Reservations(connection, schema, jobs_table=jobs_table_name).ignore(table_name, key)
+    q = jobs_table(connection, schema, jobs_table_name) & {"table_name": table_name, "key_hash": key_hash(key)}
     return q.fetch1("status")
 
 
@@ -209,14 +220,14 @@ def message_pattern(message: str) -> str:
 
 
 def error_groups(connection, schema: str, *, table_name: str | None = None, exact: bool = False,
-                 ) -> list[ErrorGroup]:
+                 jobs_table_name: str = JOBS_TABLE) -> list[ErrorGroup]:
     """Failed keys grouped by exception type and message (numbers masked unless ``exact``), largest first.
 
     One GROUP BY in the database, then one fetch of the example keys.
     """
-    jobs = jobs_table(connection, schema)
+    jobs = jobs_table(connection, schema, jobs_table_name)
     rows = connection.run("error_groups", (table_name or "", table_name or ""),
-                          jobs=connection.dialect.table(schema, JOBS_TABLE)).fetchall()
+                          jobs=jobs.full_table_name).fetchall()
     groups: dict[tuple, ErrorGroup] = {}
     for tname, message, n, example in rows:
         message = message or ""

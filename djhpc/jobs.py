@@ -46,25 +46,26 @@ _SPEC = parse_definition(JOBS_DEFINITION, lambda name: None)
 class JobsTable(Query):
     """Rows of keys reserved now, failed, ignored or waiting for a retry; supports fetch, &, delete, len."""
 
-    def __init__(self, connection, database: str):
+    def __init__(self, connection, database: str, jobs_table: str = JOBS_TABLE):
         self.database = database
-        self.reservations = Reservations(connection, database)
+        self.jobs_table = jobs_table  # a DataJoint pipeline's is ~djhpc_jobs (djtarget.DJHPC_JOBS)
+        self.reservations = Reservations(connection, database, jobs_table=jobs_table)
         self.reservations.ensure_table()
         alias = new_alias()
         q = connection.dialect.quote
         heading = Heading(_SPEC.attributes)
         cols = {a.name: f"{alias}.{q(a.name)}" for a in heading.attributes}
-        full = connection.dialect.table(database, JOBS_TABLE)
+        full = connection.dialect.table(database, jobs_table)
         super().__init__(connection, heading, f"{full} AS {alias}", (), cols,
                          aliases={alias}, flat_names=True)
 
     @property
     def table_name(self) -> str:
-        return JOBS_TABLE
+        return self.jobs_table
 
     @property
     def full_table_name(self) -> str:
-        return self.connection.dialect.table(self.database, JOBS_TABLE)
+        return self.connection.dialect.table(self.database, self.jobs_table)
 
     @staticmethod
     def _target_name(table) -> str:

@@ -6,6 +6,9 @@ Nothing fetches keys, so the cost does not grow with the table.
 
 Without the pipeline's code (``schema_progress``) the key source cannot be computed: total, remaining
 and ETA are unknown, and what the database holds is reported instead (rows made, jobs, history).
+
+A table written with DataJoint is measured through its populate target (djtarget.DataJointTarget): its key
+source is DataJoint's, its jobs and history are djhpc's ``~djhpc_jobs`` and ``~djhpc_history``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import statistics
 from dataclasses import asdict, dataclass
 
 from .errors import UsageError
-from .history import History
+from .history import HISTORY_TABLE, History
 from .reservation import JOBS_TABLE, Reservations
 
 RATE_WINDOW_SECONDS = 600.0
@@ -106,6 +109,55 @@ def schema_tables(connection, schema: str) -> list[str]:
     return tables
 
 
+def bookkeeping_tables(connection, schema: str, tables=None) -> tuple[str, str]:
+    """(jobs table, history table) djhpc keeps in a schema, told from the tables there (``tables``: its names).
+
+    A DataJoint pipeline's schema has ``~djhpc_jobs`` and ``~djhpc_history`` (DataJoint 0.14 owns ``~jobs``
+    there, 2.x ``~~<table>``; djhpc never reads those); a djhpc pipeline's has ``~jobs`` and ``~history``.
+    """
+    from .djtarget import DJHPC_HISTORY, DJHPC_JOBS
+
+    names = set(schema_tables(connection, schema) if tables is None else tables)
+    datajoint = (DJHPC_JOBS, DJHPC_HISTORY)
+    if names & set(datajoint):
+        return datajoint
+    if JOBS_TABLE in names:
+        return (JOBS_TABLE, HISTORY_TABLE) if _djhpc_jobs_table(connection, schema) else datajoint
+    if HISTORY_TABLE in names:
+        return JOBS_TABLE, HISTORY_TABLE
+    if names & {"~log", "~lineage"} or any(n.startswith("~~") for n in names):  # DataJoint's own tables
+        return datajoint
+    return JOBS_TABLE, HISTORY_TABLE
+
+
+def _djhpc_jobs_table(connection, schema: str) -> bool:
+    """Whether ``~jobs`` is djhpc's (it has reservation tokens) and not DataJoint 0.14's."""
+    if connection.is_sqlite:
+        return True
+    row = connection.query("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND "
+                           "TABLE_NAME = %s AND COLUMN_NAME = 'token'", (schema, JOBS_TABLE)).fetchone()
+    return bool(row and int(row[0]))
+
+
+def is_target(obj) -> bool:
+    """Whether ``obj`` is a populate target (target.TableTarget, djtarget.DataJointTarget), not a table."""
+    return hasattr(obj, "jobs_table") and hasattr(obj, "candidates") and hasattr(obj, "history_table")
+
+
+def as_target(table):
+    """The populate target of a table class or instance (djhpc or DataJoint); a target is returned as it is."""
+    if is_target(table):
+        return table
+    from .djtarget import is_datajoint_class
+    from .target import TableTarget, target_for
+
+    if isinstance(table, type):
+        return target_for(table)
+    if is_datajoint_class(type(table)):
+        return target_for(type(table))
+    return TableTarget(table)
+
+
 def _known(connection) -> str:
     if connection.is_sqlite:
         rows = connection.query("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
@@ -146,9 +198,10 @@ def _sql_time(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _history_stats(connection, schema: str, table_name: str, window_seconds: float, now: dt.datetime) -> dict:
+def _history_stats(connection, schema: str, table_name: str, window_seconds: float, now: dt.datetime,
+                   history_table: str = HISTORY_TABLE) -> dict:
     """Completions, recent completions, rate and percentiles: two statements."""
-    history = History(connection, schema)
+    history = History(connection, schema, history_table)
     history.ensure_table()
     cutoff = _sql_time(now - dt.timedelta(seconds=window_seconds))
     count, recent, first_recent, last = connection.run("history_summary", (cutoff, cutoff, table_name),
@@ -183,7 +236,11 @@ def _eta(p: TableProgress) -> float | None:
 # ---------------------------------------------------------------------------- progress
 def table_progress(table, *restrictions, window_seconds: float = RATE_WINDOW_SECONDS,
                    now: dt.datetime | None = None) -> TableProgress:
-    """Progress of one auto-populated table (class or instance), optionally of a restricted key source."""
+    """Progress of one auto-populated table, optionally of a restricted key source.
+
+    ``table``: a djhpc table class or instance, a DataJoint table class, or a populate target."""
+    if is_target(table) or _is_datajoint(table if isinstance(table, type) else type(table)):
+        return target_progress(as_target(table), *restrictions, window_seconds=window_seconds, now=now)
     if isinstance(table, type):
         table = table()
     if not hasattr(table, "_key_source"):
@@ -205,18 +262,46 @@ def table_progress(table, *restrictions, window_seconds: float = RATE_WINDOW_SEC
     return p
 
 
-def schema_progress(connection, schema: str, *, window_seconds: float = RATE_WINDOW_SECONDS,
-                    now: dt.datetime | None = None) -> list[TableProgress]:
-    """What the database alone tells of every auto-populated table of a schema (no total, no ETA)."""
+def _is_datajoint(cls) -> bool:
+    from .djtarget import is_datajoint_class
+
+    return is_datajoint_class(cls)
+
+
+def target_progress(target, *restrictions, window_seconds: float = RATE_WINDOW_SECONDS,
+                    now: dt.datetime | None = None) -> TableProgress:
+    """Progress of the table a populate target fills: its counts (``target.progress``), its jobs and history."""
     now = now or _utc_now()
-    names = [t for t in schema_tables(connection, schema) if is_auto_populated(t)]
+    counts = target.progress(restrictions)
+    p = TableProgress(target.name, target.table_name, counts["total"], counts["done"], counts["remaining"],
+                      counts["reserved"], counts["error"], counts["ignore"], counts["pending"],
+                      window_seconds=window_seconds)
+    stats = _history_stats(target.connection, target.database, target.table_name, window_seconds, now,
+                           target.history_table)
+    for k, v in stats.items():
+        setattr(p, k, v)
+    p.eta_seconds = _eta(p)
+    return p
+
+
+def schema_progress(connection, schema: str, *, window_seconds: float = RATE_WINDOW_SECONDS,
+                    now: dt.datetime | None = None, jobs_table: str | None = None,
+                    history_table: str | None = None) -> list[TableProgress]:
+    """What the database alone tells of every auto-populated table of a schema (no total, no ETA).
+
+    The jobs and history tables are the schema's own (``bookkeeping_tables``) unless named."""
+    now = now or _utc_now()
+    tables = schema_tables(connection, schema)
+    names = [t for t in tables if is_auto_populated(t)]
     if not names:
         raise UsageError(f"schema '{schema}' has no Imported or Computed tables (names starting with _ or __)")
-    res = Reservations(connection, schema)
+    if jobs_table is None or history_table is None:
+        found_jobs, found_history = bookkeeping_tables(connection, schema, tables)
+        jobs_table, history_table = jobs_table or found_jobs, history_table or found_history
+    res = Reservations(connection, schema, jobs_table=jobs_table)
     res.ensure_table()
     jobs = {}
-    for table_name, status, n in connection.run("count_jobs_by_table",
-                                                jobs=connection.dialect.table(schema, JOBS_TABLE)).fetchall():
+    for table_name, status, n in connection.run("count_jobs_by_table", jobs=res.jobs).fetchall():
         jobs.setdefault(table_name, {})[status] = int(n)
     out = []
     for name in names:
@@ -224,7 +309,7 @@ def schema_progress(connection, schema: str, *, window_seconds: float = RATE_WIN
         c = jobs.get(name, {})
         p = TableProgress(class_name(name), name, None, rows, None, c.get("reserved", 0), c.get("error", 0),
                           c.get("ignore", 0), c.get("pending", 0), window_seconds=window_seconds)
-        for k, v in _history_stats(connection, schema, name, window_seconds, now).items():
+        for k, v in _history_stats(connection, schema, name, window_seconds, now, history_table).items():
             setattr(p, k, v)
         out.append(p)
     return out

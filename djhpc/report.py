@@ -18,9 +18,9 @@ from pathlib import Path
 import jinja2
 
 from .errors import UsageError
-from .history import History
+from .history import HISTORY_TABLE, History
 from .jobrows import error_groups, key_text
-from .progress import eta_text, seconds_text, table_progress
+from .progress import as_target, eta_text, seconds_text, target_progress
 
 REPORT_ROWS = 20_000
 MAX_LANES = 150
@@ -57,9 +57,10 @@ class HistoryRow:
         return f"{self.sched_job_id}_{self.sched_task_id}" if self.sched_task_id else self.sched_job_id
 
 
-def history_rows(connection, schema: str, table_name: str, *, limit: int = REPORT_ROWS) -> list[HistoryRow]:
-    """The newest ``limit`` makes of a table, oldest first."""
-    history = History(connection, schema)
+def history_rows(connection, schema: str, table_name: str, *, limit: int = REPORT_ROWS,
+                 history_table: str = HISTORY_TABLE) -> list[HistoryRow]:
+    """The newest ``limit`` makes of a table, oldest first (``history_table``: ``~djhpc_history`` for DataJoint)."""
+    history = History(connection, schema, history_table)
     history.ensure_table()
     rows = connection.run("history_rows", (table_name, int(limit)), history=history.table).fetchall()
     out = []
@@ -258,18 +259,19 @@ def _quantile(sorted_values: list[float], q: float) -> float:
 
 # ---------------------------------------------------------------------------- the page
 def build_context(table, *, limit: int = REPORT_ROWS) -> dict:
-    """Everything the template shows, computed from the database (a few queries, ``limit`` history rows)."""
-    if isinstance(table, type):
-        table = table()
-    cls = type(table)
-    progress = table_progress(table)
-    rows = history_rows(table.connection, cls.database, table.table_name, limit=limit)
-    groups = error_groups(table.connection, cls.database, table_name=table.table_name)
+    """Everything the template shows, computed from the database (a few queries, ``limit`` history rows).
+
+    ``table``: a djhpc table class or instance, a DataJoint table class, or a populate target."""
+    target = as_target(table)
+    name, schema, connection = target.name, target.database, target.connection
+    progress = target_progress(target)
+    rows = history_rows(connection, schema, target.table_name, limit=limit, history_table=target.history_table)
+    groups = error_groups(connection, schema, table_name=target.table_name, jobs_table_name=target.jobs_table)
     if not rows and not groups:
-        raise UsageError(f"no completions recorded for {cls.__name__} yet and no errors: run populate first "
+        raise UsageError(f"no completions recorded for {name} yet and no errors: run populate first "
                          "(history is off if DJHPC_HISTORY=0)")
     now = dt.datetime.now().astimezone()
-    ctx = {"title": f"{cls.__name__} — djhpc report", "table": cls.__name__, "schema": cls.database,
+    ctx = {"title": f"{name} — djhpc report", "table": name, "schema": schema,
            "generated": now.strftime("%Y-%m-%d %H:%M:%S %Z (UTC%z)"), "host": socket.gethostname(),
            "progress": progress, "eta": eta_text(progress, clock_format="about %Y-%m-%d %H:%M"),
            "rows_drawn": len(rows),

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .liveness import Reaper, ReservedRow
-from .reservation import Reservations
+from .reservation import JOBS_TABLE, Reservations
 from .schedulers import TERMINAL_STATES, TaskState, get_scheduler, task_key
 from .submissions import Submission, Submissions
 
@@ -81,16 +81,18 @@ def _row_task(row: ReservedRow) -> str:
 
 
 def collect(connection, schema: str, *, table_name: str | None = None, limit: int = 20,
-            scheduler_for: Callable = get_scheduler, default_scheduler: str | None = None) -> StatusReport:
+            scheduler_for: Callable = get_scheduler, default_scheduler: str | None = None,
+            jobs_table: str = JOBS_TABLE) -> StatusReport:
     """Recorded submissions (newest first) with task counts, held keys and gone reservations.
 
     ``default_scheduler`` is asked about reservations from job ids no recorded submission names
-    (e.g. 'slurm' where squeue exists); None skips those.
+    (e.g. 'slurm' where squeue exists); None skips those. ``jobs_table``: the schema's (``~djhpc_jobs``
+    in a DataJoint pipeline's schema).
     """
     subs = Submissions(connection, schema).recent(limit)
     if table_name:
         subs = [s for s in subs if s.table_name == table_name]
-    reaper = Reaper(Reservations(connection, schema))
+    reaper = Reaper(Reservations(connection, schema, jobs_table=jobs_table))
     rows = reaper.reserved_rows()
     if table_name:
         rows = [r for r in rows if r.table_name == table_name]

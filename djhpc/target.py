@@ -66,6 +66,10 @@ class TableTarget:
             raise UsageError(f"key_source attribute '{missing[0]}' is not in {self.name}'s primary key")
         return ks.proj() - self.table, names
 
+    def progress(self, restrictions=()) -> dict:
+        """total, done, remaining (the key source under ``restrictions``) and the jobs rows by status."""
+        return self.table.progress(*restrictions, detail=True)
+
     def encode(self, key: dict, names) -> tuple:
         """The key's values as the reservation statement compares them with the table's columns."""
         d = self.connection.dialect.name

@@ -6,33 +6,19 @@ tests/cluster/ensure-datajoint.sh), with the pipeline tests/pipelines/dj_pipelin
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import time
 import types
 import uuid
-from collections import Counter
 from pathlib import Path
 
 import pytest
 from support.cluster import root_query
-from support.env import ROOT, mysql_available, unavailable
+from support.datajoint import Pipeline, datajoint_pythons, finish
+from support.env import mysql_available, unavailable
 
 from djhpc.errors import UsageError
-
-PIPELINE = ROOT / "tests" / "pipelines" / "dj_pipeline.py"
-
-
-def datajoint_pythons() -> dict[str, str]:
-    """Version label -> interpreter with that DataJoint and djhpc installed ("0.14=/path:2=/path")."""
-    text = os.environ.get("DJHPC_DATAJOINT_PYTHONS", "")
-    found = {}
-    for part in filter(None, text.split(",")):
-        label, _, path = part.partition("=")
-        found[label] = path
-    return found
 
 
 @pytest.fixture(params=["0.14", "2"])
@@ -53,63 +39,11 @@ def dj_schema(dj_python):
     root_query(f"DROP DATABASE IF EXISTS `{name}`")
 
 
-class Pipeline:
-    """The DataJoint pipeline in one schema, driven through subprocesses of one DataJoint's interpreter."""
-
-    def __init__(self, python: str, schema: str, tmp_path: Path):
-        self.python, self.schema, self.tmp = python, schema, tmp_path
-        self.calls = tmp_path / "calls.txt"
-
-    def env(self, **extra) -> dict:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("SLURM_", "PBS_", "PARALLEL_", "DJHPC_", "DJ_"))}
-        env.update(PYTHONPATH=os.pathsep.join([str(ROOT), str(PIPELINE.parent)]), DJ_HOST="127.0.0.1",
-                   DJ_USER="root", DJ_PASS="", DJHPC_TEST_SCHEMA=self.schema, DJHPC_TEST_CALLS=str(self.calls),
-                   DJHPC_REAP_SECONDS="1")
-        env.update({k: str(v) for k, v in extra.items()})
-        return env
-
-    def python_code(self, code: str, **extra) -> subprocess.CompletedProcess:
-        return subprocess.run([self.python, "-c", code], env=self.env(**extra), capture_output=True, text=True,
-                              timeout=300, cwd=self.tmp)
-
-    def fill(self, n: int):
-        done = self.python_code(f"import dj_pipeline as p; p.Item.insert([(i, i) for i in range({n})])")
-        assert done.returncode == 0, done.stderr
-
-    def work(self, table: str, *args: str, **extra) -> subprocess.Popen:
-        argv = [self.python, "-m", "djhpc.cli.main", "work", f"{PIPELINE}:{table}", *args]
-        return subprocess.Popen(argv, env=self.env(**extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, cwd=self.tmp)
-
-    def calls_of(self, table: str) -> Counter:
-        if not self.calls.exists():
-            return Counter()
-        return Counter(int(line.split()[1]) for line in self.calls.read_text().splitlines()
-                       if line.split()[0] == table)
-
-    def rows(self, sql: str, params=None):
-        return root_query(sql.format(s=f"`{self.schema}`"), params)
-
-    def tables(self) -> set[str]:
-        return {r[0] for r in root_query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
-                                         (self.schema,))}
-
-
 @pytest.fixture
 def pipeline(dj_python, dj_schema, tmp_path):
     p = Pipeline(dj_python, dj_schema, tmp_path)
     p.fill(0)  # declares the tables
     return p
-
-
-def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-    return proc.returncode, err
 
 
 def test_four_workers_make_every_key_exactly_once_and_record_the_failure(pipeline):

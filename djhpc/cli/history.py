@@ -45,7 +45,7 @@ def _usage(parser) -> int:
 
 def run_prune(args) -> int:
     scope = resolve_scope(args)
-    history = History(scope.connection, scope.schema)
+    history = History(scope.connection, scope.schema, scope.history_table)
     history.ensure_table()
     n = int(scope.connection.run("count_history_older", (float(args.older_than),),
                                  history=history.table).fetchone()[0])
@@ -70,7 +70,8 @@ def run_show(args) -> int:
     if args.limit < 1:
         raise UsageError(f"--limit must be >= 1 (got {args.limit})")
     scope = resolve_scope(args, allow_schema=False)
-    rows = history_rows(scope.connection, scope.schema, scope.table_name, limit=args.limit)[::-1]  # newest first
+    rows = history_rows(scope.connection, scope.schema, scope.table_name, limit=args.limit,
+                        history_table=scope.history_table)[::-1]  # newest first
     if args.json:
         display.print_json([{"started_at": display.iso_local(r.started_at), "duration": r.duration, "host": r.host,
                              "task": r.task, "cpu_seconds": r.cpu_seconds, "max_rss_mb": r.max_rss_mb}

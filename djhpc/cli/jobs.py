@@ -121,7 +121,7 @@ def _yes(p):
 def _scope(args):
     """(scope, table_name or None): TARGET's table, or --schema with an optional --table."""
     scope = resolve_scope(args)
-    if scope.table is not None:
+    if scope.target is not None:
         if args.table:
             raise UsageError("--table goes with --schema; TARGET names the table already")
         return scope, scope.table_name
@@ -154,7 +154,8 @@ def _row_dict(r: jobrows.JobRow, full=False) -> dict:
 def run_list(args) -> int:
     scope, table_name = _scope(args)
     q = jobrows.select(scope.connection, scope.schema, table_name=table_name, statuses=args.status,
-                       host=args.host, job_id=args.job_id, older_than_seconds=args.older_than)
+                       host=args.host, job_id=args.job_id, older_than_seconds=args.older_than,
+                       jobs_table_name=scope.jobs_table)
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be >= 1 (got {args.limit})")
     total = len(q)
@@ -188,7 +189,8 @@ def run_list(args) -> int:
 # ---------------------------------------------------------------------------- errors
 def run_errors(args) -> int:
     scope, table_name = _scope(args)
-    groups = jobrows.error_groups(scope.connection, scope.schema, table_name=table_name, exact=args.exact)
+    groups = jobrows.error_groups(scope.connection, scope.schema, table_name=table_name, exact=args.exact,
+                                  jobs_table_name=scope.jobs_table)
     if args.json:
         display.print_json([{"table_name": g.table_name, "error_type": g.error_type, "message": g.message,
                              "count": g.count, "example_key": g.example_key, "example_hash": g.example_hash,
@@ -215,7 +217,8 @@ def run_errors(args) -> int:
 # ---------------------------------------------------------------------------- show
 def run_show(args) -> int:
     scope, table_name = _scope(args)
-    rows = jobrows.find(scope.connection, scope.schema, args.key, table=scope.table, table_name=table_name)
+    rows = jobrows.find(scope.connection, scope.schema, args.key, table=scope.target, table_name=table_name,
+                        jobs_table_name=scope.jobs_table)
     if args.json:
         display.print_json([_row_dict(r, full=True) for r in rows])
         return 0
@@ -248,7 +251,8 @@ def run_show(args) -> int:
 # ---------------------------------------------------------------------------- retry, ignore, clear
 def run_retry(args) -> int:
     scope, table_name = _scope(args)
-    q = jobrows.select(scope.connection, scope.schema, table_name=table_name, statuses=["error"], match=args.match)
+    q = jobrows.select(scope.connection, scope.schema, table_name=table_name, statuses=["error"], match=args.match,
+                       jobs_table_name=scope.jobs_table)
     n = len(q)
     if n == 0:
         if not _quiet(args):
@@ -268,11 +272,11 @@ def run_ignore(args) -> int:
     scope, table_name = _scope(args)
     if not table_name:
         raise UsageError("ignore needs the table: give TARGET, or --schema NAME --table T")
-    key, _ = jobrows.parse_key(args.key, scope.table)
+    key, _ = jobrows.parse_key(args.key, scope.target)
     if key is None:
         raise UsageError("ignore needs the key as JSON, e.g. '{\"item\": 3}' (a key_hash cannot be turned back "
                          "into a key)")
-    status = jobrows.ignore(scope.connection, scope.schema, table_name, key)
+    status = jobrows.ignore(scope.connection, scope.schema, table_name, key, jobs_table_name=scope.jobs_table)
     if status == "reserved":
         print(f"{jobrows.key_text(key)} is running right now and stays reserved: ignore it again when it ends")
         return 1
@@ -286,7 +290,7 @@ def run_clear(args) -> int:
     scope, table_name = _scope(args)
     statuses = args.status or ["error", "ignore", "pending"]
     q = jobrows.select(scope.connection, scope.schema, table_name=table_name, statuses=statuses, host=args.host,
-                       job_id=args.job_id, older_than_seconds=args.older_than)
+                       job_id=args.job_id, older_than_seconds=args.older_than, jobs_table_name=scope.jobs_table)
     n = len(q)
     if n == 0:
         if not _quiet(args):

@@ -44,7 +44,7 @@ def register(sub):
 
 def run(args) -> int:
     scope = resolve_scope(args)
-    if args.watch and scope.table is None:
+    if args.watch and scope.target is None:
         from ..errors import UsageError
 
         raise UsageError("--watch needs TARGET (module:Class): without the pipeline's code the total is unknown")
@@ -54,9 +54,10 @@ def run(args) -> int:
         raise UsageError(f"--interval must be > 0 seconds (got {args.interval:g})")
 
     def measure() -> list[TableProgress]:
-        if scope.table is None:
-            return schema_progress(scope.connection, scope.schema, window_seconds=args.window)
-        return [table_progress(scope.table, window_seconds=args.window)]
+        if scope.target is None:
+            return schema_progress(scope.connection, scope.schema, window_seconds=args.window,
+                                   jobs_table=scope.jobs_table, history_table=scope.history_table)
+        return [table_progress(scope.target, window_seconds=args.window)]
 
     if args.watch:
         return _watch(measure, args)

@@ -73,9 +73,10 @@ def run(args) -> int:
     if not args.lease > 0:
         raise UsageError(f"--lease must be > 0 seconds (got {args.lease:g})")
     scope = resolve_scope(args)
-    reservations = Reservations(scope.connection, scope.schema, lease_seconds=args.lease)
+    reservations = Reservations(scope.connection, scope.schema, lease_seconds=args.lease,
+                                jobs_table=scope.jobs_table)
     kwargs = {"lease_seconds": args.lease, "scheduler": _scheduler(args.scheduler)}
-    reaper = (_TableReaper(reservations, scope.table_name, **kwargs) if scope.table is not None
+    reaper = (_TableReaper(reservations, scope.table_name, **kwargs) if scope.target is not None
               else Reaper(reservations, **kwargs))
     reserved = len(reaper.reserved_rows())
     quiet_log = _DropReclaimed()

@@ -33,7 +33,7 @@ def run(args) -> int:
     if args.max_makes < 1:
         raise UsageError(f"--max-makes must be >= 1 (got {args.max_makes})")
     scope = resolve_scope(args, allow_schema=False)
-    path = write_report(scope.table, args.output, limit=args.max_makes)
+    path = write_report(scope.target, args.output, limit=args.max_makes)
     if not getattr(args, "quiet", False):
         print(f"wrote {path}")
     return 0

@@ -41,7 +41,7 @@ def run(args) -> int:
     scope = resolve_scope(args)
     default = "slurm" if shutil.which("squeue") else None
     report = collect(scope.connection, scope.schema, table_name=scope.table_name, limit=args.limit,
-                     default_scheduler=default)
+                     default_scheduler=default, jobs_table=scope.jobs_table)
     if args.json:
         display.print_json(_as_json(report))
         return 0
