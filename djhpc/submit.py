@@ -13,9 +13,9 @@
   4. database   the URL reaches tasks through the environment: DJHPC_DATABASE_URL, or, when it
                 holds a password, DJHPC_DATABASE_URL_FILE naming a 0600 file. Never the script.
                 A table written with DataJoint connects as DataJoint does, so its tasks get DataJoint's
-                variables instead: DJ_HOST and DJ_USER, or, with a password, DJHPC_DATAJOINT_ENV_FILE
-                naming a 0600 file of ``export DJ_HOST=... DJ_USER=... DJ_PASS=...`` lines that the
-                script sources before the worker starts: the connection ``djhpc submit`` itself made.
+                variables instead: DJHPC_DATAJOINT_ENV_FILE names a 0600 file of ``export DJ_HOST=...
+                DJ_USER=... DJ_PASS=...`` lines that the script sources before the worker starts: the
+                connection ``djhpc submit`` itself made (DataJoint 2.x wants DJ_PASS even when empty).
                 The scheduler's command runs without DJ_PASS (or a DJHPC_DATABASE_URL holding a
                 password) in its environment, which sbatch would otherwise store with the job.
 """
@@ -162,10 +162,7 @@ def datajoint_credentials_path(url: DatabaseURL) -> Path:
 def datajoint_variables(url: DatabaseURL) -> dict[str, str]:
     """DJ_HOST (with its port unless 3306: both DataJoint 0.14 and 2.x read host:port), DJ_USER, DJ_PASS."""
     host = url.host if (url.port or 3306) == 3306 else f"{url.host}:{url.port}"
-    out = {"DJ_HOST": host, "DJ_USER": url.user}
-    if url.password:
-        out["DJ_PASS"] = url.password
-    return out
+    return {"DJ_HOST": host, "DJ_USER": url.user, "DJ_PASS": url.password}
 
 
 def write_datajoint_credentials(url: DatabaseURL) -> Path:
@@ -199,23 +196,19 @@ def database_env(url: DatabaseURL) -> dict[str, str]:
 
 
 def task_env(target, url: DatabaseURL) -> dict[str, str]:
-    """The database part of a task's environment: djhpc's URL, or, for a DataJoint table, DataJoint's variables
-    (the file holding them when there is a password; its DataJoint connection is all the task's worker uses)."""
+    """The database part of a task's environment: djhpc's URL, or, for a DataJoint table, the file of DataJoint's
+    variables (its DataJoint connection is all the task's worker uses)."""
     if is_datajoint(target):
-        if url.password:
-            return {"DJHPC_DATAJOINT_ENV_FILE": str(datajoint_credentials_path(url))}
-        return datajoint_variables(url)
+        return {"DJHPC_DATAJOINT_ENV_FILE": str(datajoint_credentials_path(url))}
     return database_env(url)
 
 
 def write_task_credentials(run: Run, env: Mapping[str, str] | None = None) -> None:
-    """Write the file(s) the tasks' environment (``run.env``) names; nothing when the URL holds no password."""
+    """Write the file(s) the tasks' environment (``run.env``) names."""
     env = run.env if env is None else env
-    if not run.url.password:
-        return
     if "DJHPC_DATAJOINT_ENV_FILE" in env:
         write_datajoint_credentials(run.url)
-    if "DJHPC_DATABASE_URL_FILE" in env:
+    if "DJHPC_DATABASE_URL_FILE" in env and run.url.password:
         write_credentials(run.url)
 
 
@@ -229,7 +222,7 @@ def without_secrets() -> Iterator[None]:
     saved = {}
     for name in (*SECRET_VARIABLES, "DJHPC_DATABASE_URL"):
         value = os.environ.get(name)
-        if value is None or (name == "DJHPC_DATABASE_URL" and not _holds_password(value)):
+        if not value or (name == "DJHPC_DATABASE_URL" and not _holds_password(value)):
             continue
         saved[name] = os.environ.pop(name)
     try:

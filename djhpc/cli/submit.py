@@ -27,7 +27,7 @@ else slurm when sbatch is on PATH, else local.
 The database URL reaches the tasks through the environment: DJHPC_DATABASE_URL, or when it holds a
 password DJHPC_DATABASE_URL_FILE naming a 0600 file under ~/.config/djhpc/credentials. It is never
 written into the script. A table written with DataJoint: its tasks connect as this command's DataJoint
-did, through DJ_HOST/DJ_USER, and DJ_PASS in a 0600 file (same folder) the script sources; its worker
+did, through DJ_HOST, DJ_USER and DJ_PASS in a 0600 file (same folder) the script sources; its worker
 runs with this Python, beside DataJoint. Arguments after -- go to each `djhpc work` (e.g. -- --max-calls 100).
 """
 
