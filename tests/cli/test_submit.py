@@ -473,3 +473,110 @@ def test_missing_scheduler_command_is_one_line(project, scheduler, command, tmp_
     if scheduler == "parallel":
         out = project.run("parallel", "--jobs", 2, "--run", PATH=str(bare))
         assert "parallel not found on PATH" in one_error_line(out)
+
+
+# ------------------------------------------------------------------ DataJoint's connection for the tasks
+
+
+def test_datajoint_credentials_file_is_0600_shell_that_sources(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    url = parse_url("mysql://lab%20user:p%27w%20%24x%22@db.example.org:3307")
+    assert library.datajoint_variables(url) == {"DJ_HOST": "db.example.org:3307", "DJ_USER": "lab user",
+                                                "DJ_PASS": "p'w $x\""}
+    assert library.datajoint_variables(parse_url("mysql://u@h:3306"))["DJ_HOST"] == "h"
+    os.umask(0o022)
+    path = library.write_datajoint_credentials(url)
+    assert path == library.datajoint_credentials_path(url) and path.name.endswith(".dj.env")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    shown = subprocess.run(["bash", "-c", '. "$1"; printf "%s|%s|%s" "$DJ_HOST" "$DJ_USER" "$DJ_PASS"', "_",
+                            str(path)], capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    assert shown.stdout == "db.example.org:3307|lab user|p'w $x\""
+    assert "p'w" not in path.name
+
+
+def test_the_submit_command_runs_without_passwords_in_its_environment(monkeypatch):
+    monkeypatch.setenv("DJ_PASS", "s3cret")
+    monkeypatch.setenv("MYSQL_PWD", "s3cret")
+    monkeypatch.setenv("DJHPC_DATABASE_URL", "mysql://u:s3cret@h:3306")
+    with library.without_secrets():
+        assert not {"DJ_PASS", "MYSQL_PWD", "DJHPC_DATABASE_URL"} & set(os.environ)
+    assert os.environ["DJ_PASS"] == "s3cret" and os.environ["DJHPC_DATABASE_URL"] == "mysql://u:s3cret@h:3306"
+    monkeypatch.setenv("DJHPC_DATABASE_URL", "mysql://u@h:3306")  # no password: the tasks may read it
+    monkeypatch.setenv("DJ_PASS", "")
+    with library.without_secrets():
+        assert os.environ["DJHPC_DATABASE_URL"] == "mysql://u@h:3306" and os.environ["DJ_PASS"] == ""
+
+
+def test_sbatch_is_not_given_dj_pass(project, tmp_path, fake_bin):
+    folder = tmp_path / "envbin"
+    folder.mkdir()
+    (folder / "sbatch").write_text(f'#!/bin/bash\nenv > "$FAKE_LOG.env"\nexec {fake_bin}/sbatch "$@"\n')
+    (folder / "sbatch").chmod(0o755)
+    env = {**project.env, "PATH": f"{folder}{os.pathsep}{project.env['PATH']}", "DJ_PASS": "s3cret-dj"}
+    out = project.run("submit", "--array", 2, env=env)
+    assert out.returncode == 0, out.stderr
+    seen = Path(f"{project.log}.env").read_text()
+    assert "DJHPC_TEST_CALLS=" in seen and "s3cret-dj" not in seen
+
+
+def _datajoint2_python() -> str:
+    from support.env import unavailable
+
+    pythons = dict(part.partition("=")[::2] for part in os.environ.get("DJHPC_DATAJOINT_PYTHONS", "").split(",")
+                   if part)
+    if not pythons.get("2") or not Path(pythons["2"]).exists():
+        unavailable("no interpreter with DataJoint 2 (run tests/cluster/ensure-datajoint.sh and set "
+                    "DJHPC_DATAJOINT_PYTHONS)")
+    return pythons["2"]
+
+
+@pytest.mark.mysql
+def test_a_datajoint_table_renders_runs_locally_and_in_parallel(mysql_user, mysql_schema, tmp_path, fake_bin):
+    """render, parallel and submit --scheduler local with a table written with DataJoint 2, as a user with a
+    password: the local workers connect through the sourced 0600 file alone (DJ_PASS is not in their parent's
+    environment)."""
+    from support.env import ROOT
+
+    python = _datajoint2_python()
+    url, password = mysql_user
+    user = url.split("//", 1)[1].split(":", 1)[0]
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "pipeline.py").write_text((ROOT / "tests" / "pipelines" / "dj_pipeline.py").read_text())
+    (folder / "djhpc.yaml").write_text("target: pipeline.py:Square\nscheduler: slurm\n")
+    env = cli_env(mysql_schema, tmp_path, FAKE_LOG=tmp_path / "sbatch.log", DJ_HOST="127.0.0.1", DJ_USER=user,
+                  DJ_PASS=password, PATH=f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+
+    def run(*argv):
+        return subprocess.run([python, *map(str, argv)], cwd=folder, env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    filled = run("-c", "import pipeline as p; p.Item.insert([(i, i) for i in range(12)])")
+    assert filled.returncode == 0, filled.stderr
+    rendered = run("-m", "djhpc.cli.main", "render", "--array", 3)
+    assert rendered.returncode == 0, rendered.stderr
+    script = rendered.stdout
+    assert script.startswith("#!/bin/bash\n") and "connected" not in script  # DataJoint's log went to stderr
+    assert f"export DJHPC_DATAJOINT_ENV_FILE={tmp_path}/config/djhpc/credentials/" in script
+    assert '. "$DJHPC_DATAJOINT_ENV_FILE"' in script and password not in script + rendered.stderr
+    assert script.rstrip().endswith(f"exec {python} -m djhpc.cli.main work {folder}/pipeline.py:Square")
+    assert "12 of 12 keys of Square left" in rendered.stderr
+    bash_syntax_ok(script, tmp_path)
+
+    line = run("-m", "djhpc.cli.main", "parallel", "--jobs", 2)
+    assert line.returncode == 0, line.stderr
+    assert line.stdout.count("\n") == 1 and f"{python} -m djhpc.cli.main work" in line.stdout
+    assert "DJHPC_DATAJOINT_ENV_FILE" not in line.stdout and password not in line.stdout
+
+    out = run("-m", "djhpc.cli.main", "submit", "--array", 2, "--scheduler", "local")
+    assert out.returncode == 0, out.stderr
+    pid = int(out.stdout)
+    deadline = time.monotonic() + 90
+    while alive(pid):
+        assert time.monotonic() < deadline, "local workers did not finish"
+        time.sleep(0.1)
+    made = root_query(f"SELECT COUNT(*) FROM `{mysql_schema}`.`__square`")[0][0]
+    errors = root_query(f"SELECT error_message FROM `{mysql_schema}`.`~djhpc_jobs`")
+    assert made == 12 and errors == ()
+    [row] = submission_rows(mysql_schema)
+    assert row[1:5] == ("local", f"{folder}/pipeline.py:Square", "__square", 2) and password not in repr(row)
