@@ -11,10 +11,12 @@ DataJoint jobs table. Its ``commit_transaction`` is wrapped for that call, so th
 make never commits.
 
 Reservations live in the pipeline's schema in ``~djhpc_jobs`` (and ``~djhpc_history``): DataJoint 0.14 owns
-``~jobs`` there and 2.x ``~~<table>``, which djhpc never touches. DataJoint's own ``populate(reserve_jobs=True)``
-does not see djhpc's reservations: run one or the other on a table. If both run, no row is written twice (the
-table's primary key, and DataJoint's check for the key inside make's transaction: a key found made is given back
-as ``KeyMadeElsewhere``), but a make may run in both.
+``~jobs`` there and 2.x ``~~<table>``, which djhpc only reads. DataJoint's own ``populate(reserve_jobs=True)``
+does not see djhpc's reservations, so djhpc refuses to run beside it: before each batch it counts the keys of the
+table that DataJoint's jobs table holds reserved, and stops with a usage error when there are any
+(``check_alone``). Within the one batch a DataJoint worker could start in, no row is written twice either (the
+table's primary key, and DataJoint's check for the key inside make's transaction: a key found made is given
+back as ``KeyMadeElsewhere``).
 """
 
 from __future__ import annotations
@@ -82,12 +84,34 @@ class DataJointTarget:
         self.table_name = self.table.table_name
         self.full_table_name = self.table.full_table_name
         self.uuid_names = {a.name for a in self.table.heading.attributes.values() if getattr(a, "uuid", False)}
+        self._datajoint_jobs: str | None = None  # DataJoint's own jobs table of this table, "" when it has none
 
     def candidates(self, restrictions):
         """(the keys of the key source, restricted, that are not in the table yet; the key's attribute names)."""
         todo = self.table._jobs_to_do(tuple(restrictions))
         names = list(todo.primary_key)
         return SQLKeys(self.connection, (todo - self.table).make_sql(), names, self.uuid_names), names
+
+    def check_alone(self):
+        """Refuse to go on while DataJoint's own ``populate(reserve_jobs=True)`` workers hold keys of this table:
+        they do not see djhpc's reservations, so both could make one key. Asked before each batch."""
+        held = self._datajoint_reservations()
+        if held:
+            raise UsageError(f"DataJoint's own populate(reserve_jobs=True) holds {held} key(s) of {self.name} "
+                             f"({self._datajoint_jobs}): run djhpc or DataJoint's workers on a table, not both; "
+                             "stop them (or clear their stale rows) and start djhpc again")
+
+    def _datajoint_reservations(self) -> int:
+        if self._datajoint_jobs is None:
+            name = "~jobs" if self.version[0] == 0 else "~~" + self.table_name.lstrip("_#")
+            table = self.connection.dialect.table(self.database, name)
+            self._datajoint_jobs = table if self.connection.has_table(table) else ""
+        if not self._datajoint_jobs:
+            return 0
+        where, params = ("`status` = 'reserved' AND `table_name` = %s", (self.table_name,)) \
+            if self.version[0] == 0 else ("`status` = 'reserved'", ())
+        sql = f"SELECT COUNT(*) FROM {self._datajoint_jobs} WHERE {where}"
+        return int(self.connection.query(sql, params, context="datajoint_reservations").fetchone()[0])
 
     def encode(self, key: dict, names) -> tuple:
         return tuple(_to_column(key[n]) for n in names)

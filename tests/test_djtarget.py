@@ -118,3 +118,22 @@ def test_an_unsupported_datajoint_version_is_named(monkeypatch):
         datajoint_version()
     monkeypatch.setitem(sys.modules, "datajoint", types.SimpleNamespace(__version__="2.3.5"))
     assert datajoint_version() == (2, 3)
+
+
+RESERVE_AS_DATAJOINT = {
+    "0.14": "import dj_pipeline as p; assert p.schema.jobs.reserve(p.Square.table_name, {'item': 1})",
+    "2": "import dj_pipeline as p; t = p.Square(); t.jobs.refresh(); assert t.jobs.reserve({'item': 1})",
+}
+
+
+def test_djhpc_refuses_to_run_beside_datajoints_own_reserving_workers(pipeline, request):
+    pipeline.fill(10)
+    version = request.node.callspec.params["dj_python"]
+    done = pipeline.python_code(RESERVE_AS_DATAJOINT[version])
+    assert done.returncode == 0, done.stderr[-2000:]
+    code, err = finish(pipeline.work("Square"))
+    assert code == 2, err[-2000:]
+    assert "DataJoint's own populate(reserve_jobs=True) holds 1 key(s) of Square" in err
+    assert "Traceback" not in err
+    assert pipeline.rows("SELECT COUNT(*) FROM {s}.`__square`")[0][0] == 0
+    assert pipeline.rows("SELECT COUNT(*) FROM {s}.`~djhpc_jobs`")[0][0] == 0  # nothing reserved, nothing left
