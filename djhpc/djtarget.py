@@ -88,7 +88,7 @@ class DataJointTarget:
 
     def candidates(self, restrictions):
         """(the keys of the key source, restricted, that are not in the table yet; the key's attribute names)."""
-        todo = self.table._jobs_to_do(tuple(restrictions))
+        todo = self.table._jobs_to_do(tuple(_for_datajoint(r) for r in restrictions))
         names = list(todo.primary_key)
         return SQLKeys(self.connection, (todo - self.table).make_sql(), names, self.uuid_names), names
 
@@ -121,7 +121,7 @@ class DataJointTarget:
         of the table by status: one statement on djhpc's connection, no key fetched."""
         from .reservation import Reservations
 
-        todo = self.table._jobs_to_do(tuple(restrictions))
+        todo = self.table._jobs_to_do(tuple(_for_datajoint(r) for r in restrictions))
         jobs = Reservations(self.connection, self.database, jobs_table=self.jobs_table)
         jobs.ensure_table()
         statuses = ("reserved", "error", "ignore", "pending")
@@ -228,6 +228,18 @@ def _typed_value(attr, value, is_uuid: bool):
     if kind.startswith("date"):
         return dt.date.fromisoformat(str(value))
     return value
+
+
+def _for_datajoint(restriction):
+    """A restriction as DataJoint reads it: djhpc's AndList (``djhpc work --restrict``) becomes DataJoint's, since
+    DataJoint reads a plain list as OR."""
+    from .query import AndList
+
+    if isinstance(restriction, AndList):
+        from datajoint import AndList as DataJointAndList
+
+        return DataJointAndList(list(restriction))
+    return restriction
 
 
 def _to_column(value):

@@ -64,4 +64,8 @@ def _import(name: str, base: Path):
     except SyntaxError as e:
         raise UsageError(f"target module {name} has a syntax error at line {e.lineno}: fix it") from e
     except Exception as e:
-        raise UsageError(f"target module {name} failed while importing: {type(e).__name__}: {e}") from e
+        hint = ""
+        if type(e).__module__.split(".")[0] == "pymysql":  # a DataJoint pipeline connects as it is imported
+            hint = ": it could not reach its database; check DataJoint's settings (DJ_HOST, DJ_USER, DJ_PASS or " \
+                   "the pipeline's dj_local_conf.json / datajoint.json)"
+        raise UsageError(f"target module {name} failed while importing: {type(e).__name__}: {e}{hint}") from e

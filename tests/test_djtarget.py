@@ -137,3 +137,20 @@ def test_djhpc_refuses_to_run_beside_datajoints_own_reserving_workers(pipeline, 
     assert "Traceback" not in err
     assert pipeline.rows("SELECT COUNT(*) FROM {s}.`__square`")[0][0] == 0
     assert pipeline.rows("SELECT COUNT(*) FROM {s}.`~djhpc_jobs`")[0][0] == 0  # nothing reserved, nothing left
+
+
+def test_restrictions_of_djhpc_work_reach_datajoints_key_source(pipeline):
+    pipeline.fill(20)
+    code, err = finish(pipeline.work("Square", "--restrict", "item < 8", "--restrict", "item >= 2"))
+    assert code == 0, err[-2000:]
+    assert sorted(r[0] for r in pipeline.rows("SELECT item FROM {s}.`__square`")) == list(range(2, 8))
+
+
+def test_a_datajoint_connection_that_cannot_be_made_is_one_line_and_reserves_nothing(pipeline):
+    pipeline.fill(3)
+    code, err = finish(pipeline.work("Square", DJ_HOST="127.0.0.1:1"))  # nothing listens on port 1
+    assert code == 2, err[-2000:]
+    last = [ln for ln in err.splitlines() if ln.strip()][-1]
+    assert last.startswith("djhpc: error: target module") and "failed while importing" in last, last
+    assert "could not reach its database; check DataJoint's settings" in last
+    assert "~djhpc_jobs" not in pipeline.tables()

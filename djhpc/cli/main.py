@@ -51,11 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Source(logging.Formatter):
+    """``djhpc: message`` for djhpc's own lines; another library's (a DataJoint pipeline's) under its own name."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        name = record.name.split(".")[0]
+        return f"{'djhpc' if name in ('djhpc', 'root') else name}: {record.getMessage()}"
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="djhpc: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Source())
+    logging.basicConfig(level=level, handlers=[handler])
     if not args.command:
         parser.print_help()
         return 2
