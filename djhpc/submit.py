@@ -6,10 +6,11 @@
   1. profile    djhpc.yaml's ``profiles:`` section (``profile:`` names the default; ``default`` if there
                 is one) under the command-line flags. Scheduler: the flag, else the profile's, else
                 djhpc.yaml's ``scheduler:``, else slurm when sbatch is on PATH, else local.
-  2. keys       ``progress()`` minus keys in error or ignored; the array never exceeds them.
+  2. keys       ``progress()`` (a DataJoint table: its target's pending keys) minus keys in error or ignored;
+                the array never exceeds them.
   3. limits     MaxArraySize splits the run into arrays with index offsets (``plan_arrays``),
                 MaxSubmitJobs caps it, and the database's free connections give a default throttle
-                (each worker holds two: its work connection and its heartbeat's).
+                (each worker holds two: its work connection and its heartbeat's; three with DataJoint's own).
   4. database   the URL reaches tasks through the environment: DJHPC_DATABASE_URL, or, when it
                 holds a password, DJHPC_DATABASE_URL_FILE naming a 0600 file. Never the script.
                 A table written with DataJoint connects as DataJoint does, so its tasks get DataJoint's
@@ -48,6 +49,7 @@ from .targets import load_target
 log = logging.getLogger(__name__)
 
 CONNECTIONS_PER_WORKER = 2  # the work connection and the heartbeat thread's
+DATAJOINT_CONNECTIONS_PER_WORKER = 3  # and DataJoint's own, which a DataJoint table's make runs on
 SUBMIT_COMMANDS = {"slurm": "sbatch", "pbs": "qsub", "torque": "qsub", "local": "bash"}
 DEFAULT_SIGNAL_SECONDS = 60
 
@@ -273,8 +275,8 @@ def is_datajoint(target) -> bool:
     return hasattr(target, "dj_connection")
 
 
-def worker_budget(connection) -> int | None:
-    """How many more workers the database takes, two connections each, a tenth (at least 5) kept free.
+def worker_budget(connection, per_worker: int = CONNECTIONS_PER_WORKER) -> int | None:
+    """How many more workers the database takes, ``per_worker`` connections each, a tenth (at least 5) kept free.
     None when there is no such limit (SQLite) or the server will not say."""
     if connection.is_sqlite:
         return None
@@ -291,7 +293,7 @@ def worker_budget(connection) -> int | None:
     except (DjhpcError, TypeError, ValueError) as e:
         log.debug("connection budget unknown: %s", e)
         return None
-    return max(0, (free - headroom) // CONNECTIONS_PER_WORKER)
+    return max(0, (free - headroom) // per_worker)
 
 
 def worker_executable(datajoint: bool = False) -> tuple[str, ...]:
@@ -373,6 +375,10 @@ class Run:
     def datajoint(self) -> bool:
         return is_datajoint(self.filler)
 
+    @property
+    def connections_per_worker(self) -> int:
+        return DATAJOINT_CONNECTIONS_PER_WORKER if self.datajoint else CONNECTIONS_PER_WORKER
+
     def left_message(self) -> str:
         w = self.work
         text = f"{w.available:,} of {w.total:,} keys of {self.name} left"
@@ -426,7 +432,8 @@ def plan(target: str | None = None, *, array: int | None = None, scheduler: str 
     chunks = plan_arrays(tasks, throttle, limits.max_array_size)
     if len(chunks) > 1:
         run.notes.append(f"MaxArraySize={limits.max_array_size}: {tasks} tasks split into {len(chunks)} arrays")
-    run.budget = worker_budget(filler.connection)
+    run.budget = (worker_budget(filler.connection, per_worker=DATAJOINT_CONNECTIONS_PER_WORKER) if run.datajoint
+                  else worker_budget(filler.connection))
     profile = _fit_budget(run, profile, tasks, chunks)
     run.profile, run.tasks, run.chunks = profile, tasks, chunks
     if render:
@@ -466,11 +473,11 @@ def _fit_budget(run: Run, profile: Profile, tasks: int, chunks: list[ArrayChunk]
         per_array = max(1, budget // len(chunks))
         profile = dataclasses.replace(profile, throttle=per_array)
         run.notes.append(f"throttle {per_array}: the database has room for about {budget} more workers "
-                         f"({CONNECTIONS_PER_WORKER} connections each)")
+                         f"({run.connections_per_worker} connections each)")
     if concurrent(per_array) > budget:
         run.warnings.append(
             f"up to {concurrent(per_array)} workers may run at once, but the database has room for about {budget} "
-            f"({CONNECTIONS_PER_WORKER} connections each): lower --throttle or raise max_connections"
+            f"({run.connections_per_worker} connections each): lower --throttle or raise max_connections"
         )
     return profile
 

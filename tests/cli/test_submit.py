@@ -580,3 +580,10 @@ def test_a_datajoint_table_renders_runs_locally_and_in_parallel(mysql_user, mysq
     assert made == 12 and errors == ()
     [row] = submission_rows(mysql_schema)
     assert row[1:5] == ("local", f"{folder}/pipeline.py:Square", "__square", 2) and password not in repr(row)
+
+
+@pytest.mark.mysql
+def test_a_datajoint_worker_counts_three_connections(mysql_schema):
+    connection = dj.conn(MYSQL_URL, reset=True)
+    two, three = library.worker_budget(connection), library.worker_budget(connection, per_worker=3)
+    assert two is not None and three is not None and abs(three - two * 2 // 3) <= 3  # others connect meanwhile
