@@ -6,8 +6,8 @@ SIGTERM, a user at a terminal presses Ctrl-C. Inside ``stop_signals()`` the firs
 ``Interrupted`` in the main thread, so the make in progress rolls back and the worker gives its keys
 back; a second one, while that is going on, leaves at once with ``os._exit``.
 
-Grid Engine (not supported yet) warns with SIGUSR2 before SIGKILL under ``qsub -notify`` (and with
-SIGUSR1 before a suspend): add SIGUSR2 to STOP_SIGNALS when a Grid Engine scheduler comes.
+Grid Engine warns with SIGUSR2 before SIGKILL under ``qsub -notify`` (and with SIGUSR1 before a suspend): both
+stop the worker the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
-STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+# SIGUSR2: what Grid Engine's qdel sends ahead of the kill to a job submitted with -notify
+STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped by a signal, keys given back; resubmit to go on
 
 
@@ -46,7 +47,7 @@ _first: int | None = None
 
 #: the signals populate() itself turns into Interrupted: SIGINT stays Python's KeyboardInterrupt there, so
 #: an interactive session (a notebook) is interrupted as usual, and pressing Ctrl-C twice never kills it
-LOOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGUSR1)
+LOOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def active() -> bool:

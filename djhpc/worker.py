@@ -1,5 +1,5 @@
 """``djhpc work``: what each array task runs. One populate loop with reservation, a log line per key,
-graceful stop on SIGTERM/SIGINT/SIGUSR1, and an exit code that tells the scheduler what happened.
+graceful stop on SIGTERM/SIGINT/SIGUSR1/SIGUSR2, and an exit code that tells the scheduler what happened.
 """
 
 from __future__ import annotations

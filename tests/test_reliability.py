@@ -108,7 +108,7 @@ def test_late_worker_cannot_commit_a_duplicate(pipeline, backend, schema_name, t
     assert "reclaimed" in (tmp_path / "late.log").read_text()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2])  # USR2: Grid Engine
 def test_stop_signal_gives_the_key_back(pipeline, backend, schema_name, tmp_path, sig):
     """T7: the make rolls back, the key is available again (not an error), exit code 75."""
     p = pipeline

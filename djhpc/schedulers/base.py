@@ -274,6 +274,16 @@ def check_env(env: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     return pairs
 
 
+def check_extra_directives(lines: Iterable[str]) -> list[str]:
+    """Verbatim directives are the escape hatch, but never for a password: a directive line is the script."""
+    for line in lines:
+        if _SETS_PASSWORD.search(line):
+            raise UsageError(f"an extra directive sets a password, which would be written into the job script: "
+                             f"{_SECRET_FIX}")
+        _refuse_url_password(line, "an extra directive")
+    return list(lines)
+
+
 def check_setup(lines: Iterable[str]) -> list[str]:
     checked = []
     for line in lines:
@@ -420,7 +430,7 @@ class Scheduler:
             "error": profile.error or self.default_error,
             "mail_user": profile.mail_user,
             "mail_type": profile.mail_type,
-            "extra_directives": [self.directive_line(line) for line in profile.extra_directives],
+            "extra_directives": [self.directive_line(x) for x in check_extra_directives(profile.extra_directives)],
             "setup": check_setup(profile.setup),
             "workdir": os.path.expanduser(profile.workdir) if profile.workdir else None,
             "throttle": throttle,

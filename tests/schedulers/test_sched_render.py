@@ -459,6 +459,15 @@ def test_setup_lines_setting_passwords_are_refused(line: str) -> None:
     assert "hunter2" not in str(info.value)
 
 
+@pytest.mark.parametrize("line", ["--comment=mysql://me:hunter2@db/x", "--export=ALL,DJ_PASS=hunter2",
+                                  "-v MYSQL_PWD=hunter2"])
+@pytest.mark.parametrize("scheduler", ["slurm", "pbs"])
+def test_extra_directives_holding_passwords_are_refused(scheduler: str, line: str) -> None:
+    with pytest.raises(UsageError, match="extra directive") as info:
+        render(scheduler, Profile(extra_directives=[line]))
+    assert "hunter2" not in str(info.value)
+
+
 def test_url_without_password_is_fine() -> None:
     text = render("slurm", Profile(), env={"DJHPC_DATABASE_URL": "mysql://me@db.example.org:3306/x"})
     assert "export DJHPC_DATABASE_URL=mysql://me@db.example.org:3306/x" in text
