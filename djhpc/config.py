@@ -42,6 +42,11 @@ class DatabaseURL:
     password: str = field(default="", repr=False)
     path: str = ""  # sqlite file, or "" for mysql
 
+    def scrub(self, text: str) -> str:
+        """``text`` with this URL's password replaced by ``***`` (an error message that quotes a connection
+        string, say), so that it can go into a log line or a row."""
+        return text.replace(self.password, "***") if self.password and len(self.password) >= 3 else text
+
     @property
     def redacted(self) -> str:
         if self.scheme == "sqlite":

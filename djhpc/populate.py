@@ -450,8 +450,8 @@ class _Runner:
             raise exc
 
     def _report(self, key, started, outcome, message, ended: float | None | bool = True):
-        if self.o.on_key:
-            self.o.on_key(key, started, time.time() if ended is True else ended, outcome, message)
+        if self.o.on_key:  # a log line per key: no password, whatever make's error quoted
+            self.o.on_key(key, started, time.time() if ended is True else ended, outcome, self.conn.url.scrub(message))
 
     def _make_in_transaction(self, key: dict, claim: Claim | None, first_started: float) -> bool:
         """Make one key and end its transaction with the closing statements. True when it committed; False when

@@ -593,8 +593,7 @@ class Reservations:
                 "task": w.sched_task_id, "message": message[:500]}
 
     def _scrub(self, text: str) -> str:
-        password = getattr(self.connection.url, "password", "")
-        return text.replace(password, "***") if password and len(password) >= 3 else text
+        return self.connection.url.scrub(text)
 
 
 class Heartbeat:

@@ -356,3 +356,36 @@ def test_batches_shrink_to_one_key_as_the_keys_run_out():
     assert end_game_batch(left=96, held=16, holders=8) == 5  # 80 free keys, 8 workers: 5 each at most
     assert end_game_batch(left=20, held=16, holders=8) == 1
     assert end_game_batch(left=5, held=9, holders=0) == 1  # counts taken a moment apart may disagree
+
+
+def test_the_per_key_log_line_never_holds_the_password(mysql_user, mysql_schema):
+    """Issue 15, 3a: make's error quoting the connection string is scrubbed in the log line, as in the error row."""
+    url, password = mysql_user
+    connection = dj.conn(url, reset=True)
+    try:
+        schema = dj.Schema(mysql_schema, connection=connection)
+
+        @schema
+        class Source(dj.Manual):
+            definition = """
+            n : int
+            """
+
+        @schema
+        class Leaky(dj.Computed):
+            definition = """
+            -> Source
+            """
+
+            def make(self, key):
+                raise ConnectionError(f"cannot reach {url}/elsewhere")
+
+        Source.insert1((1,))
+        lines = []
+        Leaky().populate(reserve_jobs=True, suppress_errors=True, on_key=lambda *a: lines.append(a[-1]))
+        assert any("cannot reach" in line for line in lines)
+        assert not any(password in line for line in lines), lines
+        (message,) = schema.jobs.fetch("error_message")
+        assert "cannot reach" in message and password not in message
+    finally:
+        connection.close()
