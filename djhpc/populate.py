@@ -362,6 +362,9 @@ class _Runner:
             except (KeyboardInterrupt, Interrupted) as e:
                 self._give_back(key, claim, started, e)
                 raise
+            except SystemExit as e:
+                self._exited(key, claim, started, e)
+                raise
             except Exception as e:
                 if claim and self._lost_quietly(claim):
                     log.warning("%s failed after its reservation was reclaimed: dropped (%s)", key, e)
@@ -380,6 +383,18 @@ class _Runner:
         if outcome == "lost":
             self.result.skipped_count += 1
         self._report(key, started, outcome, str(exc) or type(exc).__name__)
+
+    def _exited(self, key, claim, started, exc: SystemExit):
+        """make() called sys.exit(): the key's error, not a worker death later; the loop's end gives back the rest."""
+        message = (f"SystemExit: make() called sys.exit({exc.code!r}); the worker stopped: fix make, "
+                   "then djhpc jobs retry")
+        if claim:
+            try:
+                self.jobs.fail(claim, message, traceback.format_exc())
+            except Exception as e:  # the reaper finds the key once this worker is gone
+                log.warning("could not record the exit of %s (%s)", key, e)
+        self.result.error_list.append((key, exc if self.o.return_exception_objects else message))
+        self._report(key, started, "error", message)
 
     def _succeeded(self, key, started, elapsed, duration):
         self.result.success_count += 1

@@ -389,3 +389,36 @@ def test_the_per_key_log_line_never_holds_the_password(mysql_user, mysql_schema)
         assert "cannot reach" in message and password not in message
     finally:
         connection.close()
+
+
+def test_sys_exit_inside_make_is_the_keys_error_and_the_rest_go_back(schema, db):
+    """Issue 15, item 6: the key whose make called sys.exit() gets an error row; the batch's other keys are given
+    back, none is left reserved for a reaper to count as a death."""
+
+    @schema
+    class Count(dj.Manual):
+        definition = """
+        n : int
+        """
+
+    @schema
+    class Quitter(dj.Computed):
+        definition = """
+        -> Count
+        """
+
+        def make(self, key):
+            if key["n"] == 3:
+                sys.exit(4)
+            self.insert1(key)
+
+    Count.insert([(i,) for i in range(10)])
+    with pytest.raises(SystemExit) as info:
+        Quitter().populate(reserve_jobs=True, order="original", position=0.0)
+    assert info.value.code == 4
+    assert sorted(Quitter.fetch("n")) == [0, 1, 2]
+    rows = schema.jobs.fetch("status", "error_message", as_dict=True)
+    assert [r["status"] for r in rows] == ["error"], rows  # nothing left reserved
+    assert rows[0]["error_message"].startswith("SystemExit: make() called sys.exit(4)")
+    Quitter().populate(reserve_jobs=True)  # the rest run; the exited key waits for a retry by hand
+    assert sorted(Quitter.fetch("n")) == [0, 1, 2, 4, 5, 6, 7, 8, 9]
