@@ -448,6 +448,8 @@ class _Runner:
 
     def _failed(self, key, claim, exc, started):
         message = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, MemoryError) and not str(exc):  # say what ran out, not "MemoryError: "
+            message = f"MemoryError: make() ran out of memory (this worker's peak RSS {usage_snapshot()[1]:.0f} MB)"
         # an error read from a commit's reply was never raised here: its own text is all there is
         stack = traceback.format_exc() if sys.exc_info()[1] is exc else "".join(
             traceback.format_exception_only(type(exc), exc))

@@ -105,9 +105,20 @@ def _encode_string(attr: Attribute, value, sqlite: bool):
         raise _bad(attr, value, f"longer than {attr.length} characters")
     if "\x00" in value:
         raise _bad(attr, value, "strings cannot contain NUL characters")
+    if not value.isascii() and not _is_text(value):
+        raise _bad(attr, value, "holds a lone surrogate (U+D800-DFFF), which is no text: decode the bytes it came "
+                                "from with errors='replace'")
     if attr.fixed and value != value.rstrip(" "):
         raise _bad(attr, value, "char(n) drops trailing spaces: use varchar(n) to keep them")
     return str(value)  # numpy.str_ is a str the MySQL driver does not know
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _encode_enum(attr: Attribute, value, sqlite: bool):

@@ -422,3 +422,28 @@ def test_sys_exit_inside_make_is_the_keys_error_and_the_rest_go_back(schema, db)
     assert rows[0]["error_message"].startswith("SystemExit: make() called sys.exit(4)")
     Quitter().populate(reserve_jobs=True)  # the rest run; the exited key waits for a retry by hand
     assert sorted(Quitter.fetch("n")) == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+
+
+def test_a_bare_memory_error_says_what_ran_out(schema, db):
+    """Issue 15, item 9: not 'MemoryError: ' with nothing after it."""
+
+    @schema
+    class Size(dj.Manual):
+        definition = """
+        n : int
+        """
+
+    @schema
+    class Hungry(dj.Computed):
+        definition = """
+        -> Size
+        """
+
+        def make(self, key):
+            raise MemoryError()
+
+    Size.insert1((1,))
+    Hungry().populate(reserve_jobs=True, suppress_errors=True)
+    (message,) = schema.jobs.fetch("error_message")
+    assert message.startswith("MemoryError: make() ran out of memory (this worker's peak RSS ")
+    assert message.endswith(" MB)")

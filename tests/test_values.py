@@ -180,3 +180,18 @@ def test_numpy_scalars_are_stored_as_their_python_values(schema):
     assert row == {"id": 1, "flag": True, "small": 200, "big": 2**64 - 1, "single": float(np.float32(0.1)),
                    "real": 2.5, "price": decimal.Decimal("1.25"), "label": "ab"}
     assert [type(v) for v in row.values()] == [int, bool, int, int, float, float, decimal.Decimal, str]
+
+
+def test_a_lone_surrogate_is_a_data_error_not_a_driver_crash(schema):
+    """Issue 15, item 9: text decoded with errors='surrogateescape' holds lone surrogates, which are not text."""
+
+    @schema
+    class Named(dj.Manual):
+        definition = "id : int\n---\nname : varchar(16)\n"
+
+    broken = b"caf\xe9".decode("utf-8", "surrogateescape")
+    with pytest.raises(dj.errors.DataError, match="lone surrogate"):
+        Named.insert1((1, broken))
+    assert len(Named()) == 0
+    Named.insert1((2, "café ☕"))  # real non-ASCII text is fine
+    assert Named.fetch1("name") == "café ☕"
