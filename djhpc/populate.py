@@ -188,6 +188,10 @@ class _Runner:
         # keys reserved but not started go back, whether the loop ended, broke or was interrupted
         self._release_held()
         if self.jobs:
+            try:
+                self._release_orphans()  # and any this worker holds without knowing it
+            except Exception as e:  # the end of the loop goes on: a dead worker's keys are reclaimed anyway
+                log.warning("could not give back this worker's remaining reservations (%s)", e)
             self.jobs.close()
         if progress:
             progress.close()
@@ -234,6 +238,22 @@ class _Runner:
                     raise
                 log.warning("%s; reserving again", e)
                 backoff.sleep(delay)
+                if isinstance(e, LostConnectionError):
+                    self._release_orphans()  # the lost reply may have been a reservation that committed
+
+    def _release_orphans(self):
+        """Give back rows under this worker's owner id that it does not know it holds (best effort: the database
+        may still be away; the next lost reply, or the end of the loop, tries again)."""
+        known = {c.token for c in self.held}
+        if self.inflight.flight is not None:
+            known.add(self.inflight.flight.claim.token)
+        try:
+            freed = self.jobs.release_orphans(known)
+        except (TransientError, LostConnectionError) as e:
+            log.warning("could not look for reservations this worker does not know of (%s)", e)
+            return
+        if freed:
+            log.warning("gave back %d reservation(s) whose reply was lost", freed)
 
     def _reserve_batch(self, walker: KeyWalker, names):
         """Reserve the next batch: keys waiting for a retry first, then fresh keys from the walk."""

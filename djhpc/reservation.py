@@ -527,6 +527,19 @@ class Reservations:
         cur = self._run("release_keep_history", (claim.table_name, claim.key_hash, claim.token))
         return cur.rowcount == 1
 
+    def release_orphans(self, known_tokens=()) -> int:
+        """Give back every reservation under this worker's owner id whose token it does not know: after a lost
+        reply (the reservation may have committed) and at the end, so that no key stays held by a worker that
+        does not know it holds it. Returns how many rows went back."""
+        tokens = sorted(set(known_tokens)) or [""]
+        marks = ", ".join([self.connection.dialect.placeholder] * len(tokens))
+        params = (self.worker.owner, *tokens)
+        freed = self.connection.query(self._sql("release_orphans", tokens=marks), params,
+                                      context="release_orphans").rowcount
+        freed += self.connection.query(self._sql("release_orphans_keep_history", tokens=marks), params,
+                                       context="release_orphans").rowcount
+        return freed
+
     def ignore(self, table_name: str, key: dict):
         """Mark a key to be skipped by populate until the row is removed."""
         self.ensure_table()

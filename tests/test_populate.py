@@ -447,3 +447,43 @@ def test_a_bare_memory_error_says_what_ran_out(schema, db):
     (message,) = schema.jobs.fetch("error_message")
     assert message.startswith("MemoryError: make() ran out of memory (this worker's peak RSS ")
     assert message.endswith(" MB)")
+
+
+def test_a_reservation_whose_reply_was_lost_is_given_back_not_stranded(schema, db, monkeypatch):
+    """Issue 15, item 1: the reservation committed but its reply never came; the worker reserves again. It must
+    not keep holding the first batch without knowing it (the heartbeat would keep those keys alive for good)."""
+    from djhpc.errors import LostConnectionError
+    from djhpc.reservation import Reservations
+
+    @schema
+    class Number(dj.Manual):
+        definition = """
+        n : int
+        """
+
+    @schema
+    class Twice(dj.Computed):
+        definition = """
+        -> Number
+        ---
+        twice : int
+        """
+
+        def make(self, key):
+            self.insert1(dict(key, twice=2 * key["n"]))
+
+    Number.insert([(i,) for i in range(40)])
+    real_take, lost = Reservations.take, []
+
+    def take_then_lose_the_reply(self, request):
+        taken = real_take(self, request)
+        if not lost and taken.claims:
+            lost.append(len(taken.claims))
+            raise LostConnectionError("lost the connection to the database server (test: the reply never came)")
+        return taken
+
+    monkeypatch.setattr(Reservations, "take", take_then_lose_the_reply)
+    result = Twice().populate(reserve_jobs=True)
+    assert lost and lost[0] >= 1
+    assert len(Twice()) == 40 and result["success_count"] == 40
+    assert len(schema.jobs) == 0  # nothing stranded under this worker's owner id

@@ -39,6 +39,16 @@ DELETE FROM {jobs} WHERE `table_name` = %s AND `key_hash` = %s AND `token` = %s 
 DELETE FROM {jobs} WHERE `table_name` = %s AND `key_hash` = %s AND `token` = %s AND `status` = 'reserved'
   AND `attempts` <= 1 AND `failures` = 0 AND `deaths` = 0
 
+-- name: release_orphans
+-- Rows this worker holds but does not know of (a reservation whose reply was lost): {tokens} is a list of
+-- placeholders, the tokens it does know, never empty
+DELETE FROM {jobs} WHERE `owner` = %s AND `status` = 'reserved' AND `token` NOT IN ({tokens})
+  AND `attempts` <= 1 AND `failures` = 0 AND `deaths` = 0
+
+-- name: release_orphans_keep_history
+UPDATE {jobs} SET `status` = 'pending', `token` = '', `owner` = '', `retry_after` = UTC_TIMESTAMP(6)
+WHERE `owner` = %s AND `status` = 'reserved' AND `token` NOT IN ({tokens})
+
 -- name: release_keep_history
 UPDATE {jobs} SET `status` = 'pending', `token` = '', `owner` = '', `retry_after` = UTC_TIMESTAMP(6)
 WHERE `table_name` = %s AND `key_hash` = %s AND `token` = %s AND `status` = 'reserved'

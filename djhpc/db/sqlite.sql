@@ -37,6 +37,16 @@ DELETE FROM {jobs} WHERE "table_name" = ? AND "key_hash" = ? AND "token" = ? AND
 DELETE FROM {jobs} WHERE "table_name" = ? AND "key_hash" = ? AND "token" = ? AND "status" = 'reserved'
   AND "attempts" <= 1 AND "failures" = 0 AND "deaths" = 0
 
+-- name: release_orphans
+-- Rows this worker holds but does not know of (a reservation whose reply was lost): {tokens} is a list of
+-- placeholders, the tokens it does know, never empty
+DELETE FROM {jobs} WHERE "owner" = ? AND "status" = 'reserved' AND "token" NOT IN ({tokens})
+  AND "attempts" <= 1 AND "failures" = 0 AND "deaths" = 0
+
+-- name: release_orphans_keep_history
+UPDATE {jobs} SET "status" = 'pending', "token" = '', "owner" = '', "retry_after" = strftime('%Y-%m-%d %H:%M:%f', 'now')
+WHERE "owner" = ? AND "status" = 'reserved' AND "token" NOT IN ({tokens})
+
 -- name: release_keep_history
 UPDATE {jobs} SET "status" = 'pending', "token" = '', "owner" = '',
   "retry_after" = strftime('%Y-%m-%d %H:%M:%f', 'now')
