@@ -140,8 +140,8 @@ def test_every_signal_raises_without_an_exit_code() -> None:
                 say("ready")
                 time.sleep(30)
             except Interrupted as e:
-                say("first", e.signum)
                 try:
+                    say("first", e.signum)  # inside the try: the second signal is sent once this is read
                     time.sleep(30)
                 except Interrupted as e:
                     say("second", e.signum)
