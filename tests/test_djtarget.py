@@ -96,8 +96,10 @@ def test_sigterm_gives_the_keys_back_and_exits_75(pipeline):
     assert pipeline.rows("SELECT COUNT(*) FROM {s}.`~djhpc_jobs` WHERE status = 'reserved'")[0][0] == 0
     made = pipeline.rows("SELECT COUNT(*) FROM {s}.`__square`")[0][0]
     assert 0 < made < 40
-    assert finish(pipeline.work("Square"))[0] == 1  # the rest, and 13 fails
+    # the rest; item 13 fails in whichever run reaches it (the walk starts at a random key)
+    assert finish(pipeline.work("Square"))[0] in (0, 1)
     assert pipeline.rows("SELECT COUNT(*) FROM {s}.`__square`")[0][0] == 39
+    assert pipeline.rows("SELECT status FROM {s}.`~djhpc_jobs`") == (("error",),)
 
 
 def test_a_manual_datajoint_table_is_a_usage_error_and_reserves_nothing(pipeline):
