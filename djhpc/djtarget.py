@@ -29,6 +29,7 @@ from .config import DatabaseURL
 from .db.connection import Connection
 from .db.pending import PendingCommit
 from .errors import FenceError, KeyMadeElsewhere, UsageError
+from .query import AndList, keyset_condition
 
 __all__ = ["DJHPC_HISTORY", "DJHPC_JOBS", "DataJointTarget", "SQLKeys", "is_datajoint_class"]
 
@@ -233,8 +234,6 @@ def _typed_value(attr, value, is_uuid: bool):
 def _for_datajoint(restriction):
     """A restriction as DataJoint reads it: djhpc's AndList (``djhpc work --restrict``) becomes DataJoint's, since
     DataJoint reads a plain list as OR."""
-    from .query import AndList
-
     if isinstance(restriction, AndList):
         from datajoint import AndList as DataJointAndList
 
@@ -272,14 +271,7 @@ class SQLKeys:
         return SQLKeys(self.connection, self.sql, self.names, self.uuid_names, self.conditions + tuple(extra))
 
     def _tuple_condition(self, names, key: dict, op: str, inclusive: bool):
-        ors, params = [], []
-        for i, name in enumerate(names):
-            parts = [f"{self._q(n)} = %s" for n in names[:i]]
-            params += [_to_column(key[n]) for n in names[:i]]
-            parts.append(f"{self._q(name)} {op}{'=' if inclusive and i == len(names) - 1 else ''} %s")
-            params.append(_to_column(key[name]))
-            ors.append("(" + " AND ".join(parts) + ")")
-        return "(" + " OR ".join(ors) + ")", tuple(params)
+        return keyset_condition([self._q(n) for n in names], [_to_column(key[n]) for n in names], op, inclusive)
 
     def _from(self, params) -> str:
         inner = self.sql.replace("%", "%%") if params else self.sql

@@ -19,6 +19,21 @@ from .errors import MissingError, QueryError
 _alias_counter = itertools.count()
 
 
+def keyset_condition(columns: list[str], row: list, op: str, inclusive: bool,
+                     placeholder: str = "%s") -> tuple[str, tuple]:
+    """(sql, params): the tuple of ``columns`` compared with ``row`` by ``op`` ('>' or '<'; '>=' or '<=' on the
+    last column with ``inclusive``), expanded into ORs of ANDs so every database uses the index: keyset paging."""
+    ors, params = [], []
+    for i in range(len(columns)):
+        parts = [f"{columns[j]} = {placeholder}" for j in range(i)]
+        params += row[:i]
+        last_op = op + ("=" if inclusive and i == len(columns) - 1 else "")
+        parts.append(f"{columns[i]} {last_op} {placeholder}")
+        params.append(row[i])
+        ors.append("(" + " AND ".join(parts) + ")")
+    return "(" + " OR ".join(ors) + ")", tuple(params)
+
+
 def new_alias() -> str:
     """A table alias no other part of any query uses (``_t1``, ``_t2``, ...), for a subquery or a self-join."""
     return f"_t{next(_alias_counter)}"
@@ -521,17 +536,9 @@ class Query:
 
     def _tuple_condition(self, names, key: dict, op: str, inclusive: bool) -> tuple[str, tuple]:
         d = self._dialect
-        cols = [self._columns[n] for n in names]
-        enc = [values.encode(self._heading[n], key[n], d.name) for n in names]
-        ors, params = [], []
-        for i in range(len(cols)):
-            parts = [f"{cols[j]} = {d.placeholder}" for j in range(i)]
-            params += enc[:i]
-            last_op = op + ("=" if inclusive and i == len(cols) - 1 else "")
-            parts.append(f"{cols[i]} {last_op} {d.placeholder}")
-            params.append(enc[i])
-            ors.append("(" + " AND ".join(parts) + ")")
-        return "(" + " OR ".join(ors) + ")", tuple(params)
+        return keyset_condition([self._columns[n] for n in names],
+                                [values.encode(self._heading[n], key[n], d.name) for n in names], op, inclusive,
+                                d.placeholder)
 
     def __len__(self):
         sql, params = self.count_sql()
