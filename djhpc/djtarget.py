@@ -27,8 +27,8 @@ from collections.abc import Callable
 
 from .config import DatabaseURL
 from .db.connection import Connection
-from .db.pending import PendingCommit
-from .errors import FenceError, KeyMadeElsewhere, UsageError
+from .db.pending import PendingCommit, run_in_turn
+from .errors import KeyMadeElsewhere, UsageError
 from .query import AndList, keyset_condition
 
 __all__ = ["DJHPC_HISTORY", "DJHPC_JOBS", "DataJointTarget", "SQLKeys", "is_datajoint_class"]
@@ -161,13 +161,11 @@ class DataJointTarget:
 
         def fenced_commit():
             statements, fence_at = closing()
-            for index, (sql, params) in enumerate(statements):
-                try:
-                    changed = conn.query(sql, args=params).rowcount
-                except Exception as e:  # DataJoint's own errors: the statement's position decides
-                    raise _Aborted(PendingCommit.settled(e, index)) from e
-                if index == fence_at and changed != 1:
-                    raise _Aborted(PendingCommit.settled(FenceError(f"changed {changed} rows, not 1"), index))
+            # DataJoint raises its own errors: any of them, and the statement's position decides what it means
+            failed = run_in_turn(statements, lambda sql, params: conn.query(sql, args=params).rowcount, Exception,
+                                 one_row_at=fence_at, context="complete")
+            if failed is not None:
+                raise _Aborted(failed)
             commit()
 
         conn.commit_transaction = fenced_commit

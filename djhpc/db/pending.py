@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import FenceError
+
 
 class PendingCommit:
     """A commit and the statements that close its transaction, sent to the server.
@@ -36,6 +38,21 @@ class PendingCommit:
         pending = cls()
         pending.settle(error, failed_at)
         return pending
+
+
+def run_in_turn(statements, execute, errors, *, one_row_at: int | None = None,
+                context: str = "") -> PendingCommit | None:
+    """Run closing statements one by one with ``execute(sql, params)``, which returns the rows changed. The first
+    failure (an error among ``errors``, or the statement at ``one_row_at`` changing other than one row) comes back
+    as a settled PendingCommit that names its position; None when every statement ran. The caller rolls back."""
+    for index, (sql, params) in enumerate(statements):
+        try:
+            changed = execute(sql, params)
+        except errors as e:
+            return PendingCommit.settled(e, index)
+        if index == one_row_at and changed != 1:
+            return PendingCommit.settled(FenceError(f"{context}: changed {changed} rows, not 1"), index)
+    return None
 
 
 class DeferredCursor:

@@ -13,8 +13,8 @@ import sqlite3
 from pathlib import Path
 
 from .. import backoff
-from ..errors import ConnectError, DatabaseError, FenceError, TransientError
-from .pending import DeferredCursor, PendingCommit
+from ..errors import ConnectError, DatabaseError, TransientError
+from .pending import DeferredCursor, PendingCommit, run_in_turn
 
 log = logging.getLogger(__name__)
 
@@ -143,15 +143,11 @@ class SQLiteSession:
         transaction back and is reported with its position."""
         conn = self.conn
         self.flush_deferred()
-        for index, (sql, params) in enumerate(statements):
-            try:
-                changed = self.query(sql, params, False, context).rowcount
-            except DatabaseError as e:
-                conn.rollback()
-                return PendingCommit.settled(e, index)
-            if index == one_row_at and changed != 1:
-                conn.rollback()
-                return PendingCommit.settled(FenceError(f"{context}: changed {changed} rows, not 1"), index)
+        failed = run_in_turn(statements, lambda sql, params: self.query(sql, params, False, context).rowcount,
+                             DatabaseError, one_row_at=one_row_at, context=context)
+        if failed is not None:
+            conn.rollback()
+            return failed
         conn.commit()
         return PendingCommit.settled(None)
 
