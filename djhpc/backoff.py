@@ -35,15 +35,14 @@ def delays(first: float = 0.1, cap: float = 5.0, *, attempts: int | None = None,
     if jitter not in JITTERS:
         raise ValueError(f"jitter {jitter!r} is not one of {', '.join(JITTERS)}")
     deadline = None if seconds is None else time.monotonic() + seconds
-    delay, given = min(first, cap), 0
+    given = 0
     while attempts is None or given < attempts:
+        actual = delay(given, first, cap, jitter=jitter, factor=factor)
         given += 1
-        actual = _jittered(delay, jitter)
         if deadline is not None and time.monotonic() + actual > deadline:
             yield None
             return
         yield actual
-        delay = min(delay * factor, cap)
 
 
 def delay(attempt: int, first: float = 0.1, cap: float = 5.0, *, jitter: str = "half", factor: float = 2.0) -> float:
