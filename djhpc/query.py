@@ -545,13 +545,16 @@ class Query:
         return int(self._connection.query(sql, params, context="count").fetchone()[0])
 
     def __bool__(self):
-        return True
+        """True if the query has rows, as in DataJoint: ``if Table & key:`` asks the database (one EXISTS)."""
+        return self._exists()
 
     def __contains__(self, item):
-        q = self.restrict(item)
-        where, params = q._where_sql()
-        sql = f"SELECT EXISTS (SELECT 1 FROM {q._from}{where})"
-        return bool(self._connection.query(sql, q._from_params + params, context="exists").fetchone()[0])
+        return self.restrict(item)._exists()
+
+    def _exists(self) -> bool:
+        where, params = self._where_sql()
+        sql = f"SELECT EXISTS (SELECT 1 FROM {self._from}{where})"
+        return bool(self._connection.query(sql, self._from_params + params, context="exists").fetchone()[0])
 
     def __iter__(self):
         return iter(self.fetch())

@@ -95,7 +95,15 @@ def _encode_decimal(attr: Attribute, value, sqlite: bool):
         raise _bad(attr, value, f"more than {attr.precision - attr.scale} digits before the point")
     if attr.unsigned and q < 0:
         raise _bad(attr, value, "negative value for an unsigned decimal")
+    if sqlite and len("".join(map(str, q.as_tuple().digits)).strip("0")) > _SQLITE_DECIMAL_DIGITS:
+        raise _bad(attr, value, f"SQLite stores a decimal as a number of {_SQLITE_DECIMAL_DIGITS} significant "
+                                "digits (so that it compares as one): round it, or use MariaDB/MySQL")
     return str(q)
+
+
+# a double holds any 15-digit decimal exactly enough to give it back (DBL_DIG): SQLite's NUMERIC column stores
+# a decimal as one, and decode() quantizes it to the declared scale
+_SQLITE_DECIMAL_DIGITS = 15
 
 
 def _encode_string(attr: Attribute, value, sqlite: bool):
@@ -259,7 +267,7 @@ def decode(attr: Attribute, raw, dialect_name: str):
     if c == "float":
         return float(raw)
     if c == "decimal":
-        return decimal.Decimal(str(raw))
+        return _decimal(attr, raw)
     if c in ("datetime", "timestamp"):
         if isinstance(raw, dt.datetime):
             return raw
@@ -283,6 +291,17 @@ def decode(attr: Attribute, raw, dialect_name: str):
     if c in ("string", "enum") and isinstance(raw, bytes):
         return raw.decode("utf-8")
     return raw
+
+
+def _decimal(attr: Attribute, raw) -> decimal.Decimal:
+    """A stored decimal (MySQL: a Decimal; SQLite: an int or float, or text in a table made before NUMERIC) as a
+    Decimal with the declared number of digits after the point, as MySQL and DataJoint give it."""
+    d = raw if isinstance(raw, decimal.Decimal) else decimal.Decimal(str(raw))
+    if attr.scale is None or d.as_tuple().exponent == -attr.scale:
+        return d
+    with decimal.localcontext() as context:
+        context.prec = 2 * (attr.precision or 65) + 2
+        return d.quantize(decimal.Decimal(1).scaleb(-attr.scale))
 
 
 def _truncate_microseconds(value: dt.datetime, precision: int) -> dt.datetime:

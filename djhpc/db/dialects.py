@@ -142,6 +142,11 @@ class SQLiteDialect(Dialect):
             return "INTEGER"
         if c == "float":
             return "REAL"
+        if c == "decimal":
+            # numeric affinity: the text values.encode sends is stored as a number, so that comparisons and
+            # ORDER BY are numeric (as text, BETWEEN 0.0 AND 9.0 matched '101.0000'); values.decode makes it a
+            # Decimal of the declared scale again
+            return "NUMERIC"
         if c in ("blob", "uuid"):
             return "BLOB"
         return "TEXT"
