@@ -117,6 +117,10 @@ class DataJointTarget:
     def encode(self, key: dict, names) -> tuple:
         return tuple(_to_column(key[n]) for n in names)
 
+    def inserted(self) -> list:
+        """DataJoint's inserts are not watched: a make that misses its key is named without them."""
+        return []
+
     def progress(self, restrictions=()) -> dict:
         """total (DataJoint's key source under ``restrictions``), done, remaining, and the ``~djhpc_jobs`` rows
         of the table by status: one statement on djhpc's connection, no key fetched."""

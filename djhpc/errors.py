@@ -90,6 +90,12 @@ class KeyMadeElsewhere(DjhpcError):
     """The key's row was found in the table when its make was about to run: another worker made it."""
 
 
+class KeyNotMadeError(DataError):
+    """make() ended without inserting its key's row into the table (nothing, or another key's row)."""
+
+    exit_code = 1
+
+
 class ReservationLostError(DjhpcError):
     """This worker's reservation was reclaimed by another: its result must not be committed."""
 

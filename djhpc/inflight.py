@@ -56,7 +56,7 @@ class InFlightTracker:
     def verdict(self, flight: InFlight, still_mine) -> tuple[Verdict, Exception | None]:
         """Read the reply (if not read yet) and judge it; ``still_mine(claim)`` is asked only when the reply
         never came. Never raises."""
-        err = flight.closing.error(flight.pending)
+        err = flight.closing.error(flight.pending, still_mine)
         if err is None:
             return Verdict.MADE, None
         if isinstance(err, ReservationLostError):

@@ -1,7 +1,9 @@
 """Is a reservation's worker still alive? Evidence, most certain first, and the reaper that acts on it.
 
 1. Same host: the PID is gone, a zombie, or another process (start time differs: PIDs are reused),
-   or the host rebooted (boot id differs). A stopped process (SIGSTOP) is not judged here.
+   or the host rebooted (boot id differs). A stopped process (SIGSTOP) is not judged here. A live one (same
+   PID and start time, running) is never reclaimed by its lease: on SQLite the lease is written and judged by
+   each process's own clock, and a skewed clock must not take a live worker's keys.
 2. MySQL/MariaDB: the worker's session lock (``GET_LOCK`` on its work connection) is free, so its
    session is gone. Not trusted while the server has been up for less than a lease, because a
    restart frees every lock while the workers are reconnecting.
@@ -30,6 +32,7 @@ __all__ = ["LEASE_SECONDS", "MAX_DEATHS", "Reaper", "Reclaimed", "ReservedRow", 
 log = logging.getLogger(__name__)
 
 MAX_DEATHS = 3
+CLOCK_SKEW_SECONDS = 30.0  # a clock this far from the database's (or another writer's) is said to be off
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY",
                    "BOOT_FAIL", "DEADLINE"}
 
@@ -67,16 +70,19 @@ def judge(row: ReservedRow, *, lock_free: bool | None, scheduler_state: str | No
     """The reason to believe the row's worker is dead, or None."""
     host = socket.gethostname() if host is None else host
     this_boot = boot_id() if this_boot is None else this_boot
+    alive_here = False
     if row.host == host:
         if row.boot_id and this_boot and row.boot_id != this_boot:
             return "rebooted"
-        if pid_state(row.pid, row.pid_start) == "gone":
+        state = pid_state(row.pid, row.pid_start)
+        if state == "gone":
             return "pid-gone"
+        alive_here = state == "alive"
     if lock_free:
         return "session-gone"
     if scheduler_state in TERMINAL_STATES:
         return f"scheduler:{scheduler_state}"
-    if row.heartbeat_age is not None and row.heartbeat_age > lease_seconds:
+    if not alive_here and row.heartbeat_age is not None and row.heartbeat_age > lease_seconds:
         return "lease-expired"
     return None
 
@@ -95,6 +101,7 @@ class Reaper:
         # workers ask the scheduler rarely: 200 array tasks polling squeue would load the controller
         self.scheduler_every_seconds = scheduler_every_seconds
         self._next_scheduler_check = 0.0
+        self.clock = ClockWatch()
 
     def reserved_rows(self) -> list[ReservedRow]:
         return self.res.reserved_rows()
@@ -102,7 +109,8 @@ class Reaper:
     def _free_locks(self, owners: list[str]) -> dict[str, bool | None]:
         if self.connection.is_sqlite or not owners:
             return {}
-        uptime = self.res.server_uptime()
+        uptime, skew = self.res.server_clock()
+        self.clock.check_server(skew)
         if uptime < self.lease_seconds:
             log.info("database restarted %.0f s ago: waiting a lease before trusting session locks", uptime)
             return {}
@@ -131,6 +139,8 @@ class Reaper:
         rows = [r for r in self.reserved_rows() if r.owner != self.res.worker.owner]
         if not rows:
             return []
+        if self.connection.is_sqlite:
+            self.clock.check_writers(rows, self.lease_seconds)
         locks = self._free_locks(sorted({r.owner for r in rows if r.owner}))
         states = self._scheduler_states(rows)
         # of a dead worker's batch only the first key left was being made (or about to be): only it counts
@@ -182,3 +192,41 @@ class Reaper:
                 log.warning("ended the database session %s of the stalled owner", holder)
         except Exception as e:  # best effort: without the privilege, the zombie's locks time out instead
             log.info("could not end the stalled owner's session: %s", e)
+
+
+class ClockWatch:
+    """Says once when this process's clock is far from the database server's (MySQL), or from the clock another
+    process on this host wrote its heartbeat with (SQLite, where every process stamps leases with its own)."""
+
+    def __init__(self, tolerance: float = CLOCK_SKEW_SECONDS):
+        self.tolerance = tolerance
+        self.said: set = set()
+
+    def _once(self, what, message, *args):
+        if what not in self.said:
+            self.said.add(what)
+            log.warning(message, *args)
+
+    def check_server(self, skew: float | None):
+        """``skew``: the server's clock minus this process's, in seconds."""
+        if skew is not None and abs(skew) > self.tolerance:
+            self._once("server", "this host's clock is %.0f s %s the database server's: leases are judged by the "
+                       "server's clock, but logs and times shown here are off; keep the clocks in sync (NTP)",
+                       abs(skew), "ahead of" if skew < 0 else "behind")
+
+    def check_writers(self, rows, lease_seconds: float):
+        """SQLite: a heartbeat stamped in this clock's future, or a live local worker's heartbeat older than a
+        lease, means two clocks disagree (the rows are kept: a live worker's keys are never reclaimed by lease)."""
+        host = socket.gethostname()
+        for row in rows:
+            age = row.heartbeat_age
+            if age is None:
+                continue
+            if age < -self.tolerance:
+                self._once(("ahead", row.owner), "the clock of %s pid %s is %.0f s ahead of this process's (its "
+                           "heartbeat is stamped in the future): on SQLite each process stamps and judges leases "
+                           "by its own clock; keep the clocks in sync (NTP)", row.host, row.pid, -age)
+            elif age > lease_seconds and row.host == host and pid_state(row.pid, row.pid_start) == "alive":
+                self._once(("behind", row.owner), "pid %s on this host is alive but its heartbeat is %.0f s old by "
+                           "this process's clock: one of the two clocks is off (or its heartbeat is stuck); its "
+                           "keys are left to it", row.pid, age)

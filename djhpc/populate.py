@@ -28,7 +28,7 @@ from .history import enabled as history_enabled
 from .inflight import InFlight, InFlightTracker, Verdict
 from .keywalk import MIN_WINDOW, WINDOW, KeyWalker
 from .liveness import Reaper
-from .reservation import Claim, Closing, Reservations, ReserveRequest, Worker, key_hash
+from .reservation import Claim, Closing, Made, Reservations, ReserveRequest, Worker, key_hash
 from .schedulers import taskenv
 from .signals import Interrupted, stop_signals
 from .target import TableTarget
@@ -145,6 +145,7 @@ class _Runner:
 
     def run(self) -> PopulateResult:
         walker, names = self._walker()
+        self.names = names
         progress = _ProgressBar(self.target.name, walker.pending_at_start or len(walker.q)) \
             if self.o.display_progress else None
         # alone (a script, a notebook) every stop signal raises Interrupted; inside djhpc work's own block a
@@ -495,10 +496,16 @@ class _Runner:
         its commit is in flight (a reserved key on MySQL: ``self.inflight``, confirmed while the next is made)."""
         started = time.time()
         cpu_before, _ = usage_snapshot()
-        closing = self.jobs.closing(claim) if claim else Closing([], None)
+        closing = Closing([], None)
 
         def closing_statements():
-            """Called once make() has run: the fenced completion and the history row of its duration."""
+            """Called once make() has run: the fenced completion (which also requires the key's row in the
+            table) and the history row of its duration."""
+            nonlocal closing
+            if claim:
+                made = Made(self.target.name, self.target.full_table_name, self.names,
+                            self.target.encode(key, self.names), self.target.inserted())
+                closing = self.jobs.closing(claim, made)
             statements = list(closing.statements)
             if self.history:
                 cpu_after, rss_mb = usage_snapshot()
@@ -515,7 +522,7 @@ class _Runner:
         if not wait:
             self.inflight.send(InFlight(key, claim, first_started, time.time() - first_started, pending, closing))
             return False
-        err = closing.error(pending)
+        err = closing.error(pending, self._still_mine)
         if err is not None:
             raise err
         if self.o.walltime:

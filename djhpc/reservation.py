@@ -39,7 +39,7 @@ from functools import cache
 import psutil
 
 from . import blob
-from .errors import DatabaseError, ReservationLostError
+from .errors import DatabaseError, KeyNotMadeError, ReservationLostError
 
 log = logging.getLogger(__name__)
 
@@ -194,21 +194,56 @@ class Closing:
     """The statements that end make's transaction for one claim. The one at ``fence_at`` must change exactly one
     row (pass it as ``Connection.commit_with(..., one_row_at=fence_at)``), else the commit never runs.
 
-    Extra statements (a history row) may be appended: the fence keeps its position."""
+    Extra statements (a history row) may be appended: the fence keeps its position. With ``made`` the fence also
+    requires the key's row in the target table, so a failure there is either a reclaimed reservation or a make
+    that did not insert its key; ``error`` tells them apart by asking ``still_mine`` (only then)."""
 
     statements: list[tuple[str, tuple]]
     fence_at: int | None
     claim: Claim | None = None
+    made: Made | None = None
 
-    def error(self, pending) -> Exception | None:
+    def error(self, pending, still_mine=None) -> Exception | None:
         """The commit's error, a reclaimed reservation recognised by the position of the statement that failed."""
         err = pending.result()
-        if err is not None and self.claim is not None and pending.failed_at == self.fence_at:
-            lost = ReservationLostError(f"reservation of {self.claim.table_name} {self.claim.key} was reclaimed by "
-                                        "another worker: result rolled back")
-            lost.__cause__ = err
-            return lost
-        return err
+        if err is None or self.claim is None or pending.failed_at != self.fence_at:
+            return err
+        if self.made is not None and still_mine is not None and _asks(still_mine, self.claim):
+            missing = KeyNotMadeError(
+                f"make() of {self.made.table} committed no row for its key {self.claim.key}"
+                f"{self.made.inserted_note()}: make(self, key) must insert its own key "
+                "(self.insert1(dict(key, ...))); nothing of it was kept")
+            missing.__cause__ = err
+            return missing
+        lost = ReservationLostError(f"reservation of {self.claim.table_name} {self.claim.key} was reclaimed by "
+                                    "another worker: result rolled back")
+        lost.__cause__ = err
+        return lost
+
+
+def _asks(still_mine, claim) -> bool:
+    """``still_mine(claim)``, False when the database cannot say (the key is then treated as lost)."""
+    try:
+        return bool(still_mine(claim))
+    except Exception:  # cannot tell: the reaper sorts it out once this worker is gone
+        return False
+
+
+@dataclass
+class Made:
+    """Where a make's key must be found for its completion to commit: the target table and the key's columns."""
+
+    table: str  # the target's name, for the message
+    done_table: str  # quoted, qualified
+    key_columns: list[str]
+    encoded: tuple  # the key's values as the table's columns hold them
+    inserted: list = field(default_factory=list)  # primary keys make() inserted into the target, where known
+
+    def inserted_note(self) -> str:
+        if not self.inserted:
+            return ""
+        shown = ", ".join(str(k) for k in self.inserted[:3])
+        return f" (it inserted {shown}{' ...' if len(self.inserted) > 3 else ''})"
 
 
 @dataclass
@@ -273,7 +308,7 @@ class Reservations:
         self._heartbeat = None
         self._read_committed = True
         self._lock_skip_until = 0.0
-        self._offers: dict[tuple[int, int, bool], str] = {}  # (keys, key columns, limited) -> statement text
+        self._offers: dict[tuple, str] = {}  # statement shape (keys, key columns, limited, ...) -> its text
 
     # -------------------------------------------------------------- liveness
     def _start_liveness(self):
@@ -489,14 +524,26 @@ class Reservations:
         return claims
 
     # -------------------------------------------------------------- finish
-    def closing(self, claim: Claim | None) -> Closing:
+    def closing(self, claim: Claim | None, made: Made | None = None) -> Closing:
         """The statements that end make's transaction, the same on both dialects: the fenced DELETE, which must
         remove exactly this reservation, so a reclaimed key's make never commits. Run them with
         ``Connection.commit_with(closing.statements, one_row_at=closing.fence_at)`` and ask ``Closing.error``
         what became of the commit."""
         if claim is None:
             return Closing([], None)
-        return Closing([(self._sql("complete"), (claim.table_name, claim.key_hash, claim.token))], 0, claim)
+        params = (claim.table_name, claim.key_hash, claim.token)
+        if made is None or not made.key_columns:
+            return Closing([(self._sql("complete"), params)], 0, claim)
+        return Closing([(self._complete_made_sql(made), params + tuple(made.encoded))], 0, claim, made)
+
+    def _complete_made_sql(self, made: Made) -> str:
+        shape = ("complete_made", made.done_table, tuple(made.key_columns))
+        sql = self._offers.get(shape)
+        if sql is None:
+            d = self.connection.dialect
+            match = " AND ".join(f"t.{d.quote(c)} = {d.placeholder}" for c in made.key_columns)
+            sql = self._offers[shape] = self._sql("complete_made", done=made.done_table, match=match)
+        return sql
 
     def complete(self, claim: Claim):
         """Remove the reservation inside the caller's open transaction, just before its commit."""
@@ -581,11 +628,14 @@ class Reservations:
                                     row.table_name, row.key_hash, row.token))
         return cur.rowcount == 1
 
-    def server_uptime(self) -> float | None:
-        """Seconds since the database server started (MySQL; None on SQLite, which has no server)."""
+    def server_clock(self) -> tuple[float | None, float | None]:
+        """(seconds since the database server started, its clock minus this process's) on MySQL; (None, None)
+        on SQLite, which has no server."""
         if self.connection.is_sqlite:
-            return None
-        return float(self._run("server_uptime").fetchone()[0])
+            return None, None
+        asked = time.time()
+        uptime, now = self._run("server_uptime").fetchone()
+        return float(uptime), float(now) - (asked + time.time()) / 2
 
     def free_session_locks(self, owners: list[str]) -> dict[str, bool]:
         """MySQL: whether each owner's session lock is free (its session is gone)."""

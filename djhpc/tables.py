@@ -81,6 +81,7 @@ class Table(Query, metaclass=TableMeta):
     _declared_spec: TableSpec | None = None
     _schema = None  # the Schema (djhpc.schemas) that declared the class: its table cache forgets drops
     _allow_insert = False  # set by populate around make()
+    _inserted_keys: list | None = None  # populate's list of the primary keys make() inserts here, while it runs
 
     def __init__(self):
         cls = type(self)
@@ -137,7 +138,8 @@ class Table(Query, metaclass=TableMeta):
                 d = a.default
                 default = " = " + ("null" if d is None else "CURRENT_TIMESTAMP" if d is SQL_NOW
                                    else f'"{d}"' if isinstance(d, str) else str(d))
-            lines.append(f"{a.name}{default} : {a.type}" + (f"  # {a.comment}" if a.comment else ""))
+            kind = a.type + (" auto_increment" if a.auto_increment else "")
+            lines.append(f"{a.name}{default} : {kind}" + (f"  # {a.comment}" if a.comment else ""))
         if not divider_written:
             lines.append("---")
         # the unique index of '-> [unique] Parent' is written by that line already
@@ -172,8 +174,11 @@ class Table(Query, metaclass=TableMeta):
         heading = self.heading
         dialect = self.connection.dialect
         groups: dict[tuple, list] = {}
+        made = cls._inserted_keys if cls._allow_insert else None
         for row in rows:
             record = self._as_record(row, heading, ignore_extra_fields)
+            if made is not None:
+                made.append({k: record.get(k) for k in self.primary_key})
             names, encoded = [], []
             for a in heading.attributes:
                 if a.name in record:
@@ -187,7 +192,7 @@ class Table(Query, metaclass=TableMeta):
                         continue
                     names.append(a.name)
                     encoded.append(values.encode(a, a.default, dialect.name) if a.default is not None else None)
-                elif a.nullable:
+                elif a.nullable or a.auto_increment:  # the database fills them: NULL, the next number
                     continue
                 else:
                     raise DataError(

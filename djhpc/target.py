@@ -91,6 +91,7 @@ class TableTarget:
             computed = cls.make_compute(self.table, dict(key), *_as_tuple(fetched))
         conn.start_transaction()
         cls._allow_insert = True
+        cls._inserted_keys = []
         conn.defer_writes = True
         try:
             self._call_make(key, fetched, computed, make_kwargs)
@@ -103,6 +104,11 @@ class TableTarget:
         finally:
             conn.drop_deferred()
             cls._allow_insert = False
+            cls._inserted_keys = None
+
+    def inserted(self) -> list:
+        """The primary keys the running make() inserted into the table so far (for a message)."""
+        return list(self.cls._inserted_keys or [])
 
     def _call_make(self, key, fetched, computed, make_kwargs):
         cls = self.cls

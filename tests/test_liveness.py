@@ -222,7 +222,9 @@ def test_without_session_locks_the_lease_decides(schema, db, schema_name, monkey
         return real_run(name, params, **fmt)
 
     monkeypatch.setattr(db, "run", no_locks)
-    worker = Reservations(db, schema_name)
+    elsewhere = Worker.current(db)
+    elsewhere.host = "node-elsewhere"  # no PID to look at: the lease decides
+    worker = Reservations(db, schema_name, elsewhere)
     assert len(worker.reserve("__t", [{"item": 1}])) == 1
     worker._heartbeat.stop()  # the worker stalls: no more heartbeats
     reaper = Reaper(Reservations(db, schema_name), lease_seconds=1)

@@ -487,3 +487,45 @@ def test_a_reservation_whose_reply_was_lost_is_given_back_not_stranded(schema, d
     assert lost and lost[0] >= 1
     assert len(Twice()) == 40 and result["success_count"] == 40
     assert len(schema.jobs) == 0  # nothing stranded under this worker's owner id
+
+
+def test_a_make_that_inserts_nothing_or_another_keys_row_is_rejected(schema, db):
+    """Issue 15, item 7: the fenced completion requires the key's own row, so a make that inserted nothing, or
+    computed one key's values under another, commits nothing and leaves an error naming what it inserted (on
+    MySQL the check rides in the commit's packet, whose reply is read while the next key is made)."""
+
+    @schema
+    class Count(dj.Manual):
+        definition = """
+        n : int
+        """
+
+    @schema
+    class Careless(dj.Computed):
+        definition = """
+        -> Count
+        ---
+        twice : int
+        """
+
+        def make(self, key):
+            if key["n"] == 3:
+                return  # nothing
+            n = 9 if key["n"] == 5 else key["n"]  # key 5's values land under key 9
+            self.insert1({"n": n, "twice": 2 * key["n"]})
+
+    Count.insert([(i,) for i in range(10)])
+    result = Careless().populate(reserve_jobs=True, suppress_errors=True, order="original", position=0.0)
+    assert result["success_count"] == 8 and result["error_count"] == 2
+    assert sorted(Careless.fetch("n")) == [0, 1, 2, 4, 6, 7, 8, 9]
+    assert (Careless & {"n": 9}).fetch1("twice") == 18  # key 5's 10 never committed
+    rows = {r["key_hash"]: r for r in schema.jobs.fetch(as_dict=True)}
+    assert sorted(r["status"] for r in rows.values()) == ["error", "error"]
+    messages = sorted(r["error_message"] for r in rows.values())
+    assert all("committed no row for its key" in m and "must insert its own key" in m for m in messages)
+    assert any("{'n': 3}" in m and "it inserted" not in m for m in messages), messages
+    assert any("{'n': 5}" in m and "it inserted {'n': 9}" in m for m in messages), messages
+    # without reservation nothing is checked, as in DataJoint: key 3 leaves nothing, silently; key 5 fails only
+    # because the row it writes (key 9's) exists
+    result = Careless().populate(suppress_errors=True, order="original")
+    assert result["make_calls"] == 2 and [str(e) for _, e in result["error_list"]][0].startswith("DuplicateError")

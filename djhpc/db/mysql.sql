@@ -35,6 +35,13 @@ CREATE TABLE IF NOT EXISTS {jobs} (
 -- name: complete
 DELETE FROM {jobs} WHERE `table_name` = %s AND `key_hash` = %s AND `token` = %s AND `status` = 'reserved'
 
+-- name: complete_made
+-- The fenced completion of a make, which must also have inserted its key's row: it removes the reservation only
+-- when the row is there, so a make that inserted nothing (or another key's row) changes no row and never commits.
+-- Slots: {done} the quoted target table; {match} "t.`col` = %s AND ..." over its quoted key columns.
+DELETE FROM {jobs} WHERE `table_name` = %s AND `key_hash` = %s AND `token` = %s AND `status` = 'reserved'
+  AND EXISTS (SELECT 1 FROM {done} AS t WHERE {match})
+
 -- name: release
 DELETE FROM {jobs} WHERE `table_name` = %s AND `key_hash` = %s AND `token` = %s AND `status` = 'reserved'
   AND `attempts` <= 1 AND `failures` = 0 AND `deaths` = 0
@@ -105,7 +112,8 @@ WHERE `table_name` = %s AND `key_hash` = %s AND `token` = %s AND `status` = 'res
 
 -- name: server_uptime
 -- only: mysql
-SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'
+-- and the server's clock (seconds since the epoch), to notice a worker's clock far from it
+SELECT VARIABLE_VALUE, UNIX_TIMESTAMP(NOW(6)) FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'
 
 -- name: take_session_lock
 -- only: mysql

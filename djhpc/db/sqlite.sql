@@ -33,6 +33,11 @@ CREATE TABLE IF NOT EXISTS {jobs} (
 -- name: complete
 DELETE FROM {jobs} WHERE "table_name" = ? AND "key_hash" = ? AND "token" = ? AND "status" = 'reserved'
 
+-- name: complete_made
+-- Slots: {done} the quoted target table; {match} "t."col" = ? AND ..." over its quoted key columns.
+DELETE FROM {jobs} WHERE "table_name" = ? AND "key_hash" = ? AND "token" = ? AND "status" = 'reserved'
+  AND EXISTS (SELECT 1 FROM {done} AS t WHERE {match})
+
 -- name: release
 DELETE FROM {jobs} WHERE "table_name" = ? AND "key_hash" = ? AND "token" = ? AND "status" = 'reserved'
   AND "attempts" <= 1 AND "failures" = 0 AND "deaths" = 0

@@ -5,6 +5,8 @@
 #     does not count).  Its citation notice is silenced for good by creating
 #     ~/.parallel/will-cite for the invoking user (and root), so it can never
 #     wait for input in a non-interactive run.
+#   * libfaketime (Debian package `faketime`): one worker's clock skewed for the
+#     clock-skew fault test (LD_PRELOAD, FAKETIME="+600s").
 #   * Chromium (Debian package `chromium`), verified by rendering a local
 #     file:// page to a PNG in headless mode with the flags the tests use.
 #
@@ -28,9 +30,11 @@ source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/apt-install.sh"
 
 have_gnu_parallel() { parallel --version 2>/dev/null </dev/null | head -n1 | grep -q '^GNU parallel'; }
 have_chromium() { command -v chromium >/dev/null; }
+have_faketime() { compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null; }
 
 missing=()
 have_gnu_parallel || missing+=(parallel)
+have_faketime || missing+=(faketime)
 [[ $WANT_CHROMIUM == 1 ]] && ! have_chromium && missing+=(chromium)
 
 if ((${#missing[@]})); then
