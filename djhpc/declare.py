@@ -33,8 +33,8 @@ SIMPLE_TYPES = {
     "json": "json",
 }
 KNOWN_TYPES = (
-    "tinyint smallint mediumint int bigint [unsigned], float, double, decimal(p,s), varchar(n), char(n), "
-    "bool, date, datetime, timestamp, time, year, enum(...), uuid, json, blob, mediumblob, longblob"
+    "tinyint smallint mediumint int bigint [unsigned] [auto_increment], float, double, decimal(p,s), varchar(n), "
+    "char(n), bool, date, datetime, timestamp, time, year, enum(...), uuid, json, blob, mediumblob, longblob"
 )
 SQL_NOW = "CURRENT_TIMESTAMP"
 
@@ -57,6 +57,7 @@ class Attribute:
     scale: int | None = None
     enum_values: tuple = ()
     double: bool = False  # float: double precision
+    auto_increment: bool = False  # int ... auto_increment: the database numbers rows inserted without it
 
     @property
     def int_range(self) -> tuple[int, int]:
@@ -105,12 +106,15 @@ def parse_type(text: str, line: str = "") -> dict:
     t = " ".join(text.strip().split())
     low = t.lower()
     where = f" in line '{line}'" if line else ""
-    m = re.fullmatch(r"(tinyint|smallint|mediumint|int|integer|bigint)(\s*\(\d+\))?(\s+unsigned)?", low)
+    m = re.fullmatch(r"(tinyint|smallint|mediumint|int|integer|bigint)(\s*\(\d+\))?(\s+unsigned)?"
+                     r"(\s+auto_increment)?", low)
     if m:
         return dict(
             category="int", sql_int=INT_TYPES[m.group(1)][1], unsigned=bool(m.group(3)),
-            type=INT_TYPES[m.group(1)][1] + (" unsigned" if m.group(3) else ""),
+            type=INT_TYPES[m.group(1)][1] + (" unsigned" if m.group(3) else ""), auto_increment=bool(m.group(4)),
         )
+    if re.search(r"\sauto_increment$", low):
+        raise DefinitionError(f"auto_increment{where} needs an integer type: write 'id : int auto_increment'")
     if low in ("float", "real", "double"):
         return dict(category="float", double=low != "float", type="double" if low != "float" else "float")
     m = re.fullmatch(r"(?:decimal|numeric)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)(\s+unsigned)?", low)
@@ -223,11 +227,27 @@ def parse_definition(definition: str, resolve) -> TableSpec:
         _add_attribute(spec, attr, seen, line)
     if not spec.primary_key:
         raise DefinitionError("the primary key is empty: put at least one attribute or -> Parent above ---")
+    _check_auto_increment(spec)
     for _unique, names in spec.indexes:
         for name in names:
             if name not in seen:
                 raise DefinitionError(f"index names unknown attribute '{name}' (known: {', '.join(seen)})")
     return spec
+
+
+def _check_auto_increment(spec: TableSpec):
+    """MySQL's rule, on both dialects: one auto_increment attribute, the first of the primary key, no default."""
+    autos = [a for a in spec.attributes if a.auto_increment]
+    if len(autos) > 1:
+        raise DefinitionError(f"two auto_increment attributes ('{autos[0].name}', '{autos[1].name}'): "
+                              "a table numbers one attribute; remove auto_increment from the other")
+    for a in autos:
+        if not a.in_key or spec.primary_key[0] != a.name:
+            raise DefinitionError(f"auto_increment attribute '{a.name}' must be the first attribute of the "
+                                  "primary key: move it to the first line above ---")
+        if a.has_default:
+            raise DefinitionError(f"auto_increment attribute '{a.name}' cannot have a default: the database "
+                                  "numbers it; remove '= ...'")
 
 
 def _add_attribute(spec: TableSpec, attr: Attribute, seen: dict, line: str):
@@ -265,7 +285,7 @@ def _add_foreign_key(spec: TableSpec, line: str, in_key: bool, resolve, seen: di
                 raise DefinitionError(f"attribute '{name}' from '{line}' clashes with one of another type")
             continue  # shared ancestor attribute: already present
         copied = replace(a, name=name, in_key=in_key, nullable=nullable, default=None, has_default=nullable,
-                         comment=a.comment)
+                         comment=a.comment, auto_increment=False)
         _add_attribute(spec, copied, seen, line)
     text = line.split("#")[0].strip()
     spec.foreign_keys.append(ForeignKey(parent, child_names, parent_names, nullable, in_key, text))
@@ -292,9 +312,14 @@ def literal(dialect, value) -> str:
 
 def _column_sql(dialect, attr: Attribute) -> str:
     q = dialect.quote
+    if attr.auto_increment and dialect.name == "sqlite":
+        # SQLite numbers only a lone INTEGER PRIMARY KEY; AUTOINCREMENT never reuses a number, as MySQL does not
+        return f"{q(attr.name)} INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL"
     parts = [q(attr.name), dialect.column_type(attr)]
     if not attr.nullable:
         parts.append("NOT NULL")
+    if attr.auto_increment:
+        parts.append("AUTO_INCREMENT")
     if attr.has_default and not attr.is_blob:
         if attr.default is SQL_NOW:
             if dialect.name == "mysql" and attr.category in ("datetime", "timestamp") and attr.precision:
@@ -321,7 +346,12 @@ def create_table_sql(dialect, spec: TableSpec, schema: str, table: str) -> list[
     q = dialect.quote
     full = dialect.table(schema, table)
     cols = [_column_sql(dialect, a) for a in spec.attributes]
-    cols.append("PRIMARY KEY (" + ", ".join(q(n) for n in spec.primary_key) + ")")
+    auto = [a.name for a in spec.attributes if a.auto_increment]
+    if auto and dialect.name == "sqlite" and spec.primary_key != auto:
+        raise DefinitionError(f"auto_increment attribute '{auto[0]}' with other primary-key attributes needs "
+                              "MariaDB/MySQL: on SQLite make it the whole primary key")
+    if not (auto and dialect.name == "sqlite"):  # SQLite's INTEGER PRIMARY KEY column is the key
+        cols.append("PRIMARY KEY (" + ", ".join(q(n) for n in spec.primary_key) + ")")
     for fk in spec.foreign_keys:
         cols.append(
             "FOREIGN KEY (" + ", ".join(q(n) for n in fk.attributes) + ") REFERENCES "

@@ -86,6 +86,7 @@ class Schema:
         name = cls._table_name()
         spec = self._parse(cls, context, master)
         if parse_only:
+            cls._declared_spec = spec  # a later sibling part may reference it; the master's caller resets it
             return
         parts = [m for n, m in vars(cls).items() if isinstance(m, type) and issubclass(m, Part) and n[0].isupper()]
         if parts:  # parse the parts first: a bad part must not leave its master's table behind
@@ -94,7 +95,8 @@ class Schema:
                 for part in parts:
                     self._declare(part, context, master=cls, parse_only=True)
             finally:
-                cls._declared_spec = None
+                for table in (cls, *parts):
+                    table._declared_spec = None
         self._create_table(cls, spec, name)
         cls._declared_spec = spec
         for part in parts:
@@ -103,7 +105,13 @@ class Schema:
             cls().insert(list(cls.contents), skip_duplicates=True)
 
     def _parse(self, cls, context, master):
-        """The parsed definition of ``cls``, its ``-> Parent`` references looked up in ``context``."""
+        """The parsed definition of ``cls``, its ``-> Parent`` references looked up in ``context``, where, as in
+        DataJoint, ``self`` is the class (``-> self.source``), and in a part ``master`` and the master's name are
+        the master (``-> master.Sibling``, ``-> Master.Sibling``)."""
+        owner = cls if master is None else master  # not `master or cls`: a table class has a len()
+        context = {**context, owner.__name__: owner, "self": cls}
+        if master is not None:
+            context["master"] = master
         try:
             spec = parse_definition(cls.definition, _resolver(cls, context, master))
         except DefinitionError as e:

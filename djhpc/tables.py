@@ -64,6 +64,9 @@ class TableMeta(type):
     def __len__(cls):
         return len(cls())
 
+    def __bool__(cls):
+        return True  # a class is true, as in DataJoint (else `if Table:` would count its rows); `Table()` asks
+
     def __iter__(cls):
         return iter(cls())
 

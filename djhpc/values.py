@@ -43,7 +43,9 @@ def encode(attr: Attribute, value, dialect_name: str):
 
 
 def _encode_int(attr: Attribute, value, sqlite: bool):
-    if type(value) is not int and (isinstance(value, bool) or not _is_integral(value)):
+    if isinstance(value, bool) or _is_numpy_number(value) and value.dtype.kind == "b":
+        value = int(value)  # True/False into an int (a tinyint flag, say) is 1/0, as DataJoint and MySQL take it
+    if type(value) is not int and not _is_integral(value):
         raise _bad(attr, value, "expected an integer")
     v = int(value)
     lo, hi = attr.int_range

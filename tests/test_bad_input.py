@@ -155,7 +155,7 @@ BAD_VALUES = [
     ("small", 128, "out of range -128..127"),
     ("small", -129, "out of range -128..127"),
     ("small", 1.5, "expected an integer"),
-    ("small", True, "expected an integer"),
+    ("small", b"1", "expected an integer"),  # True and False are 1 and 0, as in DataJoint
     ("tiny_u", -1, "out of range 0..255"),
     ("big_u", 2**64, "out of range 0..18446744073709551615"),
     ("name", "much too long", "longer than 8 characters"),

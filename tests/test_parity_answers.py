@@ -147,3 +147,11 @@ def test_more_digits_than_sqlite_keeps_are_refused_there(schema, db):
     else:
         Wide.insert1((1, exact))
         assert (Wide & {"id": 1}).fetch1("x") == exact
+
+
+def test_a_table_class_is_true_and_its_instance_asks(measured):
+    Probe, Reading = measured
+    (Reading & {"reading": 1}).delete_quick()
+    (Reading()).delete_quick()
+    assert bool(Reading) is True  # the class, as in DataJoint: `master or cls` must not count rows
+    assert not Reading() and len(Reading) == 0 and bool(Probe())
