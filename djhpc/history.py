@@ -17,6 +17,11 @@ HISTORY_TABLE = "~history"
 _created: set = set()
 
 
+def forget_tables(connection) -> None:
+    """Forget which history tables this process made on ``connection``'s database (a schema was dropped)."""
+    _created.difference_update({m for m in _created if m[0] == connection.url.redacted})
+
+
 def enabled() -> bool:
     return os.environ.get("DJHPC_HISTORY", "1").lower() not in ("0", "false", "no", "off")
 

@@ -80,6 +80,11 @@ def _canonical(value):
     return ["r", repr(value)]
 
 
+def forget_tables(connection) -> None:
+    """Forget which jobs tables this process made on ``connection``'s database (a schema was dropped)."""
+    _created.difference_update({m for m in _created if m[0] == connection.url.redacted})
+
+
 def key_hash(key: dict) -> str:
     """32 hex digits (128 bits of SHA-256) over attribute names and type-tagged values, sorted by name.
 

@@ -10,7 +10,7 @@ import inspect
 import re
 import sys
 
-from . import values
+from . import history, reservation, values
 from .db.connection import Connection, conn
 from .declare import SQL_NOW, create_table_sql, parse_definition
 from .dependencies import descendants, foreign_key_graph
@@ -163,6 +163,8 @@ class Schema:
             c.query(f"DROP DATABASE IF EXISTS {c.dialect.quote(self.database)}")
         self._existing = None
         self._jobs = None
+        reservation.forget_tables(c)  # the jobs and history tables went with the schema: make them again
+        history.forget_tables(c)
 
 
 def _resolver(cls, context, master):
