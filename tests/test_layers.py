@@ -49,7 +49,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("dependencies", ["djhpc.dependencies"]),
     ("query", ["djhpc.query"]),
     ("values", ["djhpc.values"]),
-    ("definitions and blobs", ["djhpc.declare", "djhpc.blob"]),
+    ("definitions and blobs", ["djhpc.declare", "djhpc.blob", "djhpc.blob_dj", "djhpc.blob_v1"]),
     ("database", ["djhpc.db", "djhpc.db.*"]),
     ("foundation", ["djhpc.errors", "djhpc.config", "djhpc.backoff", "djhpc.signals"]),
 ]
