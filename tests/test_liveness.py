@@ -259,3 +259,35 @@ def test_only_the_key_being_made_counts_a_death(schema, db, schema_name):
     assert sorted((c.key["item"], c.status) for c in reclaimed) == [(1, "pending"), (2, "pending"), (3, "pending")]
     deaths = {r["key"]["item"]: r["deaths"] for r in dj.JobsTable(db, schema_name).fetch()}
     assert deaths == {1: 1, 2: 0, 3: 0}
+
+
+def test_a_clock_far_from_the_servers_or_another_writers_is_said_once(schema, db, schema_name, caplog):
+    """Issue 15, item 2: the reaper compares clocks where it looks anyway (the server's uptime; the rows' ages)."""
+    import logging
+
+    from djhpc.liveness import ClockWatch
+
+    uptime, skew = Reservations(db, schema_name).server_clock()
+    if db.is_sqlite:
+        assert (uptime, skew) == (None, None)
+    else:
+        assert uptime > 0 and abs(skew) < 5, skew  # this host and the server share one clock here
+    watch = ClockWatch(tolerance=30)
+    with caplog.at_level(logging.WARNING, logger="djhpc.liveness"):
+        watch.check_server(-600.0)
+        watch.check_server(-601.0)
+        watch.check_server(10.0)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "600 s ahead of the database server's" in said[0], said
+    caplog.clear()
+    r = reservations_as(db, schema_name, host="node-elsewhere")
+    r.reserve("__t", [{"item": 1}])
+    jobs = db.dialect.table(schema_name, "~jobs")
+    if db.is_sqlite:  # stamped two minutes in this clock's future, as a process whose clock is ahead does
+        db.query(f"UPDATE {jobs} SET heartbeat_at = strftime('%Y-%m-%d %H:%M:%f', 'now', '+120 seconds')")
+    else:
+        db.query(f"UPDATE {jobs} SET heartbeat_at = UTC_TIMESTAMP(6) + INTERVAL 120 SECOND")
+    with caplog.at_level(logging.WARNING, logger="djhpc.liveness"):
+        watch.check_writers(Reservations(db, schema_name).reserved_rows(), 60)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "node-elsewhere" in said[0] and "ahead of this process's" in said[0], said

@@ -304,3 +304,38 @@ def test_worker_gives_up_when_the_database_stays_away(private_mariadb, tmp_path,
     assert "cannot reach the database at 127.0.0.1:3399" in log and "Traceback" not in log
     connection.close()
     sys.modules.pop("pipeline_counts", None)
+
+
+def _libfaketime() -> str:
+    import glob
+
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+    if not found:
+        unavailable("libfaketime is not installed (tests/cluster/ensure-tools.sh installs Debian's faketime)")
+    return found[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("skew", ["+600s", "-600s"])
+def test_a_skewed_clock_on_sqlite_never_takes_a_live_workers_keys(tmp_path, monkeypatch, skew):
+    """Issue 15, item 2: 2 of 8 workers' clocks 600 s off (libfaketime), leases of 180 s stamped and judged by
+    each process's own clock on SQLite: every key made exactly once, and the skew is said in the logs."""
+    url = f"sqlite:///{tmp_path / 'skew.db'}"
+    connection = dj.conn(url, reset=True)  # before the pipeline declares its schema on "the" connection
+    p = load_pipeline(url, "skew_test", monkeypatch, tmp_path)
+    p.Item.insert([(i, i) for i in range(300)])
+    env = worker_env(url, "skew_test", DJHPC_TEST_CALLS=tmp_path / "calls.log", DJHPC_TEST_SLEEP=0.01,
+                     DJHPC_TEST_SLEEP_MAX=0.03, DJHPC_REAP_SECONDS=0.2)
+    skewed = dict(env, LD_PRELOAD=_libfaketime(), FAKETIME=skew)
+    logs = [tmp_path / f"w{i}.log" for i in range(8)]
+    workers = [start_worker(skewed if i < 2 else env, "Square", logs[i]) for i in range(8)]
+    for i, w in enumerate(workers):
+        assert w.wait(timeout=300) == 0, logs[i].read_text()[-3000:]
+    made = calls(tmp_path)
+    assert len(made) == 300 and max(made.values()) == 1, [k for k, n in made.items() if n > 1][:10]
+    assert len(p.Square()) == 300 and len(p.schema.jobs) == 0
+    text = "".join(f.read_text() for f in logs)
+    assert "reclaimed" not in text, text[-3000:]
+    assert "ahead of this process's" in text or "one of the two clocks is off" in text, text[-3000:]
+    connection.close()
+    sys.modules.pop("pipeline_counts", None)
