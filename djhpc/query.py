@@ -131,7 +131,16 @@ def _cond_mapping(query, restriction, negate):
 
 def _cond_str(query, restriction, negate):
     target = query if query._flat_names else query.as_subquery()
-    return query._wrap_neg((restriction, (), target), negate)
+    return query._wrap_neg((*_string_condition(query._dialect, restriction), target), negate)
+
+
+def _string_condition(dialect, text: str) -> tuple[str, tuple]:
+    """An SQL-string restriction as (sql, params). PyMySQL %-formats a statement that has parameters, so on MySQL
+    a literal % (LIKE 'a%') is doubled, as DataJoint does, and a parameter (1 AND ...) makes every statement
+    holding the condition one that is formatted, with or without other parameters: %% is % again."""
+    if "%" not in text or dialect.name != "mysql":
+        return text, ()
+    return f"{dialect.placeholder} AND ({text.replace('%', '%%')})", (1,)
 
 
 def _cond_sql(query, restriction, negate):

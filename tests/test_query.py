@@ -415,14 +415,15 @@ def test_negated_andlist_with_a_condition_before_an_sql_string(filled, negation)
     assert len(result) == 4
 
 
-def test_literal_percent_in_a_string_restriction(filled, backend, request):
-    if backend.startswith("mysql"):
-        request.applymarker(pytest.mark.xfail(strict=True, raises=dj.DatabaseError, reason=(
-            "an SQL-string restriction goes to PyMySQL as written, and PyMySQL %-formats a statement that has "
-            "parameters: a literal % (LIKE 'a%') fails with 'not enough arguments for format string' as soon as "
-            "another condition of the same query has a parameter; alone, and on SQLite, it works. query.py passes "
-            "str restrictions unescaped (only SQL() text is documented to use %s placeholders).")))
+def test_literal_percent_in_a_string_restriction(filled):
+    """A literal % in an SQL string, with or without parameters elsewhere in the statement (PyMySQL %-formats
+    only statements with parameters), alone, negated, in an OR-list, after a join."""
     S = filled.Subject
     assert (S & "name LIKE 'a%'").fetch("name") == ["ann"]
     assert ((S & {"species": "mouse"}) & "name LIKE 'b%'").fetch("name") == ["bob"]
     assert "name LIKE 'b%'" in (S & {"species": "mouse"})
+    assert "name LIKE 'c%'" not in (S & {"species": "mouse"})
+    assert (S - "name LIKE '%n%'").fetch("name", order_by="name") == ["bob", "cid"] and len(S & "name LIKE '%%'") == 3
+    assert key_set(S & ["name LIKE 'a%'", {"subject_id": 3}]) == [(1,), (3,)]
+    assert key_set((S * filled.Session) & "rig LIKE 'A%'" & {"species": "mouse"}) == [(1, 1), (2, 1)]
+    assert len(S & "name = 'a%'") == 0 and len(S & "subject_id % 2 = 1") == 2
