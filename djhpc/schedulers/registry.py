@@ -11,7 +11,9 @@ import shutil
 from djhpc.errors import UsageError
 from djhpc.profile import SCHEDULER_ALIASES, SCHEDULER_NAMES
 from djhpc.schedulers.base import Scheduler
+from djhpc.schedulers.htcondor import HTCondorScheduler
 from djhpc.schedulers.local import LocalScheduler
+from djhpc.schedulers.lsf import LsfScheduler
 from djhpc.schedulers.parallel import ParallelScheduler
 from djhpc.schedulers.pbs import PbsScheduler, TorqueScheduler
 from djhpc.schedulers.slurm import SlurmScheduler
@@ -20,6 +22,7 @@ from djhpc.schedulers.slurm import SlurmScheduler
 # GNU parallel started inside a SLURM allocation is the SLURM task it runs in
 SCHEDULERS: dict[str, type[Scheduler]] = {
     "slurm": SlurmScheduler, "pbs": PbsScheduler, "torque": TorqueScheduler,
+    "lsf": LsfScheduler, "htcondor": HTCondorScheduler,
     "parallel": ParallelScheduler, "local": LocalScheduler,
 }  # fmt: skip
 

@@ -443,7 +443,7 @@ BAD_INPUT = {
     "target not computed": (["submit", "pipeline.py:Item", "--array", "2"], "is not a Computed or Imported table"),
     "template dir": (["submit", "--array", "2", "--template-dir", "/nonexistent"], "template directory"),
     "unknown option": (["submit", "--array", "2", "--bogus"], "unrecognized arguments: --bogus"),
-    "render unknown scheduler": (["render", "--array", "2", "--scheduler", "lsf"], "unknown scheduler 'lsf'"),
+    "render unknown scheduler": (["render", "--array", "2", "--scheduler", "flux"], "unknown scheduler 'flux'"),
     "parallel halt": (["parallel", "--jobs", "2", "--halt", "sometimes"], "not a GNU parallel halt rule"),
     "parallel jobs 0": (["parallel", "--jobs", "0"], "--array must be >= 1 (got 0)"),
     "rejected by sbatch": (["submit", "--array", "2", "--partition", "nosuchpartition"],

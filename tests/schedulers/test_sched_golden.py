@@ -21,12 +21,17 @@ CASES = {
     "torque": ("torque", {"array_size": 11}),
     "local": ("local", {"array_size": 11}),
     "parallel": ("parallel", {"array_size": 11}),
+    "lsf": ("lsf", {"array_size": 11}),
+    "lsf-split": ("lsf", {"array_size": 1000, "index_offset": 1000, "total_tasks": 2500}),
+    "htcondor": ("htcondor", {"array_size": 11}),
 }
+# settings a case renders with instead of FULL_SETTINGS' (HTCondor refuses --after: no dependency without DAGMan)
+SETTINGS = {"htcondor": {"after": []}}
 
 
 def render_case(name: str) -> str:
     scheduler, kwargs = CASES[name]
-    profile = Profile.from_dict({**FULL_SETTINGS, "scheduler": scheduler})
+    profile = Profile.from_dict({**FULL_SETTINGS, "scheduler": scheduler, **SETTINGS.get(name, {})})
     return get_scheduler(scheduler).render(profile, target=FULL_TARGET, worker_args=FULL_ARGS, env=FULL_ENV, **kwargs)
 
 

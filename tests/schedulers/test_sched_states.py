@@ -11,7 +11,7 @@ import pytest
 from support.scripts import write_executable
 
 from djhpc.errors import SchedulerError, UsageError
-from djhpc.profile import Profile
+from djhpc.profile import SCHEDULER_NAMES, Profile
 from djhpc.schedulers import (
     TERMINAL_STATES,
     LocalScheduler,
@@ -409,7 +409,8 @@ def test_get_scheduler(bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert get_scheduler(name).name == name.lower().replace("pbspro", "pbs")
     with pytest.raises(UsageError) as info:
         get_scheduler("x")
-    assert str(info.value) == "unknown scheduler 'x' (choose slurm, pbs, torque, parallel, local)"
+    assert str(info.value) == f"unknown scheduler 'x' (choose {', '.join(SCHEDULER_NAMES)})"
+    assert "lsf" in SCHEDULER_NAMES and "htcondor" in SCHEDULER_NAMES and get_scheduler("condor").name == "htcondor"
     monkeypatch.setenv("PATH", str(bin_dir))
     assert default_scheduler_name() == "local" and get_scheduler().name == "local"
     fake(bin_dir, "sbatch")
