@@ -3,6 +3,7 @@
 ``import djhpc as dj`` reads like DataJoint: ``dj.Schema``, ``dj.Manual``, ``dj.Computed``, ...
 """
 
+from . import settings
 from .db.connection import Connection, conn
 from .errors import (
     BlobError,
@@ -37,5 +38,5 @@ __all__ = [
     "DataError", "DataJointError", "DatabaseError", "DefinitionError", "DjhpcError", "DuplicateError",
     "Imported", "Interrupted", "JobsTable", "Lookup", "LostConnectionError", "Manual", "MissingError", "Not",
     "Part", "PopulateResult", "QueryError", "ReservationLostError", "Reservations", "SchedulerError", "Schema",
-    "Table", "TransientError", "UsageError", "config", "conn", "key_hash", "schema",
+    "Table", "TransientError", "UsageError", "config", "conn", "key_hash", "schema", "settings",
 ]

@@ -1,12 +1,15 @@
 """Configuration: where the database is, and the project's settings.
 
-Precedence, highest first:
-  1. arguments (``dj.conn(url)``, ``--database-url``)
-  2. environment: ``DJHPC_DATABASE_URL``, ``DJHPC_DATABASE_URL_FILE`` (a 0600 file holding the URL),
-     then DataJoint's ``DJ_HOST``, ``DJ_USER``, ``DJ_PASS``, ``DJ_PORT``
-  3. a project file ``djhpc.yaml``, found upward from the working directory
-  4. ``~/.config/djhpc/config.yaml`` (or ``$XDG_CONFIG_HOME/djhpc/config.yaml``)
-  5. the embedded default: SQLite file ``djhpc.db`` in the working directory
+Precedence, highest first (``dj.config``'s database.* keys, djhpc/settings.py, take the places marked dj.config):
+  1. arguments (``dj.conn(url)``, ``dj.conn(host=..., user=..., password=...)``, ``--database-url``)
+  2. environment: ``DJHPC_DATABASE_URL``, ``DJHPC_DATABASE_URL_FILE`` (a 0600 file holding the URL)
+  3. dj.config: database.* keys set in code (``dj.config["database.host"] = ...``)
+  4. DataJoint's environment: ``DJ_HOST``, ``DJ_USER``, ``DJ_PASS``, ``DJ_PORT``
+  5. dj.config: database.* keys from ``dj_local_conf.json`` in the working directory (or ``dj.config.load``)
+  6. a project file ``djhpc.yaml``, found upward from the working directory
+  7. ``~/.config/djhpc/config.yaml`` (or ``$XDG_CONFIG_HOME/djhpc/config.yaml``)
+  8. dj.config: database.* keys from ``~/.datajoint_config.json``
+  9. the embedded default: SQLite file ``djhpc.db`` in the working directory
 
 A URL's password is never shown: ``DatabaseURL.redacted`` replaces it, and ``repr`` uses that.
 """
@@ -218,8 +221,9 @@ def _url_from_settings(data: dict, base: Path) -> str | None:
     return url
 
 
-def resolve_database_url(url: str | None = None, start: Path | None = None) -> DatabaseURL:
-    """Find the database URL by the precedence in this module's docstring."""
+def resolve_database_url(url: str | None = None, start: Path | None = None, *, datajoint=None) -> DatabaseURL:
+    """Find the database URL by the precedence in this module's docstring. ``datajoint`` is the settings
+    object (``dj.config``) whose ``database_url(scope)`` gives its database.* keys' server for a scope, or None."""
     if url:
         return parse_url(url)
     env = os.environ
@@ -235,6 +239,12 @@ def resolve_database_url(url: str | None = None, start: Path | None = None) -> D
         if parsed.password:
             _warn_if_readable_by_others(Path(path))
         return parsed
+    found = datajoint.database_url("code") if datajoint is not None else None
+    return found or _from_datajoint_env() or _from_files(start, datajoint)
+
+
+def _from_datajoint_env() -> DatabaseURL | None:
+    env = os.environ
     if env.get("DJ_HOST"):
         host = env["DJ_HOST"]
         port = env.get("DJ_PORT")
@@ -251,6 +261,13 @@ def resolve_database_url(url: str | None = None, start: Path | None = None) -> D
             user=env.get("DJ_USER", "root"),
             password=env.get("DJ_PASS", ""),
         )
+    return None
+
+
+def _from_files(start: Path | None, datajoint) -> DatabaseURL:
+    found = datajoint.database_url("local file") if datajoint is not None else None
+    if found:
+        return found
     project = find_project_file(start)
     if project:
         found = _url_from_settings(read_yaml(project), project.parent)
@@ -261,4 +278,5 @@ def resolve_database_url(url: str | None = None, start: Path | None = None) -> D
         found = _url_from_settings(read_yaml(user), user.parent)
         if found:
             return parse_url(found)
-    return DatabaseURL("sqlite", path=str((start or Path.cwd()) / DEFAULT_SQLITE_FILE))
+    found = datajoint.database_url("global file") if datajoint is not None else None
+    return found or DatabaseURL("sqlite", path=str((start or Path.cwd()) / DEFAULT_SQLITE_FILE))

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 import sys
 from collections.abc import Mapping
 
-from . import values
+from . import settings, values
 from .autopopulate import AutoPopulate
 from .db.connection import Connection
 from .declare import SQL_NOW, TableSpec
@@ -23,8 +22,8 @@ from .query import Heading, Query, new_alias
 
 log = logging.getLogger(__name__)
 
-#: settings that change table behaviour, DataJoint-style (``dj.config["safemode"] = False``)
-config = {"safemode": os.environ.get("DJHPC_SAFEMODE", "1").lower() not in ("0", "false", "no")}
+#: settings that change table behaviour, DataJoint-style (``dj.config["safemode"] = False``): djhpc/settings.py
+config = settings.config
 
 
 @functools.lru_cache(maxsize=1024)  # asked for at every insert

@@ -51,7 +51,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("values", ["djhpc.values"]),
     ("definitions and blobs", ["djhpc.declare", "djhpc.blob", "djhpc.blob_dj", "djhpc.blob_v1"]),
     ("database", ["djhpc.db", "djhpc.db.*"]),
-    ("foundation", ["djhpc.errors", "djhpc.config", "djhpc.backoff", "djhpc.signals"]),
+    ("foundation", ["djhpc.errors", "djhpc.settings", "djhpc.config", "djhpc.backoff", "djhpc.signals"]),
 ]
 
 

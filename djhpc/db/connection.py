@@ -18,9 +18,9 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .. import backoff
-from ..config import DatabaseURL, resolve_database_url
-from ..errors import ConnectError, DatabaseError
+from .. import backoff, settings
+from ..config import DatabaseURL, parse_url, resolve_database_url
+from ..errors import ConfigError, ConnectError, DatabaseError, LostConnectionError
 from .dialects import DIALECTS, Dialect
 from .mysql_session import MySQLSession
 from .pending import PendingCommit
@@ -62,10 +62,52 @@ class _Transaction:
         return False
 
 
+class _ConnInfo(dict):
+    """DataJoint's ``conn.conn_info`` (host, port, user, passwd, ...); its repr masks the password."""
+
+    def __repr__(self):
+        return repr({k: ("***" if k == "passwd" and v else v) for k, v in self.items()})
+
+    __str__ = __repr__
+
+
+def target(host=None, user=None, password=None, port=None) -> DatabaseURL:
+    """The database ``dj.conn``/``dj.Connection`` arguments name: a URL (``mysql://...``, ``sqlite:///...``), a
+    DataJoint host (``name`` or ``name:port``) with user and password, or nothing (config.resolve_database_url:
+    flags, environment, dj.config, djhpc.yaml, SQLite). A host with no user or password takes dj.config's."""
+    if isinstance(host, DatabaseURL) or (isinstance(host, str) and "://" in host):
+        if user is not None or password is not None or port is not None:
+            raise ConfigError("give the user, password and port inside the URL, or a host name with user= and "
+                              "password=, not both")
+        return host if isinstance(host, DatabaseURL) else parse_url(host)
+    if host is None and user is None and password is None:
+        return resolve_database_url(datajoint=settings.config)
+    conf = settings.config
+    return settings.server_url(
+        conf["database.host"] if host is None else host,
+        conf["database.user"] if user is None else user,
+        conf["database.password"] if password is None else password,
+        conf["database.port"] if port is None else port)
+
+
 class Connection:
-    def __init__(self, url: str | DatabaseURL | None = None, *, connect_timeout: float = 10):
-        self.url = url if isinstance(url, DatabaseURL) else resolve_database_url(url)
+    """A connection to MySQL/MariaDB or SQLite: ``Connection("mysql://user@host")``, DataJoint's
+    ``Connection(host, user, password, port=None, init_fun=None, use_tls=None)``, or ``Connection()`` (the
+    database by config.resolve_database_url). It connects on first use, except the DataJoint form, which
+    connects at once as DataJoint does (a wrong password fails here). ``init_fun``: SQL run after each
+    connect; ``use_tls`` (MySQL): True requires TLS, False or None asks none, a dict gives PyMySQL's ``ssl``
+    options (DataJoint's None means "TLS if the server offers it"; djhpc keeps the plain connection it always
+    made). Both default to dj.config's ``connection.init_function`` and ``database.use_tls``."""
+
+    def __init__(self, host: str | DatabaseURL | None = None, user: str | None = None, password: str | None = None,
+                 port: int | None = None, init_fun: str | None = None, use_tls=None, *,
+                 connect_timeout: float = 10):
+        self.url = target(host, user, password, port)
         self.dialect: Dialect = DIALECTS[self.url.scheme]
+        self.init_fun = init_fun if init_fun is not None else settings.config["connection.init_function"]
+        self.use_tls = use_tls if use_tls is not None else settings.config["database.use_tls"]
+        if self.use_tls not in (None, True, False) and not isinstance(self.use_tls, dict):
+            raise ConfigError(f"use_tls must be True, False, None or a dict of TLS options (got {self.use_tls!r})")
         self.connect_timeout = connect_timeout
         self.stats = Stats()
         self._raw = None
@@ -78,10 +120,61 @@ class Connection:
         #: sends inserts with the closing statements (commit_with), or before the next statement of another kind
         self.defer_writes = False
         self.session = _SESSIONS[self.dialect.name](self)
+        #: DataJoint's registry of the schemas declared on this connection
+        self.schemas: dict = {}
+        is_url = isinstance(host, DatabaseURL) or (isinstance(host, str) and "://" in host)
+        if not is_url and (host, user, password) != (None, None, None):
+            _ = self.raw  # DataJoint's Connection connects at once: a wrong host or password fails here
 
     # ------------------------------------------------------------------ lifecycle
     def __repr__(self):
         return f"Connection({self.url.redacted!r})"
+
+    @property
+    def conn_info(self) -> dict:
+        """DataJoint's connection details: host, port, user, passwd (masked in its repr), ssl_input, host_input."""
+        u = self.url
+        if u.scheme == "sqlite":
+            return _ConnInfo(host=u.path, port=None, user="", passwd="", ssl_input=None, host_input=u.path)
+        return _ConnInfo(host=u.host, port=u.port, user=u.user, passwd=u.password, ssl_input=self.use_tls,
+                         host_input=f"{u.host}:{u.port}")
+
+    @property
+    def ssl_options(self) -> dict | None:
+        """PyMySQL's ``ssl`` argument for ``use_tls``: None for a plain connection."""
+        if self.use_tls is True:
+            return {"ssl": {}}  # what DataJoint passes: TLS without a CA to verify against
+        return self.use_tls or None
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the connection is open and answers (DataJoint's ``conn.is_connected``); opens nothing."""
+        try:
+            self.ping()
+        except Exception:  # a closed or dead connection simply is not connected
+            return False
+        return True
+
+    def ping(self):
+        """Raise LostConnectionError unless the connection is open and the server answers."""
+        if self._raw is None or self._pid != os.getpid():
+            raise LostConnectionError("not connected to the database")
+        try:
+            ping = getattr(self._raw, "ping", None)
+            ping(reconnect=False) if ping else self._raw.execute("SELECT 1")
+        except Exception as e:
+            raise LostConnectionError(f"the database connection does not answer ({type(e).__name__})") from e
+
+    def register(self, schema):
+        """Note a schema declared on this connection (DataJoint's ``conn.register``)."""
+        self.schemas[schema.database] = schema
+
+    def get_user(self) -> str:
+        """The user and host the server knows this connection by (``user@host``; SQLite: the OS user)."""
+        if self.is_sqlite:
+            import getpass
+            return getpass.getuser()
+        return self.query("SELECT user()").fetchone()[0]
 
     @property
     def is_sqlite(self) -> bool:
@@ -142,9 +235,34 @@ class Connection:
                 backoff.sleep(delay)
 
     # ------------------------------------------------------------------ statements
-    def query(self, sql: str, params=(), *, many: bool = False, context: str = ""):
-        """Run one statement; returns the driver cursor (``fetchall``, ``rowcount``, ``lastrowid``)."""
-        return self.session.query(sql, params, many, context)
+    def query(self, sql: str, args=(), *, many: bool = False, context: str = "", as_dict: bool = False,
+              suppress_warnings: bool = True):
+        """Run one statement; returns the driver cursor (``fetchall``, ``rowcount``, ``lastrowid``), or with
+        ``as_dict`` one whose rows are dicts.
+
+        ``%`` reads as DataJoint's connection (PyMySQL) reads it: with ``args``, even none (``()``), ``%%`` is one
+        ``%`` (``CREATE USER 'u'@'%%'`` makes host ``%``); with ``args=None`` the text goes as it is. A lone ``%``
+        without args is left alone (DataJoint refuses it: "not enough arguments"). Placeholders are the
+        dialect's: ``%s`` on MySQL, ``?`` on SQLite. ``suppress_warnings`` is DataJoint's; djhpc shows none."""
+        del suppress_warnings
+        sql, args = self._percent(sql, args)
+        cursor = self.session.query(sql, args, many, context)
+        return _DictCursor(cursor) if as_dict else cursor
+
+    def _percent(self, sql: str, args) -> tuple[str, tuple]:
+        if args is None:
+            return sql, ()
+        if args and self.dialect.placeholder == "%s":
+            return sql, args  # the driver formats: %% -> %, %s -> the escaped value
+        return (sql.replace("%%", "%") if "%%" in sql else sql), args
+
+    def cancel_transaction(self):
+        """DataJoint's name for rollback()."""
+        self.rollback()
+
+    def commit_transaction(self):
+        """DataJoint's name for commit()."""
+        self.commit()
 
     def run(self, name: str, params=(), **fmt):
         """Run a named query from the dialect's ``.sql`` file; ``fmt`` fills ``{table}``-style names."""
@@ -242,14 +360,43 @@ class Connection:
 _connection: Connection | None = None
 
 
-def conn(url: str | None = None, *, reset: bool = False) -> Connection:
-    """The process's connection, created on first use (``dj.conn()``)."""
+def conn(host: str | None = None, user: str | None = None, password: str | None = None, *, init_fun=None,
+         reset: bool = False, use_tls=None) -> Connection:
+    """The process's connection (``dj.conn()``), made on first use, with ``reset``, or when the arguments name
+    another database than the current one's: a URL (``dj.conn("mysql://...")``), DataJoint's ``host``/``user``/
+    ``password`` (each missing one from dj.config), or nothing (config.resolve_database_url decides)."""
     global _connection
-    if reset or _connection is None or (url and resolve_database_url(url) != _connection.url):
-        if _connection is not None:
-            _connection.close()
-        _connection = Connection(url)
+    given = host is not None or user is not None or password is not None
+    wanted = target(host, user, password) if given else None
+    current = _connection
+    if (reset or current is None or (wanted is not None and wanted != current.url)
+            or (init_fun is not None and init_fun != current.init_fun)
+            or (use_tls is not None and use_tls != current.use_tls)):
+        if current is not None:
+            current.close()
+        _connection = Connection(host, user, password, init_fun=init_fun, use_tls=use_tls)
     return _connection
+
+
+class _DictCursor:
+    """A driver cursor whose rows come as dicts of column name -> value (``query(..., as_dict=True)``)."""
+
+    def __init__(self, cursor):
+        self.cursor = cursor
+        self.names = [d[0] for d in cursor.description or ()]
+
+    def __getattr__(self, name):
+        return getattr(self.cursor, name)
+
+    def fetchone(self):
+        row = self.cursor.fetchone()
+        return None if row is None else dict(zip(self.names, row, strict=True))
+
+    def fetchall(self):
+        return [dict(zip(self.names, row, strict=True)) for row in self.cursor.fetchall()]
+
+    def __iter__(self):
+        return iter(self.fetchall())
 
 
 def _forget_after_fork():

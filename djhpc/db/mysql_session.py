@@ -82,9 +82,13 @@ class MySQLSession:
                 # (escaped by the driver), so this adds no injection surface of our own
                 client_flag=CLIENT.MULTI_STATEMENTS, connect_timeout=self.conn.connect_timeout,
                 init_command=f"SET SESSION time_zone = '+00:00', SESSION sql_mode = '{_SQL_MODE}'",
+                ssl=self.conn.ssl_options,
             )
         except pymysql.err.Error as e:
             code = e.args[0] if e.args else 0
+            if code == 2026:  # PyMySQL: TLS asked for (use_tls) but the server offers none
+                raise ConnectError(f"the database at {u.host}:{u.port} offers no TLS but use_tls asks for it: set "
+                                   "use_tls=False (or database.use_tls) or enable TLS on the server") from e
             if code in (1045, 1698):
                 raise ConnectError(
                     f"the database at {u.host}:{u.port} refused user '{u.user}': check the user name and password"
@@ -95,6 +99,13 @@ class MySQLSession:
         with raw.cursor() as cur:
             cur.execute("SELECT CONNECTION_ID()")
             self.conn.connection_id = cur.fetchone()[0]
+            if self.conn.init_fun:  # DataJoint's init_fun: the caller's SQL, after djhpc's session settings
+                try:
+                    cur.execute(self.conn.init_fun)
+                except pymysql.err.Error as e:
+                    raw.close()
+                    raise ConnectError(f"init_fun failed: {e.args[-1] if e.args else e}: fix the SQL given "
+                                       "as init_fun (or connection.init_function)") from e
         return raw
 
     def forget(self):

@@ -53,6 +53,8 @@ class SQLiteSession:
                 log.warning("SQLite file %s is not in WAL mode (%s): concurrent workers will wait more", path, mode)
             raw.execute("PRAGMA synchronous = NORMAL")
             raw.execute("PRAGMA foreign_keys = ON")
+            if self.conn.init_fun:  # DataJoint's init_fun: the caller's SQL, after djhpc's settings
+                raw.execute(self.conn.init_fun)
         except sqlite3.Error as e:
             raise ConnectError(f"cannot open the SQLite file {path}: {e}") from e
         self.conn.connection_id = os.getpid()
