@@ -597,7 +597,8 @@ def test_blobs_round_trip(schema):
     Store.insert([(100 + i, a, {"arr": a}) for i, a in enumerate(arrays)])
     for i, a in enumerate(arrays):
         value, small = (Store & {"id": 100 + i}).fetch1("value", "small")
-        assert value.dtype == a.dtype and value.shape == a.shape
+        # as DataJoint reads its blob format: a str array comes back as an object array of str
+        assert value.dtype == (object if a.dtype.kind == "U" else a.dtype) and value.shape == a.shape
         np.testing.assert_array_equal(value, a)
         np.testing.assert_array_equal(small["arr"], a)
 

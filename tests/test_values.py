@@ -102,6 +102,8 @@ CASES = {
 
 def same(a, b) -> bool:
     """Equal and of the same type, all the way down (numpy arrays by dtype, shape and contents)."""
+    if isinstance(a, np.generic) and isinstance(b, np.ndarray) and b.ndim == 0:
+        b = b[()]  # a 0-d array comes back as its numpy scalar, as DataJoint reads its blob format
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return (type(a) is type(b) and a.dtype == b.dtype and a.shape == b.shape
                 and np.array_equal(a, b))
