@@ -6,9 +6,11 @@ their tables and binds the classes to its connection. ``schema.jobs`` is its job
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import sys
+import types
 
 from . import history, reservation, values
 from .db.connection import Connection, conn
@@ -23,22 +25,63 @@ from .tables import Lookup, Manual, Part, Table, config
 class Schema:
     """A database (MySQL) or a name prefix (SQLite) holding a pipeline's tables; used as a class decorator."""
 
-    def __init__(self, schema_name: str, context: dict | None = None, *, connection: Connection | None = None,
-                 create_schema=True, create_tables=True):
-        if not isinstance(schema_name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", schema_name):
-            raise UsageError(
-                f"schema name {schema_name!r} is not valid: use letters, digits and underscores (at most 64)"
-            )
-        self.database = schema_name
+    def __init__(self, schema_name: str | None = None, context: dict | None = None, *,
+                 connection: Connection | None = None, create_schema=True, create_tables=True, add_objects=None):
+        """Without a name, as every DataJoint Element starts, the schema is activated later by ``activate``, and
+        the tables decorated before are declared then."""
+        self.database: str | None = None
         self.context = context
-        self.connection = connection or conn()
+        self.connection = connection
+        self.create_schema = create_schema
         self.create_tables = create_tables
+        self.add_objects = add_objects
         self._jobs = None
         self._existing: set[str] | None = None
-        self._activate(create_schema)
+        self._waiting: list = []  # (class, its context's dicts): decorated before activate()
+        if schema_name is not None:
+            self.activate(schema_name)
 
     def __repr__(self):
         return f"Schema({self.database!r})"
+
+    def is_activated(self) -> bool:
+        return self.database is not None
+
+    def activate(self, schema_name: str | None = None, *, connection: Connection | None = None,
+                 create_schema=None, create_tables=None, add_objects=None, linking_module=None):
+        """Bind the schema to database ``schema_name`` (created unless ``create_schema=False``) and declare the
+        tables decorated so far; ``add_objects`` (or ``linking_module``, a module or its name, as the Elements'
+        activate() takes) adds names their ``-> Parent`` lines may use. Activating again with the same name does
+        nothing; without a name it checks that the schema is activated."""
+        if schema_name is None:
+            self._require_activated("activate() without a name")
+            return
+        _check_name(schema_name)
+        if self.database is not None:
+            if schema_name == self.database:
+                return
+            raise UsageError(f"the schema is already activated for '{self.database}': make another dj.Schema() "
+                             f"for '{schema_name}'")
+        if connection is not None:
+            self.connection = connection
+        if self.connection is None:
+            self.connection = conn()
+        self.create_schema = self.create_schema if create_schema is None else create_schema
+        self.create_tables = self.create_tables if create_tables is None else create_tables
+        self.add_objects = {**(self.add_objects or {}), **_objects_of(linking_module), **(add_objects or {})}
+        self.database = schema_name
+        try:
+            self._activate(self.create_schema)
+        except BaseException:
+            self.database = None  # not activated: activate() may be called again
+            raise
+        waiting, self._waiting = self._waiting, []
+        for cls, dicts in waiting:
+            self._declare(cls, {k: v for d in dicts for k, v in d.items()} | self.add_objects)
+
+    def _require_activated(self, what: str):
+        if self.database is None:
+            raise UsageError(f"{what}: the schema is not activated yet; call schema.activate('schema_name') first")
 
     def _activate(self, create_schema):
         c = self.connection
@@ -54,6 +97,7 @@ class Schema:
             c.query(f"CREATE DATABASE IF NOT EXISTS {c.dialect.quote(self.database)} CHARACTER SET utf8mb4")
 
     def list_tables(self) -> list[str]:
+        self._require_activated("list_tables()")
         c = self.connection
         if c.is_sqlite:
             prefix = self.database + "."
@@ -65,18 +109,18 @@ class Schema:
         return sorted(r[0] for r in rows)
 
     def __call__(self, cls, *, context=None):
-        if context is None:
-            frame = inspect.currentframe().f_back
-            context = {**frame.f_globals, **frame.f_locals} if self.context is None else self.context
-        self._declare(cls, context)
+        frame = inspect.currentframe().f_back
+        dicts = [context] if context is not None else [self.context] if self.context is not None else [
+            frame.f_globals, frame.f_locals]
+        if self.database is None:  # declared by activate(), with the names its module has then (DataJoint's way)
+            _check_table_class(cls, None)
+            self._waiting.append((cls, dicts))
+            return cls
+        self._declare(cls, {k: v for d in dicts for k, v in d.items()} | (self.add_objects or {}))
         return cls
 
     def _declare(self, cls, context, master=None, parse_only=False):
-        if not (isinstance(cls, type) and issubclass(cls, Table)) or cls in (Table, Manual, Lookup, Part):
-            raise DefinitionError(f"{getattr(cls, '__name__', cls)} is not a table class: subclass dj.Manual, "
-                                  "dj.Lookup, dj.Imported, dj.Computed or dj.Part")
-        if issubclass(cls, Part) and master is None:
-            raise DefinitionError(f"part table {cls.__name__} must be declared inside its master class")
+        _check_table_class(cls, master)
         cls.database = self.database
         cls._connection = self.connection
         cls._schema = self
@@ -140,12 +184,14 @@ class Schema:
     @property
     def jobs(self):
         """The schema's jobs table (created on first use)."""
+        self._require_activated("schema.jobs")
         if self._jobs is None:
             self._jobs = JobsTable(self.connection, self.database)
         return self._jobs
 
     def drop(self, force=False):
         """Drop every table of the schema (and, on MySQL, the database)."""
+        self._require_activated("schema.drop()")
         if not force and config["safemode"]:
             if not sys.stdin.isatty():
                 raise UsageError("schema.drop() asks for confirmation but stdin is not a terminal: use force=True")
@@ -165,6 +211,35 @@ class Schema:
         self._jobs = None
         reservation.forget_tables(c)  # the jobs and history tables went with the schema: make them again
         history.forget_tables(c)
+
+
+def _check_name(schema_name):
+    if not isinstance(schema_name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", schema_name):
+        raise UsageError(f"schema name {schema_name!r} is not valid: use letters, digits and underscores (at most 64)")
+
+
+def _check_table_class(cls, master):
+    if not (isinstance(cls, type) and issubclass(cls, Table)) or cls in (Table, Manual, Lookup, Part):
+        raise DefinitionError(f"{getattr(cls, '__name__', cls)} is not a table class: subclass dj.Manual, "
+                              "dj.Lookup, dj.Imported, dj.Computed or dj.Part")
+    if issubclass(cls, Part) and master is None:
+        raise DefinitionError(f"part table {cls.__name__} must be declared inside its master class")
+
+
+def _objects_of(linking_module) -> dict:
+    """The names of ``linking_module`` (a module, or its name to import) that table definitions may use."""
+    if linking_module is None:
+        return {}
+    if isinstance(linking_module, str):
+        try:
+            linking_module = importlib.import_module(linking_module)
+        except ImportError as exc:
+            raise UsageError(f"linking_module {linking_module!r} cannot be imported ({exc}): name a module on "
+                             "sys.path, or pass the module itself") from exc
+    if not isinstance(linking_module, types.ModuleType):
+        raise UsageError(f"linking_module must be a module or a module's name, not {type(linking_module).__name__}: "
+                         "pass add_objects= for a dict of names")
+    return dict(vars(linking_module))
 
 
 def _resolver(cls, context, master):
@@ -192,6 +267,6 @@ def _resolver(cls, context, master):
     return resolve
 
 
-def schema(schema_name, context=None, **kwargs) -> Schema:
+def schema(schema_name=None, context=None, **kwargs) -> Schema:
     """DataJoint's older spelling: ``dj.schema("name", locals())``."""
     return Schema(schema_name, context, **kwargs)
