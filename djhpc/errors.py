@@ -74,6 +74,13 @@ class ConnectError(DatabaseError):
     exit_code = 2
 
 
+class UnreachableError(ConnectError):
+    """The database server does not answer (down, restarting, or a wrong host or port): a worker that stays
+    without it exits 69 (EX_UNAVAILABLE), which a scheduler may retry."""
+
+    exit_code = 69
+
+
 class LostConnectionError(DatabaseError):
     """The connection dropped inside a transaction: the transaction is lost and must be retried."""
 

@@ -7,7 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from .errors import DjhpcError, UsageError
+from .errors import DjhpcError, UnreachableError, UsageError
 
 
 def load_target(target: str, *, base: Path | None = None):
@@ -52,7 +52,11 @@ def _import(name: str, base: Path):
             spec = importlib.util.spec_from_file_location(module_name, path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[module_name] = module
-            spec.loader.exec_module(module)
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(module_name, None)  # a failed import is not kept: importing again runs it again
+                raise
             return module
         if str(base) not in sys.path:
             sys.path.insert(0, str(base))
@@ -66,6 +70,14 @@ def _import(name: str, base: Path):
     except Exception as e:
         hint = ""
         if type(e).__module__.split(".")[0] == "pymysql":  # a DataJoint pipeline connects as it is imported
+            if e.args and e.args[0] in UNREACHABLE_CODES:
+                raise UnreachableError(f"target module {name} could not reach its database ({e.args[0]}): check "
+                                       "DJ_HOST and that the server runs") from e
             hint = ": it could not reach its database; check DataJoint's settings (DJ_HOST, DJ_USER, DJ_PASS or " \
                    "the pipeline's dj_local_conf.json / datajoint.json)"
         raise UsageError(f"target module {name} failed while importing: {type(e).__name__}: {e}{hint}") from e
+
+
+# PyMySQL's numbers for a server that does not answer: can't connect, unknown host, gone away, lost
+UNREACHABLE_CODES = (2003, 2005, 2006, 2013)
+

@@ -149,10 +149,18 @@ def test_restrictions_of_djhpc_work_reach_datajoints_key_source(pipeline):
 
 
 def test_a_datajoint_connection_that_cannot_be_made_is_one_line_and_reserves_nothing(pipeline):
+    """A server that does not answer is waited for (issue 15, item 4), then exit 69; a refused password is a
+    usage error at once."""
     pipeline.fill(3)
-    code, err = finish(pipeline.work("Square", DJ_HOST="127.0.0.1:1"))  # nothing listens on port 1
+    code, err = finish(pipeline.work("Square", DJ_HOST="127.0.0.1:1", DJHPC_RECONNECT_SECONDS="2"))  # nothing
+    assert code == 69, err[-2000:]  # listens on port 1
+    lines = [ln for ln in err.splitlines() if ln.startswith("djhpc:")]  # DataJoint says its own things too
+    assert "trying again for up to 2 s" in lines[0] and len(lines) == 2, lines
+    assert lines[-1].startswith("djhpc: error: target module") and "could not reach its database" in lines[-1]
+    assert "Traceback" not in err
+    code, err = finish(pipeline.work("Square", DJ_USER="nobody_here", DJ_PASS="wrong"))
     assert code == 2, err[-2000:]
     last = [ln for ln in err.splitlines() if ln.strip()][-1]
     assert last.startswith("djhpc: error: target module") and "failed while importing" in last, last
-    assert "could not reach its database; check DataJoint's settings" in last
+    assert "check DataJoint's settings" in last and "wrong" not in last
     assert "~djhpc_jobs" not in pipeline.tables()

@@ -339,3 +339,31 @@ def test_a_skewed_clock_on_sqlite_never_takes_a_live_workers_keys(tmp_path, monk
     assert "ahead of this process's" in text or "one of the two clocks is off" in text, text[-3000:]
     connection.close()
     sys.modules.pop("pipeline_counts", None)
+
+
+@pytest.mark.mysql
+def test_a_worker_started_while_the_database_is_down_waits_for_it(private_mariadb, tmp_path, monkeypatch):
+    """Issue 15, item 4: the pipeline connects as it is imported; a task started during a database restart
+    retries that first connection like any other, works once the server is back, and exits 69 (not 2) when
+    it stays away past DJHPC_RECONNECT_SECONDS."""
+    url = f"mysql://root@127.0.0.1:{private_mariadb.port}"
+    connection = dj.conn(url, reset=True)
+    p = load_pipeline(url, "down_at_start", monkeypatch, tmp_path)
+    p.Item.insert([(i, i) for i in range(20)])
+    connection.close()
+    private_mariadb.stop()
+    env = worker_env(url, "down_at_start", DJHPC_TEST_CALLS=tmp_path / "calls.log")
+    gone = start_worker(dict(env, DJHPC_RECONNECT_SECONDS="2"), "Square", tmp_path / "gone.log")
+    waiting = start_worker(dict(env, DJHPC_RECONNECT_SECONDS="300"), "Square", tmp_path / "waiting.log")
+    assert gone.wait(timeout=120) == 69
+    log = (tmp_path / "gone.log").read_text()
+    assert "cannot reach the database at 127.0.0.1:3399" in log and "Traceback" not in log, log
+    assert "usage" not in log.lower()
+    wait_for(lambda: "trying again" in (tmp_path / "waiting.log").read_text(), timeout=120,
+             what="the waiting worker to say it waits")
+    private_mariadb.start()
+    assert waiting.wait(timeout=300) == 0, (tmp_path / "waiting.log").read_text()[-3000:]
+    connection.reconnect()
+    assert len(p.Square()) == 20 and len(calls(tmp_path)) == 20
+    connection.close()
+    sys.modules.pop("pipeline_counts", None)

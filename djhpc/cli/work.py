@@ -55,13 +55,33 @@ def _non_negative(text: str) -> int:
 def run(args) -> int:
     if args.log:
         _check_writable(args.log)  # before the pipeline is imported (which declares its tables)
-    cls = table_class(args.target)
+    cls = _load_waiting_for_the_database(args.target)
     populate = PopulateOptions(reserve_jobs=True, order=args.order, max_calls=args.max_calls, limit=args.limit,
                                suppress_errors=args.suppress_errors, max_attempts=args.retries + 1,
                                retry_delay_seconds=args.retry_delay)
     populate.check()  # a bad value is a usage error before any table is touched
     options = WorkOptions(populate, restrictions=[_and(args.restrict)] if args.restrict else [], log_path=args.log)
     return work(cls, options)
+
+
+def _load_waiting_for_the_database(target):
+    """The target's table class. A pipeline connects as it is imported; a task started while the database
+    restarts waits for it as a lost connection does (DJHPC_RECONNECT_SECONDS), then exits 69, not 2."""
+    from .. import backoff
+    from ..db.connection import reconnect_seconds, say_unreachable, wait_for_server
+    from ..errors import UnreachableError
+
+    limit = reconnect_seconds()
+    wait_for_server(limit)  # djhpc's own connections retry inside; DataJoint's import is tried again here
+    for delay in backoff.delays(first=0.5, cap=5, seconds=limit):
+        try:
+            return table_class(target)
+        except UnreachableError as e:
+            if delay is None:
+                raise
+            say_unreachable(e, limit)
+            backoff.sleep(delay)
+    raise AssertionError("backoff.delays ends with None")
 
 
 def _check_writable(path: str):

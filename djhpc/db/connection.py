@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .. import backoff, settings
 from ..config import DatabaseURL, parse_url, resolve_database_url
-from ..errors import ConfigError, ConnectError, DatabaseError, LostConnectionError
+from ..errors import ConfigError, DatabaseError, LostConnectionError, UnreachableError
 from .dialects import DIALECTS, Dialect
 from .mysql_session import MySQLSession
 from .pending import PendingCommit
@@ -190,6 +190,8 @@ class Connection:
                 self._open()
             elif self._pid is not None:
                 self.reconnect_with_backoff()  # it was lost: the server may be restarting
+            elif _first_connect_seconds > 0:
+                self.reconnect_with_backoff(_first_connect_seconds)  # a worker started while the server restarts
             else:
                 self._open()  # first connection: a wrong URL fails at once
         return self._raw
@@ -224,14 +226,16 @@ class Connection:
 
     def reconnect_with_backoff(self, give_up_after: float | None = None):
         """Reconnect after a drop, waiting longer each time; gives up after ``give_up_after`` seconds."""
-        limit = give_up_after if give_up_after is not None else float(os.environ.get("DJHPC_RECONNECT_SECONDS", 60))
+        limit = give_up_after if give_up_after is not None else reconnect_seconds()
         for delay in backoff.delays(first=0.1, cap=5, seconds=limit):
             try:
                 self._open()
+                _outage.clear()
                 return
-            except ConnectError:
+            except UnreachableError as e:
                 if delay is None:
                     raise
+                say_unreachable(e, limit)
                 backoff.sleep(delay)
 
     # ------------------------------------------------------------------ statements
@@ -405,3 +409,28 @@ def _forget_after_fork():
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+_first_connect_seconds = 0.0
+
+
+def reconnect_seconds() -> float:
+    """How long a lost (or, in a worker, a first) connection is tried again: DJHPC_RECONNECT_SECONDS, 60 s."""
+    return float(os.environ.get("DJHPC_RECONNECT_SECONDS", 60))
+
+
+def wait_for_server(seconds: float) -> None:
+    """Let every first connection of this process try again for ``seconds`` while the server does not answer
+    (a worker started during a database restart); a refused password still fails at once."""
+    global _first_connect_seconds
+    _first_connect_seconds = float(seconds)
+
+
+_outage: set = set()  # not empty while this process has said it waits for the server
+
+
+def say_unreachable(error: Exception, limit: float) -> None:
+    """Say once per outage that the server does not answer and how long it is waited for."""
+    if not _outage:
+        _outage.add(True)
+        log.warning("%s; trying again for up to %.0f s (DJHPC_RECONNECT_SECONDS)", error, limit)

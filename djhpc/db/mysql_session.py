@@ -20,7 +20,7 @@ from pathlib import Path
 import pymysql
 from pymysql.constants import CLIENT
 
-from ..errors import ConnectError, DatabaseError, LostConnectionError
+from ..errors import ConnectError, DatabaseError, LostConnectionError, UnreachableError
 from . import wire
 from .pending import DeferredCursor, PendingCommit
 
@@ -93,7 +93,7 @@ class MySQLSession:
                 raise ConnectError(
                     f"the database at {u.host}:{u.port} refused user '{u.user}': check the user name and password"
                 ) from e
-            raise ConnectError(
+            raise UnreachableError(
                 f"cannot reach the database at {u.host}:{u.port}: check the host and port, and that the server runs"
             ) from e
         with raw.cursor() as cur:
