@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -58,6 +59,13 @@ _EXIT_REASONS = {
     "TERM_ORPHAN_SYSTEM": TaskState.CANCELLED,  # a job it depended on failed
 }  # fmt: skip
 
+# the words of those reasons, for an exit_reason printed without its TERM_ name
+_EXIT_PHRASES = (
+    ("killed by owner", TaskState.CANCELLED), ("killed by lsf administrator", TaskState.CANCELLED),
+    ("run time limit", TaskState.TIMEOUT), ("memory limit", TaskState.OUT_OF_MEMORY),
+    ("preempted", TaskState.PREEMPTED),
+)  # fmt: skip
+
 # bsub -w conditions for djhpc's --after-type
 _DEPENDENCY = {"afterok": "done", "afterany": "ended", "afternotok": "exit", "after": "started"}
 
@@ -78,6 +86,9 @@ def lsf_state(stat: str, exit_reason: str = "") -> TaskState:
     reason = re.search(r"TERM_[A-Z_]+", exit_reason.upper())
     if reason and reason.group(0) in _EXIT_REASONS:
         return _EXIT_REASONS[reason.group(0)]
+    for phrase, state in _EXIT_PHRASES:  # the reason's words without the TERM_ name
+        if phrase in exit_reason.lower():
+            return state
     return TaskState.FAILED
 
 
@@ -125,7 +136,7 @@ def _unfold_bhist(text: str) -> str:
     """bhist -l folds long lines at 80 columns, continuing them after 21 blanks: join them again."""
     out: list[str] = []
     for line in text.splitlines():
-        if out and re.match(r" {21}\S", line):
+        if out and line.startswith(" " * 21):
             out[-1] += line[21:]
         else:
             out.append(line)
@@ -156,8 +167,8 @@ def parse_bhist_long(text: str) -> dict[str, TaskState]:
             for pattern, found in _BHIST_EVENTS:
                 if pattern.search(line):
                     state = found
-        if state is TaskState.FAILED:
-            reasons = [r for r in re.findall(r"TERM_[A-Z_]+", block) if r in _EXIT_REASONS]
+        if state is TaskState.FAILED:  # "Completed <exit>; TERM_RUNLIMIT: job killed after ...
+            reasons = [r for r in re.findall(r"\b(TERM_[A-Z_]+):", block) if r in _EXIT_REASONS]
             if reasons:
                 state = _EXIT_REASONS[reasons[-1]]
         states[task_key(job, task)] = state
@@ -267,13 +278,14 @@ class LsfScheduler(Scheduler):
             raise SchedulerError("bsub did not answer within 120 s: the scheduler may be busy, try again") from exc
         except OSError as exc:
             raise SchedulerError(f"bsub could not run ({exc.strerror}): {_HINT}") from exc
-        done = subprocess.CompletedProcess(
-            [*argv, "<", str(path)], proc.returncode,
-            proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"),
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise command_failed(done.args, done, "fix the profile (queue, project, time, mem) or the limits")
-        return parse_bsub_output(done.stdout)
+        stdout, stderr = proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+        if proc.returncode != 0:
+            said = one_line(stderr or stdout or "no output")
+            raise SchedulerError(
+                f"bsub < {shlex.quote(str(path))} failed (exit {proc.returncode}): {said}: "
+                "fix the profile (queue, project, time, mem) or the limits"
+            )
+        return parse_bsub_output(stdout)
 
     def task_states(self, job_ids: Sequence[str]) -> dict[str, TaskState]:
         ids = sorted({split_job_id(str(j).split("_")[0])[0] for j in job_ids})
