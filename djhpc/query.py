@@ -149,19 +149,33 @@ def _cond_sql(query, restriction, negate):
     return query._wrap_neg((text, restriction.params, target), negate)
 
 
+def _has_text(restriction) -> bool:
+    """Whether a restriction holds an SQL string anywhere: its bare names need a query whose names are flat."""
+    if isinstance(restriction, (str, SQL)):
+        return True
+    if isinstance(restriction, Not):
+        return _has_text(restriction.restriction)
+    if isinstance(restriction, (list, tuple, set)):
+        return any(_has_text(r) for r in restriction)
+    return False
+
+
+def _flat_target(query, restriction):
+    """The query the parts of a list are written against: wrapped once, up front, when an SQL string among them
+    needs flat names, so that every part names the same columns (and a NOT covers all of them)."""
+    return query if query._flat_names or not _has_text(restriction) else query.as_subquery()
+
+
 def _cond_and(query, restriction, negate):
-    target, parts = query, []
+    target, parts = _flat_target(query, restriction), []
     for r in restriction:
         c = target._condition(r)
         if c is None:
             continue
-        if c[2] is not target:
-            target = c[2].restrict_sql_list(parts)
-            parts = []
-        parts.append(c[:2])
-    if not parts and target is query:
+        parts.append(c[:2])  # a flat target stays the target of every part
+    if not parts:
         return ("0=1", (), query) if negate else None
-    sql = " AND ".join(f"({s})" for s, _ in parts) or "1=1"
+    sql = " AND ".join(f"({s})" for s, _ in parts)
     return query._wrap_neg((sql, tuple(p for _, ps in parts for p in ps), target), negate)
 
 
@@ -169,16 +183,12 @@ def _cond_or(query, restriction, negate):
     items = list(restriction)
     if not items:
         return None if negate else ("0=1", (), query)
-    target = query
-    if any(isinstance(r, str) for r in items) and not query._flat_names:
-        target = query.as_subquery()
+    target = _flat_target(query, items)
     parts = []
     for r in items:
         c = target._condition(r)
         if c is None:
             return ("0=1", (), target) if negate else None
-        if c[2] is not target:
-            raise QueryError("an OR-list of restrictions cannot mix SQL strings with renamed attributes")
         parts.append(c[:2])
     sql = " OR ".join(f"({s})" for s, _ in parts)
     return query._wrap_neg((sql, tuple(p for _, ps in parts for p in ps), target), negate)
@@ -220,6 +230,10 @@ def _condition_kind(restriction):
 
 class Query:
     """A lazy query over one connection."""
+
+    # an SQL-string condition in its WHERE names columns bare: joined as it is, a name both operands have would be
+    # ambiguous, so join() wraps such an operand as a subquery first
+    _bare_where = False
 
     def __init__(self, connection, heading: Heading, from_sql: str, from_params: tuple, columns: dict,
                  where=(), aliases=frozenset(), flat_names=False):
@@ -304,6 +318,8 @@ class Query:
         sql, params, query = cond
         q = query._copy()
         q._where.append((sql, tuple(params)))
+        if _has_text(restriction):
+            q._bare_where = True
         return q
 
     def _condition(self, restriction, negate=False):
@@ -312,12 +328,6 @@ class Query:
             restriction = restriction()
         kind = _CONDITIONS.get(type(restriction)) or _condition_kind(restriction)
         return kind(self, restriction, negate)
-
-    def restrict_sql_list(self, parts):
-        q = self._copy()
-        for s, p in parts:
-            q._where.append((s, tuple(p)))
-        return q
 
     @staticmethod
     def _wrap_neg(cond, negate):
@@ -364,8 +374,8 @@ class Query:
             other = other()
         if not isinstance(other, Query):
             raise QueryError(f"cannot join with {type(other).__name__}: join two tables or queries")
-        left = self
-        if other._aliases & left._aliases:
+        left = self.as_subquery() if self._bare_where else self
+        if other._aliases & left._aliases or other._bare_where:
             other = other.as_subquery()
         common = [n for n in left._heading.names if n in other._heading]
         on = " AND ".join(f"{left._columns[n]} = {other._columns[n]}" for n in common) or "1=1"
@@ -428,6 +438,7 @@ class Query:
         attrs.sort(key=lambda a: not a.in_key)
         q = Query(self._connection, Heading(attrs), base._from, base._from_params, cols, base._where,
                   base._aliases, flat_names=base._flat_names and not renames)
+        q._bare_where = base._bare_where
         # a computed attribute is SQL over bare column names: joined or nested, those names would be ambiguous
         # or bind to the other operand's columns, so the result is wrapped and its columns become plain
         return q.as_subquery() if any(a.category == "expression" for a in attrs) else q

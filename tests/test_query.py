@@ -377,12 +377,7 @@ def test_key_range_pages_by_key(filled):
     assert key_set(filled.Subject().key_range(["subject_id"], before={"subject_id": 3})) == [(1,), (2,)]
 
 
-# ------------------------------------------------------------------ known bugs (query.py is not changed here)
-@pytest.mark.xfail(strict=True, raises=dj.DatabaseError, reason=(
-    "query.py join(): an operand restricted by an SQL string keeps that string's bare column names (a table is "
-    "flat_names), and join() copies the left operand's WHERE into the joined query and the right operand's WHERE "
-    "into its ON clause unchanged; a column both tables have (here session) is then ambiguous: SQLite 'ambiguous "
-    "column name: session', MariaDB error 1052. Restricting after the join works (it wraps a subquery)."))
+# ------------------------------------------------------------------ SQL strings with joins and lists (were xfails)
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_join_after_a_string_restriction_on_a_shared_attribute(filled, side):
     first_sessions = filled.Session & "session = 1"
@@ -390,11 +385,6 @@ def test_join_after_a_string_restriction_on_a_shared_attribute(filled, side):
     assert key_set(joined) == [(1, 1), (2, 1)]
 
 
-@pytest.mark.xfail(strict=True, raises=dj.QueryError, reason=(
-    "query.py _cond_and: on a query whose names are not flat (a join, a renamed proj), an SQL string in an AndList "
-    "switches the target to query.as_subquery(), and the conditions collected before it are put on that subquery "
-    "by restrict_sql_list() still naming the old aliases' columns: 'no such column: _tN.rig' (MariaDB: Unknown "
-    "column). With the string first the same AndList works."))
 @pytest.mark.parametrize("operand", ["join", "renamed"])
 def test_andlist_with_a_condition_before_an_sql_string(filled, operand):
     if operand == "join":
@@ -404,10 +394,17 @@ def test_andlist_with_a_condition_before_an_sql_string(filled, operand):
     assert key_set(query & dj.AndList(conditions)) == expected
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "query.py _cond_and: when an SQL string switches the target to a subquery, the conditions before it are "
-    "applied to that subquery as plain restrictions, outside the NOT that - or dj.Not puts around the AndList: "
-    "(Subject * Session) - AndList([False, 'weight IS NULL']) gives no row where NOT (FALSE AND ...) holds for all 4."))
+def test_sql_strings_nested_in_lists_on_joins(filled):
+    joined = filled.Subject * filled.Session
+    assert key_set(joined & dj.AndList([{"rig": "A"}, ["weight IS NULL", {"subject_id": 1}]])) == [(1, 1), (2, 1)]
+    assert key_set(joined & [{"rig": "C"}, dj.AndList([{"rig": "A"}, "weight > 20"])]) == [(1, 1), (3, 1)]
+    assert key_set(joined & [{"rig": "C"}, dj.SQL("rig = %s", ("B",))]) == [(1, 2), (3, 1)]
+    # an operand restricted by a string, projected or joined again, still joins by its key
+    first = (filled.Session & "session = 1").proj()
+    assert key_set(first * filled.Analysis * filled.Subject) == [(1, 1), (2, 1)]
+    assert key_set(filled.Analysis * (filled.Subject & "subject_id < 3") & "session = 2") == [(1, 2)]
+
+
 @pytest.mark.parametrize("negation", ["minus", "not"])
 def test_negated_andlist_with_a_condition_before_an_sql_string(filled, negation):
     joined, conditions = filled.Subject * filled.Session, dj.AndList([False, "weight IS NULL"])
