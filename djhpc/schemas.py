@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import re
 import sys
 import types
@@ -20,6 +21,8 @@ from .errors import DataError, DefinitionError, UsageError
 from .jobs import JobsTable
 from .query import Query
 from .tables import Lookup, Manual, Part, Table, config
+
+log = logging.getLogger(__name__)
 
 
 class Schema:
@@ -146,7 +149,7 @@ class Schema:
         for part in parts:
             self._declare(part, context, master=cls)
         if issubclass(cls, Lookup) and cls.contents:
-            cls().insert(list(cls.contents), skip_duplicates=True)
+            _fill_lookup(cls, spec)
 
     def _parse(self, cls, context, master):
         """The parsed definition of ``cls``, its ``-> Parent`` references looked up in ``context``, where, as in
@@ -211,6 +214,16 @@ class Schema:
         self._jobs = None
         reservation.forget_tables(c)  # the jobs and history tables went with the schema: make them again
         history.forget_tables(c)
+
+
+def _fill_lookup(cls, spec):
+    """Insert a Lookup's contents, skipping rows it has. With an auto_increment key, as DataJoint: never (rows
+    without the key would be added again at every import); a warning says so when contents has more rows."""
+    if not any(a.auto_increment for a in spec.attributes):
+        cls().insert(list(cls.contents), skip_duplicates=True)
+    elif len(list(cls.contents)) > len(cls()):
+        log.warning("%s: contents has rows the table lacks, but are not inserted: the table has an auto_increment "
+                    "key; insert them yourself", cls.__name__)
 
 
 def _check_name(schema_name):

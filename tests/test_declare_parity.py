@@ -74,6 +74,22 @@ def test_auto_increment_first_of_a_composite_key_on_mysql(schema, db):
     assert Event.fetch("event_id", order_by="event_id") == [1, 2]
 
 
+def test_a_lookup_with_an_auto_increment_key_does_not_insert_its_contents(schema, caplog):
+    """DataJoint 0.14.10 warns and inserts nothing: rows without the key would be added at every import."""
+
+    @schema
+    class Label(dj.Lookup):
+        definition = """
+        label_id : int auto_increment
+        ---
+        label : varchar(8)
+        """
+        contents = [{"label": "a"}, {"label": "b"}]
+
+    assert len(Label()) == 0
+    assert "contents has rows the table lacks, but are not inserted" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("definition", "message"),
     [
