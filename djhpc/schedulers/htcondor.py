@@ -62,6 +62,7 @@ _RESERVED_COMMANDS = {
     "djhpc_task",
     "should_transfer_files",
     "transfer_executable",
+    "include",
 }
 _MAIL = {"ALL": "Always", "END": "Complete", "FAIL": "Error", "NONE": "Never"}
 
@@ -214,18 +215,17 @@ class HTCondorScheduler(Scheduler):
         for line in context["extra_directives"]:
             if line.lstrip().startswith("#"):
                 continue
-            m = re.fullmatch(r"\s*(\+?[A-Za-z_][\w.]*)\s*=.*", line)
-            if not m:
-                context["notes"].append(
-                    f"extra directive {line.strip()!r} is not an HTCondor submit command (NAME = VALUE): left out"
-                )
-                continue
-            command = m.group(1).lower()
+            command = re.split(r"[\s=:]", line.strip(), maxsplit=1)[0].lower()
             if command in _RESERVED_COMMANDS:
                 raise UsageError(
                     f"extra directive {line.strip()!r} sets {command}, which djhpc writes itself "
                     "(getenv would hand the job this shell's whole environment): remove it"
                 )
+            if not re.fullmatch(r"\s*\+?[A-Za-z_][\w.]*\s*=.*", line):
+                context["notes"].append(
+                    f"extra directive {line.strip()!r} is not an HTCondor submit command (NAME = VALUE): left out"
+                )
+                continue
             lines.append(line.strip())
         return lines
 
