@@ -128,7 +128,9 @@ class Connection:
 
     # ------------------------------------------------------------------ lifecycle
     def __repr__(self):
-        return f"Connection({self.url.redacted!r})"
+        # "connected" as DataJoint's repr says it, from what this process holds: a repr sends nothing
+        state = "connected" if self._raw is not None and self._pid == os.getpid() else "disconnected"
+        return f"Connection({self.url.redacted!r}, {state})"
 
     @property
     def conn_info(self) -> dict:
@@ -160,6 +162,9 @@ class Connection:
         if self._raw is None or self._pid != os.getpid():
             raise LostConnectionError("not connected to the database")
         try:
+            settle = getattr(self.session, "settle", None)
+            if settle is not None:
+                settle()  # a commit's reply still unread comes first: a ping must not overtake it
             ping = getattr(self._raw, "ping", None)
             ping(reconnect=False) if ping else self._raw.execute("SELECT 1")
         except Exception as e:

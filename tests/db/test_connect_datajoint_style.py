@@ -74,8 +74,9 @@ def test_connection_with_host_port_forms(account, clean_config):
         dj.Connection("127.0.0.1:3306", user, password, port=1),
     ):  # a port in the host wins, as in DataJoint
         assert c.is_connected and connected_as(c) == user
+        assert "connected" in repr(c) and "disconnected" not in repr(c)  # what DataJoint's suite asks of repr
         c.close()
-        assert not c.is_connected
+        assert not c.is_connected and "disconnected" in repr(c)
 
 
 @pytest.mark.mysql
