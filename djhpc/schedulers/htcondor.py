@@ -279,6 +279,17 @@ class HTCondorScheduler(Scheduler):
         """condor_rm of whole clusters: SIGTERM (kill_sig) to running jobs, SIGKILL after the vacate time."""
         return ["condor_rm", *sorted({cluster_id(j) for j in job_ids}, key=int)]
 
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        """condor_rm; a cluster that has left the queue already is not an error (condor_rm says so, exit 1)."""
+        if not job_ids:
+            return
+        argv = self.cancel_argv(job_ids)
+        proc = run_command(argv, hint=_HINT)
+        said = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+        gone = ("Couldn't find/remove all jobs in cluster", "have been marked for removal", "already marked")
+        if proc.returncode != 0 and not all(any(g in line for g in gone) for line in said):
+            raise command_failed(argv, proc, "check the cluster ids with djhpc status")
+
     def site_limits(self) -> SiteLimits:
         try:
             per_submission = _config_int("MAX_JOBS_PER_SUBMISSION")

@@ -319,6 +319,17 @@ class LsfScheduler(Scheduler):
         """bkill: SIGINT, SIGTERM 10 s later, SIGKILL 10 s after that; a pending element is just removed."""
         return ["bkill", *(split_job_id(str(j).split("_")[0])[0] for j in job_ids)]
 
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        """bkill; an array that has finished already is not an error (bkill says so and exits 255)."""
+        if not job_ids:
+            return
+        argv = self.cancel_argv(job_ids)
+        proc = run_command(argv, hint=_HINT)
+        said = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+        gone = ("Job has already finished", "No matching job found", "is being terminated", "is being signaled")
+        if proc.returncode != 0 and not all(any(g in line for g in gone) for line in said):
+            raise command_failed(argv, proc, "check the job ids with djhpc status")
+
     def site_limits(self) -> SiteLimits:
         try:
             proc = run_command(["bparams", "-a"], hint=_HINT, timeout=20)

@@ -28,7 +28,7 @@ from support.scripts import FULL_ARGS, FULL_ENV, FULL_SETTINGS, FULL_TARGET, bas
 import djhpc as dj
 from djhpc.errors import SchedulerError, UsageError
 from djhpc.profile import Profile
-from djhpc.schedulers import Scheduler, SiteLimits, TaskState, get_scheduler
+from djhpc.schedulers import SiteLimits, TaskState, get_scheduler
 from djhpc.schedulers.htcondor import (
     ATTRIBUTES,
     cluster_id,
@@ -514,8 +514,10 @@ def test_condor_q_failing_is_quoted(fakes, monkeypatch):
 def test_cancel_is_condor_rm_of_the_clusters(fakes, monkeypatch):
     condor = get_scheduler("condor")
     assert condor.cancel_argv(["4244", "4243_2", "4243"]) == ["condor_rm", "4243", "4244"]
-    if "cancel" in vars(Scheduler):  # djhpc cancel's runner (base.py), where it exists
-        monkeypatch.setenv("PATH", f"{fakes}{os.pathsep}{os.environ['PATH']}")
-        fake_command(fakes, "condor_rm", "All jobs in cluster 4243 have been marked for removal\n")
+    monkeypatch.setenv("PATH", f"{fakes}{os.pathsep}{os.environ['PATH']}")
+    fake_command(fakes, "condor_rm", (RECORDED / "condor_rm.txt").read_text(), code=1)  # 4240 had left the queue
+    condor.cancel(["4243", "4240"])
+    assert [c["argv"] for c in calls(fakes, "condor_rm")] == [["4240", "4243"]]
+    fake_command(fakes, "condor_rm", "", code=1, stderr="ERROR: Can't find address of local schedd\n")
+    with pytest.raises(SchedulerError, match="condor_rm 4243 failed .*Can't find address of local schedd"):
         condor.cancel(["4243"])
-        assert [c["argv"] for c in calls(fakes, "condor_rm")] == [["4243"]]

@@ -25,7 +25,7 @@ from support.scripts import bash_syntax_ok, directive_args, write_executable
 
 import djhpc as dj
 from djhpc.errors import SchedulerError
-from djhpc.schedulers import Scheduler, SiteLimits, TaskState, get_scheduler, taskenv
+from djhpc.schedulers import SiteLimits, TaskState, get_scheduler, taskenv
 from djhpc.schedulers.lsf import (
     BJOBS_FIELDS,
     lsf_state,
@@ -477,11 +477,13 @@ def test_bjobs_failing_is_quoted(fakes, monkeypatch):
 def test_cancel_is_bkill_of_the_arrays(fakes, monkeypatch):
     lsf = get_scheduler("lsf")
     assert lsf.cancel_argv(["4242", "4250_2", "4251[3]"]) == ["bkill", "4242", "4250", "4251"]
-    if "cancel" in vars(Scheduler):  # djhpc cancel's runner (base.py), where it exists
-        monkeypatch.setenv("PATH", f"{fakes}{os.pathsep}{os.environ['PATH']}")
-        fake_command(fakes, "bkill", "Job <4242> is being terminated\n")
+    monkeypatch.setenv("PATH", f"{fakes}{os.pathsep}{os.environ['PATH']}")
+    fake_command(fakes, "bkill", (RECORDED / "bkill.txt").read_text(), code=255)  # 4240 had finished
+    lsf.cancel(["4242", "4240_1"])
+    assert [c["argv"] for c in calls(fakes, "bkill")] == [["4242", "4240"]]
+    fake_command(fakes, "bkill", "", code=255, stderr="Job <4242>: User permission denied\n")
+    with pytest.raises(SchedulerError, match="bkill 4242 failed .*User permission denied"):
         lsf.cancel(["4242"])
-        assert [c["argv"] for c in calls(fakes, "bkill")] == [["4242"]]
 
 
 def test_task_environment_of_an_lsf_element():
