@@ -531,10 +531,21 @@ def _read_array(r: _Reader, depth: int):
     r.need(nbytes * (2 if is_complex else 1), f"an array of {n} {dtype} values")
     data = _read_numbers(r, dtype, n)
     if is_complex:
-        data = data + 1j * _read_numbers(r, dtype, n)  # the complex type numpy gives, as DataJoint's
+        data = _complex(data, _read_numbers(r, dtype, n))
     if not shape:
         return data.reshape(())[()]  # a 0-d array is read back as its numpy scalar, as DataJoint does
     return data.reshape(shape, order="F")
+
+
+def _complex(real, imag):
+    """The complex array DataJoint makes of these parts (complex64 from single, else complex128), but built by
+    assignment: DataJoint's ``real + 1j * imag`` turns an infinite imaginary part into a NaN real part."""
+    if real.dtype.kind == "M":
+        raise _fail("corrupt blob: a complex datetime64 array")
+    out = np.empty(real.shape, np.complex64 if real.dtype == np.float32 else np.complex128)
+    out.real = real
+    out.imag = imag
+    return out
 
 
 def _read_numbers(r: _Reader, dtype, n: int):
@@ -562,6 +573,8 @@ def _read_recarray(r: _Reader, depth: int):
         raise _fail(f"corrupt blob: a record array of {count} fields cannot fit in the {r.end - r.pos} bytes left")
     names = [r.name() for _ in range(count)]
     fields = [_read_value(r, depth + 1) for _ in range(count)]
+    if not all(isinstance(f, (np.ndarray, np.generic)) for f in fields):
+        raise _fail("corrupt blob: a record array's field is not an array")
     rec = np.empty(np.shape(fields[0]), np.dtype([(name, f.dtype) for name, f in zip(names, fields, strict=True)]))
     for name, field in zip(names, fields, strict=True):
         rec[name] = field
