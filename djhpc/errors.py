@@ -89,6 +89,10 @@ class TransientError(DatabaseError):
     """Deadlock, lock-wait timeout or busy database: the whole transaction may be retried."""
 
 
+class DiskFullError(TransientError):
+    """The disk holding the database file is full (SQLite): waited for, within DJHPC_RECONNECT_SECONDS."""
+
+
 class FenceError(DatabaseError):
     """A statement that had to change exactly one row did not: the transaction was rolled back."""
 

@@ -22,7 +22,15 @@ from typing import Any
 
 from . import backoff, blob, signals
 from .batching import MAX_BATCH, BatchPolicy
-from .errors import KeyMadeElsewhere, LostConnectionError, ReservationLostError, TransientError, UsageError
+from .db.connection import reconnect_seconds
+from .errors import (
+    DiskFullError,
+    KeyMadeElsewhere,
+    LostConnectionError,
+    ReservationLostError,
+    TransientError,
+    UsageError,
+)
 from .history import History, usage_snapshot
 from .history import enabled as history_enabled
 from .inflight import InFlight, InFlightTracker, Verdict
@@ -231,14 +239,16 @@ class _Runner:
 
     def _take_more(self, walker: KeyWalker, names):
         """Reserve the next batch, retrying deadlocks and dropped connections with back-off."""
-        for attempt, delay in enumerate(backoff.delays(first=0.05, cap=5, attempts=TRANSIENT_RETRIES + 1)):
+        since, attempt = time.monotonic(), 0
+        while True:
             try:
                 return self._reserve_batch(walker, names)
             except (TransientError, LostConnectionError) as e:
-                if attempt == TRANSIENT_RETRIES:
+                if _gives_up(e, attempt, since):
                     raise
                 log.warning("%s; reserving again", e)
-                backoff.sleep(delay)
+                backoff.sleep(backoff.delay(attempt, first=0.05, cap=5))
+                attempt += 1
                 if isinstance(e, LostConnectionError):
                     self._release_orphans()  # the lost reply may have been a reservation that committed
 
@@ -355,7 +365,9 @@ class _Runner:
     def _make_one(self, key: dict, claim: Claim | None):
         started = time.time()
         self._report(key, started, "start", "", ended=None)
-        for attempt in range(TRANSIENT_RETRIES + 1):
+        since, attempt = time.monotonic(), -1
+        while True:
+            attempt += 1
             try:
                 self.result.make_calls += 1
                 if self._make_in_transaction(key, claim, started):
@@ -371,7 +383,7 @@ class _Runner:
                     self._give_back(key, claim, started, e, outcome="lost")
                 return
             except (TransientError, LostConnectionError) as e:
-                if attempt == TRANSIENT_RETRIES:
+                if _gives_up(e, attempt, since):
                     self._failed(key, claim, e, started)
                     return
                 log.warning("%s; retrying %s", e, key)
@@ -528,6 +540,14 @@ class _Runner:
         if self.o.walltime:
             self.o.walltime.observe(time.time() - started)
         return True
+
+
+def _gives_up(error: Exception, attempt: int, since: float) -> bool:
+    """Whether a transient failure ends the retrying: after TRANSIENT_RETRIES tries; a full disk (SQLite) is
+    waited for as long as a server that went away (DJHPC_RECONNECT_SECONDS)."""
+    if isinstance(error, DiskFullError):
+        return time.monotonic() - since > reconnect_seconds()
+    return attempt >= TRANSIENT_RETRIES
 
 
 def _current_worker(conn) -> Worker:

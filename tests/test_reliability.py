@@ -367,3 +367,65 @@ def test_a_worker_started_while_the_database_is_down_waits_for_it(private_mariad
     assert len(p.Square()) == 20 and len(calls(tmp_path)) == 20
     connection.close()
     sys.modules.pop("pipeline_counts", None)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MiB tmpfs of its own, unmounted afterwards: an SQLite file whose disk can be filled."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        unavailable("mounting a tmpfs needs root")
+    folder = tmp_path / "small"
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(folder)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        unavailable(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _fill(folder: Path) -> Path:
+    """Write a file until the disk is full; returns it (delete it to free the space)."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+@pytest.mark.slow
+def test_a_full_disk_under_sqlite_is_waited_for(small_disk, tmp_path, monkeypatch):
+    """Issue 15, item 5: the SQLite file's disk full for a while: every worker waits (says so), goes on once
+    space is back, and ends 0 with every key made once and no reservation left."""
+    url = f"sqlite:///{small_disk / 'full.db'}"
+    connection = dj.conn(url, reset=True)
+    p = load_pipeline(url, "full_test", monkeypatch, tmp_path)
+    p.Item.insert([(i, i) for i in range(300)])
+    env = worker_env(url, "full_test", DJHPC_TEST_CALLS=tmp_path / "calls.log", DJHPC_TEST_SLEEP=0.01,
+                     DJHPC_RECONNECT_SECONDS=120)
+    logs = [tmp_path / f"w{i}.log" for i in range(4)]
+    workers = [start_worker(env, "Square", logs[i]) for i in range(4)]
+    wait_for(lambda: len(calls(tmp_path)) > 20, timeout=120, what="work to be under way")
+    filler = _fill(small_disk)
+    try:
+        wait_for(lambda: any("is full" in f.read_text() for f in logs), timeout=120,
+                 what="a worker to find the disk full")
+        time.sleep(1)  # the disk stays full a while: every worker runs into it
+    finally:
+        filler.unlink()
+    for i, w in enumerate(workers):
+        assert w.wait(timeout=300) == 0, logs[i].read_text()[-3000:]
+    made = calls(tmp_path)
+    assert len(p.Square()) == 300 and len(p.schema.jobs) == 0, p.schema.jobs.fetch()
+    assert len(made) == 300 and len(p.Square.Note()) == 300
+    # only the key a worker had in hand when the disk filled ran again (as often as its commit failed)
+    assert len([k for k, n in made.items() if n > 1]) <= len(workers), made.most_common(8)
+    connection.close()
+    sys.modules.pop("pipeline_counts", None)
