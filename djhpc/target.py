@@ -114,7 +114,7 @@ class TableTarget:
         cls = self.cls
         if self.kind == "tripartite":
             again = cls.make_fetch(self.table, dict(key))
-            if blob.pack(_as_list(again)) != blob.pack(_as_list(fetched)):
+            if blob.pack(_as_list(again), compress=False) != blob.pack(_as_list(fetched), compress=False):
                 raise DataError("make_fetch returned other data inside the transaction: the inputs changed "
                                 "while make_compute ran; populate again")
             cls.make_insert(self.table, dict(key), *_as_tuple(computed))
