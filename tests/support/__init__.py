@@ -10,4 +10,5 @@ test module or from a conftest.py; fixtures come only from the conftest.py files
 - ``support.jobstate``: a jobs table in every status, and the CLI run in this process
 - ``support.reservations``: Reservations driven step by step
 - ``support.queries``: query results in a form that compares easily (key_set)
+- ``support.blobcheck``: blob values described exactly (JSON), in this interpreter and in DataJoint's
 """
