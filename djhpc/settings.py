@@ -20,6 +20,11 @@ else the SQLite file ``djhpc.db``. Settings made for this project beat the user'
 defaults choose nothing, so a project with no settings at all still runs on SQLite. Unlike DataJoint, a missing
 user or password is never asked for at a prompt (a batch worker has no terminal): user ``root``, no password.
 
+What djhpc acts on: database.* (the server; ``database.reconnect``, ``database.use_tls``),
+``connection.init_function``, ``safemode`` (delete, drop), ``loglevel`` (the ``djhpc`` logger, once set). The
+other keys (display.*, fetch_format, stores, cache, query_cache, enable_python_native_blobs, database.prefix, ...)
+are DataJoint's, checked and kept for code that reads them; djhpc's own behaviour does not follow them yet.
+
 Keys are checked when set: a known key takes values of its type only, and a key that is not DataJoint's but
 looks like a misspelling of one (``database.hots``, ``safe_mode``) is refused, naming the right one. Other new
 keys are kept as the caller's own, as DataJoint 0.14 keeps them. ``repr`` and ``str`` never show a password or

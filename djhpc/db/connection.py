@@ -149,6 +149,12 @@ class Connection:
         return self.use_tls or None
 
     @property
+    def reconnects(self) -> bool:
+        """dj.config's ``database.reconnect``: whether a statement outside a transaction that finds the
+        connection lost reconnects and runs again (True), or raises LostConnectionError (False, as DataJoint)."""
+        return bool(settings.config["database.reconnect"])
+
+    @property
     def is_connected(self) -> bool:
         """Whether the connection is open and answers (DataJoint's ``conn.is_connected``); opens nothing."""
         try:

@@ -155,7 +155,7 @@ class MySQLSession:
                 lost = LostConnectionError(f"lost the connection to the database server ({e})")
                 lost.__cause__ = e
             conn._raw = None
-            if conn._depth or attempt:
+            if conn._depth or attempt or not conn.reconnects:
                 conn._depth = 0
                 raise lost
             log.warning("lost the database connection; reconnecting")

@@ -154,6 +154,19 @@ def test_use_tls(account, clean_config):
 
 
 @pytest.mark.mysql
+def test_database_reconnect_setting(account, clean_config):
+    user, password = account
+    c = dj.Connection("127.0.0.1", user, password)
+    root_query(f"KILL CONNECTION {int(c.connection_id)}")
+    assert c.query("SELECT 1").fetchone()[0] == 1  # reconnected and ran again: database.reconnect is True
+    with dj.config(database__reconnect=False):
+        root_query(f"KILL CONNECTION {int(c.connection_id)}")
+        with pytest.raises(dj.LostConnectionError):
+            c.query("SELECT 1")
+    assert c.query("SELECT 1").fetchone()[0] == 1
+
+
+@pytest.mark.mysql
 @pytest.mark.parametrize(
     "host, fragment",
     [
