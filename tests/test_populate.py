@@ -266,14 +266,27 @@ def test_progress_counts_without_fetching_keys(pipeline, db):
 
 @pytest.mark.slow
 def test_long_makes_run_in_parallel_on_sqlite(backend, schema_name, tmp_path, monkeypatch, db):
-    """4 workers with 1-second makes finish in well under half the serial time: nobody holds the lock."""
+    """Nobody holds the file's write lock while make() computes: with one worker's make held open (its insert
+    made, no commit yet), others reserve, make and commit every key of another table meanwhile."""
+    import signal
+
     p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
     p.Item.insert([(i, i) for i in range(8)])
-    t0 = time.monotonic()
-    wait_all(start_workers(4, backend, schema_name, tmp_path, DJHPC_TEST_SLEEP=1))
-    elapsed = time.monotonic() - t0
+    marker = tmp_path / "marker"
+    (holder,) = start_workers(1, backend, schema_name, tmp_path, table="Held", extra=", limit=1",
+                              DJHPC_TEST_MARKER=marker, DJHPC_TEST_HOLD=600)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert holder.poll() is None and time.monotonic() < deadline, "the held make never started"
+            time.sleep(0.05)
+        wait_all(start_workers(3, backend, schema_name, tmp_path, DJHPC_TEST_SLEEP=0.2), timeout=300)
+        assert holder.poll() is None, "the held make ended before the others ran: nothing was shown"
+    finally:
+        holder.send_signal(signal.SIGTERM)  # its key is given back
+        holder.communicate(timeout=60)
     assert len(p.Square()) == 8 and set(calls(tmp_path).values()) == {1}
-    assert elapsed < 0.5 * 8, f"{elapsed:.1f} s for 8 one-second makes on 4 workers"
+    assert len(p.Held()) == 0 and len(p.schema.jobs) == 0
 
 
 def test_password_never_reaches_an_error_row(pipeline, db, monkeypatch):
