@@ -400,7 +400,12 @@ _BY_ISINSTANCE = (
 def pack(value, compress: bool = True) -> bytes:
     """``value`` in DataJoint's blob format, byte for byte what DataJoint's pack writes; BlobError if it cannot."""
     p = _Packer()
-    body = p.value(value, 1)
+    try:
+        body = p.value(value, 1)
+    except RecursionError as exc:  # MAX_DEPTH levels take ~400 frames: a caller deep in its own stack may lack them
+        raise _fail(
+            "cannot store a value this deeply nested from this deep in the call stack: the Python stack ran out"
+        ) from exc
     blob = (DJ0 if p.dj0 else MYM) + body
     if compress and len(blob) > COMPRESS_ABOVE:
         compressed = ZL123 + _U64.pack(len(blob)) + zlib.compress(blob)
@@ -521,7 +526,7 @@ def _read_array(r: _Reader, depth: int):
         _check_depth(depth)
         if n * _FRAME > r.end - r.pos:
             raise _fail(f"corrupt blob: an object array of {n} items cannot fit in the {r.end - r.pos} bytes left")
-        return _object_array([_read_framed(r, depth) for _ in range(n)], shape)
+        return _object_array(_read_n_framed(r, depth, n), shape)
     if type_id == _CHAR:
         return _read_chars(r, shape, n)
     dtype = _DTYPES.get(type_id)
@@ -610,7 +615,7 @@ def _read_cell(r: _Reader, depth: int):
         raise _fail(f"corrupt blob: a cell array of {n} elements cannot fit in the {r.end - r.pos} bytes left")
     if not n:
         return np.empty(0, dtype=object).view(MatCell)  # as DataJoint 2 reads an empty cell array
-    return _object_array([_read_framed(r, depth) for _ in range(n)], shape).view(MatCell)
+    return _object_array(_read_n_framed(r, depth, n), shape).view(MatCell)
 
 
 def _read_sparse(r: _Reader, depth: int):
@@ -620,10 +625,27 @@ def _read_sparse(r: _Reader, depth: int):
     )
 
 
-def _read_items(r: _Reader, depth: int, what: str) -> list:
+def _read_n_framed(r: _Reader, depth: int, n: int) -> list:
+    """``n`` framed items; a loop, not a comprehension, to spend one stack frame less per level of nesting."""
+    items = []
+    for _ in range(n):
+        items.append(_read_framed(r, depth))
+    return items
+
+
+def _read_list(r: _Reader, depth: int):
     _check_depth(depth)
-    n = r.count(what, _FRAME)
-    return [_read_framed(r, depth) for _ in range(n)]
+    return _read_n_framed(r, depth, r.count("a list", _FRAME))
+
+
+def _read_tuple(r: _Reader, depth: int):
+    _check_depth(depth)
+    return tuple(_read_n_framed(r, depth, r.count("a tuple", _FRAME)))
+
+
+def _read_set(r: _Reader, depth: int):
+    _check_depth(depth)
+    return set(_read_n_framed(r, depth, r.count("a set", _FRAME)))
 
 
 def _read_dict(r: _Reader, depth: int):
@@ -680,9 +702,9 @@ _READERS = {
     _CELL[0]: _read_cell,
     _RECARRAY[0]: _read_recarray,
     _NONE[0]: lambda r, depth: None,
-    _TUPLE[0]: lambda r, depth: tuple(_read_items(r, depth, "a tuple")),
-    _LIST[0]: lambda r, depth: _read_items(r, depth, "a list"),
-    _SET[0]: lambda r, depth: set(_read_items(r, depth, "a set")),
+    _TUPLE[0]: _read_tuple,
+    _LIST[0]: _read_list,
+    _SET[0]: _read_set,
     _DICT[0]: _read_dict,
     _STR[0]: lambda r, depth: _read_text(r, "a string"),
     _BYTES[0]: lambda r, depth: r.take(r.u64("a bytes value's length"), "a bytes value"),
@@ -726,7 +748,11 @@ def unpack(data: bytes):
         value = _read_value(r, 1)
     except BlobError:
         raise
-    except (ValueError, TypeError, ArithmeticError, LookupError, MemoryError, RecursionError) as exc:
+    except RecursionError as exc:
+        raise _fail(
+            "cannot read a blob this deeply nested from this deep in the call stack: the Python stack ran out"
+        ) from exc
+    except (ValueError, TypeError, ArithmeticError, LookupError, MemoryError) as exc:
         # constructor refusals (bad dates, unhashable keys, clashing field names) mean corrupt input
         raise _fail(f"corrupt blob: {type(exc).__name__}: {exc}") from exc
     if r.pos != len(data):
