@@ -22,8 +22,9 @@ user or password is never asked for at a prompt (a batch worker has no terminal)
 
 What djhpc acts on: database.* (the server; ``database.reconnect``, ``database.use_tls``),
 ``connection.init_function``, ``safemode`` (delete, drop), ``loglevel`` (the ``djhpc`` logger, once set). The
-other keys (display.*, fetch_format, stores, cache, query_cache, enable_python_native_blobs, database.prefix, ...)
-are DataJoint's, checked and kept for code that reads them; djhpc's own behaviour does not follow them yet.
+other keys (display.*, fetch_format, stores, cache, query_cache, enable_python_native_blobs, database.prefix, and
+DataJoint 2.x's database.database_prefix, jobs.*, provenance.*, ...) are DataJoint's, checked and kept for code
+that reads them; djhpc's own behaviour does not follow them yet.
 
 Keys are checked when set: a known key takes values of its type only, and a key that is not DataJoint's but
 looks like a misspelling of one (``database.hots``, ``safe_mode``) is refused, naming the right one. Other new
@@ -52,7 +53,7 @@ SECRET_KEYS = ("database.password", "external.aws_secret_access_key")
 MASK = "***"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: sections whose keys are all known: a new key in one of them is a misspelling
-SECTIONS = ("database", "connection", "display")
+SECTIONS = ("database", "connection", "display", "jobs", "provenance")
 #: the database.* keys that choose the server
 SERVER_KEYS = ("database.host", "database.port", "database.user", "database.password")
 
@@ -82,6 +83,23 @@ DEFAULTS: dict = {
     "download_path": ".",
     "external.aws_access_key_id": None,
     "external.aws_secret_access_key": None,
+    # DataJoint 2.x's keys, with its defaults
+    "database.backend": "mysql",
+    "database.name": None,
+    "database.database_prefix": "",
+    "database.create_tables": True,
+    "display.diagram_direction": "LR",
+    "display.diagram_theme": "auto",
+    "jobs.auto_refresh": True,
+    "jobs.keep_completed": False,
+    "jobs.stale_timeout": 3600,
+    "jobs.default_priority": 5,
+    "jobs.version_method": None,
+    "jobs.allow_new_pk_fields_in_computed_tables": False,
+    "jobs.add_job_metadata": False,
+    "provenance.capture": False,
+    "provenance.source": {},
+    "ignore_config_file": False,
 }
 
 # Each check returns None when the value fits, else what the key takes (for the message).
@@ -149,6 +167,22 @@ _CHECKS = {
     "download_path": _STR,
     "external.aws_access_key_id": _STR_OR_NONE,
     "external.aws_secret_access_key": _STR_OR_NONE,
+    "database.backend": _choice("mysql", "postgresql"),
+    "database.name": _STR_OR_NONE,
+    "database.database_prefix": _STR,
+    "database.create_tables": _BOOL,
+    "display.diagram_direction": _choice("LR", "TB"),
+    "display.diagram_theme": _STR,
+    "jobs.auto_refresh": _BOOL,
+    "jobs.keep_completed": _BOOL,
+    "jobs.stale_timeout": _limit,
+    "jobs.default_priority": _limit,
+    "jobs.version_method": _STR_OR_NONE,
+    "jobs.allow_new_pk_fields_in_computed_tables": _BOOL,
+    "jobs.add_job_metadata": _BOOL,
+    "provenance.capture": _BOOL,
+    "provenance.source": _of(dict, what="a dict"),
+    "ignore_config_file": _BOOL,
 }
 
 #: environment variable -> key, as DataJoint maps them (DJHPC_SAFEMODE is djhpc's own)
@@ -194,8 +228,7 @@ class Config:
     """DataJoint's settings: a mapping of dotted keys, checked when set. ``dj.config`` is the process's one."""
 
     def __init__(self, *args, load_files: bool = False, **kwargs):
-        self._conf: dict = dict(DEFAULTS)
-        self._conf["stores"] = {}
+        self._conf: dict = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULTS.items()}
         self._source: dict = dict.fromkeys(self._conf, DEFAULT)
         self._pending_files = load_files  # dj.config reads its file and the environment on first use
         if args or kwargs:
@@ -294,7 +327,8 @@ class Config:
         """A known key goes back to its default; a key of the caller's goes."""
         conf = self._ready()
         if key in DEFAULTS:
-            self._set(key, DEFAULTS[key], DEFAULT)
+            default = DEFAULTS[key]
+            self._set(key, dict(default) if isinstance(default, dict) else default, DEFAULT)
         else:
             del conf[key]
             del self._source[key]

@@ -122,6 +122,18 @@ def test_bad_values_and_misspelled_keys_are_one_line_errors(home, key, value, fr
         c.update({key: value})
 
 
+def test_datajoint_2_keys_are_known(home):
+    c = fresh()
+    assert (c["database.database_prefix"], c["jobs.stale_timeout"], c["database.create_tables"]) == ("", 3600, True)
+    c.update({"database.database_prefix": "lab_", "jobs.keep_completed": True, "display.diagram_direction": "TB"})
+    assert c["database.database_prefix"] == "lab_"
+    with pytest.raises(dj.ConfigError, match="did you mean 'jobs.stale_timeout'"):
+        c["jobs.stale_timeot"] = 10
+    c["stores"]["raw"] = {"protocol": "file", "location": "/data"}
+    del c["stores"]
+    assert c["stores"] == {} and Config()["stores"] == {}  # defaults are not shared between objects
+
+
 def test_temporary_settings_in_a_with_block(home, restore_config):
     dj.config["safemode"] = True
     dj.config["display.limit"] = 3
