@@ -135,7 +135,7 @@ class Schema:
         if parse_only:
             cls._declared_spec = spec  # a later sibling part may reference it; the master's caller resets it
             return
-        parts = [m for n, m in vars(cls).items() if isinstance(m, type) and issubclass(m, Part) and n[0].isupper()]
+        parts = _parts_of(cls)
         if parts:  # parse the parts first: a bad part must not leave its master's table behind
             cls._declared_spec = spec
             try:
@@ -214,6 +214,16 @@ class Schema:
         self._jobs = None
         reservation.forget_tables(c)  # the jobs and history tables went with the schema: make them again
         history.forget_tables(c)
+
+
+def _parts_of(cls) -> list:
+    """The part classes of a master, inherited ones too (a subclass of a master has its parts), base classes'
+    first and each in the order written, as DataJoint declares them."""
+    names: dict[str, None] = {}
+    for klass in reversed(cls.__mro__):
+        names.update(dict.fromkeys(n for n in vars(klass) if n[0].isupper()))
+    found = (next(vars(k)[n] for k in cls.__mro__ if n in vars(k)) for n in names)
+    return [m for m in found if isinstance(m, type) and issubclass(m, Part)]
 
 
 def _fill_lookup(cls, spec):

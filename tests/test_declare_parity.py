@@ -271,3 +271,47 @@ def test_a_wrong_sibling_reference_is_refused_and_nothing_is_created(schema, par
         schema(Probe)
     assert message in one_line(e.value) and "Shank" in str(e.value)
     assert tables_of(schema) == []
+
+
+class Keyed(dj.Manual):
+    """A master written once, with its upstream table left to its subclasses (DataJoint's test_schema_keywords)."""
+
+    source = None
+    definition = """
+    -> self.source
+    b_id : int
+    """
+
+    class H(dj.Part):
+        definition = """
+        -> master
+        name : varchar(16)
+        """
+
+    class C(dj.Part):
+        definition = """
+        -> master
+        -> master.H
+        """
+
+
+def test_a_subclass_of_a_master_declares_its_inherited_parts(schema):
+    @schema
+    class A(dj.Manual):
+        definition = """
+        a_id : int
+        """
+
+    @schema
+    class D(Keyed):
+        source = A
+
+    # DataJoint 0.14.10: D's heading and D.C's have a_id, b_id (and D.C name)
+    assert D.heading.names == ["a_id", "b_id"]
+    assert D.C.heading.names == ["a_id", "b_id", "name"] and D.C().table_name == "d__c"
+    assert "d__h" in schema.list_tables()
+    A.insert1((1,))
+    D.insert1((1, 7))
+    D.H.insert1((1, 7, "x"))
+    D.C.insert1((1, 7, "x"))
+    assert D.C.fetch1("KEY") == {"a_id": 1, "b_id": 7, "name": "x"}
