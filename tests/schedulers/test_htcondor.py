@@ -15,15 +15,27 @@ import shlex
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from support.cluster import cli_env, djhpc, make_project
 from support.env import MYSQL_URL, mysql_available, unavailable
 from support.pipeline import load_items, make_calls
-from support.scripts import FULL_ARGS, FULL_ENV, FULL_SETTINGS, FULL_TARGET, bash_syntax_ok, write_executable
+from support.scripts import (
+    FULL_ARGS,
+    FULL_ENV,
+    FULL_SETTINGS,
+    FULL_TARGET,
+    bash_syntax_ok,
+    read_argv,
+    read_env,
+    write_executable,
+)
 
 import djhpc as dj
 from djhpc.errors import SchedulerError, UsageError
@@ -120,8 +132,8 @@ def read_description(text: str) -> tuple[dict[str, str], int]:
     """(commands, queue count) of a submit description: NAME = VALUE lines, # comments, a last `queue N`."""
     commands: dict[str, str] = {}
     count = 0
-    for line in text.splitlines():
-        line = line.strip()
+    for line in text.split("\n"):  # condor_submit ends a line at \n only (\r is refused in every value)
+        line = line.strip(" \t")
         if not line or line.startswith("#"):
             continue
         m = re.fullmatch(r"queue(?:\s+(\d+))?", line, re.IGNORECASE)
@@ -521,3 +533,64 @@ def test_cancel_is_condor_rm_of_the_clusters(fakes, monkeypatch):
     fake_command(fakes, "condor_rm", "", code=1, stderr="ERROR: Can't find address of local schedd\n")
     with pytest.raises(SchedulerError, match="condor_rm 4243 failed .*Can't find address of local schedd"):
         condor.cancel(["4243"])
+
+
+# ------------------------------------------------------------------------------------- hostile values
+
+PAYLOADS = ["$(touch {m})", "$(Process)", "$$(Memory)", "$ENV(HOME)", "$INT(djhpc_task,%d)", "$(DOLLAR)", "`touch {m}`",
+            "; touch {m}", "' ; touch {m}; '", '" ; touch {m}; "', "#", "\\", "'", '"', "a b", "%A_%a", "ünï 日本",
+            "queue 99", "= x"]  # fmt: skip
+
+
+def hostile(marker: Path) -> st.SearchStrategy[str]:
+    chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x00")
+    piece = st.one_of(st.sampled_from([p.format(m=marker) for p in PAYLOADS]), st.text(chars, min_size=1, max_size=8))
+    return st.lists(piece, min_size=1, max_size=3).map("".join)
+
+
+def plain(value: str) -> bool:
+    """condor_submit trims a value's blanks: only values without them at either end come back whole."""
+    return bool(value.strip()) and value == value.strip()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_hostile_values_stay_values(fake_bin: Path, data: st.DataObject) -> None:
+    """Whatever a user puts in a name, path, target, argument or env value: the job runs the worker with exactly
+    those words, condor_submit reads each value back as it was (no macro of the user's expands), no injection runs."""
+    with tempfile.TemporaryDirectory(prefix="djhpc-inject-") as tmp:
+        root = Path(tmp)
+        marker = root / "pwned"
+        text = hostile(marker)
+        target = data.draw(text.filter(lambda s: s.strip() and not s.startswith("-")), label="target")
+        worker_args = data.draw(st.lists(text, max_size=3), label="worker_args")
+        env_value = data.draw(text, label="env value")
+        job_name = data.draw(text.filter(plain), label="job_name")
+        log_path = data.draw(text.filter(plain), label="output")
+        dir_name = data.draw(text.filter(lambda s: plain(s) and "/" not in s and s not in (".", "..")
+                                         and len(s.encode()) < 200), label="workdir")  # fmt: skip
+        workdir = root / "runs" / dir_name
+        workdir.mkdir(parents=True)
+        profile = Profile(job_name=job_name, output=log_path, error=log_path, workdir=str(workdir))
+        script = get_scheduler("htcondor").render(profile, target=target, array_size=2, worker_args=worker_args,
+                                                  env={"HOSTILE": env_value})  # fmt: skip
+        path = root / "task.sh"
+        path.write_text(script)
+        description = submit_description(script, path)
+        commands, count = read_description(description)
+        assert count == 2
+        out = root / "out"
+        out.mkdir()
+        job = job_of(description, 9, 1, {"PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}", "HOME": str(root)})
+        macros = {**commands, "Cluster": "9", "Process": "1"}
+        assert expand(commands["batch_name"], macros, {}) == profile.job_name
+        assert expand(commands["output"], macros, {}) == profile.output.replace("%A", "9").replace("%a", "2")
+        assert job["initialdir"] == str(workdir)
+        proc = subprocess.run(job["argv"], cwd=job["initialdir"], env={**job["env"], "FAKE_DJHPC_OUT": str(out)},
+                              capture_output=True, timeout=60)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+        assert read_argv(out, 2) == ["work", target, *worker_args]
+        env = read_env(out, 2)
+        assert (env["HOSTILE"], env["DJHPC_JOB_ID"], env["DJHPC_TASK_ID"]) == (env_value, "9", "2")
+        assert os.path.realpath(env["PWD"]) == os.path.realpath(workdir)
+        assert not marker.exists() and not list(root.rglob("pwned")), "an injection ran"

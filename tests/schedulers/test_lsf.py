@@ -9,22 +9,27 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from support.cluster import cli_env, djhpc, make_project
 from support.env import MYSQL_URL, mysql_available, unavailable
 from support.pipeline import load_items, make_calls
-from support.scripts import bash_syntax_ok, directive_args, write_executable
+from support.scripts import bash_syntax_ok, directive_args, read_argv, read_env, run_script, write_executable
 
 import djhpc as dj
 from djhpc.errors import SchedulerError
+from djhpc.profile import Profile
 from djhpc.schedulers import SiteLimits, TaskState, get_scheduler, taskenv
 from djhpc.schedulers.lsf import (
     BJOBS_FIELDS,
@@ -130,8 +135,6 @@ def test_directives_read_back(sqlite_project, tmp_path):
 
 
 def test_resources_written_for_lsf(tmp_path):
-    from djhpc.profile import Profile
-
     lsf = get_scheduler("lsf")
     script = lsf.render(
         Profile(
@@ -491,3 +494,49 @@ def test_task_environment_of_an_lsf_element():
     assert (env.scheduler, env.ids(), env.task_count, env.position()) == ("lsf", ("777", "3"), 4, 0.5)
     env = taskenv.current({"LSB_JOBID": "778", "LSB_JOBINDEX": "0"})  # a job outside an array
     assert env.ids() == ("778", "0") and env.position() is None
+
+
+# ------------------------------------------------------------------------------------- hostile values
+
+PAYLOADS = ["$(touch {m})", "`touch {m}`", "; touch {m}", "' ; touch {m}; '", '" ; touch {m}; "', "$HOME", "~",
+            "*", "#", "\\", "'", '"', "a b", "\t", "%J_%I", "%A_%a", "ünï 日本", "#BSUB -Is bash", "-x"]  # fmt: skip
+
+
+def hostile(marker: Path) -> st.SearchStrategy[str]:
+    chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x00")
+    piece = st.one_of(st.sampled_from([p.format(m=marker) for p in PAYLOADS]), st.text(chars, min_size=1, max_size=8))
+    return st.lists(piece, min_size=1, max_size=3).map("".join)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_hostile_values_stay_quoted(fake_bin: Path, data: st.DataObject) -> None:
+    """Whatever a user puts in a name, path, target, argument or env value: the element runs the worker with
+    exactly those words, bsub reads the directives back exactly, and no injection runs."""
+    with tempfile.TemporaryDirectory(prefix="djhpc-inject-") as tmp:
+        root = Path(tmp)
+        marker = root / "pwned"
+        text = hostile(marker)
+        target = data.draw(text.filter(lambda s: s.strip() and not s.startswith("-")), label="target")
+        worker_args = data.draw(st.lists(text, max_size=3), label="worker_args")
+        env_value = data.draw(text, label="env value")
+        job_name = data.draw(text.filter(lambda s: s.strip() and not re.search(r'[\[\]%"\\]', s)), label="job_name")
+        log_path = data.draw(text.filter(lambda s: s.strip()), label="output")
+        dir_name = data.draw(text.filter(lambda s: "/" not in s and s not in (".", "..") and len(s.encode()) < 200),
+                             label="workdir")  # fmt: skip
+        workdir = root / "runs" / dir_name
+        workdir.mkdir(parents=True)
+        profile = Profile(job_name=job_name, output=log_path, error=log_path, workdir=str(workdir))
+        script = get_scheduler("lsf").render(profile, target=target, array_size=2, worker_args=worker_args,
+                                             env={"HOSTILE": env_value})  # fmt: skip
+        out = root / "out"
+        proc = run_script(script, fake_bin, out, cwd=root, LSB_JOBID="9", LSB_JOBINDEX="2")
+        assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+        assert read_argv(out, 2) == ["work", target, *worker_args]
+        env = read_env(out, 2)
+        assert (env["HOSTILE"], env["DJHPC_JOB_ID"], env["DJHPC_TASK_ID"]) == (env_value, "9", "2")
+        assert os.path.realpath(env["PWD"]) == os.path.realpath(workdir)
+        args = directive_args(script, "#BSUB")
+        assert args[args.index("-J") + 1] == f"{profile.job_name}[1-2]"
+        assert args[args.index("-o") + 1] == str(profile.output).replace("%A", "%J").replace("%a", "%I")
+        assert not marker.exists() and not list(root.rglob("pwned")), "an injection ran"
