@@ -17,7 +17,7 @@ from . import history, reservation, values
 from .db.connection import Connection, conn
 from .declare import SQL_NOW, create_table_sql, parse_definition
 from .dependencies import descendants, foreign_key_graph
-from .errors import DataError, DefinitionError, UsageError
+from .errors import DatabaseError, DataError, DefinitionError, UsageError
 from .jobs import JobsTable
 from .query import Query
 from .tables import Lookup, Manual, Part, Table, config
@@ -97,7 +97,13 @@ class Schema:
         if not exists:
             if not create_schema:
                 raise UsageError(f"schema '{self.database}' does not exist: pass create_schema=True to create it")
-            c.query(f"CREATE DATABASE IF NOT EXISTS {c.dialect.quote(self.database)} CHARACTER SET utf8mb4")
+            try:
+                c.query(f"CREATE DATABASE IF NOT EXISTS {c.dialect.quote(self.database)} CHARACTER SET utf8mb4")
+            except DatabaseError as exc:
+                if exc.code not in (1044, 1142, 1227):  # access denied: to the database, the command, a privilege
+                    raise
+                raise UsageError(f"schema '{self.database}' does not exist and this user may not create it: ask "
+                                 "for CREATE privilege on it, or name a schema that exists") from exc
 
     def list_tables(self) -> list[str]:
         self._require_activated("list_tables()")
@@ -193,8 +199,10 @@ class Schema:
         return self._jobs
 
     def drop(self, force=False):
-        """Drop every table of the schema (and, on MySQL, the database)."""
-        self._require_activated("schema.drop()")
+        """Drop every table of the schema (and, on MySQL, the database); nothing if it was never activated."""
+        if self.database is None:  # e.g. a test's teardown after an activate() that failed
+            log.warning("schema.drop(): the schema is not activated, so there is nothing to drop")
+            return
         if not force and config["safemode"]:
             if not sys.stdin.isatty():
                 raise UsageError("schema.drop() asks for confirmation but stdin is not a terminal: use force=True")

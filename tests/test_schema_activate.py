@@ -77,7 +77,8 @@ def test_a_schema_without_a_name_waits_for_activate(db, upstream, other_name):
     assert not schema.is_activated() and schema.database is None
     with pytest.raises(dj.UsageError, match="is not declared"):
         Session()  # nothing is declared before activation
-    for use in (lambda: schema.jobs, schema.list_tables, lambda: schema.drop(force=True), schema.activate):
+    assert schema.drop(force=True) is None  # nothing to drop (a teardown after a failed activate must not fail)
+    for use in (lambda: schema.jobs, schema.list_tables, schema.activate):
         with pytest.raises(dj.UsageError, match=r"not activated yet; call schema.activate\('schema_name'\)") as e:
             use()
         one_line(e.value)
@@ -175,3 +176,19 @@ def test_schema_function_without_a_name(db, other_name):
     assert not schema.is_activated()
     schema.activate(other_name, connection=db)
     assert schema.list_tables() == [] and schema.database == other_name
+
+
+def test_activate_where_the_user_may_not_create_the_schema(mysql_user, mysql_schema):
+    """DataJoint 0.14.10: 'Schema `x` does not exist and could not be created. Check permissions.'"""
+    url, _ = mysql_user
+    connection = dj.Connection(url)
+    try:
+        schema = dj.Schema()
+        with pytest.raises(dj.UsageError, match="'unauthorized_h14' does not exist and this user may not create") as e:
+            schema.activate("unauthorized_h14", connection=connection)
+        one_line(e.value)
+        assert not schema.is_activated()
+        schema.activate(mysql_schema)  # the one it may use
+        assert schema.list_tables() == []
+    finally:
+        connection.close()
