@@ -594,3 +594,20 @@ def test_hostile_values_stay_values(fake_bin: Path, data: st.DataObject) -> None
         assert (env["HOSTILE"], env["DJHPC_JOB_ID"], env["DJHPC_TASK_ID"]) == (env_value, "9", "2")
         assert os.path.realpath(env["PWD"]) == os.path.realpath(workdir)
         assert not marker.exists() and not list(root.rglob("pwned")), "an injection ran"
+
+
+def test_status_joins_the_recorded_run_with_condor_q(sqlite_project, tmp_path, fakes):
+    """djhpc status of a cluster submitted through (fake) condor_submit: each job's state from condor_q and
+    condor_history, $(Process) 0..2 reported as tasks 1..3."""
+    project, schema = sqlite_project
+    fake_command(fakes, "condor_submit", (RECORDED / "condor_submit-terse.txt").read_text())
+    fake_command(fakes, "condor_q", (RECORDED / "condor_q.json").read_text())
+    fake_command(fakes, "condor_history", (RECORDED / "condor_history.json").read_text())
+    env = on_path(cli_env(schema, tmp_path), fakes)
+    out = djhpc(["submit", "--array", 3], project, env)
+    assert out.returncode == 0 and out.stdout.split() == ["4243"], out.stderr
+    out = djhpc(["status", "--json"], project, env)
+    assert out.returncode == 0, out.stderr
+    [run] = json.loads(out.stdout)["submissions"]
+    assert (run["job_id"], run["tasks"]) == ("4243", 3)
+    assert {k: v for k, v in run["counts"].items() if v} == {"done": 1, "failed": 1, "running": 1}

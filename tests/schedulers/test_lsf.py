@@ -540,3 +540,27 @@ def test_hostile_values_stay_quoted(fake_bin: Path, data: st.DataObject) -> None
         assert args[args.index("-J") + 1] == f"{profile.job_name}[1-2]"
         assert args[args.index("-o") + 1] == str(profile.output).replace("%A", "%J").replace("%a", "%I")
         assert not marker.exists() and not list(root.rglob("pwned")), "an injection ran"
+
+
+def test_status_joins_the_recorded_run_with_bjobs(sqlite_project, tmp_path, fakes):
+    """djhpc status of an array submitted through (fake) bsub: each element's state from bjobs and bhist."""
+    project, schema = sqlite_project
+    fake_command(fakes, "bsub", (RECORDED / "bsub.txt").read_text())
+    fake_command(fakes, "bjobs", (RECORDED / "bjobs.json").read_text())
+    fake_command(fakes, "bhist", (RECORDED / "bhist-l.txt").read_text())
+    env = on_path(cli_env(schema, tmp_path), fakes)
+    out = djhpc(["submit", "--array", 4], project, env)
+    assert out.returncode == 0 and out.stdout.split() == ["4242"], out.stderr
+    out = djhpc(["status", "--json"], project, env)
+    assert out.returncode == 0, out.stderr
+    [run] = json.loads(out.stdout)["submissions"]
+    assert (run["job_id"], run["tasks"]) == ("4242", 4)
+    assert {k: v for k, v in run["counts"].items() if v} == {"done": 1, "failed": 1, "running": 1, "pending": 1}
+    assert [c["argv"][-1] for c in calls(fakes, "bjobs")] == ["4242"]
+
+
+def test_unknown_scheduler_names_the_known_ones(sqlite_project, tmp_path):
+    project, schema = sqlite_project
+    out = djhpc(["render", "--array", 2, "--scheduler", "flux"], project, cli_env(schema, tmp_path))
+    assert "unknown scheduler 'flux' (choose slurm, " in one_error_line(out)
+    assert ", lsf, htcondor, " in out.stderr
