@@ -13,6 +13,7 @@ else the error, with ``failed_at`` the position of the closing statement that fa
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 from contextlib import contextmanager
@@ -183,7 +184,6 @@ class Connection:
     def get_user(self) -> str:
         """The user and host the server knows this connection by (``user@host``; SQLite: the OS user)."""
         if self.is_sqlite:
-            import getpass
             return getpass.getuser()
         return self.query("SELECT user()").fetchone()[0]
 
@@ -248,6 +248,12 @@ class Connection:
                     raise
                 say_unreachable(e, limit)
                 backoff.sleep(delay)
+
+    def check_file(self):
+        """SQLite: raise ConnectError when the file was deleted or replaced since it was opened (checked once per
+        reserved batch: a stat, no statement). MySQL: nothing to check."""
+        if self.is_sqlite and self._raw is not None and self._pid == os.getpid():
+            self.session.check_file()
 
     # ------------------------------------------------------------------ statements
     def query(self, sql: str, args=(), *, many: bool = False, context: str = "", as_dict: bool = False,
