@@ -6,7 +6,9 @@ with its own $(Process), 0..N-1. djhpc's task script (templates/htcondor.sh.j2) 
 writes the description beside the script (a .sub file naming it) and submits that. Task index is
 $(Process) + 1, passed with the cluster id in the description's `environment`, the only variables the job
 gets from it besides PATH and HOME: never `getenv = true`, which would hand the job this shell's whole
-environment, a database password included.
+environment, a database password included. The database reaches the task as on every scheduler (the script's
+exports, or the 0600 file it sources); anything else a pipeline reads from the environment goes in the
+profile's setup lines (export NAME=value).
 
 The job runs /bin/bash on the script where it lies (should_transfer_files = NO): djhpc's workers need
 the project on a shared filesystem anyway. condor_rm, periodic_remove (the time limit) and eviction send

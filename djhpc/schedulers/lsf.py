@@ -18,7 +18,7 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -338,10 +338,6 @@ class LsfScheduler(Scheduler):
         limit = parse_bparams(proc.stdout) if proc.returncode == 0 else None
         # LSF's limit is the highest index allowed; SiteLimits counts one above it (SLURM's MaxArraySize)
         return SiteLimits(max_array_size=None if limit is None else limit + 1)
-
-    @classmethod
-    def allocation_end(cls, env: Mapping[str, str]) -> float | None:
-        return None  # LSF sets no variable with the run limit; -wa/-wt warns the worker instead
 
 
 def _not_found_only(text: str) -> bool:
