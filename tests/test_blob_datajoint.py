@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from support.blobcheck import describe, namespace
 from support.cluster import root_query
 from support.datajoint import datajoint_pythons
@@ -430,6 +431,24 @@ REFUSED = [
     (2 ** (8 * 70000), "65535 bytes"),
     (np.zeros(2, dtype=[("a", "i4", (3,))]), "subarray"),
 ]
+
+
+_array_dtypes = st.sampled_from([np.dtype(t) for t in _NUMERIC] + [np.dtype(f"M8[{u}]") for u in _UNITS])
+
+
+@settings(FAST, max_examples=100)
+@given(
+    hnp.arrays(_array_dtypes, hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4)),
+    st.sampled_from(["C", "F", "T", "step"]),
+)
+def test_numpy_arrays_round_trip_with_their_dtype_shape_and_bits(a, layout):
+    a = {"F": np.asfortranarray(a), "T": a.T, "step": a[::2] if a.ndim else a}.get(layout, a)
+    got = unpack(pack(a))
+    if a.ndim == 0:
+        assert type(got) is a.dtype.type  # a 0-d array comes back as its numpy scalar, as DataJoint reads it
+        got = np.asarray(got)
+    assert got.dtype == a.dtype and got.shape == a.shape
+    assert np.ascontiguousarray(got).tobytes() == np.ascontiguousarray(a).tobytes()
 
 
 @pytest.mark.parametrize(("value", "message"), REFUSED, ids=[m for _, m in REFUSED])
