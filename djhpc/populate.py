@@ -269,6 +269,7 @@ class _Runner:
     def _reserve_batch(self, walker: KeyWalker, names):
         """Reserve the next batch: keys waiting for a retry first, then fresh keys from the walk."""
         self.target.check_alone()
+        self.conn.check_file()
         if not self.restrictions and time.monotonic() >= self.next_pending_check:
             # keys waiting for a retry are rare: look at start, then every half minute
             self.next_pending_check = time.monotonic() + PENDING_CHECK_SECONDS

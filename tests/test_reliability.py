@@ -429,3 +429,25 @@ def test_a_full_disk_under_sqlite_is_waited_for(small_disk, tmp_path, monkeypatc
     assert len([k for k, n in made.items() if n > 1]) <= len(workers), made.most_common(8)
     connection.close()
     sys.modules.pop("pipeline_counts", None)
+
+
+def test_deleting_the_sqlite_file_mid_run_stops_every_worker_with_a_clear_error(tmp_path, monkeypatch):
+    """Issue 15, item 9: a worker checks the file's identity at each batch; writing on into a deleted file (and
+    exiting 0) would lose every key made since."""
+    url = f"sqlite:///{tmp_path / 'gone.db'}"
+    connection = dj.conn(url, reset=True)
+    p = load_pipeline(url, "gone_file", monkeypatch, tmp_path)
+    p.Item.insert([(i, i) for i in range(400)])
+    connection.close()
+    env = worker_env(url, "gone_file", DJHPC_TEST_CALLS=tmp_path / "calls.log", DJHPC_TEST_SLEEP=0.02)
+    logs = [tmp_path / f"w{i}.log" for i in range(2)]
+    workers = [start_worker(env, "Square", logs[i]) for i in range(2)]
+    wait_for(lambda: len(calls(tmp_path)) > 20, timeout=120, what="work to be under way")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{tmp_path / 'gone.db'}{suffix}").unlink(missing_ok=True)
+    for i, w in enumerate(workers):
+        assert w.wait(timeout=120) == 69, logs[i].read_text()[-2000:]
+        text = logs[i].read_text()
+        assert "gone.db was deleted or replaced while this process used it" in text and "Traceback" not in text
+    assert len(calls(tmp_path)) < 400
+    sys.modules.pop("pipeline_counts", None)

@@ -37,6 +37,7 @@ class SQLiteSession:
         self.conn = conn
         self.writing = False  # BEGIN IMMEDIATE issued in this transaction
         self.deferred: list = []
+        self.identity: tuple | None = None  # (device, inode) of the file when opened
 
     # ------------------------------------------------------------------ connect
     def open(self):
@@ -59,7 +60,16 @@ class SQLiteSession:
             raise ConnectError(f"cannot open the SQLite file {path}: {e}") from e
         self.conn.connection_id = os.getpid()
         self.writing = False
+        self.identity = _identity(path)
         return raw
+
+    def check_file(self):
+        """Raise when the file this session opened was deleted or replaced since: its writes would reach a file
+        nobody else reads (every worker would go on, and exit 0, writing into a deleted inode)."""
+        path = Path(self.conn.url.path)
+        if self.identity is not None and _identity(path) != self.identity:
+            raise ConnectError(f"the SQLite file {path} was deleted or replaced while this process used it: "
+                               "stopping, as nothing written now would be kept; start again on the file you mean")
 
     def forget(self):
         self.writing = False
@@ -152,6 +162,14 @@ class SQLiteSession:
             return failed
         conn.commit()
         return PendingCommit.settled(None)
+
+
+def _identity(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _switch_to_wal(raw) -> str:

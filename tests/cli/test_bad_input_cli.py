@@ -89,8 +89,6 @@ CASES = [
     ("SQLite file in a missing folder", ["work", "pipe:Made"],
      {"DJHPC_DATABASE_URL": "sqlite:////nonexistent/dir/x.db"}, None,
      "djhpc: error: cannot create the SQLite file /nonexistent/dir/x.db: its folder does not exist"),
-    ("unreachable server", ["work", "pipe:Made"], {"DJHPC_DATABASE_URL": "mysql://root@127.0.0.1:1"}, None,
-     "djhpc: error: cannot reach the database at 127.0.0.1:1: check the host and port, and that the server runs"),
     ("broken YAML", ["work"], {}, "target: [unclosed\n", None),
     ("YAML that is not a mapping", ["work"], {}, "- a\n- b\n", None),
     ("database setting of the wrong kind", ["work", "pipe:Made"], {}, "database: 5\n",
@@ -123,6 +121,20 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(project, case):
     if case[0] in PIPELINE_IMPORTED:
         expected_files.add("djhpc.db")  # the pipeline module imported fine and declared its own schema
     assert after == expected_files, "a failed command left a file behind (e.g. an empty djhpc.db)"
+
+
+def test_an_unreachable_server_is_waited_for_then_exit_69_and_writes_nothing(project):
+    """Not a usage error (issue 15, item 4): a worker waits DJHPC_RECONNECT_SECONDS for the server, saying so
+    once, then one error line and exit 69 (EX_UNAVAILABLE), which a scheduler may retry."""
+    before = {p.name for p in project.iterdir()}
+    out = djhpc(project, "work", "pipe:Made", env={"DJHPC_DATABASE_URL": "mysql://root@127.0.0.1:1",
+                                                  "DJHPC_RECONNECT_SECONDS": "1"})
+    assert out.returncode == 69, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 2 and "trying again for up to 1 s" in lines[0], lines
+    assert lines[1] == ("djhpc: error: cannot reach the database at 127.0.0.1:1: check the host and port, and "
+                        "that the server runs")
+    assert {p.name for p in project.iterdir()} - {"__pycache__"} == before - {"__pycache__"}
 
 
 def test_broken_yaml_names_the_file_and_line(project):
