@@ -93,12 +93,12 @@ def lsf_state(stat: str, exit_reason: str = "") -> TaskState:
 
 
 def split_job_id(raw: str, index: str = "") -> tuple[str, str]:
-    """'123[4]' -> ('123', '4'); ('123', '4') as JOBID and JOBINDEX fields; a job outside an array: index '1'."""
+    """'123[4]' -> ('123', '4'); ('123', '4') as JOBID and JOBINDEX fields. A job outside an array has index
+    '0', as LSB_JOBINDEX says inside it (djhpc's own runs are always arrays, from 1)."""
     m = re.fullmatch(r"\s*(\d+)(?:\[(\d+)\])?\s*", str(raw))
     if not m:
         raise SchedulerError(f"cannot read LSF job id {raw!r}: report this with your LSF version (lsid)")
-    task = m.group(2) or str(index).strip()
-    return m.group(1), task if task and task != "0" else "1"
+    return m.group(1), m.group(2) or str(index).strip() or "0"
 
 
 def parse_bjobs_json(text: str) -> dict[str, TaskState]:

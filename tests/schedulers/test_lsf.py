@@ -407,7 +407,7 @@ def test_parsers_on_recorded_output():
     assert parse_bparams((RECORDED / "lsb.params").read_text()) == 3
     assert parse_bparams("MBD_SLEEP_TIME = 10\n") is None
     assert parse_bsub_output((RECORDED / "bsub.txt").read_text()) == "4242"
-    assert split_job_id("4242[7]") == ("4242", "7") and split_job_id("4242", "0") == ("4242", "1")
+    assert split_job_id("4242[7]") == ("4242", "7") and split_job_id("4242", "0") == ("4242", "0")
 
 
 @pytest.mark.parametrize("stat, reason, state", [
@@ -492,8 +492,9 @@ def test_cancel_is_bkill_of_the_arrays(fakes, monkeypatch):
 def test_task_environment_of_an_lsf_element():
     env = taskenv.current({"LSB_JOBID": "777", "LSB_JOBINDEX": "3", "LSB_JOBINDEX_END": "4"})
     assert (env.scheduler, env.ids(), env.task_count, env.position()) == ("lsf", ("777", "3"), 4, 0.5)
-    env = taskenv.current({"LSB_JOBID": "778", "LSB_JOBINDEX": "0"})  # a job outside an array
+    env = taskenv.current({"LSB_JOBID": "778", "LSB_JOBINDEX": "0"})  # a worker started by hand, outside an array
     assert env.ids() == ("778", "0") and env.position() is None
+    assert "_".join(split_job_id("778")) == "_".join(env.ids())  # its task as task_states keys it
 
 
 # ------------------------------------------------------------------------------------- hostile values
