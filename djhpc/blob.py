@@ -16,9 +16,13 @@ from djhpc import blob_dj, blob_v1
 from djhpc.blob_dj import MAX_DEPTH, MatCell, MatStruct
 from djhpc.errors import BlobError
 
-__all__ = ["MAX_DEPTH", "MatCell", "MatStruct", "pack", "unpack"]
+__all__ = ["MAX_DEPTH", "MatCell", "MatStruct", "pack", "unpack", "use_32bit_dims"]
 
 _DATAJOINT_PREFIXES = (blob_dj.MYM, blob_dj.DJ0, blob_dj.ZL123)
+
+# As DataJoint's setting of this name: read lengths and dimensions as uint32, to read the blobs of the 32-bit mYm
+# for MATLAB (they cannot be told apart from the bytes). It applies to every unpack while it is set.
+use_32bit_dims = False
 
 
 def pack(value, compress: bool = True) -> bytes:
@@ -26,14 +30,17 @@ def pack(value, compress: bool = True) -> bytes:
     return blob_dj.pack(value, compress=compress)
 
 
-def unpack(data: bytes):
-    """Decode a blob written by djhpc, DataJoint or MATLAB's mYm; BlobError (one line) for anything else."""
+def unpack(data: bytes, squeeze: bool = False):
+    """Decode a blob written by djhpc, DataJoint or MATLAB's mYm; BlobError (one line) for anything else.
+
+    ``squeeze=True`` drops arrays' singleton dimensions, a 0-d result becoming its Python value, as DataJoint's.
+    """
     if isinstance(data, (bytearray, memoryview)):
         data = bytes(data)
     elif not isinstance(data, bytes):
         raise BlobError(f"unpack needs bytes, got {type(data).__name__}")
     if data.startswith(_DATAJOINT_PREFIXES):
-        return blob_dj.unpack(data)
+        return blob_dj.unpack(data, squeeze=squeeze, dims32=use_32bit_dims)
     if data.startswith(blob_v1.MAGIC):
         return blob_v1.unpack(data)
     raise BlobError(

@@ -418,12 +418,17 @@ def pack(value, compress: bool = True) -> bytes:
 
 
 class _Reader:
-    """Cursor over the blob; ``end`` is the end of the innermost framed item, and every read checks it."""
+    """Cursor over the blob; ``end`` is the end of the innermost framed item, and every read checks it.
 
-    __slots__ = ("data", "pos", "end")
+    ``lengths`` is how lengths, counts and dimensions are stored: uint64, or uint32 in the blobs of the 32-bit mYm
+    for MATLAB. ``squeeze`` drops arrays' singleton dimensions, as DataJoint's ``unpack(squeeze=True)``.
+    """
 
-    def __init__(self, data: bytes, pos: int):
+    __slots__ = ("data", "pos", "end", "lengths", "squeeze")
+
+    def __init__(self, data: bytes, pos: int, lengths: struct.Struct = _U64, squeeze: bool = False):
         self.data, self.pos, self.end = data, pos, len(data)
+        self.lengths, self.squeeze = lengths, squeeze
 
     def need(self, n: int, what: str) -> None:
         if n > self.end - self.pos:
@@ -441,15 +446,15 @@ class _Reader:
         self.pos += s.size
         return values
 
-    def u64(self, what: str) -> int:
-        return self.unpack(_U64, what)[0]
+    def length(self, what: str) -> int:
+        return self.unpack(self.lengths, what)[0]
 
     def count(self, what: str, unit: int) -> int:
         """A count of things that take at least ``unit`` bytes each; refused when the bytes left cannot hold them."""
-        n = self.u64(what)
+        n = self.length(what)
         if n * unit > self.end - self.pos:
             raise _fail(
-                f"corrupt blob: {what} of {n} at offset {self.pos - 8} cannot fit in the "
+                f"corrupt blob: {what} of {n} at offset {self.pos - self.lengths.size} cannot fit in the "
                 f"{self.end - self.pos} bytes left"
             )
         return n
@@ -463,14 +468,15 @@ class _Reader:
         return raw.decode("utf-8")
 
     def shape(self) -> tuple:
-        ndim = self.u64("an array's dimension count")
+        width = self.lengths.size
+        ndim = self.length("an array's dimension count")
         if ndim > _MAX_NDIM:
             raise _fail(
-                f"corrupt blob: an array of {ndim} dimensions at offset {self.pos - 8} (numpy allows {_MAX_NDIM})"
+                f"corrupt blob: an array of {ndim} dimensions at offset {self.pos - width} (numpy allows {_MAX_NDIM})"
             )
-        self.need(8 * ndim, "an array's shape")
-        shape = struct.unpack_from(f"<{ndim}Q", self.data, self.pos)
-        self.pos += 8 * ndim
+        self.need(width * ndim, "an array's shape")
+        shape = struct.unpack_from(f"<{ndim}{self.lengths.format[-1]}", self.data, self.pos)
+        self.pos += width * ndim
         return shape
 
 
@@ -495,7 +501,7 @@ def _read_value(r: _Reader, depth: int):
 
 
 def _read_framed(r: _Reader, depth: int):
-    size = r.u64("an item's length")
+    size = r.length("an item's length")
     r.need(size, "an item")
     outer_end = r.end
     r.end = r.pos + size
@@ -526,9 +532,9 @@ def _read_array(r: _Reader, depth: int):
         _check_depth(depth)
         if n * _FRAME > r.end - r.pos:
             raise _fail(f"corrupt blob: an object array of {n} items cannot fit in the {r.end - r.pos} bytes left")
-        return _object_array(_read_n_framed(r, depth, n), shape)
+        return _squeezed(r, _object_array(_read_n_framed(r, depth, n), shape))
     if type_id == _CHAR:
-        return _read_chars(r, shape, n)
+        return _squeezed(r, _read_chars(r, shape, n))
     dtype = _DTYPES.get(type_id)
     if dtype is None:
         raise _fail(f"corrupt blob: unknown array type id {type_id} at offset {r.pos - 8}")
@@ -537,9 +543,17 @@ def _read_array(r: _Reader, depth: int):
     data = _read_numbers(r, dtype, n)
     if is_complex:
         data = _complex(data, _read_numbers(r, dtype, n))
-    if not shape:
+    if not shape and not r.squeeze:
         return data.reshape(())[()]  # a 0-d array is read back as its numpy scalar, as DataJoint does
-    return data.reshape(shape, order="F")
+    return _squeezed(r, data.reshape(shape, order="F"))
+
+
+def _squeezed(r: _Reader, a, to_scalar: bool = True):
+    """``a`` without its singleton dimensions when the reader squeezes (a 0-d result as its Python value)."""
+    if not r.squeeze:
+        return a
+    a = a.squeeze()
+    return a.item() if to_scalar and a.ndim == 0 else a
 
 
 def _complex(real, imag):
@@ -604,7 +618,7 @@ def _read_struct(r: _Reader, depth: int):
     for i in range(n):
         for column in columns:
             column[i] = _read_framed(r, depth)
-    return data.reshape(shape, order="F").view(MatStruct)
+    return _squeezed(r, data.reshape(shape, order="F"), to_scalar=False).view(MatStruct)
 
 
 def _read_cell(r: _Reader, depth: int):
@@ -615,7 +629,7 @@ def _read_cell(r: _Reader, depth: int):
         raise _fail(f"corrupt blob: a cell array of {n} elements cannot fit in the {r.end - r.pos} bytes left")
     if not n:
         return np.empty(0, dtype=object).view(MatCell)  # as DataJoint 2 reads an empty cell array
-    return _object_array(_read_n_framed(r, depth, n), shape).view(MatCell)
+    return _squeezed(r, _object_array(_read_n_framed(r, depth, n), shape), to_scalar=False).view(MatCell)
 
 
 def _read_sparse(r: _Reader, depth: int):
@@ -659,7 +673,7 @@ def _read_dict(r: _Reader, depth: int):
 
 
 def _read_text(r: _Reader, what: str) -> str:
-    raw = r.take(r.u64(f"{what}'s length"), what)
+    raw = r.take(r.length(f"{what}'s length"), what)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -707,7 +721,7 @@ _READERS = {
     _SET[0]: _read_set,
     _DICT[0]: _read_dict,
     _STR[0]: lambda r, depth: _read_text(r, "a string"),
-    _BYTES[0]: lambda r, depth: r.take(r.u64("a bytes value's length"), "a bytes value"),
+    _BYTES[0]: lambda r, depth: r.take(r.length("a bytes value's length"), "a bytes value"),
     _INT[0]: _read_int,
     _BOOL[0]: lambda r, depth: r.take(1, "a bool") != b"\0",
     _COMPLEX[0]: lambda r, depth: complex(*r.unpack(_C128, "a complex")),
@@ -719,12 +733,12 @@ _READERS = {
 }
 
 
-def _decompress(data: bytes) -> bytes:
+def _decompress(data: bytes, lengths: struct.Struct) -> bytes:
     """The blob inside a ``ZL123`` header, its size bounded by what the compressed bytes can expand to."""
-    if len(data) < len(ZL123) + 8:
+    if len(data) < len(ZL123) + lengths.size:
         raise _fail("truncated blob: a compressed blob ends inside its header")
-    (size,) = _U64.unpack_from(data, len(ZL123))
-    stream = data[len(ZL123) + 8 :]
+    (size,) = lengths.unpack_from(data, len(ZL123))
+    stream = data[len(ZL123) + lengths.size :]
     if size > _ZLIB_MAX_RATIO * len(stream) + 64:
         raise _fail(f"corrupt blob: a compressed blob of {len(stream)} bytes claims to hold {size} bytes")
     z = zlib.decompressobj()
@@ -737,13 +751,17 @@ def _decompress(data: bytes) -> bytes:
     return inner
 
 
-def unpack(data: bytes):
-    """Decode a DataJoint blob (``mYm``, ``dj0``, ``ZL123``); BlobError (one line) for anything else."""
+def unpack(data: bytes, squeeze: bool = False, dims32: bool = False):
+    """Decode a DataJoint blob (``mYm``, ``dj0``, ``ZL123``); BlobError (one line) for anything else.
+
+    ``squeeze`` as DataJoint's; ``dims32`` reads the blobs of the 32-bit mYm (DataJoint's ``use_32bit_dims``).
+    """
+    lengths = _U32 if dims32 else _U64
     if data.startswith(ZL123):
-        data = _decompress(data)
+        data = _decompress(data, lengths)
     if not data.startswith((MYM, DJ0)):
         raise _fail("not a DataJoint blob: it starts with neither mYm nor dj0 (was it written by another program?)")
-    r = _Reader(data, len(MYM))
+    r = _Reader(data, len(MYM), lengths, squeeze)
     try:
         value = _read_value(r, 1)
     except BlobError:

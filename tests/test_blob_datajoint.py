@@ -239,30 +239,71 @@ DJHPC_ONLY = ["np.array([1, 2], dtype='>i4')", "np.array([1.5], dtype='>f8')", "
               "[dt.timedelta(microseconds=1)]"]  # fmt: skip
 
 _DATAJOINT_SIDE = r"""
-import json, sys, traceback
+import json, sys
 import numpy as np
 from datajoint import blob
 from support import blobcheck
 
 ns = blobcheck.namespace(blob.MatCell, blob.MatStruct)
-cases = json.load(open(sys.argv[1]))
+
+
+def described(call, result, name):
+    try:
+        result[name] = blobcheck.describe(call())
+    except Exception as e:
+        result[name + "_error"] = f"{type(e).__name__}: {e}"
+
+
 out = []
-for case in cases:
+for case in json.load(open(sys.argv[1])):
     result = {}
+    if "dims32_hex" in case:  # a blob of the 32-bit mYm, read with DataJoint's use_32bit_dims
+        data = bytes.fromhex(case["dims32_hex"])
+        blob.use_32bit_dims = True
+        described(lambda: blob.unpack(data), result, "dj_back")
+        described(lambda: blob.unpack(data, squeeze=True), result, "dj_squeezed")
+        blob.use_32bit_dims = False
+        out.append(result)
+        continue
     value = eval(case["expr"], ns)  # the tests' own expressions
     try:
         packed = blob.pack(value)
         result["dj_hex"] = packed.hex()
-        result["dj_back"] = blobcheck.describe(blob.unpack(packed))
     except Exception as e:
         result["dj_error"] = f"{type(e).__name__}: {e}"
-    try:
-        result["from_djhpc"] = blobcheck.describe(blob.unpack(bytes.fromhex(case["djhpc_hex"])))
-    except Exception as e:
-        result["from_djhpc_error"] = f"{type(e).__name__}: {e}"
+    else:
+        described(lambda: blob.unpack(packed), result, "dj_back")
+        described(lambda: blob.unpack(packed, squeeze=True), result, "dj_squeezed")
+    described(lambda: blob.unpack(bytes.fromhex(case["djhpc_hex"])), result, "from_djhpc")
     out.append(result)
 json.dump(out, open(sys.argv[2], "w"))
 """
+
+
+def _u32(*n: int) -> bytes:
+    return struct.pack(f"<{len(n)}I", *n)
+
+
+def _array32(shape: tuple, type_id: int, data: bytes) -> bytes:
+    """An array as the 32-bit mYm for MATLAB writes it: dimensions as uint32."""
+    return b"A" + _u32(len(shape), *shape) + _u32(type_id, 0) + data
+
+
+def _framed32(item: bytes) -> bytes:
+    return _u32(len(item)) + item
+
+
+_ROW32 = _array32((1, 3), 6, struct.pack("<3d", 1.5, float("nan"), -2.0))
+_TEXT32 = _array32((1, 5), 4, "hello".encode("utf-16-le"))
+_STRUCT32 = b"S" + _u32(2, 1, 1, 2) + b"hits\0stage\0" + _framed32(_ROW32) + _framed32(_TEXT32)
+DIMS32 = {  # blobs of the 32-bit mYm (no DataJoint writes them: DataJoint reads them with use_32bit_dims)
+    "row": b"mYm\0" + _ROW32,
+    "text": b"mYm\0" + _TEXT32,
+    "struct": b"mYm\0" + _STRUCT32,
+    "cell": b"mYm\0C" + _u32(2, 2, 1) + _framed32(_ROW32) + _framed32(_TEXT32),
+    "matrix": b"mYm\0" + _array32((2, 2, 1), 12, struct.pack("<4i", 1, 2, 3, 4)),
+    "compressed": b"ZL123\0" + _u32(len(b"mYm\0" + _STRUCT32)) + zlib.compress(b"mYm\0" + _STRUCT32),
+}
 
 
 def _dj_python(version: str) -> str:
@@ -298,10 +339,12 @@ def datajoint(request, tmp_path_factory):
     python = _dj_python(request.param)
     tmp = tmp_path_factory.mktemp(f"dj{request.param}")
     exprs = [e for e, _ in CASES] + DJHPC_ONLY
-    (tmp / "in.json").write_text(json.dumps([{"expr": e, "djhpc_hex": pack(_value(e)).hex()} for e in exprs]))
+    cases = [{"expr": e, "djhpc_hex": pack(_value(e)).hex()} for e in exprs]
+    cases += [{"dims32_hex": data.hex()} for data in DIMS32.values()]
+    (tmp / "in.json").write_text(json.dumps(cases))
     _run_datajoint(python, _DATAJOINT_SIDE, tmp, str(tmp / "in.json"), str(tmp / "out.json"))
     results = json.loads((tmp / "out.json").read_text())
-    return request.param, dict(zip(exprs, results, strict=True))
+    return request.param, dict(zip(exprs + [f"dims32:{name}" for name in DIMS32], results, strict=True))
 
 
 def _flags(expr: str) -> str:
@@ -320,9 +363,17 @@ def test_djhpc_reads_what_datajoint_writes_as_datajoint_does(datajoint):
         if "dj_hex" not in got:
             mismatches.append(f"{expr}: DataJoint {version} cannot pack it: {got['dj_error']}")
             continue
-        mine = describe(unpack(bytes.fromhex(got["dj_hex"])))
-        if _readable_by(version, expr) and mine != got.get("dj_back"):
-            mismatches.append(f"{expr}: djhpc {mine} != DataJoint {got['dj_back']}")
+        if not _readable_by(version, expr):
+            continue
+        for squeeze, name in ((False, "dj_back"), (True, "dj_squeezed")):
+            try:
+                mine = describe(unpack(bytes.fromhex(got["dj_hex"]), squeeze=squeeze))
+            except BlobError as e:
+                mine = f"BlobError: {e}"
+            if name + "_error" in got and mine.startswith("BlobError"):
+                continue  # DataJoint cannot read it either (a squeezed record field is no array)
+            if mine != got.get(name):
+                mismatches.append(f"{expr} (squeeze={squeeze}): djhpc {mine} != DataJoint {got.get(name)}")
     assert not mismatches, "\n".join(mismatches)
 
 
@@ -357,6 +408,20 @@ def test_djhpc_writes_datajoints_bytes(datajoint):
         if flags not in ("order", "charorder") and pack(_value(expr)).hex() != results[expr]["dj_hex"]
     ]
     assert not different, f"djhpc's bytes differ from DataJoint {version}'s for {different}"
+
+
+def test_32bit_mym_blobs_read_as_datajoint_reads_them(datajoint, monkeypatch):
+    version, results = datajoint
+    monkeypatch.setattr(blob, "use_32bit_dims", True)
+    for name, data in DIMS32.items():
+        got = results[f"dims32:{name}"]
+        if name == "cell" and version == "0.14":
+            continue  # DataJoint 0.14 builds cell arrays with np.array, which refuses ragged items
+        assert describe(unpack(data)) == got["dj_back"], name
+        assert describe(unpack(data, squeeze=True)) == got["dj_squeezed"], name
+    monkeypatch.setattr(blob, "use_32bit_dims", False)
+    with pytest.raises(BlobError):
+        unpack(DIMS32["struct"])  # without the setting, the same bytes do not parse
 
 
 def test_djhpc_only_values_are_refused_by_datajoint(datajoint):
