@@ -464,6 +464,17 @@ case "$1" in MAX_JOBS_PER_SUBMISSION) echo 2;; *) echo "Not defined: $1" >&2; ex
     assert all("export DJHPC_TASK_COUNT=5\n" in p for p in parts)
 
 
+def test_a_cluster_cap_leaving_no_job_is_one_line(sqlite_project, tmp_path, fakes):
+    project, schema = sqlite_project
+    write_executable(fakes / "condor_config_val", """#!/bin/bash
+case "$1" in MAX_JOBS_PER_SUBMISSION) echo 0;; *) echo "Not defined: $1" >&2; exit 1;; esac
+""")  # fmt: skip
+    fake_command(fakes, "condor_submit", (RECORDED / "condor_submit-terse.txt").read_text())
+    out = djhpc(["submit", "--array", 2], project, on_path(cli_env(schema, tmp_path), fakes))
+    assert "leaves no array index from 1 up" in one_error_line(out)
+    assert calls(fakes, "condor_submit") == [] and kept(project) == []
+
+
 # ------------------------------------------------------------------------------------ status, cancel
 
 
