@@ -16,7 +16,7 @@ from djhpc import blob_dj, blob_v1
 from djhpc.blob_dj import MAX_DEPTH, MatCell, MatStruct
 from djhpc.errors import BlobError
 
-__all__ = ["MAX_DEPTH", "MatCell", "MatStruct", "pack", "unpack", "use_32bit_dims"]
+__all__ = ["MAX_DEPTH", "MatCell", "MatStruct", "bypass_serialization", "pack", "unpack", "use_32bit_dims"]
 
 _DATAJOINT_PREFIXES = (blob_dj.MYM, blob_dj.DJ0, blob_dj.ZL123)
 
@@ -24,9 +24,24 @@ _DATAJOINT_PREFIXES = (blob_dj.MYM, blob_dj.DJ0, blob_dj.ZL123)
 # for MATLAB (they cannot be told apart from the bytes). It applies to every unpack while it is set.
 use_32bit_dims = False
 
+# As DataJoint's setting of this name: pack and unpack hand blobs through unchanged (to copy blobs between tables
+# without decoding them); pack then takes only the bytes of a blob.
+bypass_serialization = False
+
+
+def _raw(data, what: str) -> bytes:
+    if not isinstance(data, bytes) or not data.startswith((*_DATAJOINT_PREFIXES, blob_v1.MAGIC)):
+        raise BlobError(
+            f"blob.bypass_serialization is set, so {what} takes the bytes of a blob (got {type(data).__name__}): "
+            "unset it to store values"
+        )
+    return data
+
 
 def pack(value, compress: bool = True) -> bytes:
     """``value`` in DataJoint's blob format (compressed above 1000 bytes when that helps, as DataJoint does)."""
+    if bypass_serialization:
+        return _raw(value, "pack")
     return blob_dj.pack(value, compress=compress)
 
 
@@ -39,6 +54,8 @@ def unpack(data: bytes, squeeze: bool = False):
         data = bytes(data)
     elif not isinstance(data, bytes):
         raise BlobError(f"unpack needs bytes, got {type(data).__name__}")
+    if bypass_serialization:
+        return _raw(data, "unpack")
     if data.startswith(_DATAJOINT_PREFIXES):
         return blob_dj.unpack(data, squeeze=squeeze, dims32=use_32bit_dims)
     if data.startswith(blob_v1.MAGIC):

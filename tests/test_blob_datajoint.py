@@ -705,6 +705,16 @@ def test_random_compressed_blobs_raise_blob_error_only(body):
     _unpack_or_blob_error(b"ZL123\0" + _u64(len(inner)) + zlib.compress(inner))
 
 
+def test_bypass_serialization_hands_blobs_through_as_datajoints(monkeypatch):
+    data = pack({"k": [1, 2]})
+    monkeypatch.setattr(blob, "bypass_serialization", True)
+    assert unpack(data) is data and pack(data) is data
+    with pytest.raises(BlobError, match="bypass_serialization is set, so pack takes the bytes of a blob"):
+        pack({"k": 1})
+    with pytest.raises(BlobError, match="bypass_serialization is set"):
+        unpack(b"not a blob")
+
+
 def test_djhpcs_older_blobs_stay_readable():
     value = {"k": [1, 2.5, "x", np.arange(3), dt.timedelta(seconds=1)]}
     old = blob_v1.pack(value)
