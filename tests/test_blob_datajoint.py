@@ -45,194 +45,76 @@ _UNITS = ["Y", "M", "W", "D", "h", "m", "s", "ms", "us", "ns", "ps", "fs", "as"]
 # "order": a set whose order of iteration differs between processes (its bytes may differ);
 # "dj2": DataJoint 0.14 cannot read it (its cell arrays are built with np.array, which refuses ragged items);
 # "charorder": a char matrix, which DataJoint writes in C order but reads in Fortran order (djhpc writes Fortran).
+# fmt: off
 CASES: list[tuple[str, str]] = [
     # Python scalars
-    *[
-        (e, "")
-        for e in [
-            "0",
-            "1",
-            "-1",
-            "127",
-            "128",
-            "-128",
-            "-129",
-            "255",
-            "2**63",
-            "-(2**63) - 1",
-            "3**500",
-            "-(7**300)",
-            "True",
-            "False",
-            "None",
-            "1.5",
-            "-0.0",
-            "float('inf')",
-            "float('nan')",
-            "5e-324",
-            "complex(1, -2)",
-            "complex(-0.0, float('nan'))",
-            "''",
-            "'text'",
-            "'ünïcödé ✓ 漢字 😀'",
-            "'a\\x00b'",
-            "b''",
-            "b'\\x00\\xff' * 10",
-            "bytearray(b'xyz')",
-        ]
-    ],
+    *[(e, "") for e in ["0", "1", "-1", "127", "128", "-128", "-129", "255", "2**63", "-(2**63) - 1", "3**500",
+                        "-(7**300)", "True", "False", "None", "1.5", "-0.0", "float('inf')", "float('nan')",
+                        "5e-324", "complex(1, -2)", "complex(-0.0, float('nan'))", "''", "'text'",
+                        "'ünïcödé ✓ 漢字 😀'", "'a\\x00b'", "b''", "b'\\x00\\xff' * 10", "bytearray(b'xyz')"]],
     # containers
-    *[
-        (e, "")
-        for e in [
-            "[]",
-            "()",
-            "set()",
-            "{}",
-            "[1, 'two', [3.0, None]]",
-            "(1, (2, 3))",
-            "{1, 2, 3}",
-            "{(1, 2), None, 2.5}",
-            "{'a': 1, 'nested': {'b': [1, 2]}, 't': (1,)}",
-            "{1: 'int key', (1, 'x'): 'tuple key', None: 0, 2.5: [], dt.date(2020, 1, 1): b'd'}",
-            "[[[[[]]]]]",
-            "range(3)",
-            "[{'k': ({'j': [1]},)}]",
-        ]
-    ],
+    *[(e, "") for e in ["[]", "()", "set()", "{}", "[1, 'two', [3.0, None]]", "(1, (2, 3))", "{1, 2, 3}",
+                        "{(1, 2), None, 2.5}", "{'a': 1, 'nested': {'b': [1, 2]}, 't': (1,)}",
+                        "{1: 'int key', (1, 'x'): 'tuple key', None: 0, 2.5: [], dt.date(2020, 1, 1): b'd'}",
+                        "[[[[[]]]]]", "range(3)", "[{'k': ({'j': [1]},)}]"]],
     ("{'a', 'b', 'c'}", "order"),
     ("frozenset({'x', 'y'})", "order"),
     # dates, decimals, UUIDs
-    *[
-        (e, "")
-        for e in [
-            "dt.datetime(2024, 2, 29, 12, 30, 1, 5)",
-            "dt.datetime(1, 1, 1)",
-            "dt.datetime(9999, 12, 31, 23, 59, 59, 999999)",
-            "dt.datetime(2020, 1, 1, 0, 0)",
-            "dt.date(1999, 12, 31)",
-            "dt.date(1, 1, 1)",
-            "dt.time(0, 0)",
-            "dt.time(23, 59, 59, 999999)",
-            "Decimal('1.50')",
-            "Decimal('-0.000')",
-            "Decimal('1E+999')",
-            "Decimal('NaN')",
-            "Decimal('-Infinity')",
-            "uuid.UUID(int=0)",
-            "uuid.UUID('12345678-1234-5678-1234-567812345678')",
-            "[dt.date(2020, 1, 2), uuid.UUID(int=7), Decimal('3.14159')]",
-        ]
-    ],
+    *[(e, "") for e in ["dt.datetime(2024, 2, 29, 12, 30, 1, 5)", "dt.datetime(1, 1, 1)",
+                        "dt.datetime(9999, 12, 31, 23, 59, 59, 999999)", "dt.datetime(2020, 1, 1, 0, 0)",
+                        "dt.date(1999, 12, 31)", "dt.date(1, 1, 1)", "dt.time(0, 0)", "dt.time(23, 59, 59, 999999)",
+                        "Decimal('1.50')", "Decimal('-0.000')", "Decimal('1E+999')", "Decimal('NaN')",
+                        "Decimal('-Infinity')", "uuid.UUID(int=0)", "uuid.UUID('12345678-1234-5678-1234-567812345678')",
+                        "[dt.date(2020, 1, 2), uuid.UUID(int=7), Decimal('3.14159')]"]],
     # numpy scalars
     *[(f"np.{t}(1)", "") for t in _NUMERIC],
-    *[
-        (e, "")
-        for e in [
-            "np.float64(-2.5)",
-            "np.int64(-(2**63))",
-            "np.uint64(2**64 - 1)",
-            "np.bool_(False)",
-            "np.complex64(1 - 2j)",
-            "np.complex128(3 + 4j)",
-            "np.float32('nan')",
-            "np.datetime64('2020-01-02', 'D')",
-            "np.datetime64('2020-01-02T03:04:05.123456789', 'ns')",
-            "np.datetime64('NaT', 's')",
-            "np.str_('np str')",
-            "np.bytes_(b'np bytes')",
-        ]
-    ],
+    *[(e, "") for e in ["np.float64(-2.5)", "np.int64(-(2**63))", "np.uint64(2**64 - 1)", "np.bool_(False)",
+                        "np.complex64(1 - 2j)", "np.complex128(3 + 4j)", "np.float32('nan')",
+                        "np.datetime64('2020-01-02', 'D')", "np.datetime64('2020-01-02T03:04:05.123456789', 'ns')",
+                        "np.datetime64('NaT', 's')", "np.str_('np str')", "np.bytes_(b'np bytes')"]],
     # numeric arrays of every dtype and shape, C and Fortran order
-    *[
-        (f"np.arange({n}).astype('{t}').reshape({s})", "")
-        for t in _NUMERIC
-        for n, s in [(1, "()"), (0, "(0,)"), (5, "(5,)"), (6, "(2, 3)"), (0, "(2, 0, 3)"), (1, "(1, 1)")]
-    ],
+    *[(f"np.arange({n}).astype('{t}').reshape({s})", "") for t in _NUMERIC
+      for n, s in [(1, "()"), (0, "(0,)"), (5, "(5,)"), (6, "(2, 3)"), (0, "(2, 0, 3)"), (1, "(1, 1)")]],
     *[(f"np.asfortranarray((np.arange(24) - 7).astype('{t}').reshape(2, 3, 4))", "") for t in _NUMERIC],
-    *[
-        (e, "")
-        for e in [
-            "np.arange(24.0).reshape(2, 3, 4).transpose(2, 0, 1)[:, ::2]",
-            "np.array(7)",
-            "np.array([], dtype='f4')",
-            "np.zeros((3, 0))",
-            "np.array([1 + 2j, -0.0 - 1j])",
-            "np.array([[np.nan, -np.inf], [np.inf, -0.0]])",
-            "np.array([True, False, True])",
-        ]
-    ],
+    *[(e, "") for e in ["np.arange(24.0).reshape(2, 3, 4).transpose(2, 0, 1)[:, ::2]", "np.array(7)",
+                        "np.array([], dtype='f4')", "np.zeros((3, 0))", "np.array([1 + 2j, -0.0 - 1j])",
+                        "np.array([[np.nan, -np.inf], [np.inf, -0.0]])", "np.array([True, False, True])"]],
     # datetime64 arrays of every unit
     *[(f"np.array([0, 1, -5], dtype='i8').astype('M8[{u}]')", "") for u in _UNITS],
     *[(f"np.array(['NaT', '1970-01-02'], dtype='M8[{u}]')", "") for u in ["D", "s", "ns"]],
     # str arrays (object arrays of str in DataJoint's format), char arrays (MATLAB chars)
-    *[
-        (e, "")
-        for e in [
-            "np.array(['a', 'bc', 'ünï'])",
-            "np.array([['a', 'b'], ['c', 'd']])",
-            "np.array('single')",
-            "np.array([], dtype='U3')",
-            "np.array([b'a', b'b', b'c'], dtype='S1')",
-            "np.array(b'x', dtype='S1')",
-            "np.array([[b'a', b'b', b'c']], dtype='S1')",
-            "np.array([[b'a'], [b'b']], dtype='S1')",
-            "np.array([], dtype='S1')",
-        ]
-    ],
+    *[(e, "") for e in ["np.array(['a', 'bc', 'ünï'])", "np.array([['a', 'b'], ['c', 'd']])", "np.array('single')",
+                        "np.array([], dtype='U3')", "np.array([b'a', b'b', b'c'], dtype='S1')",
+                        "np.array(b'x', dtype='S1')", "np.array([[b'a', b'b', b'c']], dtype='S1')",
+                        "np.array([[b'a'], [b'b']], dtype='S1')", "np.array([], dtype='S1')"]],
     ("np.array([[b'a', b'b', b'c'], [b'd', b'e', b'f']], dtype='S1')", "charorder"),
     # object arrays
-    *[
-        (e, "")
-        for e in [
-            "obj([1, 'a', None, [1, 2]])",
-            "obj([1, 'x', 2.5, {'k': 1}], (2, 2))",
-            "obj([np.arange(3), np.zeros((2, 2)), 'z'])",
-            "obj([])",
-            "obj([obj([1, 2]), None])",
-        ]
-    ],
+    *[(e, "") for e in ["obj([1, 'a', None, [1, 2]])", "obj([1, 'x', 2.5, {'k': 1}], (2, 2))",
+                        "obj([np.arange(3), np.zeros((2, 2)), 'z'])", "obj([])", "obj([obj([1, 2]), None])"]],
     # structured and record arrays
-    *[
-        (e, "")
-        for e in [
-            "np.zeros(3, dtype=[('a', '<i4'), ('b', '<f8')])",
-            "np.array([(1, 2.5, 'x'), (2, -1.0, 'yz')], dtype=[('a', 'i2'), ('b', 'f4'), ('c', 'U2')])",
-            "np.rec.fromrecords([(1, 'one'), (2, 'two')], names='n,s')",
-            "np.zeros(2, dtype=[('p', [('x', 'f8'), ('y', 'f8')]), ('n', 'i4')])",
-            "np.zeros((2, 3), dtype=[('a', 'i4'), ('b', 'c16')])",
-            "np.zeros((), dtype=[('a', 'i4'), ('b', 'f4')])",
-            "np.array([(obj([1, 2]),), ('s',)], dtype=[('o', object)])",
-        ]
-    ],
+    *[(e, "") for e in ["np.zeros(3, dtype=[('a', '<i4'), ('b', '<f8')])",
+                        "np.array([(1, 2.5, 'x'), (2, -1.0, 'yz')], dtype=[('a', 'i2'), ('b', 'f4'), ('c', 'U2')])",
+                        "np.rec.fromrecords([(1, 'one'), (2, 'two')], names='n,s')",
+                        "np.zeros(2, dtype=[('p', [('x', 'f8'), ('y', 'f8')]), ('n', 'i4')])",
+                        "np.zeros((2, 3), dtype=[('a', 'i4'), ('b', 'c16')])",
+                        "np.zeros((), dtype=[('a', 'i4'), ('b', 'f4')])",
+                        "np.array([(obj([1, 2]),), ('s',)], dtype=[('o', object)])"]],
     # MATLAB cells and structs (the mYm protocol when every part is MATLAB's)
     ("cell([1.0, 'two', np.arange(3.0)], (1, 3))", "dj2"),
     ("cell([np.array([[1.0]]), np.array([[2.0, 3.0]])], (2, 1))", "dj2"),
     ("cell([], (0, 0))", "dj2"),
     ("cell([np.array([[1.0]]), np.array([[2.0]])], (1, 2))", "dj2"),
-    (
-        "struct({'a': [np.array([[1.0]]), np.array([[2.0]])], 'b': [np.array([b'x'], 'S1'), np.zeros((0, 0))]},"
-        " (1, 2))",
-        "",
-    ),
+    ("struct({'a': [np.array([[1.0]]), np.array([[2.0]])], 'b': [np.array([b'x'], 'S1'), np.zeros((0, 0))]},"
+     " (1, 2))", ""),
     ("struct({'a': ['one'], 'b': [[1, 2]]}, (1, 1))", ""),
     ("struct({'v': [cell([np.array([[1.0]])], (1, 1))]}, (1, 1))", "dj2"),
     # big values: compressed when that makes them shorter, as DataJoint does
-    *[
-        (e, "")
-        for e in [
-            "np.zeros(10000)",
-            "np.arange(100000, dtype='i4')",
-            "['x' * 2000]",
-            "{'k': np.ones((100, 100))}",
-            "np.random.default_rng(0).random(1000)",
-            "np.random.default_rng(1).integers(0, 4, 5000).astype('u1')",
-            "'é' * 600",
-            "b'\\x00' * 1001",
-            "list(range(300))",
-        ]
-    ],
+    *[(e, "") for e in ["np.zeros(10000)", "np.arange(100000, dtype='i4')", "['x' * 2000]",
+                        "{'k': np.ones((100, 100))}", "np.random.default_rng(0).random(1000)",
+                        "np.random.default_rng(1).integers(0, 4, 5000).astype('u1')", "'é' * 600", "b'\\x00' * 1001",
+                        "list(range(300))"]],
 ]
+# fmt: on
 
 # What DataJoint refuses to write, and djhpc writes in a form it reads (DataJoint's reading checked in test 2).
 DJHPC_ONLY = ["np.array([1, 2], dtype='>i4')", "np.array([1.5], dtype='>f8')", "dt.timedelta(days=-1, seconds=5)",
