@@ -14,6 +14,12 @@ The job runs /bin/bash on the script where it lies (should_transfer_files = NO):
 the project on a shared filesystem anyway. condor_rm, periodic_remove (the time limit) and eviction send
 kill_sig (SIGTERM), then SIGKILL after the machine's vacate time: the worker gives its keys back at the
 first. An evicted job runs again (HTCondor's own choice; a new worker reserves afresh).
+
+--after, without DAGMan (HTCondor has no dependency between clusters otherwise): the run's cluster is
+submitted on hold, then a one-job local-universe cluster, which runs on the access point and takes no slot
+(templates/htcondor-after.sh.j2), watches the awaited clusters with condor_q, reads how they ended from
+condor_history, and releases the held cluster with condor_release, or removes it when after_type can no
+longer be met.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from djhpc.schedulers.base import (
     one_line,
     run_command,
     task_key,
+    template_environment,
 )
 
 _HINT = "run this where condor_submit reaches your schedd (an HTCondor access point) or use --scheduler local"
@@ -125,10 +132,12 @@ def parse_terse(text: str) -> str:
     return m.group(1)
 
 
-def cluster_id(job_id: str) -> str:
-    """'123', '123_4' (a task key) or '123.3' (a job) -> '123'."""
+def cluster_id(job_id: str, what: str = "") -> str:
+    """'123', '123_4' (a task key) or '123.3' (a job) -> '123'. what: the flag it came from (a usage error)."""
     m = re.fullmatch(r"\s*(\d+)(?:[._]\d+)?\s*", str(job_id))
     if not m:
+        if what:
+            raise UsageError(f"{what} {job_id!r} is not an HTCondor cluster id: give the number condor_submit printed")
         raise SchedulerError(f"cannot read HTCondor cluster id {job_id!r}: expected digits, e.g. 123")
     return m.group(1)
 
@@ -168,11 +177,7 @@ class HTCondorScheduler(Scheduler):
                 f"--nodes {profile.nodes} cannot be expressed on HTCondor: a vanilla-universe job runs on one "
                 "machine; drop --nodes (a worker needs one)"
             )
-        if profile.after:
-            raise UsageError(
-                "--after cannot be expressed on HTCondor without DAGMan (a job cannot wait for another cluster): "
-                f"submit once job {', '.join(profile.after)} has left condor_q, or drop --after"
-            )
+        after = [cluster_id(job, what="--after") for job in profile.after]
         for name, why in (("partition", "HTCondor has no queues"), ("qos", "no HTCondor equivalent")):
             if getattr(profile, name):
                 notes.append(
@@ -203,6 +208,7 @@ class HTCondorScheduler(Scheduler):
             "log": condor_path("djhpc-%A_%a.log" if not profile.output else _log_beside(profile.output)),
             "notify_user": condor_value(profile.mail_user) if profile.mail_user else None,
             "notification": choice,
+            "after": list(dict.fromkeys(after)),
             "extra": self.extra_lines(context),  # verbatim, macros and all: the escape hatch
         }
         context["condor"] = condor
@@ -237,14 +243,45 @@ class HTCondorScheduler(Scheduler):
         """Write the script and, beside it, its submit description (.sub); submit that."""
         path = self.write_script(script_text, script_dir)
         description = path.with_suffix(".sub")
-        description.write_text(submit_description(script_text, path), encoding="utf-8")
+        text = submit_description(script_text, path)
+        description.write_text(text, encoding="utf-8")
         if dry_run:
             return []
         try:
-            return [self.submit_file(description)]
+            cluster = self.submit_file(description)
         except SchedulerError:
             description.unlink(missing_ok=True)
             raise
+        after = re.search(r'^\+DjhpcAfter = "([\d ]+)"\n\+DjhpcAfterType = "(\w+)"$', text, re.MULTILINE)
+        if after:
+            try:
+                self.submit_release(cluster, after.group(1).split(), after.group(2), path)
+            except SchedulerError:
+                description.unlink(missing_ok=True)
+                raise
+        return [cluster]
+
+    def submit_release(self, held: str, after: list[str], after_type: str, script: Path) -> str:
+        """Queue the local-universe job that releases the held cluster once `after` have ended
+        (templates/htcondor-after.sh.j2); if it cannot be queued, the held cluster is removed."""
+        waiter = script.with_name(f"{script.stem}-after.sh")
+        text = template_environment(None).get_template("htcondor-after.sh.j2").render(
+            held=held, after=after, after_type=after_type, script_dir=condor_value(script.parent.resolve()),
+            constraint=" || ".join(f"ClusterId == {c}" for c in after),
+        )  # fmt: skip
+        waiter.write_text(text, encoding="utf-8")
+        description = waiter.with_suffix(".sub")
+        description.write_text(submit_description(text, waiter), encoding="utf-8")
+        try:
+            return self.submit_file(description)
+        except SchedulerError as exc:
+            waiter.unlink(missing_ok=True)
+            description.unlink(missing_ok=True)
+            run_command(["condor_rm", held], hint=_HINT)
+            raise SchedulerError(
+                f"cluster {held} was submitted on hold, but the job that would release it after "
+                f"{', '.join(after)} was not ({exc}): cluster {held} removed; submit again"
+            ) from exc
 
     def submit_file(self, path: Path) -> str:
         if path.suffix != ".sub":

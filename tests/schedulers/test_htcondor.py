@@ -262,7 +262,7 @@ def test_values_stay_values_in_the_description(tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--after", 123], "--after cannot be expressed on HTCondor without DAGMan"),
+    (["--after", "12x"], "--after '12x' is not an HTCondor cluster id: give the number condor_submit printed"),
     (["--nodes", 2], "--nodes 2 cannot be expressed on HTCondor: a vanilla-universe job runs on one machine"),
     (["--directive", "getenv = true"], "sets getenv, which djhpc writes itself"),
     (["--directive", "environment = \"A=1\""], "sets environment, which djhpc writes itself"),
@@ -286,6 +286,159 @@ def test_other_directives_and_settings_are_notes(tmp_path):
     assert commands["+projectname"] == '"lab"'
     assert "# note: extra directive '--constraint=haswell' is not an HTCondor submit command" in script
     assert "# note: partition 'debug': HTCondor has no queues, ignored" in script
+
+
+# ------------------------------------------------------------- --after: held, and released by a local job
+
+
+def release_script(held: str = "4243", after: tuple[str, ...] = ("1234", "1235"), kind: str = "afterok") -> str:
+    from djhpc.schedulers.base import template_environment
+
+    return template_environment(None).get_template("htcondor-after.sh.j2").render(
+        held=held, after=list(after), after_type=kind, script_dir="/scratch/me/my project/.djhpc/scripts",
+        constraint=" || ".join(f"ClusterId == {c}" for c in after),
+    )  # fmt: skip
+
+
+def test_golden_after(tmp_path):
+    """--after 1234 (afterany): the run's cluster starts on hold; the release job's script and description."""
+    profile = Profile.from_dict({**FULL_SETTINGS, "scheduler": "htcondor"})
+    script = get_scheduler("htcondor").render(profile, target=FULL_TARGET, worker_args=FULL_ARGS, env=FULL_ENV,
+                                              array_size=11)  # fmt: skip
+    held = submit_description(script, Path("/scratch/me/my project/.djhpc/scripts/htcondor-golden.sh"))
+    release = release_script(after=("1234",), kind="afterany")
+    for name, text in (("htcondor-after.sub", held), ("htcondor-release.bash", release)):
+        if os.environ.get("UPDATE_GOLDEN") == "1":
+            (GOLDEN / name).write_text(text, encoding="utf-8")
+        assert text == (GOLDEN / name).read_text(encoding="utf-8"), f"{name} changed: UPDATE_GOLDEN=1 and review"
+    bash_syntax_ok(release, tmp_path)
+    commands, count = read_description(held)
+    assert (commands["hold"], commands["+djhpcafter"], commands["+djhpcaftertype"], count) == (
+        "true",
+        '"1234"',
+        '"afterany"',
+        11,
+    )
+    commands, count = read_description(submit_description(release, tmp_path / "r.sh"))
+    assert (commands["universe"], commands["executable"], count) == ("local", "/bin/bash", 1)
+    assert "getenv" not in commands
+
+
+def fake_condor(
+    folder: Path,
+    *,
+    held_gone: bool = False,
+    queue: tuple[str, ...] = ("1\n2", ""),
+    history: str = "4 0\n4 0",
+    q_fails: int = 0,
+) -> None:
+    """condor_q answering for the held cluster (4243) and, call by call, the awaited ones (queue[i], then
+    empty); condor_history, condor_release and condor_rm recording their argv."""
+    for i, text in enumerate(queue):
+        (folder / f"queue.{i + 1}").write_text(text + "\n" if text else "")
+    (folder / "history").write_text(history + "\n")
+    f = shlex.quote(str(folder))
+    write_executable(folder / "condor_q", f"""#!/bin/bash
+n=$(( $(cat {f}/q.count 2>/dev/null || echo 0) + 1 )); echo $n > {f}/q.count
+[ $n -le {q_fails} ] && {{ echo "Failed to fetch ads from schedd" >&2; exit 1; }}
+if [ "$3" = 4243 ]; then {"true" if held_gone else "echo 4243"}; exit 0; fi
+a=$(( $(cat {f}/a.count 2>/dev/null || echo 0) + 1 )); echo $a > {f}/a.count
+cat {f}/queue.$a 2>/dev/null || true
+""")  # fmt: skip
+    for name, out in (("condor_history", f"cat {f}/history"), ("condor_release", "echo released"),
+                      ("condor_rm", "echo removed")):  # fmt: skip
+        write_executable(folder / name, f"#!/bin/bash\nprintf '%s\\n' \"$*\" >> {f}/{name}.log\n{out}\n")
+
+
+def run_release(folder: Path, tmp_path: Path, **kwargs) -> tuple[subprocess.CompletedProcess, dict[str, list[str]]]:
+    path = tmp_path / "release.sh"
+    path.write_text(release_script(**kwargs))
+    env = {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}", "DJHPC_AFTER_POLL_SECONDS": "0"}
+    proc = subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True, timeout=60)
+    logs = {name: (folder / f"{name}.log").read_text().splitlines() if (folder / f"{name}.log").exists() else []
+            for name in ("condor_history", "condor_release", "condor_rm")}  # fmt: skip
+    return proc, logs
+
+
+@pytest.mark.parametrize("kind, history, released", [
+    ("afterok", "4 0\n4 0", True), ("afterok", "4 0\n4 1", False), ("afterok", "4 0\n3 undefined", False),
+    ("afterok", "", False), ("afternotok", "4 1\n4 0", True), ("afternotok", "4 0\n4 0", False),
+    ("afterany", "4 1", True),
+])  # fmt: skip
+def test_release_once_they_have_ended(fakes, tmp_path, kind, history, released):
+    fake_condor(fakes, history=history, queue=("1\n2", "2", ""))
+    proc, logs = run_release(fakes, tmp_path, kind=kind)
+    assert (fakes / "a.count").read_text().strip() == "3"  # asked until the awaited clusters had left the queue
+    if released:
+        assert proc.returncode == 0 and logs["condor_release"] == ["4243"] and logs["condor_rm"] == [], proc.stderr
+    else:
+        assert proc.returncode == 1 and logs["condor_rm"] == ["4243"] and logs["condor_release"] == []
+        assert f"{kind} cannot be met: removing cluster 4243" in proc.stderr
+    want = [] if kind == "afterany" else ["-af JobStatus ExitCode -constraint ClusterId == 1234 || ClusterId == 1235"]
+    assert logs["condor_history"] == want
+
+
+def test_release_after_one_has_started(fakes, tmp_path):
+    fake_condor(fakes, queue=("1\n1", "1\n2", "2"))
+    proc, logs = run_release(fakes, tmp_path, kind="after")
+    assert proc.returncode == 0 and logs["condor_release"] == ["4243"], proc.stderr
+    assert (fakes / "a.count").read_text().strip() == "2"
+
+
+def test_release_waits_out_an_unanswering_schedd(fakes, tmp_path):
+    """condor_q failing decides nothing: no release until it answers that the awaited clusters have gone."""
+    fake_condor(fakes, queue=("",), q_fails=3)
+    proc, logs = run_release(fakes, tmp_path)
+    assert proc.returncode == 0 and logs["condor_release"] == ["4243"], proc.stderr
+    assert (fakes / "q.count").read_text().strip() == "5"
+
+
+def test_release_of_a_removed_cluster_does_nothing(fakes, tmp_path):
+    fake_condor(fakes, held_gone=True)
+    proc, logs = run_release(fakes, tmp_path)
+    assert proc.returncode == 0 and "has left the queue (removed?)" in proc.stdout
+    assert logs == {"condor_history": [], "condor_release": [], "condor_rm": []}
+
+
+def test_submit_after_holds_and_queues_the_release(sqlite_project, tmp_path, fakes):
+    project, schema = sqlite_project
+    fake_command(fakes, "condor_submit", (RECORDED / "condor_submit-terse.txt").read_text())
+    out = djhpc(["submit", "--array", 2, "--after", "1234", "--after", "1235.0"], project,
+                on_path(cli_env(schema, tmp_path), fakes))  # fmt: skip
+    assert out.returncode == 0 and out.stdout.split() == ["4243"], out.stderr
+    held, release = calls(fakes, "condor_submit")
+    commands, count = read_description(held["file"])
+    assert (commands["hold"], commands["+djhpcafter"], commands["+djhpcaftertype"], count) == (
+        "true",
+        '"1234 1235"',
+        '"afterok"',
+        2,
+    )
+    [script] = (project / ".djhpc" / "scripts").glob("htcondor-*[0-9a-f].sh")
+    waiter = script.with_name(f"{script.stem}-after.sh")
+    assert release["argv"] == ["-terse", str(waiter.with_suffix(".sub"))]
+    commands, count = read_description(release["file"])
+    assert (commands["universe"], commands["djhpc_script"], count) == ("local", str(waiter.resolve()), 1)
+    assert "held=4243\n" in waiter.read_text() and "after=(1234 1235)\n" in waiter.read_text()
+    [row] = Submissions(dj.conn(), schema).recent()
+    assert row.job_id == "4243"
+
+
+def test_a_release_job_not_queued_removes_the_held_cluster(sqlite_project, tmp_path, fakes):
+    project, schema = sqlite_project
+    f = shlex.quote(str(fakes))
+    write_executable(fakes / "condor_submit", f"""#!/bin/bash
+n=$(( $(cat {f}/s.count 2>/dev/null || echo 0) + 1 )); echo $n > {f}/s.count
+[ $n = 1 ] && {{ echo "4243.0 - 4243.1"; exit 0; }}
+echo "ERROR: Local universe jobs are not allowed" >&2; exit 1
+""")  # fmt: skip
+    fake_command(fakes, "condor_rm", "All jobs in cluster 4243 have been marked for removal\n")
+    out = djhpc(["submit", "--array", 2, "--after", "1234"], project, on_path(cli_env(schema, tmp_path), fakes))
+    message = one_error_line(out)
+    assert "cluster 4243 was submitted on hold, but the job that would release it after 1234 was not" in message
+    assert "Local universe jobs are not allowed" in message and "cluster 4243 removed; submit again" in message
+    assert [c["argv"] for c in calls(fakes, "condor_rm")] == [["4243"]]
+    assert kept(project) == [] and Submissions(dj.conn(), schema).recent() == []
 
 
 # ------------------------------------------------------------------------------------ a job, here
