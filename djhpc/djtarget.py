@@ -93,6 +93,17 @@ class DataJointTarget:
         names = list(todo.primary_key)
         return SQLKeys(self.connection, (todo - self.table).make_sql(), names, self.uuid_names), names
 
+    @property
+    def make_timeout(self) -> float | None:
+        """Seconds one make may run, from the DataJoint class's ``make_timeout`` attribute (None: no limit)."""
+        return getattr(self.cls, "make_timeout", None)
+
+    def reconnect(self):
+        """Fresh connections after a time limit cut make short: DataJoint's (make's) and djhpc's."""
+        _cancel(self.dj_connection)
+        self.dj_connection.connect()
+        self.connection.reconnect()
+
     def check_alone(self):
         """Refuse to go on while DataJoint's own ``populate(reserve_jobs=True)`` workers hold keys of this table:
         they do not see djhpc's reservations, so both could make one key. Asked before each batch."""

@@ -107,6 +107,10 @@ class KeyNotMadeError(DataError):
     exit_code = 1
 
 
+class MakeTimeout(DjhpcError):
+    """make() ran past its time limit (--make-timeout, or the table's ``make_timeout``) and was stopped."""
+
+
 class ReservationLostError(DjhpcError):
     """This worker's reservation was reclaimed by another: its result must not be committed."""
 

@@ -23,10 +23,12 @@ from typing import Any
 from . import backoff, blob, signals
 from .batching import MAX_BATCH, BatchPolicy
 from .db.connection import reconnect_seconds
+from .deadline import Deadline
 from .errors import (
     DiskFullError,
     KeyMadeElsewhere,
     LostConnectionError,
+    MakeTimeout,
     ReservationLostError,
     TransientError,
     UsageError,
@@ -72,6 +74,7 @@ class PopulateOptions:
     lease_seconds: float | None = None
     scheduler: Any = None  # asked which cluster jobs ended, to reclaim their keys
     walltime: Any = None  # walltime.Walltime: do not start a key that would not fit
+    make_timeout: float | None = None  # seconds one make may run (else the table's make_timeout attribute)
 
     def check(self):
         """Raise UsageError naming the first bad option."""
@@ -82,6 +85,7 @@ class PopulateOptions:
                 raise UsageError(f"{name} must be a non-negative integer (got {v!r})")
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             raise UsageError(f"max_attempts must be >= 1 (got {self.max_attempts!r})")
+        _check_timeout(self.make_timeout, "make_timeout")
 
 
 @dataclass
@@ -139,6 +143,10 @@ class _Runner:
         self._prep: dict[int, tuple] = {}  # id(key) -> what reserving it needs, for keys offered again
         self.inflight = InFlightTracker(TRANSIENT_RETRIES)  # the key whose commit is on its way (MySQL)
         self.raise_after: Exception | None = None  # a failure to raise once the loop has wound down
+        limit = options.make_timeout if options.make_timeout is not None else target.make_timeout
+        _check_timeout(limit, f"{target.name}.make_timeout")
+        self.deadline = Deadline(limit)
+        self.timed_out: tuple | None = None  # (key, claim, MakeTimeout, started) of the make just stopped
 
     # ---------------------------------------------------------------- the loop
     def _walker(self) -> tuple[KeyWalker, list[str]]:
@@ -362,6 +370,18 @@ class _Runner:
             self._make_one(key, claim)
         finally:
             self._collect(previous)
+        if self.timed_out:
+            self._stopped_by_deadline(*self.timed_out)
+
+    def _stopped_by_deadline(self, key, claim, error, started):
+        """A make stopped at its time limit: the alarm may have cut a database read short, so the make's
+        connection starts afresh (after the previous key's reply was read) before the key's error is written."""
+        self.timed_out = None
+        try:
+            self.target.reconnect()
+        except Exception as e:  # the error row is written once the database answers again, or the reaper acts
+            log.warning("could not reconnect after a make's time limit (%s)", e)
+        self._failed(key, claim, error, started)
 
     def _make_one(self, key: dict, claim: Claim | None):
         started = time.time()
@@ -399,6 +419,9 @@ class _Runner:
             except SystemExit as e:
                 self._exited(key, claim, started, e)
                 raise
+            except MakeTimeout as e:
+                self.timed_out = (key, claim, e, started)
+                return
             except Exception as e:
                 if claim and self._lost_quietly(claim):
                     log.warning("%s failed after its reservation was reclaimed: dropped (%s)", key, e)
@@ -515,6 +538,7 @@ class _Runner:
             """Called once make() has run: the fenced completion (which also requires the key's row in the
             table) and the history row of its duration."""
             nonlocal closing
+            self.deadline.disarm()  # make has returned: the commit is not cut short
             if claim:
                 made = Made(self.target.name, self.target.full_table_name, self.names,
                             self.target.encode(key, self.names), self.target.inserted())
@@ -530,8 +554,12 @@ class _Runner:
         # MySQL: one round trip: make's inserts, completion, history, COMMIT, and BEGIN for the next key held;
         # a reserved key's reply is read while the next key is made
         wait = claim is None or self.target.wait_for_commit
-        pending = self.target.make(key, closing_statements, make_kwargs=self.o.make_kwargs,
-                                   begin_next=bool(self.held) and self.target.begins_ahead, wait=wait)
+        self.deadline.arm()
+        try:
+            pending = self.target.make(key, closing_statements, make_kwargs=self.o.make_kwargs,
+                                       begin_next=bool(self.held) and self.target.begins_ahead, wait=wait)
+        finally:
+            self.deadline.disarm()
         if not wait:
             self.inflight.send(InFlight(key, claim, first_started, time.time() - first_started, pending, closing))
             return False
@@ -541,6 +569,11 @@ class _Runner:
         if self.o.walltime:
             self.o.walltime.observe(time.time() - started)
         return True
+
+
+def _check_timeout(value, name: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+        raise UsageError(f"{name} must be a number of seconds > 0 (got {value!r})")
 
 
 def _gives_up(error: Exception, attempt: int, since: float) -> bool:

@@ -73,6 +73,15 @@ class TableTarget:
     def check_alone(self):
         """Nothing else fills a djhpc table behind djhpc's back: nothing to check."""
 
+    @property
+    def make_timeout(self) -> float | None:
+        """Seconds one make may run, from the class's ``make_timeout`` attribute (None: no limit)."""
+        return getattr(self.cls, "make_timeout", None)
+
+    def reconnect(self):
+        """A fresh connection for make (after a time limit cut one short)."""
+        self.connection.reconnect()
+
     def encode(self, key: dict, names) -> tuple:
         """The key's values as the reservation statement compares them with the table's columns."""
         d = self.connection.dialect.name

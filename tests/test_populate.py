@@ -542,3 +542,47 @@ def test_a_make_that_inserts_nothing_or_another_keys_row_is_rejected(schema, db)
     # because the row it writes (key 9's) exists
     result = Careless().populate(suppress_errors=True, order="original")
     assert result["make_calls"] == 2 and [str(e) for _, e in result["error_list"]][0].startswith("DuplicateError")
+
+
+def test_a_make_past_its_time_limit_is_stopped_and_its_key_is_an_error(schema, db):
+    """Issue 15, item 8: make_timeout (the table's, or populate's make_timeout / djhpc work --make-timeout) stops
+    a make that does not return; its key is an error, the rest are made on the same (fresh) connection."""
+    import time as clock
+
+    @schema
+    class Job(dj.Manual):
+        definition = """
+        n : int
+        """
+
+    @schema
+    class Slow(dj.Computed):
+        definition = """
+        -> Job
+        ---
+        seen : int
+        """
+        make_timeout = 60
+
+        def make(self, key):
+            if key["n"] == 2:
+                (Job & key).fetch1()
+                clock.sleep(600)  # never returns in time
+            self.insert1(dict(key, seen=len(Job & key)))
+
+    Job.insert([(i,) for i in range(5)])
+    t0 = clock.monotonic()
+    result = Slow().populate(reserve_jobs=True, suppress_errors=True, make_timeout=0.5, order="original",
+                             position=0.0)
+    assert clock.monotonic() - t0 < 120
+    assert result["success_count"] == 4 and result["error_count"] == 1
+    assert sorted(Slow.fetch("n")) == [0, 1, 3, 4]
+    row = schema.jobs.fetch1()
+    assert row["status"] == "error" and "ran past its 0.5 s limit" in row["error_message"], row
+    assert "MakeTimeout" in row["error_message"]
+    with pytest.raises(dj.UsageError, match="make_timeout must be a number of seconds > 0"):
+        Slow().populate(reserve_jobs=True, make_timeout=-1)
+    # the table's own limit applies when populate names none
+    Slow.make_timeout = 0.3
+    (schema.jobs & {"status": "error"}).delete()
+    assert Slow().populate(reserve_jobs=True, suppress_errors=True)["error_count"] == 1

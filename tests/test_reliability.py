@@ -451,3 +451,47 @@ def test_deleting_the_sqlite_file_mid_run_stops_every_worker_with_a_clear_error(
         assert "gone.db was deleted or replaced while this process used it" in text and "Traceback" not in text
     assert len(calls(tmp_path)) < 400
     sys.modules.pop("pipeline_counts", None)
+
+
+HUNG_PIPELINE = '''
+import os, signal, time
+import djhpc as dj
+
+schema = dj.Schema(os.environ["DJHPC_TEST_SCHEMA"])
+
+
+@schema
+class Job(dj.Manual):
+    definition = """
+    n : int
+    """
+
+
+@schema
+class Stuck(dj.Computed):
+    definition = """
+    -> Job
+    """
+
+    def make(self, key):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})  # as C code that never lets signals in
+        time.sleep(600)
+'''
+
+
+def test_a_make_stuck_where_signals_do_not_reach_ends_its_worker(backend, schema_name, tmp_path, db):
+    """Issue 15, item 8: past its limit and the grace after it, a make that the alarm cannot stop ends the worker
+    (exit 70, one line); its key goes back as a dead worker's, not held for ever."""
+    (tmp_path / "hung.py").write_text(HUNG_PIPELINE)
+    env = worker_env(backend, schema_name, DJHPC_MAKE_TIMEOUT_GRACE=1)
+    run = subprocess.run([sys.executable, "-c", "import hung; hung.Job.insert1((1,))"], env=dict(
+        env, PYTHONPATH=f"{env['PYTHONPATH']}{os.pathsep}{tmp_path}"), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    t0 = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "djhpc.cli.main", "work", "hung.py:Stuck", "--make-timeout", "1"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 70, done.stderr[-2000:]
+    assert time.monotonic() - t0 < 120
+    assert "did not stop 1 s after its 1 s limit" in done.stderr and "Traceback" not in done.stderr
+    reclaimed = Reaper(Reservations(db, schema_name)).reap()
+    assert [c.reason for c in reclaimed] == ["pid-gone"]

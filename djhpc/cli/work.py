@@ -36,6 +36,9 @@ def register(sub):
                    help="run a failing key up to N more times")
     p.add_argument("--retry-delay", type=float, default=30.0, metavar="SECONDS",
                    help="wait before the first retry (doubles each time)")
+    p.add_argument("--make-timeout", type=_seconds, metavar="SECONDS",
+                   help="stop a make running longer than this and record its key as an error (default: the "
+                        "table's make_timeout, else no limit)")
     p.add_argument("--log", metavar="FILE", help="append one line per key here (default: stderr)")
     p.set_defaults(func=run)
 
@@ -58,10 +61,22 @@ def run(args) -> int:
     cls = _load_waiting_for_the_database(args.target)
     populate = PopulateOptions(reserve_jobs=True, order=args.order, max_calls=args.max_calls, limit=args.limit,
                                suppress_errors=args.suppress_errors, max_attempts=args.retries + 1,
-                               retry_delay_seconds=args.retry_delay)
+                               retry_delay_seconds=args.retry_delay, make_timeout=args.make_timeout)
     populate.check()  # a bad value is a usage error before any table is touched
     options = WorkOptions(populate, restrictions=[_and(args.restrict)] if args.restrict else [], log_path=args.log)
     return work(cls, options)
+
+
+def _seconds(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds (got '{text}')") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
+    return value
 
 
 def _load_waiting_for_the_database(target):
