@@ -8,6 +8,7 @@ subquery with a fresh alias.
 
 from __future__ import annotations
 
+import decimal
 import itertools
 import re
 from collections.abc import Mapping
@@ -146,7 +147,10 @@ def _string_condition(dialect, text: str) -> tuple[str, tuple]:
 def _cond_sql(query, restriction, negate):
     target = query if query._flat_names else query.as_subquery()
     text = restriction.text.replace("%s", query._dialect.placeholder)
-    return query._wrap_neg((text, restriction.params, target), negate)
+    params = restriction.params
+    if query._dialect.name == "sqlite":  # its driver takes no Decimal; a decimal is a number there (see values)
+        params = tuple(float(p) if isinstance(p, decimal.Decimal) else p for p in params)
+    return query._wrap_neg((text, params, target), negate)
 
 
 def _has_text(restriction) -> bool:

@@ -106,6 +106,8 @@ def test_decimal_restriction_by_value(measured):
     assert (Reading & {"price": D("9.50")}).fetch1("reading") == 2
     assert (Reading & {"price": "10"}).fetch1("reading") == 3
     assert (Reading & dj.SQL("t BETWEEN %s AND %s", (0, 9.5))).fetch1("reading") == 2
+    assert (Reading & dj.SQL("t BETWEEN %s AND %s", (D("0"), D("9")))).fetch1("reading") == 2
+    assert (Reading & dj.SQL("t * 2 > %s", (D("200.5"),))).fetch1("reading") == 1
 
 
 def test_decimal_in_a_primary_key(schema):
