@@ -33,7 +33,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     # the package's __init__ re-exports the library for ``import djhpc as dj``: only the cli may import it
     ("package and demo", ["djhpc", "djhpc.demo"]),
     # status asks the scheduler about recorded runs: the operator view sits above submission
-    ("operator view", ["djhpc.report", "djhpc.progress", "djhpc.status", "djhpc.jobrows", "djhpc.cancel"]),
+    ("operator view", ["djhpc.report", "djhpc.progress", "djhpc.status", "djhpc.jobrows", "djhpc.cancel",
+                       "djhpc.running"]),
     ("submission", ["djhpc.submit", "djhpc.submissions", "djhpc.targets", "djhpc.worker", "djhpc.walltime"]),
     ("schemas", ["djhpc.schemas"]),
     # as in DataJoint, schema.jobs is a table: schemas -> jobs -> tables

@@ -16,6 +16,7 @@ HELP = """The jobs table holds keys reserved now (running), failed (error), igno
 commands (default: list):
   djhpc jobs [list] [TARGET] [--status S] [--host H] [--job-id J] [--older-than AGE] [--json]
   djhpc jobs errors [TARGET]                  errors grouped by exception type and message
+  djhpc jobs running [TARGET] [--slow]        makes running now, how long, and which run past their p95
   djhpc jobs show KEY_OR_HASH [TARGET]        one key: the full stack and every attempt
   djhpc jobs retry [TARGET] [--match TEXT]    delete error rows: the next populate runs those keys again
   djhpc jobs ignore KEY [TARGET]              make populate skip a key (undo: djhpc jobs clear --status ignore)
@@ -27,7 +28,7 @@ retry and clear say how many rows they would delete and ask; without a terminal 
 Ages look like 30d, 12h, 90m or 3600s; times are shown in your local timezone.
 """
 
-SUBCOMMANDS = ("list", "errors", "show", "retry", "ignore", "clear")
+SUBCOMMANDS = ("list", "errors", "running", "show", "retry", "ignore", "clear")
 
 
 class _AnyChoice(dict):
@@ -70,6 +71,11 @@ def register(sub):
     _common(er)
     er.add_argument("--exact", action="store_true", help="group by the exact message (default: numbers as <n>)")
     er.set_defaults(func=run_errors)
+
+    rn = cmds.add_parser("running", help="makes running now; --slow: only those past their table's p95")
+    _common(rn)
+    rn.add_argument("--slow", action="store_true", help="only makes running longer than their table's p95")
+    rn.set_defaults(func=run_running)
 
     sh = cmds.add_parser("show", help="one key: status, full stack, attempt history")
     sh.add_argument("key", metavar="KEY_OR_HASH", help='the key as JSON (\'{"item": 3}\') or its key_hash')
@@ -183,6 +189,36 @@ def run_list(args) -> int:
     out.print(t)
     if total > len(rows):
         out.print(f"... {total - len(rows):,} more rows (of {total:,}): narrow with --status/--host or raise --limit")
+    return 0
+
+
+# ---------------------------------------------------------------------------- running
+def run_running(args) -> int:
+    from ..running import running_makes
+
+    scope, table_name = _scope(args)
+    makes = running_makes(scope.connection, scope.schema, table_name=table_name, jobs_table=scope.jobs_table,
+                          history_table=scope.history_table)
+    if args.slow:
+        makes = [m for m in makes if m.over_p95]
+    if getattr(args, "json", False):
+        display.print_json([{"table_name": m.table_name, "key": m.key, "host": m.host, "pid": m.pid,
+                             "task": m.task, "seconds": round(m.seconds, 3), "p95": m.p95, "over_p95": m.over_p95}
+                            for m in makes])
+        return 0
+    out = display.console()
+    if not makes:
+        out.print(f"no makes {'past their p95 ' if args.slow else ''}running for {scope.label}")
+        return 0
+    t = display.table("Table", "Key", "Host", "PID", "Task", "Running", "p95", "", right=("PID", "Running", "p95"))
+    for m in makes:
+        flag = "[red]past p95[/red]" if m.over_p95 else ""
+        t.add_row(class_name(m.table_name), display.escape(jobrows.key_text(m.key)), display.escape(m.host),
+                  str(m.pid), m.task, display.seconds_text(m.seconds), display.seconds_text(m.p95), flag)
+    out.print(t)
+    slow = sum(m.over_p95 for m in makes)
+    if slow and not args.slow:
+        out.print(f"{slow} make(s) past their table's p95: a hung make? djhpc work --make-timeout stops them")
     return 0
 
 

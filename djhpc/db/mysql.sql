@@ -257,3 +257,15 @@ IS_FREE_LOCK(%s)
 -- name: session_holder
 -- only: mysql
 SELECT IS_USED_LOCK(%s)
+
+-- name: running_makes
+-- Reserved rows with their age on the server's clock; the first of each token's batch is the one being made.
+SELECT `table_name`, `key`, `host`, `pid`, `sched_job_id`, `sched_task_id`, `token`, `position`,
+  TIMESTAMPDIFF(MICROSECOND, `timestamp`, UTC_TIMESTAMP(6)) / 1e6
+FROM {jobs} WHERE `status` = 'reserved'
+
+-- name: last_make_ends
+-- Seconds since each worker's latest make of the last day ended: when its current make began, at the latest.
+SELECT `table_name`, `host`, `pid`,
+  MIN(TIMESTAMPDIFF(MICROSECOND, `started_at`, UTC_TIMESTAMP(6)) / 1e6 - `duration`)
+FROM {history} WHERE `started_at` > UTC_TIMESTAMP(6) - INTERVAL 1 DAY GROUP BY `table_name`, `host`, `pid`

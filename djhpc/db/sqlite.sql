@@ -216,3 +216,12 @@ WHERE NOT EXISTS (SELECT 1 FROM {jobs} AS j WHERE j."table_name" = v._tn AND j."
 -- name: reserve_limit
 ORDER BY v._pos LIMIT ?
 
+-- name: running_makes
+SELECT "table_name", "key", "host", "pid", "sched_job_id", "sched_task_id", "token", "position",
+  (julianday('now') - julianday("timestamp")) * 86400.0
+FROM {jobs} WHERE "status" = 'reserved'
+
+-- name: last_make_ends
+SELECT "table_name", "host", "pid", MIN((julianday('now') - julianday("started_at")) * 86400.0 - "duration")
+FROM {history} WHERE "started_at" > strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 day')
+GROUP BY "table_name", "host", "pid"

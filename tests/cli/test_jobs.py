@@ -156,3 +156,16 @@ def test_ignore_then_clear(state, capsys):
     rc, out, _ = cli(capsys, "jobs", "clear", TARGET, "--yes")
     assert rc == 0 and "deleted 4 rows" in out
     assert sorted(k["item"] for _, k in _statuses(state)) == [15, 16]
+
+
+def test_running_makes_and_those_past_their_p95(state, capsys):
+    """Issue 15, item 8: the first key left of a worker's batch is the one being made; with the history's p95 of
+    the table (milliseconds here), a make held for a second is past it."""
+    time.sleep(1.0)
+    rows = _rows(capsys, "running", TARGET)
+    assert [(r["key"], r["host"], r["pid"], r["task"]) for r in rows] == [({"item": 15}, "node-r", 4242, "777_2")]
+    assert rows[0]["seconds"] >= 1.0 and rows[0]["p95"] is not None and rows[0]["p95"] < 1.0
+    assert rows[0]["over_p95"] is True
+    assert [r["key"] for r in _rows(capsys, "running", TARGET, "--slow")] == [{"item": 15}]
+    rc, out, _ = cli(capsys, "jobs", "running", TARGET)
+    assert rc == 0 and "past p95" in out and "node-r" in out and "--make-timeout" in out
