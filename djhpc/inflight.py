@@ -62,6 +62,11 @@ class InFlightTracker:
         if isinstance(err, ReservationLostError):
             return Verdict.LOST, err
         if not isinstance(err, (TransientError, LostConnectionError)):
+            # a worker stopped past its lease and resumed: its insert meets the row the new owner made
+            # (a duplicate) before the fence is reached; that is a lost key, not a failure
+            if _not_mine(still_mine, flight.claim):
+                return Verdict.LOST, ReservationLostError(f"{err} (the key was reclaimed and made by another "
+                                                          "worker meanwhile: nothing of this make was kept)")
             return Verdict.FAILED, err
         claim = flight.claim
         tries = self.missing_replies[claim.key_hash] = self.missing_replies.get(claim.key_hash, 0) + 1
@@ -75,3 +80,11 @@ class InFlightTracker:
         if tries <= self.max_retries:
             return Verdict.AGAIN, err
         return Verdict.FAILED, err
+
+
+def _not_mine(still_mine, claim) -> bool:
+    """True only when the database says the reservation is another's now; False when it cannot tell."""
+    try:
+        return not still_mine(claim)
+    except Exception:  # cannot tell: the failure is recorded as such
+        return False

@@ -586,3 +586,43 @@ def test_a_make_past_its_time_limit_is_stopped_and_its_key_is_an_error(schema, d
     Slow.make_timeout = 0.3
     (schema.jobs & {"status": "error"}).delete()
     assert Slow().populate(reserve_jobs=True, suppress_errors=True)["error_count"] == 1
+
+
+def test_a_duplicate_met_after_the_key_was_reclaimed_and_made_elsewhere_is_lost_not_failed(schema, db):
+    """Issue 15, item 9: a worker resumed after its key was reclaimed and made by another finds that row when it
+    commits (a duplicate, before the fence is reached): the key is lost to the other worker, no error row, and
+    populate reports no failure (djhpc work exits 0)."""
+    from djhpc.reservation import Reservations
+
+    @schema
+    class Source(dj.Manual):
+        definition = """
+        n : int
+        """
+
+    @schema
+    class Late(dj.Computed):
+        definition = """
+        -> Source
+        ---
+        by : varchar(16)
+        """
+
+        def make(self, key):
+            other = dj.Connection(db.url.full)
+            try:  # meanwhile: reclaimed by a reaper, made by another worker
+                jobs = Reservations(other, schema.database)
+                (row,) = jobs.reserved_rows()
+                assert jobs.reclaim(row, status="pending", death=True, history=[], message="")
+                d = other.dialect
+                other.query(f"INSERT INTO {Late.full_table_name} ({d.quote('n')}, {d.quote('by')}) VALUES "
+                            f"({d.placeholder}, 'other')", (key["n"],))
+                other.query(f"DELETE FROM {d.table(schema.database, '~jobs')}")  # the other made it: no row
+            finally:
+                other.close()
+            self.insert1(dict(key, by="late"))
+
+    Source.insert1((1,))
+    result = Late().populate(reserve_jobs=True, suppress_errors=True)
+    assert result["error_count"] == 0 and result["success_count"] == 0, result["error_list"]
+    assert Late.fetch1("by") == "other" and len(schema.jobs) == 0
