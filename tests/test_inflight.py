@@ -26,8 +26,16 @@ def test_a_failed_fence_means_another_worker_has_the_key():
 
 
 def test_a_failing_insert_is_a_failure_of_its_own_key():
-    verdict, err = InFlightTracker(5).verdict(flight(DataError("does not fit")), lambda c: pytest.fail("not asked"))
+    verdict, err = InFlightTracker(5).verdict(flight(DataError("does not fit")), lambda c: True)
     assert verdict is Verdict.FAILED and str(err) == "does not fit"
+
+
+def test_a_failing_insert_of_a_key_reclaimed_meanwhile_is_lost():
+    """Its row was made by the new owner (a duplicate here): not this worker's failure."""
+    verdict, err = InFlightTracker(5).verdict(flight(DataError("duplicate")), lambda c: False)
+    assert verdict is Verdict.LOST and "made by another worker" in str(err)
+    verdict, _ = InFlightTracker(5).verdict(flight(DataError("duplicate")), lambda c: 1 / 0)
+    assert verdict is Verdict.FAILED  # cannot tell: recorded as the failure it looks like
 
 
 def test_a_missing_reply_makes_the_key_again_while_it_is_ours_a_bounded_number_of_times():
