@@ -72,6 +72,9 @@ _RESERVED_COMMANDS = {
     "should_transfer_files",
     "transfer_executable",
     "include",
+    "hold",  # with the two below: how --after holds the cluster until its release job lets it go
+    "+djhpcafter",
+    "+djhpcaftertype",
 }
 _MAIL = {"ALL": "Always", "END": "Complete", "FAIL": "Error", "NONE": "Never"}
 

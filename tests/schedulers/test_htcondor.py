@@ -268,6 +268,7 @@ def test_values_stay_values_in_the_description(tmp_path):
     (["--directive", "environment = \"A=1\""], "sets environment, which djhpc writes itself"),
     (["--directive", "queue 3"], "sets queue, which djhpc writes itself"),
     (["--directive", "include : ./more.sub"], "sets include, which djhpc writes itself"),
+    (["--directive", "hold = false"], "sets hold, which djhpc writes itself"),
 ])  # fmt: skip
 def test_what_htcondor_cannot_take_is_one_line(sqlite_project, tmp_path, fakes, flags, message):
     project, schema = sqlite_project
