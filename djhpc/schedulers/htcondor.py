@@ -181,6 +181,11 @@ class HTCondorScheduler(Scheduler):
                 "machine; drop --nodes (a worker needs one)"
             )
         after = [cluster_id(job, what="--after") for job in profile.after]
+        if after:
+            notes.append(
+                f"--after: the cluster starts on hold; djhpc submit queues a job that releases it once "
+                f"{', '.join(after)} have ended (submitted by hand: condor_release it yourself)"
+            )
         for name, why in (("partition", "HTCondor has no queues"), ("qos", "no HTCondor equivalent")):
             if getattr(profile, name):
                 notes.append(

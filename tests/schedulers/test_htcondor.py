@@ -313,6 +313,7 @@ def test_golden_after(tmp_path):
             (GOLDEN / name).write_text(text, encoding="utf-8")
         assert text == (GOLDEN / name).read_text(encoding="utf-8"), f"{name} changed: UPDATE_GOLDEN=1 and review"
     bash_syntax_ok(release, tmp_path)
+    assert "# note: --after: the cluster starts on hold; djhpc submit queues a job that releases it" in script
     commands, count = read_description(held)
     assert (commands["hold"], commands["+djhpcafter"], commands["+djhpcaftertype"], count) == (
         "true",
