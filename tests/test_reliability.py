@@ -170,11 +170,18 @@ def _mysql_answers(port) -> bool:
         return False
 
 
+def _free_port() -> int:
+    """A port nothing listens on now (another test run's private server may hold a fixed one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class PrivateMariaDB:
     """A throw-away MariaDB server on its own port and data directory, which a test may restart."""
 
-    def __init__(self, base: Path, port: int = 3399):
-        self.base, self.port = base, port
+    def __init__(self, base: Path, port: int | None = None):
+        self.base, self.port = base, port or _free_port()
         self.datadir = base / "data"
         self.proc = None
 
@@ -194,9 +201,10 @@ class PrivateMariaDB:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: _mysql_answers(self.port), timeout=60, what="the private MariaDB")
 
-    def stop(self):
+    def stop(self, kill: bool = False):
+        """Shut the server down (SIGTERM), or with ``kill`` crash it (SIGKILL: no shutdown, replies lost)."""
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.kill() if kill else self.proc.terminate()
             self.proc.wait(timeout=60)
 
 
@@ -214,27 +222,31 @@ def private_mariadb(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.mysql
-def test_database_restart_in_the_middle(private_mariadb, tmp_path, monkeypatch):
+@pytest.mark.parametrize("crash", [False, True], ids=["shutdown", "kill -9"])
+def test_database_restart_in_the_middle(private_mariadb, tmp_path, monkeypatch, crash):
+    """T8 and issue 15, item 1: the server shut down, or killed with -9 (reservations committed whose replies
+    never came), and restarted: every key made, none left reserved by a worker that has ended."""
     url = f"mysql://root@127.0.0.1:{private_mariadb.port}"
     connection = dj.conn(url, reset=True)  # before the pipeline declares its schema on "the" connection
     p = load_pipeline(url, "restart_test", monkeypatch, tmp_path)
-    p.Item.insert([(i, i) for i in range(400)])
+    n, n_workers = (600, 8) if crash else (400, 4)
+    p.Item.insert([(i, i) for i in range(n)])
     env = worker_env(url, "restart_test", DJHPC_TEST_CALLS=tmp_path / "calls.log", DJHPC_TEST_SLEEP=0.02,
                      DJHPC_RECONNECT_SECONDS=120)
-    workers = [start_worker(env, "Square", tmp_path / f"w{i}.log") for i in range(4)]
+    workers = [start_worker(env, "Square", tmp_path / f"w{i}.log") for i in range(n_workers)]
     wait_for(lambda: len(calls(tmp_path)) > 60, timeout=120, what="work to be under way")
-    private_mariadb.stop()
-    time.sleep(1)
+    private_mariadb.stop(kill=crash)
+    time.sleep(5 if crash else 1)
     private_mariadb.start()
     for i, w in enumerate(workers):
         assert w.wait(timeout=300) == 0, (tmp_path / f"w{i}.log").read_text()[-3000:]
     connection.reconnect()
-    assert len(p.Square()) == 400 and len(p.Square.Note()) == 400
+    assert len(p.Square()) == n and len(p.Square.Note()) == n
     assert len(p.schema.jobs) == 0, p.schema.jobs.fetch()
     made = calls(tmp_path)
-    assert len(made) == 400
+    assert len(made) == n
     # a worker has at most two keys in flight: one whose commit's reply it has not read yet, one being made
-    assert sum(n - 1 for n in made.values()) <= 2 * len(workers), "more makes repeated than were in flight"
+    assert sum(c - 1 for c in made.values()) <= 2 * len(workers), "more makes repeated than were in flight"
     connection.close()
     sys.modules.pop("pipeline_counts", None)
 
@@ -301,7 +313,7 @@ def test_worker_gives_up_when_the_database_stays_away(private_mariadb, tmp_path,
     assert w.wait(timeout=120) == 69
     assert time.monotonic() - t0 < 60
     log = (tmp_path / "w.log").read_text()
-    assert "cannot reach the database at 127.0.0.1:3399" in log and "Traceback" not in log
+    assert f"cannot reach the database at 127.0.0.1:{private_mariadb.port}" in log and "Traceback" not in log
     connection.close()
     sys.modules.pop("pipeline_counts", None)
 
@@ -357,7 +369,7 @@ def test_a_worker_started_while_the_database_is_down_waits_for_it(private_mariad
     waiting = start_worker(dict(env, DJHPC_RECONNECT_SECONDS="300"), "Square", tmp_path / "waiting.log")
     assert gone.wait(timeout=120) == 69
     log = (tmp_path / "gone.log").read_text()
-    assert "cannot reach the database at 127.0.0.1:3399" in log and "Traceback" not in log, log
+    assert f"cannot reach the database at 127.0.0.1:{private_mariadb.port}" in log and "Traceback" not in log, log
     assert "usage" not in log.lower()
     wait_for(lambda: "trying again" in (tmp_path / "waiting.log").read_text(), timeout=120,
              what="the waiting worker to say it waits")
