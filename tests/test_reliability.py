@@ -507,3 +507,49 @@ def test_a_make_stuck_where_signals_do_not_reach_ends_its_worker(backend, schema
     assert "did not stop 1 s after its 1 s limit" in done.stderr and "Traceback" not in done.stderr
     reclaimed = Reaper(Reservations(db, schema_name)).reap()
     assert [c.reason for c in reclaimed] == ["pid-gone"]
+
+
+@pytest.mark.slow
+@pytest.mark.mysql
+def test_a_network_stall_past_the_lease_loses_the_keys_to_others_and_commits_nothing_late(tmp_path, monkeypatch):
+    """Issue 15 (fault tests): a worker on another host (its own UTS namespace) whose traffic a proxy freezes for
+    longer than the lease: another worker reclaims its keys and ends its session; when the network comes back
+    the stalled worker commits nothing of what it lost, and both end 0 with every key made once."""
+    from support.env import MYSQL_URL, mysql_available
+    from support.proxy import StallingProxy
+
+    if not mysql_available():
+        unavailable("MariaDB does not answer on 127.0.0.1:3306")
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        unavailable("another host name for one worker needs root and unshare")
+    schema = f"stall_{os.getpid()}_{random.randrange(10**6)}"
+    connection = dj.conn(MYSQL_URL, reset=True)
+    p = load_pipeline(MYSQL_URL, schema, monkeypatch, tmp_path)
+    proxy = StallingProxy(connection.url.port or 3306)
+    try:
+        p.Item.insert([(i, i) for i in range(40)])
+        lease = dict(DJHPC_LEASE_SECONDS="2", DJHPC_HEARTBEAT_SECONDS="0.3", DJHPC_REAP_SECONDS="0.2",
+                     DJHPC_TEST_CALLS=tmp_path / "calls.log", DJHPC_TEST_SLEEP="0.1")
+        url = f"mysql://root@127.0.0.1:{proxy.port}"
+        with open(tmp_path / "stalled.log", "ab") as log:
+            stalled = subprocess.Popen(
+                ["unshare", "-u", "sh", "-c", 'hostname node-stalled && exec "$@"', "sh", sys.executable, "-m",
+                 "djhpc.cli.main", "work", "pipeline_counts:Square"],
+                env=worker_env(url, schema, **lease), stdout=log, stderr=subprocess.STDOUT)
+        wait_for(lambda: len(calls(tmp_path)) >= 3, timeout=120, what="the first worker to be under way")
+        proxy.stall()
+        other = start_worker(worker_env(MYSQL_URL, schema, **lease), "Square", tmp_path / "other.log")
+        assert other.wait(timeout=300) == 0, (tmp_path / "other.log").read_text()[-3000:]
+        assert "lease-expired" in (tmp_path / "other.log").read_text() or \
+            "reclaimed" in (tmp_path / "other.log").read_text()
+        proxy.resume()
+        assert stalled.wait(timeout=300) == 0, (tmp_path / "stalled.log").read_text()[-3000:]
+        connection.reconnect()
+        assert len(p.Square()) == 40 and len(p.Square.Note()) == 40 and len(p.schema.jobs) == 0
+        made = calls(tmp_path)
+        assert len(made) == 40 and sum(c - 1 for c in made.values()) <= 2, made.most_common(4)
+    finally:
+        proxy.close()
+        connection.query(f"DROP DATABASE IF EXISTS `{schema}`")
+        connection.close()
+        sys.modules.pop("pipeline_counts", None)
