@@ -8,6 +8,12 @@ their first bytes: DataJoint's ``mYm``, ``dj0`` and ``ZL123``, and ``djhpc\\0`` 
 What comes back is what DataJoint gives for the same bytes: numeric arrays as numpy arrays (a 0-d one as its numpy
 scalar), str arrays as object arrays, MATLAB structs and cells as ``MatStruct`` and ``MatCell``, frozensets as
 sets, bytearrays as bytes.
+
+What DataJoint's format cannot hold is refused in one line naming the fix, never stored changed: datetimes with a
+time zone, float16/long double/byte-string (other than ``S1``, MATLAB's char)/timedelta64 arrays, record arrays with
+subarray fields, strings with lone surrogates, containers nested deeper than ``MAX_DEPTH``. A ``datetime.timedelta``
+(a ``time`` column's value, in keys too) is stored with a code of djhpc's own, which DataJoint cannot read, as it
+cannot write one.
 """
 
 from __future__ import annotations
