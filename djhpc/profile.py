@@ -17,8 +17,8 @@ from typing import Any
 
 from djhpc.errors import UsageError
 
-SCHEDULER_NAMES = ("slurm", "pbs", "torque", "lsf", "htcondor", "parallel", "local")
-SCHEDULER_ALIASES = {"pbspro": "pbs", "openpbs": "pbs", "condor": "htcondor"}
+SCHEDULER_NAMES = ("slurm", "pbs", "torque", "sge", "lsf", "htcondor", "parallel", "local")
+SCHEDULER_ALIASES = {"pbspro": "pbs", "openpbs": "pbs", "condor": "htcondor", "gridengine": "sge", "uge": "sge"}
 AFTER_TYPES = ("afterok", "afterany", "afternotok", "after")
 # sbatch --mail-type names; PBS gets letters (see pbs_mail_points)
 MAIL_TYPES = (

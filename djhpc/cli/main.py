@@ -18,7 +18,7 @@ from ..config import parse_url
 from ..errors import DjhpcError, UsageError
 from .common import ArgumentParser
 
-COMMAND_MODULES = ["demo", "work", "submit", "progress", "jobs", "reap", "status", "report", "history"]
+COMMAND_MODULES = ["demo", "work", "submit", "progress", "jobs", "reap", "status", "cancel", "report", "history"]
 
 EPILOG = """examples:
   djhpc work pipeline:Analysis                 run one populate loop with reservation

@@ -500,6 +500,22 @@ class Scheduler:
     def site_limits(self) -> SiteLimits:
         return SiteLimits()
 
+    # -- cancel -------------------------------------------------------------------------------
+
+    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
+        """The scheduler's own command that cancels these jobs, so their workers get its stop signal and give
+        their keys back (scancel, qdel, ...)."""
+        raise UsageError(f"djhpc cannot cancel {self.name} jobs: stop them with {self.name}'s own tools")
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        """Run cancel_argv; a refusal is a SchedulerError quoting the scheduler."""
+        if not job_ids:
+            return
+        argv = self.cancel_argv(job_ids)
+        proc = run_command(argv, hint=self.missing_hint)
+        if proc.returncode != 0:
+            raise command_failed(argv, proc, "check the job ids with djhpc status")
+
     # -- inside a task ------------------------------------------------------------------------
 
     @classmethod

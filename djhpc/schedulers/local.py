@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from djhpc.errors import SchedulerError
+from djhpc.errors import SchedulerError, UsageError
 from djhpc.profile import Profile
 from djhpc.schedulers.base import Scheduler, TaskState
 
@@ -73,6 +73,25 @@ def pid_alive(pid: int) -> bool:
         return True  # no /proc (macOS): kill(0) is all we know
 
 
+def run_pid(job_id: str) -> int:
+    """The PID of a local or parallel run from its job id (PID, or PID_TASK as task_states keys it)."""
+    pid = str(job_id).strip().split("_")[0]
+    if not pid.isdigit():
+        raise UsageError(f"{job_id!r} is not the process id of a djhpc run on this machine")
+    return int(pid)
+
+
+def names_djhpc(pid: int) -> bool:
+    """Whether the live process pid runs a djhpc script or command: a recorded PID that the system has since
+    given to another program is never signalled."""
+    import psutil
+
+    try:
+        return pid_alive(pid) and "djhpc" in " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return False
+
+
 class LocalScheduler(Scheduler):
     name = "local"
     template_name = "local.sh.j2"
@@ -96,6 +115,14 @@ class LocalScheduler(Scheduler):
 
     def submit_file(self, path: Path) -> str:
         return start_detached(path)
+
+    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
+        """kill -TERM of each run's script, which passes TERM on to its workers once (local.sh.j2)."""
+        pids = dict.fromkeys(run_pid(j) for j in job_ids)
+        for pid in pids:
+            if not names_djhpc(pid):
+                raise UsageError(f"process {pid} is not a djhpc run (any more): not signalled")
+        return ["kill", "-TERM", *map(str, pids)]
 
     def task_states(self, job_ids: Sequence[str]) -> dict[str, TaskState]:
         """RUNNING for each id (PID or PID_TASK) whose script is alive; ended ones are not known."""

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from djhpc.errors import SchedulerError, UsageError
 from djhpc.profile import Profile
 from djhpc.schedulers.base import Scheduler, TaskState, check_env, check_target, check_worker_args
-from djhpc.schedulers.local import BATCH_ONLY_SETTINGS, LocalScheduler, start_detached
+from djhpc.schedulers.local import BATCH_ONLY_SETTINGS, LocalScheduler, names_djhpc, run_pid, start_detached
 
 _HINT = "install GNU parallel or use --scheduler local"
 
@@ -118,3 +118,31 @@ class ParallelScheduler(Scheduler):
 
     def task_states(self, job_ids: Sequence[str]) -> dict[str, TaskState]:
         return LocalScheduler().task_states(job_ids)
+
+    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
+        """kill -TERM of GNU parallel, which passes TERM on to its running workers and starts no more. The
+        recorded PID is GNU parallel itself (djhpc submit: the script execs it) or the shell whose pipeline
+        runs it (djhpc parallel --run): then its GNU parallel child."""
+        pids = dict.fromkeys(gnu_parallel_pid(run_pid(j)) for j in job_ids)
+        return ["kill", "-TERM", *map(str, pids)]
+
+
+def _is_gnu_parallel(process) -> bool:
+    return any(Path(arg).name == "parallel" for arg in process.cmdline()[:2])
+
+
+def gnu_parallel_pid(pid: int) -> int:
+    """The GNU parallel of a run: the process pid, or its child running GNU parallel."""
+    import psutil
+
+    try:
+        if names_djhpc(pid):
+            process = psutil.Process(pid)
+            if _is_gnu_parallel(process):
+                return pid
+            for child in process.children():
+                if _is_gnu_parallel(child):
+                    return child.pid
+    except psutil.Error:
+        pass
+    raise UsageError(f"process {pid} is not a running djhpc GNU parallel run (any more): not signalled")

@@ -256,6 +256,13 @@ class PbsScheduler(Scheduler):
             return None
         raise command_failed(argv, proc, "check that the PBS server is up (qstat -B)")
 
+    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
+        """qdel of the ids qsub printed (123[].server: the whole array): SIGTERM, SIGKILL kill_delay later."""
+        ids = [str(j).strip() for j in job_ids]
+        for job_id in ids:
+            split_job_id(job_id)  # a SchedulerError naming it when it is no PBS job id
+        return ["qdel", *dict.fromkeys(ids)]
+
     def site_limits(self) -> SiteLimits:
         try:
             proc = run_command(["qmgr", "-c", "list server"], hint=_HINT, timeout=20)

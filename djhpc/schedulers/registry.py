@@ -16,12 +16,14 @@ from djhpc.schedulers.local import LocalScheduler
 from djhpc.schedulers.lsf import LsfScheduler
 from djhpc.schedulers.parallel import ParallelScheduler
 from djhpc.schedulers.pbs import PbsScheduler, TorqueScheduler
+from djhpc.schedulers.sge import SgeScheduler
 from djhpc.schedulers.slurm import SlurmScheduler
 
 # name -> class, in the order a task's environment is matched against them (taskenv): SLURM first, so a
 # GNU parallel started inside a SLURM allocation is the SLURM task it runs in
 SCHEDULERS: dict[str, type[Scheduler]] = {
     "slurm": SlurmScheduler, "pbs": PbsScheduler, "torque": TorqueScheduler,
+    "sge": SgeScheduler,
     "lsf": LsfScheduler, "htcondor": HTCondorScheduler,
     "parallel": ParallelScheduler, "local": LocalScheduler,
 }  # fmt: skip

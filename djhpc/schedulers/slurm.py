@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from djhpc.errors import SchedulerError
+from djhpc.errors import SchedulerError, UsageError
 from djhpc.schedulers.base import (
     Scheduler,
     SiteLimits,
@@ -185,6 +185,15 @@ class SlurmScheduler(Scheduler):
             past = parse_states(proc.stdout, "sacct")
         # a failing sacct (accounting storage disabled) leaves squeue's view, which is all there is
         return merge_states(live, past)
+
+    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
+        """scancel of whole arrays: SIGTERM to every running task's batch step (the worker, which the script
+        exec'd), SIGKILL KillWait later; pending tasks are just removed."""
+        ids = [str(j).strip().split("_")[0] for j in job_ids]
+        bad = [j for j in ids if not re.fullmatch(r"\d+", j)]
+        if bad:
+            raise UsageError(f"{bad[0]!r} is not a SLURM job id: give the number sbatch printed")
+        return ["scancel", *dict.fromkeys(ids)]
 
     def site_limits(self) -> SiteLimits:
         max_array = None

@@ -2,7 +2,8 @@
 
 The test_sched_* modules check scripts and scheduler output with fakes; test_slurm, test_pbs and test_parallel
 run the real thing (the single-node SLURM cluster, a PBS task script, GNU parallel) against a real database,
-with the fixtures of tests/conftest.py (mysql_schema, mysql_user, slurm).
+with the fixtures of tests/conftest.py (mysql_schema, mysql_user, slurm); test_sge and test_cancel use the
+one-host Grid Engine cell too (the sge fixture below).
 
 The helpers (fake scripts, run_script, directive_args, ...) live in support/scripts.py; import them from there.
 """
@@ -22,3 +23,21 @@ def fake_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_executable(folder / "djhpc", FAKE_DJHPC)
     write_executable(folder / "parallel", FAKE_PARALLEL)
     return folder
+
+
+@pytest.fixture(scope="session")
+def sge():
+    """The one-host Grid Engine cell, started (idempotently) by tests/cluster/start-sge.sh as in CI."""
+    import os
+
+    from support.env import unavailable
+    from support.sge import cell_answers, start_sge
+
+    if os.geteuid() != 0:
+        if not cell_answers():
+            unavailable("Grid Engine is not running and starting it needs root (tests/cluster/start-sge.sh)")
+        return
+    try:
+        start_sge()
+    except RuntimeError as e:
+        unavailable(str(e))

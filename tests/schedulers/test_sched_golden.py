@@ -24,9 +24,12 @@ CASES = {
     "lsf": ("lsf", {"array_size": 11}),
     "lsf-split": ("lsf", {"array_size": 1000, "index_offset": 1000, "total_tasks": 2500}),
     "htcondor": ("htcondor", {"array_size": 11}),
+    "sge": ("sge", {"array_size": 11}),
+    "sge-split": ("sge", {"array_size": 1000, "index_offset": 1000, "total_tasks": 2500}),
 }
-# settings a case renders with instead of FULL_SETTINGS' (HTCondor refuses --after: no dependency without DAGMan)
-SETTINGS = {"htcondor": {"after": []}}
+# settings a case renders with instead of FULL_SETTINGS' (HTCondor refuses --after: no dependency without DAGMan;
+# Grid Engine refuses --gpus: each site names its own GPU resource)
+SETTINGS = {"htcondor": {"after": []}, "sge": {"gpus": None}, "sge-split": {"gpus": None}}
 
 
 def render_case(name: str) -> str:

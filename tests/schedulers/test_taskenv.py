@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+import re
 import time
 from pathlib import Path
 
@@ -120,7 +121,9 @@ def test_reads_the_tables_not_names_of_its_own(monkeypatch: pytest.MonkeyPatch) 
     own = {n for cls in SCHEDULERS.values() for n in cls.task_env_names.values() if n and not n.startswith("DJHPC_")}
     assert {"SLURM_JOB_ID", "SLURM_ARRAY_TASK_MIN", "PBS_JOBID", "PBS_ARRAYID", "PBS_WALLTIME", "PARALLEL_SEQ"} <= own
     source = Path(taskenv.__file__).read_text()
-    assert not [name for name in own if name in source], "taskenv names a scheduler's variable: read its table"
+    # whole names: Grid Engine's JOB_ID is inside djhpc's own DJHPC_JOB_ID
+    named = [name for name in own if re.search(rf"(?<!\w){name}(?!\w)", source)]
+    assert not named, "taskenv names a scheduler's variable: read its table"
     names = dict(SlurmScheduler.task_env_names, job_id="XSLURM_ARRAY_JOB_ID", task_count="XSLURM_COUNT")
     monkeypatch.setattr(SlurmScheduler, "task_env_names", names)
     env = {"XSLURM_ARRAY_JOB_ID": "5", "SLURM_ARRAY_TASK_ID": "2", "XSLURM_COUNT": "4"}
