@@ -24,7 +24,7 @@ from ..config import DatabaseURL, parse_url, resolve_database_url
 from ..errors import ConfigError, DatabaseError, LostConnectionError, UnreachableError
 from .dialects import DIALECTS, Dialect
 from .mysql_session import MySQLSession
-from .pending import PendingCommit
+from .pending import PendingCommit, run_in_turn
 from .sqlite_session import SQLiteSession
 
 log = logging.getLogger(__name__)
@@ -350,6 +350,16 @@ class Connection:
             raise AssertionError("commit_with ends the outermost transaction")
         return self.session.commit_with(list(statements), begin_next=begin_next, wait=wait, context=context,
                                         one_row_at=one_row_at)
+
+    def send_later(self, statements, *, context: str = "later") -> PendingCommit:
+        """Outside a transaction, statements whose outcome nobody waits for (a history row): MySQL sends them in
+        one packet and reads the reply before its next statement; SQLite runs them now. A failure is kept in
+        the returned ``PendingCommit``, not raised."""
+        if self.is_sqlite:
+            failed = run_in_turn(list(statements), lambda sql, params: self.query(sql, params).rowcount,
+                                 DatabaseError, context=context)
+            return failed or PendingCommit.settled(None)
+        return self.session.send_later(list(statements), context=context)
 
     def rollback(self):
         """Roll back the whole transaction, whatever the nesting depth."""

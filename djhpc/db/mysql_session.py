@@ -396,6 +396,29 @@ class MySQLSession:
             conn._depth = 0
             raise LostConnectionError("lost the connection to the database server (while a commit was confirmed)")
 
+    def send_later(self, statements, *, context: str) -> PendingCommit:
+        """Outside a transaction: ``statements`` that need no answer now (a history row) in one packet, not
+        waited for; the reply is read before the next statement goes out (or by ``result()``)."""
+        conn = self.conn
+        if conn._depth:
+            raise AssertionError("send_later() runs outside transactions")
+        self.settle()
+        self.ahead.close_unused(conn)
+        raw = conn.raw
+        cur = raw.cursor()
+        text = ";\n".join(cur.mogrify(sql, params) for sql, params in statements)
+        pending = PendingCommit(self, statements=len(statements), context=context)
+        conn.stats.statements += 1
+        try:
+            wire.send(raw, text)
+        except ConnectionError as e:
+            conn._raw = None
+            self.ahead.forget()
+            pending.settle(LostConnectionError(f"lost the connection ({e})"))
+            return pending
+        self.reply = pending
+        return pending
+
     def script(self, statements, *, begin_next: bool, context: str) -> list[tuple[int, list]]:
         """Outside a transaction: ``statements`` in one round trip; (rowcount, rows) of each. The server stops
         at the first failing statement. ``begin_next`` appends BEGIN for the caller's next transaction."""
