@@ -27,7 +27,8 @@ EPILOG = """examples:
   djhpc parallel --jobs 11 pipeline:Analysis   print the GNU parallel command line
   djhpc progress pipeline:Analysis --watch     follow a run from the login node
 
-Database: --database-url, else DJHPC_DATABASE_URL, DJ_HOST/DJ_USER/DJ_PASS, djhpc.yaml, then sqlite:///djhpc.db.
+Database: --database-url, else DJHPC_DATABASE_URL, dj.config's database.* set in code, DJ_HOST/DJ_USER/DJ_PASS,
+dj_local_conf.json, djhpc.yaml, the user's djhpc config, ~/.datajoint_config.json, then sqlite:///djhpc.db.
 """
 
 

@@ -16,7 +16,7 @@ log = logging.getLogger("djhpc.cli")
 
 SETTINGS_HELP = """settings: djhpc.yaml in this folder or above may set
   target: pipeline.py:Analysis      the table to populate when TARGET is not given
-  scheduler: slurm                  slurm, pbs, torque, parallel or local
+  scheduler: slurm                  slurm, pbs, torque, sge, lsf, htcondor, parallel or local
   profile: default                  the profile used without --profile (env DJHPC_PROFILE)
   profiles:                         named sets of the flags below, e.g.
     default: {partition: cpu, time: 2h, mem: 4G}
@@ -116,7 +116,7 @@ def _add_profile_options(p, *, array_flag="--array"):
     g.add_argument("--workdir", metavar="DIR", help="folder the tasks run in (default: where you submit)")
     if array_flag != "--array":
         return
-    g.add_argument("--scheduler", metavar="NAME", help="slurm, pbs, torque, parallel or local")
+    g.add_argument("--scheduler", metavar="NAME", help="slurm, pbs, torque, sge, lsf, htcondor, parallel or local")
     g.add_argument("--template-dir", metavar="DIR", help="folder searched first for slurm.sh.j2, pbs.sh.j2, ...")
     r = p.add_argument_group("resources (a profile's settings, named the same)")
     r.add_argument("--partition", "--queue", dest="partition", metavar="NAME", help="partition (SLURM) or queue (PBS)")

@@ -27,8 +27,8 @@ CASES = {
     "sge": ("sge", {"array_size": 11}),
     "sge-split": ("sge", {"array_size": 1000, "index_offset": 1000, "total_tasks": 2500}),
 }
-# settings a case renders with instead of FULL_SETTINGS' (HTCondor refuses --after: no dependency without DAGMan;
-# Grid Engine refuses --gpus: each site names its own GPU resource)
+# settings a case renders with instead of FULL_SETTINGS' (HTCondor's --after, held cluster and release job, has
+# golden files of its own; Grid Engine refuses --gpus: each site names its own GPU resource)
 SETTINGS = {"htcondor": {"after": []}, "sge": {"gpus": None}, "sge-split": {"gpus": None}}
 
 
