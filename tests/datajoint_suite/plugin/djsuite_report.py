@@ -48,9 +48,13 @@ def _limited():
 
 
 def _reason(report) -> str:
+    """The failure's first line; for a module that does not import, pytest's last error line (its cause)."""
     crash = getattr(report.longrepr, "reprcrash", None)
-    text = crash.message if crash is not None else str(report.longrepr)
-    return (text.strip().splitlines() or [""])[0][:300]
+    if crash is not None:
+        return (crash.message.strip().splitlines() or [""])[0][:300]
+    lines = str(report.longrepr).strip().splitlines() or [""]
+    errors = [line[1:].strip() for line in lines if line.startswith("E ")]
+    return (errors or lines)[-1][:300]
 
 
 def pytest_runtest_logreport(report):
