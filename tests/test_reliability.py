@@ -176,6 +176,13 @@ def _mysql_answers(port) -> bool:
         return False
 
 
+def _failures_and_tail(log: Path) -> str:
+    """A worker's failed keys and the end of its log: what an assertion on its exit code should show."""
+    text = log.read_text()
+    failed = [line for line in text.splitlines() if "\terror\t" in line or "Traceback" in line]
+    return "\n".join(failed[:20]) + "\n...\n" + text[-2000:]
+
+
 def _free_port() -> int:
     """A port nothing listens on now (another test run's private server may hold a fixed one)."""
     with socket.socket() as s:
@@ -245,7 +252,7 @@ def test_database_restart_in_the_middle(private_mariadb, tmp_path, monkeypatch, 
     time.sleep(5 if crash else 1)
     private_mariadb.start()
     for i, w in enumerate(workers):
-        assert w.wait(timeout=300) == 0, (tmp_path / f"w{i}.log").read_text()[-3000:]
+        assert w.wait(timeout=300) == 0, _failures_and_tail(tmp_path / f"w{i}.log")
     connection.reconnect()
     assert len(p.Square()) == n and len(p.Square.Note()) == n
     assert len(p.schema.jobs) == 0, p.schema.jobs.fetch()
