@@ -4,6 +4,7 @@
 """
 
 from . import settings
+from .blob import MatCell, MatStruct
 from .db.connection import Connection, conn
 from .errors import (
     BlobError,
@@ -14,7 +15,9 @@ from .errors import (
     DefinitionError,
     DjhpcError,
     DuplicateError,
+    KeyNotMadeError,
     LostConnectionError,
+    MakeTimeout,
     MissingError,
     QueryError,
     ReservationLostError,
@@ -36,7 +39,8 @@ DataJointError = DjhpcError  # code written for DataJoint catches this name
 __all__ = [
     "SQL", "AndList", "BlobError", "Claim", "Computed", "ConfigError", "ConnectError", "Connection",
     "DataError", "DataJointError", "DatabaseError", "DefinitionError", "DjhpcError", "DuplicateError",
-    "Imported", "Interrupted", "JobsTable", "Lookup", "LostConnectionError", "Manual", "MissingError", "Not",
+    "Imported", "Interrupted", "JobsTable", "KeyNotMadeError", "Lookup", "LostConnectionError", "MakeTimeout",
+    "Manual", "MatCell", "MatStruct", "MissingError", "Not",
     "Part", "PopulateResult", "QueryError", "ReservationLostError", "Reservations", "SchedulerError", "Schema",
     "Table", "TransientError", "UsageError", "config", "conn", "key_hash", "schema", "settings",
 ]
