@@ -39,7 +39,7 @@ from functools import cache
 import psutil
 
 from . import blob
-from .errors import DatabaseError, KeyNotMadeError, ReservationLostError
+from .errors import DatabaseError, KeyNotMadeError, LostConnectionError, ReservationLostError
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ class Closing:
     def error(self, pending, still_mine=None) -> Exception | None:
         """The commit's error, a reclaimed reservation recognised by the position of the statement that failed."""
         err = pending.result()
-        if err is None or self.claim is None or pending.failed_at != self.fence_at:
+        if err is None or self.claim is None or pending.failed_at != self.fence_at or _connection_lost(err):
             return err
         if self.made is not None and still_mine is not None and _asks(still_mine, self.claim):
             missing = KeyNotMadeError(
@@ -224,6 +224,15 @@ class Closing:
                                     "another worker: result rolled back")
         lost.__cause__ = err
         return lost
+
+
+def _connection_lost(err: Exception) -> bool:
+    """A connection that broke while the closing statements ran (djhpc's error, or DataJoint's / PyMySQL's on a
+    DataJoint target's connection): no statement failed, whichever position it was at."""
+    if isinstance(err, LostConnectionError) or type(err).__name__ == "LostConnectionError":
+        return True
+    code = err.args[0] if err.args and isinstance(err.args[0], int) else None
+    return code in (2006, 2013)
 
 
 def _asks(still_mine, claim) -> bool:

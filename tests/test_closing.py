@@ -67,3 +67,23 @@ def test_a_failure_after_the_fence_is_not_taken_for_a_lost_reservation(db, schem
     assert isinstance(err, DatabaseError) and not isinstance(err, ReservationLostError)
     assert rows(db, target) == []
     assert jobs.still_mine(claim)  # rolled back: the reservation is still held
+
+
+def test_a_connection_lost_while_the_reply_is_read_is_no_statements_failure(db, schema):
+    """Issue 15 (found by the kill -9 restart test): the server died after answering make's inserts; the lost
+    connection is not the fence's failure (which would call a key still reserved lost, or not made)."""
+    import pymysql
+
+    from djhpc.db.pending import PendingCommit
+    from djhpc.errors import LostConnectionError
+    from djhpc.reservation import Claim, Closing
+
+    if db.is_sqlite:
+        closing = Closing([("DELETE ...", ())], 0, Claim("__t", {"k": 1}, "h", "tok"))
+        pending = PendingCommit.settled(LostConnectionError("gone"), 0)
+        assert isinstance(closing.error(pending, lambda c: True), LostConnectionError)
+        return
+    pending = PendingCommit(db.session, queued=[("INSERT ...", "insert", ""), ("INSERT ...", "insert", "")],
+                            statements=2, context="complete", one_row_at=0)
+    err, at = db.session._packet_error(pymysql.err.OperationalError(2013, "Lost connection"), pending, 2)
+    assert isinstance(err, LostConnectionError) and at is None

@@ -321,6 +321,10 @@ class MySQLSession:
         err = self.deferred_error(exc, pending.queued, done) or self.conn.dialect.translate(exc,
                                                                                           context=pending.context)
         err.__cause__ = exc
+        if isinstance(err, LostConnectionError):
+            # the connection broke while the reply was read: no statement failed, whichever was being answered
+            # (taken for the fence's failure, a key still reserved would count as lost or not made)
+            return err, None
         at = done - len(pending.queued)
         fence = pending.one_row_at
         if fence is not None and at > fence:
