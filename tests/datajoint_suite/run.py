@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ast
 import collections
+import ctypes
 import hashlib
 import json
 import os
@@ -132,6 +133,15 @@ def lazy_imports(source: str) -> str:
     return "".join(lines)
 
 
+def die_with_parent(sig: int):
+    """A preexec_fn: the child gets sig when the runner dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG)."""
+
+    def set_signal():
+        ctypes.CDLL(None, use_errno=True).prctl(1, sig)  # 1 = PR_SET_PDEATHSIG
+
+    return set_signal
+
+
 @contextmanager
 def private_server(name: str):
     """A MariaDB server of the run's own on a free loopback address, port 3306, its data in memory: its host,
@@ -146,6 +156,7 @@ def private_server(name: str):
             "needs MariaDB's mariadbd and mariadb-install-db (tests/cluster/ensure-mariadb.sh installs them)"
         )
     host = free_loopback()
+    sweep_stale()
     base = Path(tempfile.mkdtemp(prefix=f"djhpc-datajoint-suite-{name}-", dir=MEMORY if MEMORY.is_dir() else None))
     user = ["--user=root"] if os.geteuid() == 0 else []  # mariadbd refuses to run as root unless told to
     proc = None
@@ -187,6 +198,7 @@ def private_server(name: str):
             stdout=log,
             stderr=log,
             start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
         wait_for(host, proc, base / "server.log")
         yield SimpleNamespace(host=host, proc=proc, log=base / "server.log")
@@ -199,6 +211,19 @@ def private_server(name: str):
                 proc.kill()
                 proc.wait()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def sweep_stale() -> None:
+    """Remove the data folders of private servers whose runner was killed (SIGKILL leaves them, ~180 MB each)."""
+    root = MEMORY if MEMORY.is_dir() else Path(tempfile.gettempdir())
+    for folder in root.glob("djhpc-datajoint-suite-*"):
+        pid_file = folder / "pid"
+        try:
+            alive = pid_file.exists() and Path(f"/proc/{int(pid_file.read_text().strip())}").exists()
+            if not alive and time.time() - folder.stat().st_mtime > 120:
+                shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
 
 
 def free_loopback() -> str:
@@ -308,26 +333,40 @@ def run_all(targets: list[str], suite: Path) -> dict[str, dict]:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGKILL),
             )
-        results = {}
-        for target, proc in procs.items():
-            try:
-                proc.wait(timeout=max(1.0, started + RUN_SECONDS - time.monotonic()))
-                unrun = crash_line(suite.parent / f"pytest-{target}.log")
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                unrun = f"the run reached its {RUN_SECONDS} s limit before this test"
-            outcomes = read_report(suite.parent / f"report-{target}.jsonl")
-            results[target] = {"seconds": round(time.monotonic() - started, 1), "outcomes": outcomes, "unrun": unrun}
-            if servers[target].proc.poll() is not None:  # it segfaulted once in ~20 runs, mid-suite
-                tail = servers[target].log.read_text(errors="replace").strip().splitlines()[-3:]
-                results[target]["server_crash"] = f"exit {servers[target].proc.returncode}: " + " | ".join(tail)
+        try:
+            return collect(procs, servers, suite, started)
+        finally:
+            for proc in procs.values():  # a runner stopped midway (SIGTERM, an error) leaves no run behind
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
+def collect(procs: dict, servers: dict, suite: Path, started: float) -> dict[str, dict]:
+    """Wait for each target's run (within the time limit) and read its outcomes."""
+    results = {}
+    for target, proc in procs.items():
+        try:
+            proc.wait(timeout=max(1.0, started + RUN_SECONDS - time.monotonic()))
+            unrun = crash_line(suite.parent / f"pytest-{target}.log")
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            unrun = f"the run reached its {RUN_SECONDS} s limit before this test"
+        outcomes = read_report(suite.parent / f"report-{target}.jsonl")
+        results[target] = {"seconds": round(time.monotonic() - started, 1), "outcomes": outcomes, "unrun": unrun}
+        if servers[target].proc.poll() is not None:  # see run_targets
+            tail = servers[target].log.read_text(errors="replace").strip().splitlines()[-3:]
+            results[target]["server_crash"] = f"exit {servers[target].proc.returncode}: " + " | ".join(tail)
     return results
 
 
 def run_targets(targets: list[str], suite: Path) -> dict[str, dict]:
-    """run_all, and once more for a target whose private server died under it (a MariaDB crash is not a result)."""
+    """run_all, and once more for a target whose private server died under it: MariaDB 10.11.19 sometimes segfaults
+    in create_tmp_table_for_schema on an information_schema query (the shared server did too), and a crashed
+    server is not a result."""
     results = run_all(targets, suite)
     crashed = [target for target in targets if "server_crash" in results[target]]
     if crashed:
@@ -421,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every selected test's outcome under each target here")
     parser.add_argument("--only", choices=TARGETS, help="run against this target only")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # stop the servers on the way out
     try:
         if not Path(PYTHON).exists():
             raise SuiteError(f"{PYTHON} is missing: run {ENSURE}")

@@ -31,13 +31,20 @@ def test_datajoint_suite(tmp_path):
     missing = _prerequisites()
     if missing:
         unavailable(missing)
-    out = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "tests.datajoint_suite", "--json", str(tmp_path / "suite.json")],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=2 * run.RUN_SECONDS + 120,  # a run whose private server died is run again
     )
+    try:  # a run whose private server died is run again, hence twice the limit
+        stdout, stderr = proc.communicate(timeout=2 * run.RUN_SECONDS + 120)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # the runner stops its servers and runs on SIGTERM
+        stdout, stderr = proc.communicate(timeout=60)
+        pytest.fail(f"the DataJoint suite did not finish in time:\n{stdout[-3000:]}{stderr[-2000:]}")
+    out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads((tmp_path / "suite.json").read_text())
     table = out.stdout
