@@ -90,7 +90,13 @@ def _extract(archive: Path, dest: Path, keep) -> int:
     with tarfile.open(archive) as tar:
         for member in tar.getmembers():
             parts = Path(member.name).parts
-            if len(parts) < 3 or parts[1] != "tests" or not member.isfile() or not keep(Path(*parts[2:])):
+            if (
+                len(parts) < 3
+                or parts[1] != "tests"
+                or ".." in parts
+                or not member.isfile()
+                or not keep(Path(*parts[2:]))
+            ):
                 continue
             target = dest / "tests" / Path(*parts[2:])
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -325,9 +331,12 @@ def run_all(targets: list[str], suite: Path) -> dict[str, dict]:
             report.unlink(missing_ok=True)
             env = child_env(target, servers[target].host, suite.parent, report)
             log = stack.enter_context(open(suite.parent / f"pytest-{target}.log", "wb"))
+            folder = suite.parent / f"suite-{target}"  # its own working directory: tests write dj_local_conf.json
+            shutil.rmtree(folder, ignore_errors=True)
+            shutil.copytree(suite, folder)
             procs[target] = subprocess.Popen(
                 pytest_args(),
-                cwd=suite,
+                cwd=folder,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
