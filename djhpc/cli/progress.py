@@ -6,7 +6,6 @@ import argparse
 import datetime as dt
 import json
 import sys
-import time
 
 from ..progress import RATE_WINDOW_SECONDS, TableProgress, eta_text, schema_progress, table_progress
 from . import display
@@ -128,12 +127,19 @@ def show(rows: list[TableProgress], out) -> None:
 
 # ---------------------------------------------------------------------------- watch
 def _watch(measure, args) -> int:
+    """Ctrl-C sets a flag the loop waits on, rather than raising KeyboardInterrupt wherever it lands: raised
+    inside rich's Live (a lock held, its refresh thread waiting for it) it could hang the watch for good."""
+    import signal
+    import threading
+
     interval = max(args.interval, 0.2)
     tty = sys.stdout.isatty() and not args.json
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     try:
         if tty and not getattr(args, "quiet", False):
-            return _watch_live(measure, interval)
-        while True:
+            return _watch_live(measure, interval, stop)
+        while not stop.is_set():
             rows = measure()
             if args.json:
                 print(json.dumps([r.as_dict() for r in rows], default=str), flush=True)
@@ -141,12 +147,15 @@ def _watch(measure, args) -> int:
                 print(" | ".join(summary_line(r) for r in rows), flush=True)
             if all(r.finished for r in rows):
                 return 0
-            time.sleep(interval)
+            stop.wait(interval)
+        return 130
     except KeyboardInterrupt:
         return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
-def _watch_live(measure, interval: float) -> int:
+def _watch_live(measure, interval: float, stop) -> int:
     from rich.console import Group
     from rich.live import Live
     from rich.progress_bar import ProgressBar
@@ -165,7 +174,8 @@ def _watch_live(measure, interval: float) -> int:
     rows = measure()
     with Live(render(rows), console=out, refresh_per_second=4, transient=False) as live:
         while not all(r.finished for r in rows):
-            time.sleep(interval)
+            if stop.wait(interval):
+                return 130
             rows = measure()
             live.update(render(rows))
     return 0
