@@ -320,6 +320,23 @@ def run_command(argv: Sequence[str], *, hint: str, timeout: float = 60.0) -> sub
         raise SchedulerError(f"{argv[0]} could not run ({exc.strerror}): {hint}") from exc
 
 
+def optional_output(argv: Sequence[str], *, hint: str) -> str | None:
+    """stdout of a command that may be missing or fail (an accounting or history command beside the one that
+    lists live jobs): None then, and the live view stands alone."""
+    try:
+        proc = run_command(argv, hint=hint)
+    except SchedulerError:
+        return None
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def merge_states(live: dict[str, TaskState], past: dict[str, TaskState]) -> dict[str, TaskState]:
+    """The live listing is current for what it lists; the history (which lags) only fills in."""
+    merged = dict(past)
+    merged.update(live)
+    return merged
+
+
 def command_failed(argv: Sequence[str], proc: subprocess.CompletedProcess[str], fix: str) -> SchedulerError:
     said = one_line(proc.stderr or proc.stdout or "no output")
     return SchedulerError(f"{shlex.join(argv)} failed (exit {proc.returncode}): {said}: {fix}")

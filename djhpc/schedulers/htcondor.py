@@ -37,7 +37,9 @@ from djhpc.schedulers.base import (
     SiteLimits,
     TaskState,
     command_failed,
+    merge_states,
     one_line,
+    optional_output,
     run_command,
     task_key,
     template_environment,
@@ -310,17 +312,9 @@ class HTCondorScheduler(Scheduler):
             raise command_failed(argv, proc, "check that the schedd answers (condor_q)")
         live = parse_job_ads(proc.stdout, "condor_q")
         constraint = " || ".join(f"ClusterId == {c}" for c in clusters)
-        argv = ["condor_history", "-json", "-attributes", ATTRIBUTES, "-constraint", constraint]
-        past: dict[str, TaskState] = {}
-        try:
-            proc = run_command(argv, hint=_HINT)
-        except SchedulerError:
-            proc = None  # no condor_history here: condor_q alone
-        if proc is not None and proc.returncode == 0:
-            past = parse_job_ads(proc.stdout, "condor_history")
-        merged = dict(past)
-        merged.update(live)  # the queue is current for what it holds
-        return merged
+        history = optional_output(["condor_history", "-json", "-attributes", ATTRIBUTES, "-constraint", constraint],
+                                  hint=_HINT)  # none here: condor_q alone
+        return merge_states(live, parse_job_ads(history, "condor_history") if history is not None else {})
 
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
         """condor_rm of whole clusters: SIGTERM (kill_sig) to running jobs, SIGKILL after the vacate time."""

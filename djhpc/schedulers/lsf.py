@@ -29,7 +29,9 @@ from djhpc.schedulers.base import (
     SiteLimits,
     TaskState,
     command_failed,
+    merge_states,
     one_line,
+    optional_output,
     run_command,
     task_key,
 )
@@ -292,16 +294,8 @@ class LsfScheduler(Scheduler):
         if not ids:
             return {}
         live = self._bjobs(ids)
-        past: dict[str, TaskState] = {}
-        try:
-            proc = run_command(["bhist", "-a", "-l", *ids], hint=_HINT)
-        except SchedulerError:
-            proc = None  # no bhist here: bjobs alone
-        if proc is not None and proc.returncode == 0:
-            past = parse_bhist_long(proc.stdout)
-        merged = dict(past)
-        merged.update(live)  # bjobs is current for what it lists
-        return merged
+        bhist = optional_output(["bhist", "-a", "-l", *ids], hint=_HINT)  # none here: bjobs alone
+        return merge_states(live, parse_bhist_long(bhist) if bhist is not None else {})
 
     def _bjobs(self, ids: list[str]) -> dict[str, TaskState]:
         argv = ["bjobs", "-a", "-json", "-o", BJOBS_FIELDS, *ids]

@@ -28,6 +28,7 @@ from djhpc.schedulers.base import (
     SiteLimits,
     TaskState,
     command_failed,
+    merge_states,
     one_line,
     run_command,
 )
@@ -315,9 +316,7 @@ class SgeScheduler(Scheduler):
                 break  # no qacct here: qstat alone
             if proc.returncode == 0:  # else "job id N not found": not in the accounting file (yet)
                 past.update(parse_qacct(proc.stdout))
-        merged = dict(past)
-        merged.update(live)
-        return merged
+        return merge_states(live, past)
 
     def site_limits(self) -> SiteLimits:
         """max_aj_tasks as the array size limit (our arrays start at 1: the count is the highest index)."""

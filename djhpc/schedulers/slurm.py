@@ -21,7 +21,9 @@ from djhpc.schedulers.base import (
     SiteLimits,
     TaskState,
     command_failed,
+    merge_states,
     one_line,
+    optional_output,
     run_command,
 )
 
@@ -91,13 +93,6 @@ def parse_states(text: str, source: str) -> dict[str, TaskState]:
         for key in expand_job_ids(job_field):
             states[key] = slurm_state(state)
     return states
-
-
-def merge_states(squeue: dict[str, TaskState], sacct: dict[str, TaskState]) -> dict[str, TaskState]:
-    """squeue is current for what it lists; sacct lags, so it only fills in."""
-    merged = dict(sacct)
-    merged.update(squeue)
-    return merged
 
 
 def parse_scontrol_config(text: str) -> dict[str, str]:
@@ -175,16 +170,9 @@ class SlurmScheduler(Scheduler):
         if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
             raise command_failed(argv, proc, "check that slurmctld is up (scontrol ping)")
         live = parse_states(proc.stdout, "squeue") if proc.returncode == 0 else {}
-        past: dict[str, TaskState] = {}
-        argv = ["sacct", "-X", "-n", "-P", "-j", joined, "-o", "JobID,State"]
-        try:
-            proc = run_command(argv, hint=_HINT)
-        except SchedulerError:
-            proc = None  # no sacct here: squeue alone
-        if proc is not None and proc.returncode == 0:
-            past = parse_states(proc.stdout, "sacct")
-        # a failing sacct (accounting storage disabled) leaves squeue's view, which is all there is
-        return merge_states(live, past)
+        # no sacct, or a failing one (accounting storage disabled), leaves squeue's view, which is all there is
+        sacct = optional_output(["sacct", "-X", "-n", "-P", "-j", joined, "-o", "JobID,State"], hint=_HINT)
+        return merge_states(live, parse_states(sacct, "sacct") if sacct is not None else {})
 
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
         """scancel of whole arrays: SIGTERM to every running task's batch step (the worker, which the script
