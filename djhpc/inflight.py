@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any
 
 from .errors import LostConnectionError, ReservationLostError, TransientError
+from .reservation import ask_still_mine
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class InFlightTracker:
         if not isinstance(err, (TransientError, LostConnectionError)):
             # a worker stopped past its lease and resumed: its insert meets the row the new owner made
             # (a duplicate) before the fence is reached; that is a lost key, not a failure
-            if _not_mine(still_mine, flight.claim):
+            if not ask_still_mine(still_mine, flight.claim, unknown=True):  # unknown: recorded as a failure
                 return Verdict.LOST, ReservationLostError(f"{err} (the key was reclaimed and made by another "
                                                           "worker meanwhile: nothing of this make was kept)")
             return Verdict.FAILED, err
@@ -81,10 +82,3 @@ class InFlightTracker:
             return Verdict.AGAIN, err
         return Verdict.FAILED, err
 
-
-def _not_mine(still_mine, claim) -> bool:
-    """True only when the database says the reservation is another's now; False when it cannot tell."""
-    try:
-        return not still_mine(claim)
-    except Exception:  # cannot tell: the failure is recorded as such
-        return False

@@ -213,7 +213,8 @@ class Closing:
         err = pending.result()
         if err is None or self.claim is None or pending.failed_at != self.fence_at or _connection_lost(err):
             return err
-        if self.made is not None and still_mine is not None and _asks(still_mine, self.claim):
+        if self.made is not None and still_mine is not None \
+                and ask_still_mine(still_mine, self.claim, unknown=False):  # unknown: lost, the reaper acts
             missing = KeyNotMadeError(
                 f"make() of {self.made.table} committed no row for its key {self.claim.key}"
                 f"{self.made.inserted_note()}: make(self, key) must insert its own key "
@@ -235,12 +236,12 @@ def _connection_lost(err: Exception) -> bool:
     return code in (2006, 2013)
 
 
-def _asks(still_mine, claim) -> bool:
-    """``still_mine(claim)``, False when the database cannot say (the key is then treated as lost)."""
+def ask_still_mine(still_mine, claim, *, unknown: bool) -> bool:
+    """``still_mine(claim)``; ``unknown`` when the database cannot say (each caller knows which guess is safe)."""
     try:
         return bool(still_mine(claim))
-    except Exception:  # cannot tell: the reaper sorts it out once this worker is gone
-        return False
+    except Exception:  # cannot tell
+        return unknown
 
 
 @dataclass
