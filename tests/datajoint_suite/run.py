@@ -282,6 +282,9 @@ def child_env(target: str, host: str, work: Path, report: Path) -> dict:
     return env
 
 
+KEYWORD: list[str] = []  # ``-k EXPR`` of a partial run (``--keyword``); empty for the full, counted run
+
+
 def pytest_args() -> list[str]:
     args = [
         PYTHON,
@@ -299,6 +302,7 @@ def pytest_args() -> list[str]:
         "--tb=no",
         "--continue-on-collection-errors",
         "tests",
+        *KEYWORD,
     ]
     for test in DESELECTED:
         args += [f"--ignore=tests/{test}"] if test.endswith(".py") else [f"--deselect=tests/{test}"]
@@ -468,7 +472,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.datajoint_suite", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="write every selected test's outcome under each target here")
     parser.add_argument("--only", choices=TARGETS, help="run against this target only")
+    parser.add_argument("-k", "--keyword", metavar="EXPR",
+                        help="run only the tests pytest's -k EXPR selects (a file's stem works: -k test_fetch)")
     args = parser.parse_args(argv)
+    if args.keyword:
+        KEYWORD[:] = ["-k", args.keyword]
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # stop the servers on the way out
     try:
         if not Path(PYTHON).exists():
