@@ -9,6 +9,8 @@ import time
 
 from .errors import UsageError
 from .populate import PopulateOptions, run
+from .processes import run as processes_run
+from .processes import worker_count
 from .query import Query
 from .reservation import Reservations, Worker
 
@@ -91,16 +93,22 @@ class AutoPopulate:
         return self.populate(*restrictions, **kwargs)
 
     # ---------------------------------------------------------------- populate
-    def populate(self, *restrictions, processes=1, **options):
+    def populate(self, *restrictions, keys=None, processes=1, **options):
         """Call make(key) for every key of the restricted key source that is not in the table yet.
 
         Options are those of ``PopulateOptions`` (DataJoint's ``reserve_jobs``, ``suppress_errors``, ``order``,
-        ``limit``, ``max_calls``, ``display_progress``, ``make_kwargs``, ... and djhpc's own)."""
-        if processes not in (1, None):
-            raise UsageError("processes= is not supported: start several workers (djhpc work) instead")
+        ``limit``, ``max_calls``, ``display_progress``, ``make_kwargs``, ... and djhpc's own). ``keys``, as in
+        DataJoint, makes only those keys (of the key source). ``processes=N`` (None: every core) runs N processes
+        on this machine that share the keys through the jobs table (djhpc/processes.py)."""
         try:
             opts = PopulateOptions(**options)
         except TypeError as e:
             raise UsageError(f"populate() got an unknown option ({e}): see help(PopulateOptions)") from e
         opts.make_kwargs = opts.make_kwargs or {}
+        if keys is not None:
+            restrictions = (*restrictions, [dict(k) for k in keys])  # an OR of the keys; none: nothing to make
+        if processes != 1:
+            n = worker_count(processes, self.progress(*restrictions)[0])
+            if n > 1:
+                return processes_run(self, restrictions, opts, n)
         return run(self, restrictions, opts)

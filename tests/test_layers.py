@@ -40,8 +40,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     # as in DataJoint, schema.jobs is a table: schemas -> jobs -> tables
     ("jobs table", ["djhpc.jobs"]),
     ("tables", ["djhpc.tables"]),
-    ("populate", ["djhpc.populate", "djhpc.autopopulate", "djhpc.keywalk", "djhpc.batching", "djhpc.inflight",
-                  "djhpc.target", "djhpc.djtarget"]),
+    ("populate", ["djhpc.populate", "djhpc.autopopulate", "djhpc.processes", "djhpc.keywalk", "djhpc.batching",
+                  "djhpc.inflight", "djhpc.target", "djhpc.djtarget"]),
     # the scheduler adapters know nothing of populate: the loop reads its task's environment through them
     # (schedulers.taskenv) and its reaper asks them which tasks ended; submission renders and submits with them
     ("schedulers", ["djhpc.profile", "djhpc.schedulers", "djhpc.schedulers.*"]),
