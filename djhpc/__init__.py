@@ -3,10 +3,14 @@
 ``import djhpc as dj`` reads like DataJoint: ``dj.Schema``, ``dj.Manual``, ``dj.Computed``, ...
 """
 
-from . import settings
+import logging
+
+from . import errors, settings
+from .admin import kill, kill_quick, set_password
 from .blob import MatCell, MatStruct
 from .db.connection import Connection, conn
 from .errors import (
+    AccessError,
     BlobError,
     ConfigError,
     ConnectError,
@@ -27,20 +31,25 @@ from .errors import (
 )
 from .jobs import JobsTable
 from .populate import Interrupted, PopulateResult
-from .query import SQL, AndList, Not
+from .query import SQL, AndList, Not, Top
 from .reservation import Claim, Reservations, key_hash
 from .schemas import Schema, schema
 from .tables import Computed, Imported, Lookup, Manual, Part, Table, config
+from .universal import U
 
 __version__ = "0.1.0"
 
-DataJointError = DjhpcError  # code written for DataJoint catches this name
+DataJointError = DjhpcError  # code written for DataJoint catches this name (errors.DataJointError too)
+key = "KEY"  # DataJoint's dj.key: fetch(dj.key) gives the primary keys
+logger = logging.getLogger("djhpc")  # DataJoint's dj.logger: djhpc's library logger
 
 __all__ = [
-    "SQL", "AndList", "BlobError", "Claim", "Computed", "ConfigError", "ConnectError", "Connection",
+    "SQL", "AccessError", "AndList", "BlobError", "Claim", "Computed", "ConfigError", "ConnectError", "Connection",
     "DataError", "DataJointError", "DatabaseError", "DefinitionError", "DjhpcError", "DuplicateError",
     "Imported", "Interrupted", "JobsTable", "KeyNotMadeError", "Lookup", "LostConnectionError", "MakeTimeout",
     "Manual", "MatCell", "MatStruct", "MissingError", "Not",
     "Part", "PopulateResult", "QueryError", "ReservationLostError", "Reservations", "SchedulerError", "Schema",
-    "Table", "TransientError", "UsageError", "config", "conn", "key_hash", "schema", "settings",
+    "Table", "TransientError", "UsageError", "config", "conn", "errors", "key", "key_hash", "kill", "kill_quick",
+    "logger", "schema", "set_password", "settings",
+    "Top", "U",
 ]

@@ -374,3 +374,43 @@ def create_table_sql(dialect, spec: TableSpec, schema: str, table: str) -> list[
     else:
         tail = ""
     return [f"CREATE TABLE IF NOT EXISTS {full} (\n  {body}\n){tail}", *extra]
+
+
+# ---------------------------------------------------------------------------- DataJoint's declare()
+#: MySQL's limit on a table's name
+MAX_TABLE_NAME_LENGTH = 64
+
+
+def declare(full_table_name: str, definition: str, context: dict) -> tuple[str, list]:
+    """DataJoint's ``declare``: the MySQL ``CREATE TABLE`` statement of ``definition`` for ``full_table_name``
+    (```schema`.`table```), its ``-> Parent`` names looked up in ``context``, and the external stores it uses."""
+    from .db.dialects import DIALECTS
+
+    m = re.fullmatch(r"`([^`]+)`\.`([^`]+)`", full_table_name or "")
+    if not m:
+        raise DefinitionError(f"full table name {full_table_name!r} must read `schema`.`table`")
+    schema, table = m.groups()
+    if len(table) > MAX_TABLE_NAME_LENGTH:
+        raise DefinitionError(f"table name `{table}` is longer than {MAX_TABLE_NAME_LENGTH} characters: shorten "
+                              "its class name (or, for a part, its master's)")
+    spec = parse_definition(definition, context_resolver(context))
+    statements = create_table_sql(DIALECTS["mysql"], spec, schema, table)
+    return statements[0], []
+
+
+def context_resolver(context: dict):
+    """The ``resolve`` of parse_definition for names of ``context`` (``Parent``, ``module.Parent``,
+    ``Master.Part``): a table class becomes an instance."""
+
+    def resolve(ref: str):
+        head, *rest = ref.split(".")
+        target = context.get(head)
+        for name in rest:
+            target = getattr(target, name, None)
+        if isinstance(target, type):
+            target = target()
+        if target is None or not hasattr(target, "full_table_name"):
+            raise DefinitionError(f"'-> {ref}': no table named {ref} is in the context given")
+        return target
+
+    return resolve

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from .declare import parse_definition
 from .query import SQL, Heading, Query, new_alias
-from .reservation import JOBS_TABLE, Reservations, key_hash
+from .reservation import ERROR_MESSAGE_LIMIT, JOBS_TABLE, Reservations, key_hash, truncate_message
+
+#: DataJoint's names: error messages are cut to this length, ending with the appendix
+ERROR_MESSAGE_LENGTH = ERROR_MESSAGE_LIMIT
+TRUNCATION_APPENDIX = truncate_message("-" * (ERROR_MESSAGE_LIMIT + 1)).lstrip("-")
 
 # The columns of the jobs table, as the table layer reads them (the DDL lives in db/*.sql).
 JOBS_DEFINITION = """
@@ -47,6 +51,7 @@ class JobsTable(Query):
         self.jobs_table = jobs_table  # a DataJoint pipeline's is ~djhpc_jobs (djtarget.DJHPC_JOBS)
         self.reservations = Reservations(connection, database, jobs_table=jobs_table)
         self.reservations.ensure_table()
+        self._claims: dict = {}  # (table_name, key_hash) -> Claim, of the keys reserve() took
         alias = new_alias()
         q = connection.dialect.quote
         heading = Heading(_SPEC.attributes)
@@ -70,6 +75,39 @@ class JobsTable(Query):
         if isinstance(table, type):
             return table._table_name()
         return table.table_name
+
+    # DataJoint's jobs-table API, for code that reserves keys by hand: reserve, then complete or error
+    def reserve(self, table, key: dict) -> bool:
+        """Reserve ``key`` of ``table`` for this process: False when it is reserved, failed or ignored already."""
+        claims = self.reservations.reserve(self._target_name(table), [dict(key)])
+        for claim in claims:
+            self._claims[(claim.table_name, claim.key_hash)] = claim
+        return bool(claims)
+
+    def complete(self, table, key: dict) -> None:
+        """Remove the job row of ``key`` (done): its reservation, or whatever status it had."""
+        name = self._target_name(table)
+        self._claims.pop((name, key_hash(dict(key))), None)
+        _delete_rows(self, self & {"table_name": name, "key_hash": key_hash(dict(key))})
+        self._rest()
+
+    def error(self, table, key: dict, error_message: str, error_stack: str | None = None) -> None:
+        """Record that ``key`` of ``table`` failed (message cut to ERROR_MESSAGE_LENGTH): populate skips it until
+        the row is deleted. The key need not be reserved by this process first: its row is replaced."""
+        name, key = self._target_name(table), dict(key)
+        claim = self._claims.pop((name, key_hash(key)), None)
+        if claim is None:
+            _delete_rows(self, self & {"table_name": name, "key_hash": key_hash(key)})
+            claims = self.reservations.reserve(name, [key])
+            claim = claims[0] if claims else None
+        if claim is not None:
+            self.reservations.fail(claim, str(error_message), error_stack or "")
+        self._rest()
+
+    def _rest(self):
+        """Stop renewing leases once this process holds no reservation made here."""
+        if not self._claims:
+            self.reservations.close()
 
     def ignore(self, table, key: dict):
         """Make populate skip ``key`` of ``table`` until this row is removed."""

@@ -154,7 +154,7 @@ class Schema:
         cls._declared_spec = spec
         for part in parts:
             self._declare(part, context, master=cls)
-        if issubclass(cls, Lookup) and cls.contents:
+        if issubclass(cls, Lookup):
             _fill_lookup(cls, spec)
 
     def _parse(self, cls, context, master):
@@ -235,11 +235,23 @@ def _parts_of(cls) -> list:
 
 
 def _fill_lookup(cls, spec):
-    """Insert a Lookup's contents, skipping rows it has. With an auto_increment key, as DataJoint: never (rows
-    without the key would be added again at every import); a warning says so when contents has more rows."""
+    """Insert a Lookup's contents (read once, from an instance: it may be a property), skipping rows it has, when
+    it has more rows than the table. With an auto_increment key, as DataJoint: never (rows without the key would
+    be added again at every import); a warning says so."""
+    table = cls()
+    contents = getattr(table, "contents", None)
+    if contents is None:
+        return
+    try:
+        rows = list(contents)
+    except TypeError as exc:
+        raise DefinitionError(f"{cls.__name__}.contents must be rows (a list, or a property giving them), not "
+                              f"{type(contents).__name__}") from exc
+    if len(rows) <= len(table):
+        return
     if not any(a.auto_increment for a in spec.attributes):
-        cls().insert(list(cls.contents), skip_duplicates=True)
-    elif len(list(cls.contents)) > len(cls()):
+        table.insert(rows, skip_duplicates=True)
+    else:
         log.warning("%s: contents has rows the table lacks, but are not inserted: the table has an auto_increment "
                     "key; insert them yourself", cls.__name__)
 

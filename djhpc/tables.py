@@ -6,18 +6,20 @@ the whole table. As in DataJoint, many methods also work on the class itself (``
 
 from __future__ import annotations
 
+import csv
 import functools
 import logging
 import re
 import sys
 from collections.abc import Mapping
+from pathlib import PurePath
 
 from . import settings, values
 from .autopopulate import AutoPopulate
 from .db.connection import Connection
 from .declare import SQL_NOW, TableSpec
 from .dependencies import cascade_delete, descendants, foreign_key_graph
-from .errors import DataError, DefinitionError, QueryError, UsageError
+from .errors import DataError, DefinitionError, MissingAttributeError, QueryError, UsageError
 from .query import Heading, Query, new_alias
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,8 @@ config = settings.config
 def to_snake_case(name: str) -> str:
     """CamelCase -> snake_case, as DataJoint names tables."""
     if not re.fullmatch(r"[A-Z][A-Za-z0-9]*", name):
-        raise DefinitionError(f"table class name '{name}' must be CamelCase (letters and digits, capital first)")
+        raise DefinitionError(f"table class name '{name}' must be alphanumeric in CamelCase (ASCII letters and "
+                              "digits, a capital first, no underscores): rename the class")
     return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
 
 
@@ -73,6 +76,10 @@ class TableMeta(type):
         return item in cls()
 
 
+# what Query.__init__ sets on an instance: asking for one on an instance not bound yet binds it (Table.__getattr__)
+_QUERY_STATE = frozenset({"_heading", "_from", "_from_params", "_columns", "_where", "_aliases", "_flat_names"})
+
+
 class Table(Query, metaclass=TableMeta):
     """Base of every declared table: an instance is a query over all of the table's rows."""
 
@@ -86,15 +93,30 @@ class Table(Query, metaclass=TableMeta):
     _inserted_keys: list | None = None  # populate's list of the primary keys make() inserts here, while it runs
 
     def __init__(self):
+        if type(self)._declared_spec is not None:
+            self._bind()
+        # else, as in DataJoint, an instance of a class not declared yet (a default argument made at import) is
+        # bound at its first use after the class is declared: see __getattr__
+
+    def _bind(self):
         cls = type(self)
-        if cls._declared_spec is None:
-            raise UsageError(f"{cls.__name__} is not declared: decorate it with a dj.Schema (@schema)")
         alias = new_alias()
         q = cls._connection.dialect.quote
         heading = Heading(cls._declared_spec.attributes)
         cols = {a.name: f"{alias}.{q(a.name)}" for a in heading.attributes}
         super().__init__(cls._connection, heading, f"{self.full_table_name} AS {alias}", (), cols,
                          aliases={alias}, flat_names=True)
+
+    def __getattr__(self, name):
+        """A query's own state, missing on an instance made before its class was declared: bound now."""
+        if "_heading" in self.__dict__ or not name.startswith("_") or name.startswith("__"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        if type(self)._declared_spec is None:
+            if name in _QUERY_STATE:
+                raise UsageError(f"{type(self).__name__} is not declared: decorate it with a dj.Schema (@schema)")
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self._bind()
+        return getattr(self, name)
 
     # ---------------------------------------------------------------- names
     @classmethod
@@ -169,8 +191,7 @@ class Table(Query, metaclass=TableMeta):
             raise DataError(
                 f"{cls.__name__} is filled by populate(): insert inside make(), or pass allow_direct_insert=True"
             )
-        if isinstance(rows, Query) or (isinstance(rows, type) and issubclass(rows, Query)):
-            rows = rows.fetch()
+        rows = _rows_of(rows)
         if isinstance(rows, Mapping):
             raise DataError("insert takes a list of rows: use insert1(row) for a single dict")
         heading = self.heading
@@ -197,7 +218,7 @@ class Table(Query, metaclass=TableMeta):
                 elif a.nullable or a.auto_increment:  # the database fills them: NULL, the next number
                     continue
                 else:
-                    raise DataError(
+                    raise MissingAttributeError(
                         f"{cls.__name__}: attribute '{a.name}' is missing and has no default: give a value for it"
                     )
             groups.setdefault(tuple(names), []).append(encoded)
@@ -378,6 +399,28 @@ class Computed(AutoPopulate, Table):
     """Filled by populate() from other tables."""
 
     tier_prefix = "__"
+
+
+def _rows_of(rows):
+    """The rows an insert was given, as DataJoint takes them: a query's (or table class's) rows, a CSV file's (a
+    ``pathlib.Path``; the first line names the attributes), a pandas DataFrame's (its index too when it is named),
+    or the iterable itself (dicts, sequences, numpy records)."""
+    if isinstance(rows, Query) or (isinstance(rows, type) and issubclass(rows, Query)):
+        return rows.fetch(as_dict=True)
+    if isinstance(rows, PurePath):
+        try:
+            with open(rows, newline="", encoding="utf-8") as f:
+                return list(csv.DictReader(f))
+        except OSError as exc:
+            raise UsageError(f"cannot read the CSV file {rows} to insert: {exc.strerror}") from exc
+    if type(rows).__name__ == "DataFrame" and hasattr(rows, "to_records"):  # pandas, without importing it
+        names = list(rows.index.names)
+        keep_index = not (len(names) == 1 and not names[0])
+        return rows.reset_index(drop=not keep_index).to_records(index=False)
+    if isinstance(rows, (str, bytes)):
+        raise DataError(f"cannot insert a {type(rows).__name__}: give dicts, sequences, or a pathlib.Path of a CSV "
+                        "file")
+    return rows
 
 
 def check_restriction_attributes(query: Query, names) -> None:
