@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from djhpc.durations import parse_duration
 from djhpc.errors import UsageError
 
 SCHEDULER_NAMES = ("slurm", "pbs", "torque", "sge", "lsf", "htcondor", "parallel", "local")
@@ -29,7 +30,6 @@ _PBS_MAIL_LETTERS = {"BEGIN": "b", "END": "e", "FAIL": "a", "ALL": "abe", "NONE"
 _SLURM_FROM_LETTER = {"b": "BEGIN", "e": "END", "a": "FAIL", "n": "NONE"}
 
 _TIME_HELP = "use HH:MM:SS, D-HH:MM:SS or 90m/2h/1d"
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _JOB_ID = re.compile(r"[A-Za-z0-9_.\[\]-]+")
 _BREAKS = ("\n", "\r", "\x00")
 
@@ -42,55 +42,17 @@ def check_line(value: str, what: str) -> str:
 
 
 def parse_time(value: str | int) -> int:
-    """Time limit as seconds. SLURM forms (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS; a bare
-    number means minutes, as in sbatch) and unit forms (90m, 2h, 1d, 1h30m, 1.5h, 45s)."""
+    """Time limit as whole seconds, read by djhpc.durations (the parser of every duration flag): SLURM forms
+    (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS; a bare number means minutes, as in sbatch) and unit forms
+    (90m, 2h, 1d, 1h30m, 1.5h, 45s)."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise UsageError(f"time limit {value!r} does not parse: {_TIME_HELP}")
-    text = str(value).strip().lower()
-    seconds = _parse_slurm_time(text)
-    if seconds is None:
-        seconds = _parse_unit_time(text)
+    seconds = parse_duration(value, bare="m")
     if seconds is None:
         raise UsageError(f"time limit {str(value)!r} does not parse: {_TIME_HELP}")
     if seconds <= 0:
         raise UsageError(f"time limit {str(value)!r} is zero: {_TIME_HELP}, at least one second")
-    return seconds
-
-
-def _parse_slurm_time(text: str) -> int | None:
-    days = 0
-    rest = text
-    m = re.fullmatch(r"(\d+)-(.+)", text)
-    if m:
-        days, rest = int(m.group(1)), m.group(2)
-    parts = rest.split(":")
-    if not all(re.fullmatch(r"\d+", p) for p in parts) or len(parts) > 3:
-        return None
-    nums = [int(p) for p in parts]
-    if m:  # D-HH, D-HH:MM, D-HH:MM:SS
-        nums += [0] * (3 - len(nums))
-        hours, minutes, secs = nums
-        if hours >= 24:
-            return None
-    elif len(nums) == 1:  # MM
-        hours, minutes, secs = 0, nums[0], 0
-    elif len(nums) == 2:  # MM:SS
-        hours, minutes, secs = 0, nums[0], nums[1]
-    else:  # HH:MM:SS
-        hours, minutes, secs = nums
-    if secs >= 60 or (minutes >= 60 and len(nums) == 3):
-        return None
-    return days * 86400 + hours * 3600 + minutes * 60 + secs
-
-
-def _parse_unit_time(text: str) -> int | None:
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", text)
-    if m:
-        return math.ceil(float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
-    m = re.fullmatch(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
-    if m and text:
-        return sum(int(n) * _UNIT_SECONDS[u] for n, u in zip(m.groups(), "dhms", strict=True) if n)
-    return None
+    return math.ceil(seconds)
 
 
 def format_time_slurm(seconds: int) -> str:

@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -99,6 +100,7 @@ class ResolvedProfile:
     profile: Profile
     scheduler: str
     array: int | None  # the section's ``array:``, if any
+    job_name_given: bool = False  # by --job-name or the profile; else the run is named after its table
 
 
 def resolve_profile(settings: Settings, *, profile_name: str | None = None, scheduler: str | None = None,
@@ -132,7 +134,14 @@ def resolve_profile(settings: Settings, *, profile_name: str | None = None, sche
     chosen = get_scheduler(chosen).name  # unknown names are a UsageError listing the choices
     if profile.scheduler != chosen:
         profile = dataclasses.replace(profile, scheduler=chosen)
-    return ResolvedProfile(name, profile, chosen, array)
+    named = any(_normal(k) == "job_name" for k in (*section, *overrides))
+    return ResolvedProfile(name, profile, chosen, array, named)
+
+
+def default_job_name(class_name: str) -> str:
+    """``djhpc-Analysis``: squeue, qstat and bjobs show which table a run fills; letters, digits, _ . - only
+    (safe in a shell, a #SBATCH/#PBS/#$ line and bsub -J), at most 64 characters."""
+    return ("djhpc-" + re.sub(r"[^A-Za-z0-9_.-]", "_", class_name))[:64]
 
 
 # -------------------------------------------------------------------------------- credentials
@@ -414,6 +423,8 @@ def plan(target: str | None = None, *, array: int | None = None, scheduler: str 
     target = str(target)
     table_class = load_target(target, base=settings.project_dir)
     filler = target_for(table_class)
+    if not resolved.job_name_given:
+        profile = dataclasses.replace(profile, job_name=default_job_name(filler.name))
     work = count_work(filler)
     url = filler.connection.url
     run = Run(sched, profile, resolved.name, _absolute_target(target, settings.project_dir), table_class,

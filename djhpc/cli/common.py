@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 
 from ..config import load_settings
 from ..errors import UsageError
@@ -10,10 +11,18 @@ from ..targets import load_target
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with one-line usage errors and exit code 2."""
+    """argparse with one-line usage errors, exit code 2, and the nearest choice for a mistyped one."""
 
     def error(self, message):
         self.exit(2, f"djhpc: error: {message} (see {self.prog} --help)\n")
+
+    def _check_value(self, action, value):
+        if action.choices is None or value in action.choices:
+            return
+        choices = [str(c) for c in action.choices]
+        near = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        raise argparse.ArgumentError(action, f"invalid choice {value!r}: {hint}choose from {', '.join(choices)}")
 
 
 def resolve_target_name(target: str | None) -> str:

@@ -10,14 +10,11 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
 import sys
 
+from .. import durations
 from ..errors import UsageError
 from ..progress import seconds_text  # noqa: F401 - commands format durations through display
-
-_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def console(stderr: bool = False):
@@ -77,27 +74,13 @@ def iso_local(utc: dt.datetime | None) -> str | None:
 
 
 def parse_age(text: str) -> float:
-    """'30d', '12h', '90m', '3600s', '1d12h' -> seconds; anything else is a UsageError."""
-    t = str(text).strip().lower()
-    pos, total = 0, 0.0
-    for m in _AGE.finditer(t):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-        pos = m.end()
-    if not t or pos != len(t):
-        raise UsageError(f"age {text!r} does not parse: use a number with a unit, e.g. 30d, 12h, 90m or 3600s")
-    if total <= 0:
-        raise UsageError(f"age {text!r} is zero: give at least one second, e.g. 3600s")
-    return total
+    """An age ('30d', '12h', '1h30m', '3600' seconds) as seconds: djhpc.durations, the parser of every duration flag."""
+    return durations.parse_seconds(text, what="age")
 
 
 def age_argument(text: str) -> float:
-    """argparse type for --older-than: bad input is a one-line usage error (exit 2)."""
-    try:
-        return parse_age(text)
-    except UsageError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    """argparse type for --older-than and --window: bad input is a one-line usage error (exit 2)."""
+    return durations.argument()(text)
 
 
 def print_json(data) -> None:

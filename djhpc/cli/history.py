@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import durations
 from ..errors import UsageError
 from ..history import History
 from . import display
@@ -25,8 +26,8 @@ def register(sub):
     cmds = p.add_subparsers(dest="history_command", metavar="COMMAND", parser_class=type(p))
     pr = cmds.add_parser("prune", help="delete history rows older than an age (the whole schema)")
     display.add_schema_options(pr)
-    pr.add_argument("--older-than", dest="older_than", required=True, type=display.age_argument, metavar="AGE",
-                    help="30d, 12h, 90m or 3600s")
+    pr.add_argument("--older-than", dest="older_than", required=True, type=durations.argument(), metavar="AGE",
+                    help="30d, 12h, 90m, 1h30m or 3600 (seconds)")
     pr.add_argument("-y", "--yes", action="store_true", help="do not ask (needed without a terminal)")
     display.add_quiet(pr)
     pr.set_defaults(func=run_prune)

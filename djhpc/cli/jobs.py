@@ -116,7 +116,7 @@ def _filters(p, default):
     p.add_argument("--job-id", dest="job_id", default=default, metavar="J",
                    help="only rows of this cluster job (J or J_TASK)")
     p.add_argument("--older-than", dest="older_than", type=display.age_argument, default=default, metavar="AGE",
-                   help="only rows last touched longer ago than AGE (30d, 12h, 90m, 3600s)")
+                   help="only rows last touched longer ago than AGE: 30d, 12h, 90m, 3600 (seconds)")
 
 
 def _yes(p):

@@ -33,9 +33,10 @@ def register(sub):
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     display.add_schema_options(p)
     p.add_argument("--watch", action="store_true", help="refresh in place until the table is done (or Ctrl-C)")
-    p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="--watch refresh (default 2)")
+    p.add_argument("--interval", type=display.age_argument, default=2.0, metavar="DURATION",
+                   help="--watch refresh: 2 (seconds), 1m (default 2 s)")
     p.add_argument("--window", type=display.age_argument, default=RATE_WINDOW_SECONDS, metavar="AGE",
-                   help="rate over makes started this recently (default 10m)")
+                   help="rate over makes started this recently: 10m, 1h, 600 (seconds) (default 10m)")
     p.add_argument("--json", action="store_true", help="machine-readable rows (--watch: one JSON line each time)")
     display.add_quiet(p)
     p.set_defaults(func=run)

@@ -6,7 +6,7 @@ import argparse
 import logging
 import shutil
 
-from ..errors import UsageError
+from .. import durations
 from ..jobrows import key_text
 from ..liveness import LEASE_SECONDS, Reaper
 from ..progress import class_name
@@ -18,12 +18,12 @@ HELP = f"""Reclaim reservations whose worker is dead, as every worker does every
 
 Evidence, most certain first: on this host the process is gone (or the host rebooted); MySQL/MariaDB:
 the worker's session lock is free; the scheduler says its array task ended; no heartbeat for --lease
-seconds (default {LEASE_SECONDS:g}). A reclaimed key waits for the next worker (pending); one that
+(default {durations.text(LEASE_SECONDS)}). A reclaimed key waits for the next worker (pending); one that
 killed its worker 3 times becomes an error (djhpc jobs errors).
 
 examples:
   djhpc reap pipeline:Analysis --dry-run
-  djhpc reap --schema my_pipeline --lease 600
+  djhpc reap --schema my_pipeline --lease 10m
 """
 
 
@@ -47,8 +47,9 @@ def register(sub):
     p = sub.add_parser("reap", help="reclaim the keys of dead workers now", description=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     display.add_schema_options(p)
-    p.add_argument("--lease", type=float, default=LEASE_SECONDS, metavar="SECONDS",
-                   help=f"a reservation without heartbeat for this long is dead (default {LEASE_SECONDS:g})")
+    p.add_argument("--lease", type=durations.argument(), default=LEASE_SECONDS, metavar="DURATION",
+                   help=f"a reservation without heartbeat for this long is dead: 600 (seconds), 10m, 1h (default "
+                        f"{durations.text(LEASE_SECONDS)})")
     p.add_argument("--dry-run", action="store_true", help="say what would be reclaimed; change nothing")
     p.add_argument("--scheduler", default="auto", metavar="NAME",
                    help="ask this scheduler which tasks ended: slurm, pbs, torque, or none "
@@ -70,8 +71,6 @@ def _scheduler(name: str):
 
 
 def run(args) -> int:
-    if not args.lease > 0:
-        raise UsageError(f"--lease must be > 0 seconds (got {args.lease:g})")
     scope = resolve_scope(args)
     reservations = Reservations(scope.connection, scope.schema, lease_seconds=args.lease,
                                 jobs_table=scope.jobs_table)

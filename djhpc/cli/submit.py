@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 
+from .. import durations
 from .. import submit as library
 from ..schedulers.parallel import check_gnu_parallel, check_halt
 from .common import ArgumentParser
@@ -120,27 +121,36 @@ def _add_profile_options(p, *, array_flag="--array"):
     g.add_argument("--template-dir", metavar="DIR", help="folder searched first for slurm.sh.j2, pbs.sh.j2, ...")
     r = p.add_argument_group("resources (a profile's settings, named the same)")
     r.add_argument("--partition", "--queue", dest="partition", metavar="NAME", help="partition (SLURM) or queue (PBS)")
-    r.add_argument("--time", metavar="LIMIT", help="time limit per task: 90 (minutes), 1:30:00, 1-12:00:00, 2h, 1d")
+    r.add_argument("--time", type=_time_limit, metavar="DURATION",
+                   help=f"time limit per task: {durations.examples('m')}")
     r.add_argument("--mem", metavar="SIZE", help="memory per task: 4000 (MB), 500M, 4G")
     r.add_argument("--cpus", metavar="N", help="CPUs per task")
     r.add_argument("--gpus", metavar="N|TYPE:N", help="GPUs per task: 1 or a100:1")
     r.add_argument("--nodes", metavar="N", help="nodes per task")
     r.add_argument("--account", metavar="NAME", help="account to charge")
     r.add_argument("--qos", metavar="NAME", help="quality of service (SLURM)")
-    r.add_argument("--job-name", metavar="NAME", help="job name (default: djhpc)")
+    r.add_argument("--job-name", metavar="NAME", help="job name (default: djhpc-CLASS, e.g. djhpc-Analysis)")
     r.add_argument("--output", metavar="FILE", help="stdout of each task (default: djhpc-%%A_%%a.out on SLURM)")
     r.add_argument("--error", metavar="FILE", help="stderr of each task (default: djhpc-%%A_%%a.err on SLURM)")
     r.add_argument("--after", action="append", metavar="JOBID", help="start after this job (repeatable)")
     r.add_argument("--after-type", metavar="TYPE", help="afterok (default), afterany, afternotok or after")
     r.add_argument("--mail-user", metavar="ADDRESS", help="mail address for job events")
     r.add_argument("--mail-type", metavar="EVENTS", help="e.g. END,FAIL")
-    r.add_argument("--signal-seconds", metavar="S", help="SLURM sends the workers USR1 this long before the time "
-                   "limit so they give their keys back (default 60, half the limit when that is shorter)")
+    r.add_argument("--signal-seconds", type=durations.argument(allow_zero=True, whole=True), metavar="DURATION",
+                   help="SLURM sends the workers USR1 this long before the time limit so they give their keys back: "
+                   "60 (seconds), 2m (default 60 s, half the limit when that is shorter; 0: none)")
     r.add_argument("--setup", action="append", metavar="LINE", help="shell line run before the worker, e.g. "
                    "'module load python' (repeatable)")
     r.add_argument("--directive", action="append", dest="extra_directives", metavar="LINE",
                    help="extra scheduler directive, e.g. --constraint=haswell (repeatable)")
     r.add_argument("--requeue", action="store_true", default=None, help="let the scheduler requeue a task")
+
+
+def _time_limit(text: str) -> str:
+    """--time checked here (one line naming the flag, exit 2); the profile reads the same text with the same
+    parser (a bare number is minutes, as sbatch reads it)."""
+    durations.argument("m", whole=True)(text)
+    return text
 
 
 FLAG_NAMES = ("partition", "time", "mem", "cpus", "gpus", "nodes", "account", "qos", "job_name", "output", "error",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import durations
 from ..populate import ORDERS, PopulateOptions
 from ..worker import WorkOptions, work
 from .common import add_target_argument, table_class
@@ -34,11 +35,11 @@ def register(sub):
                    help="SQL condition on the key source (repeatable: all must hold)")
     p.add_argument("--retries", type=_non_negative, default=0, metavar="N",
                    help="run a failing key up to N more times")
-    p.add_argument("--retry-delay", type=float, default=30.0, metavar="SECONDS",
-                   help="wait before the first retry (doubles each time)")
-    p.add_argument("--make-timeout", type=_seconds, metavar="SECONDS",
-                   help="stop a make running longer than this and record its key as an error (default: the "
-                        "table's make_timeout, else no limit)")
+    p.add_argument("--retry-delay", type=durations.argument(allow_zero=True), default=30.0, metavar="DURATION",
+                   help="wait before the first retry, doubled each time: 30 (seconds), 2m (default 30 s)")
+    p.add_argument("--make-timeout", type=durations.argument(), metavar="DURATION",
+                   help="stop a make running longer than this and record its key as an error: 600 (seconds), "
+                        "10m, 2h (default: the table's make_timeout, else no limit)")
     p.add_argument("--log", metavar="FILE", help="append one line per key here (default: stderr)")
     p.set_defaults(func=run)
 
@@ -65,18 +66,6 @@ def run(args) -> int:
     populate.check()  # a bad value is a usage error before any table is touched
     options = WorkOptions(populate, restrictions=[_and(args.restrict)] if args.restrict else [], log_path=args.log)
     return work(cls, options)
-
-
-def _seconds(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds (got '{text}')") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
-    return value
 
 
 def _load_waiting_for_the_database(target):

@@ -1,5 +1,5 @@
-"""djhpc history prune/show, the age parser, and the terminal conventions (colour only on a terminal, never
-with NO_COLOR; thousands separators)."""
+"""djhpc history prune/show and the terminal conventions (colour only on a terminal, never
+with NO_COLOR; thousands separators). Ages are parsed by djhpc.durations (tests/test_durations.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 from support.jobstate import TARGET, cli, one_line_error
 
 from djhpc.cli import display
-from djhpc.errors import UsageError
 from djhpc.history import History
 from djhpc.reservation import Worker, key_hash
 
@@ -37,18 +36,6 @@ def history_rows(pipeline, db, schema_name):
 
 def _count(db, schema_name) -> int:
     return len(History(db, schema_name).recent_durations("__square", 1000))
-
-
-@pytest.mark.parametrize("text, seconds", [("30d", 30 * DAY), ("12h", 43200), ("90m", 5400), ("3600s", 3600),
-                                           ("1d12h", 1.5 * DAY), ("2w", 14 * DAY), ("1.5h", 5400), (" 45S ", 45)])
-def test_ages_parse(text, seconds):
-    assert display.parse_age(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "30", "3x", "-1d", "0s", "d", "1d 2", "1.2.3h", "30 days", "1e3s"])
-def test_bad_ages_do_not_parse(text):
-    with pytest.raises(UsageError, match="30d, 12h, 90m or 3600s|zero"):
-        display.parse_age(text)
 
 
 def test_prune_asks_then_deletes_only_old_rows(history_rows, db, schema_name, capsys, monkeypatch):

@@ -310,7 +310,7 @@ def test_submit_pipes_the_script_to_bsub_without_passwords(mysql_user, mysql_sch
     [call] = calls(fakes, "bsub")
     [script] = [p for p in kept_scripts(project) if p.suffix == ".sh"]
     assert call["argv"] == [] and call["stdin"] == script.read_text()  # bsub < script: directives read
-    assert "#BSUB -J djhpc[1-3]" in call["stdin"] and "DJHPC_DATABASE_URL_FILE=" in call["stdin"]
+    assert "#BSUB -J djhpc-Square[1-3]" in call["stdin"] and "DJHPC_DATABASE_URL_FILE=" in call["stdin"]
     for seen in (call["stdin"], call["env"], " ".join(call["argv"]), script.read_text()):
         assert password not in seen
     [row] = Submissions(dj.conn(url, reset=True), mysql_schema).recent()
