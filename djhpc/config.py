@@ -16,6 +16,7 @@ A URL's password is never shown: ``DatabaseURL.redacted`` replaces it, and ``rep
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import stat
@@ -25,7 +26,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
+from .profile import check_scheduler_name, check_section
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +149,83 @@ def read_yaml(path: Path) -> dict:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: must be a mapping of settings (key: value), not a {type(data).__name__}")
+    check_settings(data, path)
     if _holds_password(data):
         _warn_if_readable_by_others(path)
     return data
+
+
+# What a djhpc.yaml (or ~/.config/djhpc/config.yaml) may hold, so that a misspelt key is an error, not ignored.
+FILE_KEYS = ("target", "scheduler", "database", "profile", "profiles")
+DATABASE_KEYS = ("url", "host", "port", "user", "password")
+
+
+def check_settings(data: dict, path) -> None:
+    """Refuse an unknown key or a value of the wrong type anywhere in a settings file: one line naming the file,
+    the key and the nearest known one. A misspelt ``databse:`` would otherwise open a new, empty database."""
+    for key, value in data.items():
+        _known(key, FILE_KEYS, path)
+        if key in ("target", "profile"):
+            _text(key, value, path)
+        elif key == "scheduler":
+            _wrapped(path, check_scheduler_name, _text(key, value, path))
+        elif key == "database":
+            _check_database(value, path)
+        elif key == "profiles":
+            _check_profiles(value, path)
+
+
+def _known(key, known: tuple[str, ...], path, section: str = "") -> None:
+    if key in known:
+        return
+    name = f"{section}.{key}" if section else str(key)
+    close = difflib.get_close_matches(str(key), known, n=1)
+    hint = f"did you mean '{section + '.' if section else ''}{close[0]}'?" if close else f"known: {', '.join(known)}"
+    raise ConfigError(f"{path}: unknown key '{name}': {hint}")
+
+
+def _text(key: str, value, path) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise ConfigError(f"{path}: setting '{key}' must be text (got {type(value).__name__} {value!r})")
+    return str(value)
+
+
+def _check_database(value, path) -> None:
+    if isinstance(value, str):
+        _wrapped(path, parse_url, value)
+        return
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: setting 'database' must be a URL (mysql://user@host:3306 or sqlite:///file.db) "
+                          "or a mapping with url (or host, user, password, port); "
+                          f"got {type(value).__name__} {value!r}")
+    for key, item in value.items():
+        _known(key, DATABASE_KEYS, path, "database")
+        name = f"database.{key}"
+        if key == "port":
+            if isinstance(item, bool) or not (isinstance(item, int) or str(item).isdigit()):
+                raise ConfigError(f"{path}: setting '{name}' must be a port number like 3306 (got {item!r})")
+        elif not isinstance(item, str):  # a YAML number (password: 0123) would arrive changed: refuse, ask quotes
+            raise ConfigError(f"{path}: setting '{name}' must be text: put it in quotes (got {type(item).__name__})")
+    if "url" in value:
+        _wrapped(path, parse_url, value["url"])
+
+
+def _check_profiles(value, path) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: setting 'profiles' must map profile names to settings "
+                          f"(got {type(value).__name__})")
+    for name, section in value.items():
+        if section is not None and not isinstance(section, dict):
+            raise ConfigError(f"{path}: profile '{name}' must be a mapping of settings (got {type(section).__name__})")
+        _wrapped(path, check_section, section or {}, where=f"profiles.{name}")
+
+
+def _wrapped(path, check, value, *, where: str = ""):
+    """``check(value)``, its error prefixed with the file (and the section) it came from."""
+    try:
+        return check(value)
+    except (ConfigError, UsageError) as e:
+        raise ConfigError(f"{path}: {where + ': ' if where else ''}{e}") from e
 
 
 def _holds_password(data: dict) -> bool:

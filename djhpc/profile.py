@@ -318,3 +318,27 @@ def _user_settings(data: Mapping[str, Any]) -> dict[str, Any]:
 def known_settings() -> Iterable[str]:
     """Names `from_dict` accepts (aliases queue and walltime too)."""
     return _FIELDS + tuple(_ALIASES)
+
+
+def check_scheduler_name(value: Any) -> str | None:
+    """A scheduler name (or alias) as its canonical name; an unknown one is a UsageError listing the choices."""
+    return _scheduler_name(value)
+
+
+def check_section(data: Mapping[str, Any]) -> None:
+    """Check one ``profiles:`` section of djhpc.yaml as submit reads it (``array:`` included), when the file is
+    loaded: a mistake shows in every command, not only in the submit that would have used the section."""
+    settings = dict(data)
+    known = (*_FIELDS, *_ALIASES, "array")
+    for key in settings:
+        if str(key).strip().lower().replace("-", "_") not in known:
+            close = difflib.get_close_matches(str(key).strip().lower().replace("-", "_"), known, n=1)
+            raise UsageError(f"unknown key {key!r}: " + (f"did you mean {close[0]!r}?" if close
+                                                          else f"known: {', '.join(sorted(known))}"))
+    for key in [k for k in settings if str(k).strip().lower() == "array"]:
+        array = settings.pop(key)
+        if isinstance(array, bool) or not isinstance(array, int) or array < 1:
+            raise UsageError(f"array must be a whole number >= 1 (got {array!r})")
+    if not any(str(k).strip().lower().replace("-", "_") == "signal_seconds" for k in settings):
+        settings["signal_seconds"] = 0  # submit fits its default warning to a short time limit itself
+    Profile.from_dict(settings)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -316,3 +318,146 @@ def test_conn_uses_environment_when_given_nothing(clean, monkeypatch):
         assert (clean / "fromenv.db").exists()
     finally:
         connection.close()
+
+
+# ------------------------------------------------------------------ the whole file checked at load
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("databse: sqlite:///p.db\n", "unknown key 'databse': did you mean 'database'?"),
+    ("targte: p.py:A\n", "unknown key 'targte': did you mean 'target'?"),
+    ("colour: blue\n", "unknown key 'colour': known: target, scheduler, database, profile, profiles"),
+    ("database:\n  hots: h\n", "unknown key 'database.hots': did you mean 'database.host'?"),
+    ("database:\n  host: h\n  password: 0123\n", "setting 'database.password' must be text: put it in quotes"),
+    ("database:\n  host: h\n  port: abc\n", "setting 'database.port' must be a port number like 3306"),
+    ("database:\n  url: postgres://h\n", "unknown database URL scheme 'postgres'"),
+    ("database: [a]\n", "setting 'database' must be a URL"),
+    ("target: [a, b]\n", "setting 'target' must be text (got list"),
+    ("scheduler: slrum\n", "unknown scheduler 'slrum' (choose slurm,"),
+    ("profile: {a: 1}\n", "setting 'profile' must be text"),
+    ("profiles: [a]\n", "setting 'profiles' must map profile names to settings (got list)"),
+    ("profiles:\n  gpu: 4\n", "profile 'gpu' must be a mapping of settings (got int)"),
+    ("profiles:\n  gpu:\n    partiton: gpu\n", "profiles.gpu: unknown key 'partiton': did you mean 'partition'?"),
+    ("profiles:\n  gpu:\n    time: banana\n", "profiles.gpu: time limit 'banana' does not parse"),
+    ("profiles:\n  gpu:\n    mem: lots\n", "profiles.gpu: memory 'lots' does not parse"),
+    ("profiles:\n  gpu:\n    array: 0\n", "profiles.gpu: array must be a whole number >= 1 (got 0)"),
+    ("profiles:\n  gpu:\n    time: 2h\n    signal_seconds: 7200\n", "profiles.gpu: signal_seconds 7200 is not shorter"),
+])
+def test_a_mistake_anywhere_in_the_file_is_one_line_naming_file_and_key(clean, text, fragment):
+    path = write(clean / "djhpc.yaml", text)
+    for load in (load_settings, resolve_database_url):
+        with pytest.raises(dj.ConfigError) as e:
+            load()
+        assert str(e.value).startswith(f"{path}: ") and fragment in str(e.value), str(e.value)
+        assert "\n" not in str(e.value) and e.value.exit_code == 2
+
+
+def test_the_user_file_is_checked_too(clean, tmp_path):
+    path = write(tmp_path / "xdg" / "djhpc" / "config.yaml", "sheduler: slurm\n")
+    with pytest.raises(dj.ConfigError, match=f"^{path}: unknown key 'sheduler': did you mean 'scheduler'\\?$"):
+        load_settings()
+
+
+def test_every_documented_setting_loads(clean):
+    write(clean / "djhpc.yaml", """target: pipeline.py:Analysis
+scheduler: slurm
+database:
+  host: db.example.org
+  port: 3307
+  user: me
+profile: default
+profiles:
+  default: {time: 30m, mem: 1G, cpus: 1}
+  quick: {time: 30s}                 # submit fits the 60 s warning to a short limit itself
+  gpu: {partition: gpu, gpus: "a100:1", array: 4, setup: [module load cuda], walltime: "1:00:00"}
+  empty:
+""")
+    settings = load_settings()
+    assert settings.get("profiles")["gpu"]["array"] == 4
+    assert resolve_database_url() == DatabaseURL("mysql", host="db.example.org", port=3307, user="me")
+
+
+def test_examples_settings_load():
+    from support.env import ROOT
+
+    from djhpc.config import check_settings, read_yaml
+
+    for path in sorted((ROOT / "examples").glob("*/djhpc.yaml")):
+        check_settings(read_yaml(path), path)  # read_yaml checks too; an example must pass its own check
+
+
+# ------------------------------------------------------------------ through the real CLI
+def _cli() -> list[str]:
+    script = Path(sys.executable).with_name("djhpc")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "djhpc.cli.main"]
+
+
+def _run_cli(folder: Path, *args) -> subprocess.CompletedProcess:
+    from support.env import ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJHPC_", "DJ_"))}
+    env.update(PYTHONPATH=str(ROOT), XDG_CONFIG_HOME=str(folder / "xdg"))
+    return subprocess.run([*_cli(), *args], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+
+
+PIPELINE = '''
+import djhpc as dj
+schema = dj.Schema("cfg")
+
+@schema
+class Thing(dj.Manual):
+    definition = """
+    id : int
+    """
+
+@schema
+class Made(dj.Computed):
+    definition = """
+    -> Thing
+    """
+    def make(self, key):
+        self.insert1(key)
+'''
+
+
+@pytest.mark.parametrize(("yaml", "line"), [
+    ("target: pipe.py:Made\ndatabse: sqlite:///pipe.db\n",
+     "{path}: unknown key 'databse': did you mean 'database'?"),
+    ("target: pipe.py:Made\ndatabase: sqlite:///pipe.db\nprofiles:\n  default:\n    partiton: short\n",
+     "{path}: profiles.default: unknown key 'partiton': did you mean 'partition'?"),
+    ("target: pipe.py:Made\ndatabase:\n  url: sqlite:///pipe.db\n  pasword: x\n",
+     "{path}: unknown key 'database.pasword': did you mean 'database.password'?"),
+    ("target: pipe.py:Made\ndatabase: sqlite:///pipe.db\nscheduler: 5\n",
+     "{path}: unknown scheduler '5' (choose slurm, pbs, torque, sge, lsf, htcondor, parallel, local)"),
+])
+@pytest.mark.parametrize("command", [["progress"], ["work"], ["submit", "--array", "2", "--dry-run"], ["jobs"]])
+def test_cli_refuses_a_bad_file_before_doing_anything(tmp_path, yaml, line, command):
+    (tmp_path / "pipe.py").write_text(PIPELINE)
+    path = tmp_path / "djhpc.yaml"
+    path.write_text(yaml)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    out = _run_cli(tmp_path, *command)
+    assert out.returncode == 2 and out.stdout == "", out.stdout + out.stderr
+    assert out.stderr == f"djhpc: error: {line.format(path=path)}\n"
+    after = sorted(p.name for p in tmp_path.iterdir() if p.name != "__pycache__")
+    assert after == before, "nothing may run: no database file, no script"
+
+
+def test_cli_says_when_it_created_the_sqlite_file(tmp_path):
+    (tmp_path / "pipe.py").write_text(PIPELINE)
+    (tmp_path / "djhpc.yaml").write_text("target: pipe.py:Made\ndatabase: sqlite:///pipeline.db\n")
+    first = _run_cli(tmp_path, "progress")
+    created = (f"djhpc: created a new, empty SQLite database {tmp_path}/pipeline.db (if you meant an existing one, "
+               "fix the database setting)")
+    assert first.returncode == 0 and created in first.stderr.splitlines(), first.stderr
+    again = _run_cli(tmp_path, "progress")
+    assert again.returncode == 0 and "created" not in again.stderr, again.stderr
+
+
+def test_library_logs_a_created_sqlite_file_once(clean, caplog):
+    with caplog.at_level(logging.WARNING, logger="djhpc"):
+        dj.conn("sqlite:///new.db", reset=True).query("SELECT 1")
+        dj.conn().close()
+        dj.conn("sqlite:///new.db", reset=True).query("SELECT 1")
+        dj.conn().close()
+    created = [r.getMessage() for r in caplog.records if "created a new, empty SQLite database" in r.getMessage()]
+    assert created == [f"created a new, empty SQLite database {clean}/new.db (if you meant an existing one, fix the "
+                       "database setting)"]

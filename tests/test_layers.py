@@ -44,7 +44,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                   "djhpc.inflight", "djhpc.target", "djhpc.djtarget"]),
     # the scheduler adapters know nothing of populate: the loop reads its task's environment through them
     # (schedulers.taskenv) and its reaper asks them which tasks ended; submission renders and submits with them
-    ("schedulers", ["djhpc.profile", "djhpc.schedulers", "djhpc.schedulers.*"]),
+    ("schedulers", ["djhpc.schedulers", "djhpc.schedulers.*"]),
     # the tables populate keeps beside the results: reservations (and who is alive) and the completion history
     ("reservation", ["djhpc.reservation", "djhpc.liveness", "djhpc.history"]),
     ("dependencies", ["djhpc.dependencies"]),
@@ -52,8 +52,9 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("values", ["djhpc.values"]),
     ("definitions and blobs", ["djhpc.declare", "djhpc.blob", "djhpc.blob_dj", "djhpc.blob_v1"]),
     ("database", ["djhpc.db", "djhpc.db.*"]),
-    ("foundation", ["djhpc.errors", "djhpc.settings", "djhpc.config", "djhpc.backoff", "djhpc.signals",
-                    "djhpc.deadline"]),
+    # profile is here because config checks a djhpc.yaml's profiles: sections when it loads the file
+    ("foundation", ["djhpc.errors", "djhpc.settings", "djhpc.config", "djhpc.profile", "djhpc.backoff",
+                    "djhpc.signals", "djhpc.deadline"]),
 ]
 
 

@@ -44,6 +44,7 @@ class SQLiteSession:
         path = Path(self.conn.url.path)
         if not path.parent.exists():
             raise ConnectError(f"cannot create the SQLite file {path}: its folder does not exist")
+        created = not path.exists()  # a misspelt path opens a new, empty file: say so
         try:
             raw = sqlite3.connect(
                 str(path), timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
@@ -61,6 +62,9 @@ class SQLiteSession:
         self.conn.connection_id = os.getpid()
         self.writing = False
         self.identity = _identity(path)
+        if created:
+            log.warning("created a new, empty SQLite database %s (if you meant an existing one, fix the database "
+                        "setting)", path.resolve())
         return raw
 
     def check_file(self):
