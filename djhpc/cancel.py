@@ -42,7 +42,7 @@ class CancelPlan:
         return [job_id for order in self.orders for job_id in order.job_ids]
 
 
-def _live(submission: Submission, states: dict) -> bool:
+def is_live(submission: Submission, states: dict) -> bool:
     """Whether the scheduler lists a task of this array that has not ended. The array's own id counts only when
     no task of it is listed (a one-task job; sacct may keep a stale row for a whole array beside its tasks)."""
     ids = {submission.job_id, scheduler_class(submission.scheduler).task_job_id(submission.job_id)}
@@ -79,7 +79,7 @@ def plan_cancel(connection, schema: str, *, table_name: str | None = None, label
         scheduler = scheduler_for(name)
         ids = list(dict.fromkeys(s.job_id for s in group))
         states = scheduler.task_states(ids)
-        live = [s for s in group if _live(s, states)]
+        live = [s for s in group if is_live(s, states)]
         plan.ended += [s for s in group if s not in live]
         live_ids = list(dict.fromkeys(s.job_id for s in live))
         if live_ids:

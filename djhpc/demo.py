@@ -1,14 +1,17 @@
 """A small pipeline that shows djhpc at work on one machine: no server, no cluster.
 
-``djhpc demo`` writes it to a folder, fills a Manual table, starts several worker processes
+``djhpc demo`` writes it to a folder (by default ``djhpc/demo`` in the user's cache folder, never the current
+one: run from a source tree it would leave files there), fills a Manual table, starts several worker processes
 (``djhpc work``) on the embedded SQLite database, and prints what happened.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -76,12 +79,25 @@ scheduler: local
 """
 
 
+def default_folder() -> Path:
+    """``$XDG_CACHE_HOME/djhpc/demo`` (``~/.cache/djhpc/demo``); a new temporary folder when that is not writable."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = base / "djhpc" / "demo"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return folder
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="djhpc-demo-"))
+
+
 def run_demo(folder: Path, workers: int = 4, sessions: int = 40, out=print) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     folder = folder.resolve()
     (folder / "pipeline.py").write_text(PIPELINE)
     (folder / "djhpc.yaml").write_text(YAML)
-    for stale in ("demo.db", "demo.db-wal", "demo.db-shm"):
+    for stale in ("demo.db", "demo.db-wal", "demo.db-shm", *(p.name for p in folder.glob("worker-*"))):
         (folder / stale).unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJHPC_", "DJ_"))}
     env["DJHPC_DATABASE_URL"] = f"sqlite:///{(folder / 'demo.db').resolve()}"
@@ -105,14 +121,17 @@ def run_demo(folder: Path, workers: int = 4, sessions: int = 40, out=print) -> i
         log.close()
     codes = [p.wait() for p in procs]
     elapsed = time.monotonic() - t0
-    report = ("import pipeline as p; import djhpc as dj; r, t = p.Analysis().progress(); "
+    report = ("import pipeline as p; import djhpc as dj; from djhpc.keytext import format_key; "
+              "r, t = p.Analysis().progress(); "
               "print(f'progress: {t - r} of {t} sessions analysed, {r} left'); "
               "print('units:', len(p.Analysis.Unit())); "
-              "[print(f'failed: {e[\"key\"]}: {e[\"error_message\"]} (host {e[\"host\"]}, pid {e[\"pid\"]})') "
-              " for e in (p.schema.jobs & {'status': 'error'}).fetch()]; "
+              "[print(f'failed: {format_key(e[\"key\"])}: {e[\"error_message\"]} (host {e[\"host\"]}, "
+              "pid {e[\"pid\"]})') for e in (p.schema.jobs & {'status': 'error'}).fetch()]; "
               "print('jobs table rows:', len(p.schema.jobs))")
     summary = subprocess.run([sys.executable, "-c", report], cwd=folder, env=env, capture_output=True, text=True)
     out(f"demo: {workers} workers finished in {elapsed:.1f} s (exit codes {codes}: 1 = a key failed)")
     out(summary.stdout.rstrip() or summary.stderr.rstrip())
-    out(f"next: cd {folder} && djhpc progress && djhpc jobs errors && djhpc render --array 4 --scheduler slurm")
+    out(f"demo: its files (pipeline.py, djhpc.yaml, demo.db, worker logs) are in {folder}")
+    out(f"next: cd {shlex.quote(str(folder))} && djhpc progress && djhpc jobs errors && "
+        "djhpc render --array 4 --scheduler slurm")
     return 0 if summary.returncode == 0 else 1

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from . import blob
 from .errors import UsageError
 from .jobs import JobsTable
+from .keytext import EXAMPLE as KEY_EXAMPLE
+from .keytext import format_key, looks_like_key_text, parse_key_text
 from .query import SQL
 from .reservation import JOBS_TABLE, Reservations, key_hash
 
@@ -127,7 +129,8 @@ def delete(query) -> int:
 
 # ---------------------------------------------------------------------------- keys
 def parse_key(text: str, table=None) -> tuple[dict | None, str]:
-    """A key as JSON (``{"item": 3}``), a key_hash, or a unique prefix of one: (key or None, hash or prefix).
+    """A key as djhpc prints it (``item=3, session='a'``), as JSON (``{"item": 3}``), a key_hash, or a unique
+    prefix of one: (key or None, hash or prefix).
 
     With the table class (or a populate target, whose ``typed_key`` does it), the key's values are converted
     to its attribute types (so a date given as text hashes as the date it is) and must name exactly its
@@ -135,18 +138,29 @@ def parse_key(text: str, table=None) -> tuple[dict | None, str]:
     """
     t = str(text).strip()
     if t.startswith("{"):
-        try:
-            key = json.loads(t)
-        except ValueError as e:
-            raise UsageError(f"key {t!r} is not valid JSON ({e.msg}): write it like '{{\"item\": 3}}'") from e
-        if not isinstance(key, dict) or not key:
-            raise UsageError(f"key {t!r} must be a JSON object of attribute values, like '{{\"item\": 3}}'")
-        if table is not None:
-            key = table.typed_key(key) if hasattr(table, "typed_key") else typed_key(_table_of(table), key)
-        return key, key_hash(key)
-    if _HASH.fullmatch(t.lower()):
+        key = _json_key(t)
+    elif looks_like_key_text(t):
+        key = parse_key_text(t)
+    elif _HASH.fullmatch(t.lower()):
         return None, t.lower()
-    raise UsageError(f"{t!r} is neither a key as JSON ('{{\"item\": 3}}') nor a key_hash: copy one from djhpc jobs")
+    else:
+        raise UsageError(f"{t!r} is neither a key ({KEY_EXAMPLE}) nor a key_hash: copy one from djhpc jobs")
+    if table is not None:
+        key = table.typed_key(key) if hasattr(table, "typed_key") else typed_key(_table_of(table), key)
+    return key, key_hash(key)
+
+
+def _json_key(t: str) -> dict:
+    try:
+        key = json.loads(t)
+    except ValueError as e:
+        raise UsageError(f"key {t!r} is not valid JSON ({e.msg}): write it as {KEY_EXAMPLE}") from e
+    if not isinstance(key, dict) or not key:
+        raise UsageError(f"key {t!r} must be a JSON object of attribute values: write it as {KEY_EXAMPLE}")
+    for name, value in key.items():
+        if value is None:
+            raise UsageError(f"key value {name}=None: a primary-key attribute is never NULL: give its value")
+    return key
 
 
 def _table_of(table):
@@ -251,8 +265,8 @@ def error_groups(connection, schema: str, *, table_name: str | None = None, exac
 
 
 def key_text(key: dict) -> str:
-    """item=3, session='a'"""
-    return ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in (key or {}).items())
+    """item=3, session='a': the one printed form (keytext), which every command that takes a key reads."""
+    return format_key(key)
 
 
 def unpack_key(raw) -> dict:

@@ -23,6 +23,7 @@ from .history import HISTORY_TABLE, History
 from .reservation import JOBS_TABLE, Reservations
 
 RATE_WINDOW_SECONDS = 600.0
+EMPTY_KEY_SOURCE = "the key source is empty: nothing to make (is the upstream table filled?)"
 SAMPLE_SIZE = 1000  # recent makes the percentiles are computed from
 
 
@@ -54,12 +55,14 @@ class TableProgress:
     cpu_seconds: Spread | None = None
     max_rss_mb: Spread | None = None
     last_started_at: dt.datetime | None = None  # UTC
+    workers: int | None = None  # workers holding keys of the table that look alive; None: not asked
 
     @property
     def percent(self) -> float | None:
-        if self.total is None:
+        """Done of total; None without a total or with an empty key source (nothing is 100 % of nothing)."""
+        if not self.total:
             return None
-        return 100.0 * self.done / self.total if self.total else 100.0
+        return 100.0 * self.done / self.total
 
     @property
     def left(self) -> int | None:
@@ -70,14 +73,43 @@ class TableProgress:
 
     @property
     def finished(self) -> bool:
-        """Nothing left to run and nothing running: what --watch waits for."""
+        """Nothing left to run and nothing running (failed or ignored keys may remain: see ``done``)."""
         return self.left == 0 and self.reserved == 0
+
+    @property
+    def done_all(self) -> bool:
+        """Every key of a non-empty key source made: the only state called done."""
+        return bool(self.total) and self.remaining == 0 and self.reserved == 0
+
+    @property
+    def empty(self) -> bool:
+        """The key source has no keys at all (an upstream table not filled, or a restriction that matches none)."""
+        return self.total == 0
+
+    @property
+    def no_workers(self) -> bool:
+        """Keys are left but no live worker holds any: nothing moves until workers start."""
+        return bool(self.left) and self.workers == 0
+
+    @property
+    def stuck(self) -> str | None:
+        """Why the table cannot reach done without the user, or None: failed or ignored keys with nothing left
+        to run and nothing running, or an empty key source."""
+        if self.total is None:
+            return None
+        if self.empty:
+            return EMPTY_KEY_SOURCE
+        if self.finished and not self.done_all:
+            return waiting_text(self)
+        return None
 
     def as_dict(self) -> dict:
         out = asdict(self)
         out["percent"] = self.percent
         out["left"] = self.left
         out["finished"] = self.finished if self.total is not None else None
+        out["done_all"] = self.done_all if self.total is not None else None
+        out["stuck"] = self.stuck
         if self.last_started_at is not None:
             out["last_started_at"] = self.last_started_at.replace(tzinfo=dt.timezone.utc).isoformat()
         return out
@@ -228,9 +260,24 @@ def _eta(p: TableProgress) -> float | None:
         return None
     if left == 0:
         return 0.0
-    if not p.rate_per_minute:
+    if not p.rate_per_minute or p.workers == 0:
         return None
     return left / p.rate_per_minute * 60.0
+
+
+def live_workers(connection, schema: str, table_name: str, jobs_table: str = JOBS_TABLE) -> int:
+    """Workers holding keys of the table that look alive: their process runs (on this host) or their heartbeat
+    is younger than a lease. One read of the reserved rows; a worker between batches holds none for a moment."""
+    from .liveness import LEASE_SECONDS, judge
+
+    rows = [r for r in Reservations(connection, schema, jobs_table=jobs_table).reserved_rows()
+            if r.table_name == table_name]
+    return len({r.owner for r in rows
+                if judge(r, lock_free=None, scheduler_state=None, lease_seconds=LEASE_SECONDS) is None})
+
+
+def _count_workers(p: TableProgress, connection, schema: str, jobs_table: str) -> None:
+    p.workers = live_workers(connection, schema, p.table_name, jobs_table) if p.reserved else 0
 
 
 # ---------------------------------------------------------------------------- progress
@@ -258,6 +305,7 @@ def table_progress(table, *restrictions, window_seconds: float = RATE_WINDOW_SEC
                       window_seconds=window_seconds)
     for k, v in _history_stats(connection, schema, table.table_name, window_seconds, now).items():
         setattr(p, k, v)
+    _count_workers(p, connection, schema, JOBS_TABLE)
     p.eta_seconds = _eta(p)
     return p
 
@@ -280,6 +328,7 @@ def target_progress(target, *restrictions, window_seconds: float = RATE_WINDOW_S
                            target.history_table)
     for k, v in stats.items():
         setattr(p, k, v)
+    _count_workers(p, target.connection, target.database, target.jobs_table)
     p.eta_seconds = _eta(p)
     return p
 
@@ -333,17 +382,36 @@ def seconds_text(seconds: float | None) -> str:
     return f"{s // 86400}d {s % 86400 // 3600:02d}h"
 
 
+def waiting_text(p: TableProgress) -> str:
+    """What keeps a table from done: '3 failed — see djhpc jobs errors', '1 ignored', or both."""
+    parts = []
+    if p.error:
+        parts.append(f"{p.error:,} failed")
+    if p.ignore:
+        parts.append(f"{p.ignore:,} ignored")
+    if not parts:
+        return f"{p.remaining or 0:,} not made"
+    hint = "see djhpc jobs errors" if p.error else "see djhpc jobs --status ignore"
+    return f"{', '.join(parts)} — {hint}"
+
+
 def eta_text(p: TableProgress, *, clock_format: str | None = None) -> str:
-    """'done', 'finishing', 'stalled', 'not started', or how long and when (local time)."""
+    """'done' (every key made), 'nothing to make', '3 failed', 'finishing', 'no workers running', 'stalled',
+    'not started', or how long and when (local time)."""
     if p.total is None:
         return "—"
-    if p.finished:
+    if p.empty:
+        return "nothing to make"
+    if p.done_all:
         return "done"
+    if p.finished:
+        return waiting_text(p).split(" — ")[0]
     if p.left == 0:
         return "finishing"
+    if p.workers == 0:
+        return "no workers running"
     if p.eta_seconds is None:
         return "stalled" if p.completions else "not started"
     at = dt.datetime.now().astimezone() + dt.timedelta(seconds=p.eta_seconds)
     fmt = clock_format or ("%H:%M" if p.eta_seconds < 86400 else "%Y-%m-%d %H:%M")
     return f"{seconds_text(p.eta_seconds)} ({at.strftime(fmt)})"
-

@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("package and demo", ["djhpc", "djhpc.demo"]),
     # status asks the scheduler about recorded runs: the operator view sits above submission
     ("operator view", ["djhpc.report", "djhpc.progress", "djhpc.status", "djhpc.jobrows", "djhpc.cancel",
-                       "djhpc.running"]),
+                       "djhpc.running", "djhpc.logs"]),
     ("submission", ["djhpc.submit", "djhpc.submissions", "djhpc.targets", "djhpc.worker", "djhpc.walltime"]),
     ("schemas", ["djhpc.schemas"]),
     # as in DataJoint, schema.jobs is a table: schemas -> jobs -> tables
@@ -50,6 +50,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("dependencies", ["djhpc.dependencies"]),
     ("query", ["djhpc.query"]),
     ("values", ["djhpc.values"]),
+    # the one text form of a key, printed and read back: pure, below everything that shows keys
+    ("key text", ["djhpc.keytext"]),
     ("definitions and blobs", ["djhpc.declare", "djhpc.blob", "djhpc.blob_dj", "djhpc.blob_v1"]),
     ("database", ["djhpc.db", "djhpc.db.*"]),
     # profile is here because config checks a djhpc.yaml's profiles: sections when it loads the file

@@ -2,6 +2,10 @@
 
 Colour only on a terminal and never with NO_COLOR set; numbers with thousands separators; times stored
 in UTC shown in the user's local timezone; destructive commands ask (y/N) unless --yes.
+
+Tables are laid out for the width they get (COLUMNS, else the terminal's; 400 when piped): cells wrap
+between words and are never cut, and when even wrapped columns do not fit, each row is printed as a block
+of ``Header value`` pairs. No column is ever dropped.
 """
 
 from __future__ import annotations
@@ -16,27 +20,127 @@ from .. import durations
 from ..errors import UsageError
 from ..progress import seconds_text  # noqa: F401 - commands format durations through display
 
+PIPED_WIDTH = 400  # lines for grep and less when no width is known
+
+
+def width_from_environment() -> int | None:
+    """COLUMNS when it holds a usable width (rich reads it too, but only for a terminal)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        return None
+    return columns if columns >= 20 else None
+
 
 def console(stderr: bool = False):
-    """A rich Console: colour on a terminal only (rich also honours NO_COLOR), wide lines when piped."""
+    """A rich Console: colour on a terminal only (rich also honours NO_COLOR); as wide as COLUMNS says, else the
+    terminal, else wide lines when piped."""
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
     no_color = bool(os.environ.get("NO_COLOR"))
-    return Console(file=stream, no_color=no_color or not tty, highlight=False, soft_wrap=not tty,
-                   width=None if tty else 400, color_system="auto" if tty and not no_color else None)
+    width = width_from_environment() or (None if tty else PIPED_WIDTH)
+    return Console(file=stream, no_color=no_color or not tty, highlight=False, soft_wrap=width == PIPED_WIDTH,
+                   width=width, color_system="auto" if tty and not no_color else None)
 
 
 def table(*columns: str, title: str | None = None, right: tuple = ()):
-    """A rich Table with these column headers; names in ``right`` are right-aligned (numbers)."""
-    from rich import box
-    from rich.table import Table
+    """A table with these column headers (names in ``right`` are right-aligned numbers) that fits its width."""
+    return FittedTable(columns, title=title, right=right)
 
-    t = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, show_edge=False)
-    for c in columns:
-        t.add_column(c, justify="right" if c in right else "left", no_wrap=c in right)
-    return t
+
+class FittedTable:
+    """Rows shown as a rich Table when its columns fit the width wrapped between words, else one block per row.
+
+    ``add_row`` takes rich markup, as rich's Table does; a cell is never cut short."""
+
+    def __init__(self, columns, *, title: str | None = None, right: tuple = ()):
+        self.columns = list(columns)
+        self.title = title
+        self.right = set(right)
+        self.rows: list[tuple] = []
+
+    def add_row(self, *cells) -> None:
+        self.rows.append(tuple("" if c is None else c for c in cells))
+
+    def rich_table(self):
+        from rich import box
+        from rich.table import Table
+
+        t = Table(title=self.title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, show_edge=False)
+        for c in self.columns:
+            numeric = c in self.right
+            t.add_column(c, justify="right" if numeric else "left", no_wrap=numeric, overflow="fold")
+        for row in self.rows:
+            t.add_row(*row)
+        return t
+
+    def __rich_console__(self, console, options):
+        if self.minimum_width() <= options.max_width:
+            yield self.rich_table()
+            return
+        yield from self.blocks(console, options.max_width)
+
+    def minimum_width(self) -> int:
+        """The narrowest the table gets without cutting a cell: numbers whole, text wrapped between words, and
+        three characters between columns (SIMPLE_HEAD's padding and divider)."""
+        from rich.text import Text
+
+        widths = []
+        for i, header in enumerate(self.columns):
+            cells = [header] + [row[i] if i < len(row) else "" for row in self.rows]
+            texts = [Text.from_markup(c).plain if isinstance(c, str) else str(c) for c in cells]
+            if header in self.right:
+                widths.append(max(len(t) for t in texts))
+            else:
+                widths.append(max((len(word) for t in texts for word in t.split()), default=0))
+        return sum(widths) + 3 * (len(widths) - 1)
+
+    def blocks(self, console, width: int):
+        """Each row as lines of ``Header value`` pairs packed to ``width``, the first pair leading."""
+        from rich.text import Text
+
+        if self.title:
+            yield Text(self.title, style="bold")
+        for n, row in enumerate(self.rows):
+            if n:
+                yield Text("")
+            pairs = []
+            for header, cell in zip(self.columns, row, strict=False):
+                value = Text.from_markup(cell) if isinstance(cell, str) else Text(str(cell))
+                if not value.plain.strip():
+                    continue
+                pair = Text(f"{header} ", style="dim") if header else Text()
+                pairs.append(pair + value)
+            yield from _packed(console, pairs, width)
+
+    def __rich_measure__(self, console, options):
+        from rich.measure import Measurement
+
+        return Measurement.get(console, options, self.rich_table()).clamp(max_width=options.max_width)
+
+
+def _packed(console, pairs, width: int):
+    """Pairs joined by two spaces into lines of at most ``width``, lines after the first indented; a pair longer
+    than a line gets lines of its own, wrapped between words (a word longer than a line is folded, not cut)."""
+    from rich.text import Text
+
+    line, indent = Text(), ""
+    for pair in pairs:
+        if line.plain and len(line.plain) + 2 + len(pair.plain) > width:
+            yield line
+            line, indent = Text(), "  "
+        if line.plain:
+            line = line + Text("  ") + pair
+        elif len(indent) + len(pair.plain) <= width:
+            line = Text(indent) + pair
+        else:
+            for part in pair.wrap(console, max(width - len(indent), 10), overflow="fold"):
+                yield Text(indent) + part
+            indent = "  "
+    if line.plain:
+        yield line
 
 
 def number(n) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from .. import jobrows
 from ..errors import UsageError
@@ -23,7 +24,9 @@ commands (default: list):
   djhpc jobs clear [TARGET] [--status S ...]  delete rows (default: error, ignore and pending)
 
 TARGET is module:Class (default: target in djhpc.yaml); --schema NAME covers every table of a schema
-(--table T narrows it). A KEY is JSON, e.g. '{"item": 3}'; a key_hash (or its first 8 digits) works too.
+(--table T narrows it). A KEY is written as djhpc prints it: "subject='r1', session_id=7" (text in
+quotes, numbers bare; the whole key in one shell argument); JSON ('{"subject": "r1", "session_id": 7}')
+and a key_hash (or its first 8 digits) work too.
 retry and clear say how many rows they would delete and ask; without a terminal they need --yes.
 Ages look like 30d, 12h, 90m or 3600s; times are shown in your local timezone.
 """
@@ -78,7 +81,7 @@ def register(sub):
     rn.set_defaults(func=run_running)
 
     sh = cmds.add_parser("show", help="one key: status, full stack, attempt history")
-    sh.add_argument("key", metavar="KEY_OR_HASH", help='the key as JSON (\'{"item": 3}\') or its key_hash')
+    sh.add_argument("key", metavar="KEY_OR_HASH", help="the key as printed (\"item=3\"), as JSON, or its key_hash")
     _common(sh)
     sh.set_defaults(func=run_show)
 
@@ -89,7 +92,7 @@ def register(sub):
     rt.set_defaults(func=run_retry)
 
     ig = cmds.add_parser("ignore", help="make populate skip a key")
-    ig.add_argument("key", metavar="KEY", help='the key as JSON, e.g. \'{"item": 3}\'')
+    ig.add_argument("key", metavar="KEY", help="the key as printed (\"subject='r1', session_id=7\") or as JSON")
     _common(ig)
     ig.set_defaults(func=run_ignore)
 
@@ -171,7 +174,7 @@ def run_list(args) -> int:
         return 0
     if _quiet(args):
         for r in rows:
-            print(f"{r.table_name}\t{r.key_hash}\t{r.status}")
+            print(f"{class_name(r.table_name)}\t{jobrows.key_text(r.key)}\t{r.status}\t{r.key_hash}")
         return 0
     out = display.console()
     if not rows:
@@ -245,8 +248,9 @@ def run_errors(args) -> int:
         t.add_row(f"[red]{g.count:,}[/red]", class_name(g.table_name), display.escape(g.error_type),
                   display.escape(display.short(g.message, 100)), display.escape(jobrows.key_text(g.example_key)))
     out.print(t)
-    out.print(f"{sum(g.count for g in groups):,} failed keys in {len(groups):,} groups; details: djhpc jobs show KEY; "
-              "run them again: djhpc jobs retry --match TEXT")
+    example = shlex.quote(jobrows.key_text(groups[0].example_key)) if groups[0].example_key else "KEY"
+    out.print(f"{sum(g.count for g in groups):,} failed keys in {len(groups):,} groups; details: djhpc jobs show "
+              f"{display.escape(example)}; run them again: djhpc jobs retry --match TEXT")
     return 0
 
 
@@ -280,7 +284,7 @@ def run_show(args) -> int:
             out.print(t)
         if r.error_stack:
             out.print("  stack:")
-            out.print(r.error_stack.rstrip(), markup=False, highlight=False)
+            out.print(r.error_stack.rstrip(), markup=False, highlight=False, soft_wrap=True)  # as written, copyable
     return 0
 
 
@@ -310,8 +314,8 @@ def run_ignore(args) -> int:
         raise UsageError("ignore needs the table: give TARGET, or --schema NAME --table T")
     key, _ = jobrows.parse_key(args.key, scope.target)
     if key is None:
-        raise UsageError("ignore needs the key as JSON, e.g. '{\"item\": 3}' (a key_hash cannot be turned back "
-                         "into a key)")
+        raise UsageError("ignore needs the key itself, e.g. \"item=3\" as djhpc jobs prints it (a key_hash cannot "
+                         "be turned back into a key)")
     status = jobrows.ignore(scope.connection, scope.schema, table_name, key, jobs_table_name=scope.jobs_table)
     if status == "reserved":
         print(f"{jobrows.key_text(key)} is running right now and stays reserved: ignore it again when it ends")

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import sys
 
-from ..progress import RATE_WINDOW_SECONDS, TableProgress, eta_text, schema_progress, table_progress
+from ..progress import EMPTY_KEY_SOURCE, RATE_WINDOW_SECONDS, TableProgress, eta_text, schema_progress, table_progress
 from . import display
 from .scope import resolve_scope
 
@@ -15,11 +15,18 @@ HELP = """Progress of one table: keys in total, done, remaining, running (reserv
 the completion rate over a recent window and the ETA, plus the median and 95th percentile of make
 time, CPU seconds and peak memory of recent makes (to size --time and --mem).
 
+A table is "done" only when every key of its key source is made. With failed or ignored keys left
+and nothing running, it says how many (djhpc jobs errors lists them); with keys left and no live
+worker holding any, it says "no workers running" instead of an ETA; with an empty key source, that
+there is nothing to make.
+
 With --schema NAME the pipeline is not imported, so the key source (total, remaining, ETA) is unknown:
 every Imported/Computed table of the schema is listed with what the database holds (rows made,
 jobs by status, rate and percentiles). Name TARGET for the totals.
 
-exit codes: 0 shown (--watch: the table is done), 2 usage error, 130 --watch stopped by Ctrl-C
+exit codes: 0 shown (--watch: the table is done), 1 --watch: the table cannot get done by itself (failed
+or ignored keys and nothing running, or an empty key source; the reason is printed), 2 usage error,
+130 --watch stopped by Ctrl-C
 
 examples:
   djhpc progress pipeline:Analysis
@@ -32,7 +39,8 @@ def register(sub):
     p = sub.add_parser("progress", help="counts, rate, ETA and make-size percentiles of a table",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     display.add_schema_options(p)
-    p.add_argument("--watch", action="store_true", help="refresh in place until the table is done (or Ctrl-C)")
+    p.add_argument("--watch", action="store_true",
+                   help="refresh in place until the table is done, or cannot change any more (or Ctrl-C)")
     p.add_argument("--interval", type=display.age_argument, default=2.0, metavar="DURATION",
                    help="--watch refresh: 2 (seconds), 1m (default 2 s)")
     p.add_argument("--window", type=display.age_argument, default=RATE_WINDOW_SECONDS, metavar="AGE",
@@ -82,12 +90,22 @@ def _rate(p: TableProgress) -> str:
 
 
 def summary_line(p: TableProgress) -> str:
+    if p.empty:
+        return f"{p.name}: {EMPTY_KEY_SOURCE}"
     if p.total is None:
         head = f"{p.name}: {p.done:,} rows"
     else:
         head = f"{p.name}: {p.done:,} of {p.total:,} done ({_percent(p)})"
     return (f"{head}, {p.reserved:,} running, {p.error:,} failed, {p.ignore:,} ignored, "
-            f"{_rate(p)}/min, ETA {eta_text(p)}")
+            f"{_rate(p)}/min, {_outlook(p)}")
+
+
+def _outlook(p: TableProgress) -> str:
+    """'ETA 4m 05s (14:20)' while workers run; otherwise the state in words."""
+    if p.stuck:
+        return p.stuck
+    text = eta_text(p)
+    return f"ETA {text}" if p.eta_seconds and not p.finished and p.workers != 0 else text
 
 
 def progress_table(rows: list[TableProgress]):
@@ -114,6 +132,16 @@ def sizing_table(rows: list[TableProgress]):
     return t
 
 
+def notes(p: TableProgress) -> list[str]:
+    """What the numbers alone do not say: an empty key source, keys that wait for the user, no workers."""
+    if p.stuck:
+        return [f"{p.name}: {p.stuck}"]
+    if p.no_workers:
+        return [f"{p.name}: {p.left:,} keys left and no workers running: start them with djhpc submit "
+                "(or djhpc work); a queued array starts them when the scheduler does"]
+    return []
+
+
 def show(rows: list[TableProgress], out) -> None:
     out.print(progress_table(rows))
     out.print(sizing_table(rows))
@@ -121,12 +149,31 @@ def show(rows: list[TableProgress], out) -> None:
         out.print("total, remaining and ETA need the pipeline's code: name TARGET (module:Class) for them")
         return
     for p in rows:
+        for line in notes(p):
+            out.print(display.escape(line))
+        if p.empty:
+            continue
         if not p.completions:
             out.print(f"{p.name}: no completions recorded yet: rate, ETA and percentiles appear after the first "
                       "make (history is off if DJHPC_HISTORY=0)")
 
 
 # ---------------------------------------------------------------------------- watch
+def _ended(rows: list[TableProgress]) -> int | None:
+    """--watch's exit code once nothing more can happen by itself: 0 all done, 1 some table stuck; None: go on."""
+    if all(r.done_all for r in rows):
+        return 0
+    if all(r.done_all or r.stuck for r in rows):
+        return 1
+    return None
+
+
+def _say_why(rows: list[TableProgress]) -> None:
+    stuck = [f"{r.name}: {r.stuck}" for r in rows if r.stuck]
+    if stuck:
+        print(f"djhpc: nothing is running and the table is not done: {'; '.join(stuck)}", file=sys.stderr)
+
+
 def _watch(measure, args) -> int:
     """Ctrl-C sets a flag the loop waits on, rather than raising KeyboardInterrupt wherever it lands: raised
     inside rich's Live (a lock held, its refresh thread waiting for it) it could hang the watch for good."""
@@ -146,8 +193,10 @@ def _watch(measure, args) -> int:
                 print(json.dumps([r.as_dict() for r in rows], default=str), flush=True)
             else:
                 print(" | ".join(summary_line(r) for r in rows), flush=True)
-            if all(r.finished for r in rows):
-                return 0
+            code = _ended(rows)
+            if code is not None:
+                _say_why(rows)
+                return code
             stop.wait(interval)
         return 130
     except KeyboardInterrupt:
@@ -167,16 +216,21 @@ def _watch_live(measure, interval: float, stop) -> int:
     def render(rows):
         bars = Table.grid(padding=(0, 1))
         for p in rows:
-            bars.add_row(p.name, ProgressBar(total=max(p.total or 0, 1), completed=p.done, width=40),
-                         f"{p.done:,}/{p.total:,}", _percent(p), f"ETA {eta_text(p)}")
+            text = _outlook(p) if not p.stuck else eta_text(p)
+            bar_width = max(10, min(40, out.width - len(p.name) - len(text) - 24))
+            bars.add_row(p.name, ProgressBar(total=max(p.total or 0, 1), completed=p.done, width=bar_width),
+                         f"{p.done:,}/{p.total:,}", _percent(p), display.escape(text))
         stamp = dt.datetime.now().astimezone().strftime("%H:%M:%S")
-        return Group(bars, progress_table(rows), sizing_table(rows), f"updated {stamp}; Ctrl-C to stop watching")
+        lines = [display.escape(n) for p in rows for n in notes(p)]
+        return Group(bars, progress_table(rows), sizing_table(rows), *lines,
+                     f"updated {stamp}; Ctrl-C to stop watching")
 
     rows = measure()
     with Live(render(rows), console=out, refresh_per_second=4, transient=False) as live:
-        while not all(r.finished for r in rows):
+        while _ended(rows) is None:
             if stop.wait(interval):
                 return 130
             rows = measure()
             live.update(render(rows))
-    return 0
+    _say_why(rows)
+    return _ended(rows)

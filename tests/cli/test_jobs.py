@@ -9,8 +9,13 @@ import sys
 import time
 
 import pytest
+from support.env import worker_env
 from support.jobstate import TARGET, cli, one_line_error
+from support.narrow import djhpc_at, fits, uncut
 from support.pipeline import calls
+
+import djhpc as dj
+from djhpc.keytext import format_key
 
 
 def _rows(capsys, *argv):
@@ -169,3 +174,79 @@ def test_running_makes_and_those_past_their_p95(state, capsys):
     assert [r["key"] for r in _rows(capsys, "running", TARGET, "--slow")] == [{"item": 15}]
     rc, out, _ = cli(capsys, "jobs", "running", TARGET)
     assert rc == 0 and "past p95" in out and "node-r" in out and "--make-timeout" in out
+
+
+def test_keys_are_taken_as_they_are_printed(state, capsys):
+    """Issue 18 item 4: the key text jobs prints is what show and ignore take (JSON and a hash still work)."""
+    rc, out, _ = cli(capsys, "jobs", TARGET, "-q")
+    lines = [ln.split("\t") for ln in out.splitlines()]
+    assert ["Square", "item=3", "error"] == lines[[ln[1] for ln in lines].index("item=3")][:3]
+    for printed in ("item=3", "item = 3", '{"item": 3}'):
+        (row,) = _rows(capsys, "show", printed, TARGET)
+        assert row["key"] == {"item": 3} and row["status"] == "error", printed
+    rc, out, err = cli(capsys, "jobs", "ignore", "item=12", TARGET)
+    assert rc == 0 and "ignored Square item=12" in out, err
+    rc, out, _ = cli(capsys, "jobs", "errors", TARGET)
+    assert "djhpc jobs show item=" in out  # a command to copy, in the same form
+    rc, _, err = cli(capsys, "jobs", "show", "item=None", TARGET)
+    assert rc == 2 and one_line_error(err) and "never NULL" in err
+    rc, _, err = cli(capsys, "jobs", "show", "itm=3", TARGET)
+    assert rc == 2 and one_line_error(err) and "primary key is item" in err
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_every_column_at_80_and_200_columns(state, backend, schema_name, tmp_path, columns):
+    """Issue 18 item 3, through the real CLI: jobs, jobs errors and jobs running keep Table and the whole key at
+    80 columns (a block per row when the columns do not fit) and lay out one line per row at 200."""
+    env = worker_env(backend, schema_name)
+    for argv, words in ((["jobs", TARGET], ("Table", "Key", "Status", "Host", "PID", "Task", "Since", "Error")),
+                        (["jobs", "errors", TARGET], ("Count", "Table", "Exception", "Message", "Example key")),
+                        (["jobs", "running", TARGET], ("Table", "Key", "Host", "PID", "Task", "Running", "p95"))):
+        out = djhpc_at(columns, argv, env, tmp_path)
+        assert out.returncode == 0, out.stderr
+        text = out.stdout
+        assert fits(text, columns) and uncut(text), text
+        for word in words:
+            assert word in text, (argv, word, text)
+        assert "Square" in text
+    listing = djhpc_at(columns, ["jobs", TARGET], env, tmp_path).stdout
+    for item in (3, 5, 10, 15, 16, 17, 19):
+        assert f"item={item} " in listing or f"item={item}\n" in listing, listing
+    rows = [ln for ln in listing.splitlines() if ln.startswith("Square")]
+    if columns == 200:
+        assert len(rows) == 7 and any("RuntimeError: disk full on /scratch/17" in ln for ln in rows), listing
+    else:
+        assert listing.count("Table Square  Key item=") == 7, listing
+
+
+def test_a_long_key_wraps_but_is_never_cut(db, schema, backend, schema_name, tmp_path):
+    """A key of text with commas and quotes at 80 columns: shown whole (wrapped between words), and the text
+    printed is the text show takes."""
+
+    @schema
+    class Rec(dj.Manual):
+        definition = """
+        subject    : varchar(64)
+        session_id : int
+        """
+
+    @schema
+    class Ana(dj.Computed):
+        definition = """
+        -> Rec
+        """
+
+        def make(self, key):
+            raise ValueError("boom")
+
+    subject = "mouse, 'Zoë' the second of a very long line of mice"
+    Rec.insert1((subject, 7))
+    Ana.populate(reserve_jobs=True, suppress_errors=True)
+    key = {"subject": subject, "session_id": 7}
+    env = worker_env(backend, schema_name)
+    text = djhpc_at(80, ["jobs", "--schema", schema_name], env, tmp_path).stdout
+    assert fits(text, 80) and uncut(text), text
+    assert " ".join(text.split()).count(" ".join(format_key(key).split())) == 1, text
+    shown = djhpc_at(80, ["jobs", "show", format_key(key), "--schema", schema_name, "--json"], env, tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)[0]["key"] == key

@@ -11,10 +11,11 @@ import time
 import pytest
 from support.env import worker_env
 from support.jobstate import EXPECTED, TARGET, cli, one_line_error
+from support.narrow import djhpc_at, fits, uncut
 
 from djhpc.history import History
 from djhpc.progress import is_auto_populated, table_progress
-from djhpc.reservation import Worker, key_hash
+from djhpc.reservation import Reservations, Worker, key_hash
 
 
 def _counts(row: dict) -> dict:
@@ -86,7 +87,7 @@ def test_no_history_yet_says_so(pipeline, capsys):
     pipeline.Item.insert([(i, i) for i in range(3)])
     rc, out, err = cli(capsys, "progress", TARGET)
     assert rc == 0, err
-    assert "no completions recorded yet" in out and "not started" in out
+    assert "no completions recorded yet" in out and "no workers running" in out and "3 keys left" in out
     rc, out, _ = cli(capsys, "progress", TARGET, "--json")
     (row,) = json.loads(out)
     assert row["duration"] is None and row["eta_seconds"] is None and row["total"] == 3
@@ -116,7 +117,7 @@ def test_table_names_that_are_auto_populated():
     assert not is_auto_populated("item") and not is_auto_populated("~jobs") and not is_auto_populated("#lookup")
 
 
-def test_watch_ends_by_itself_when_the_table_is_done(pipeline, backend, schema_name, tmp_path):
+def test_watch_ends_by_itself_when_the_table_is_stuck(pipeline, backend, schema_name, tmp_path):
     """A worker makes 30 keys (one fails) while --watch follows; it ends with exit 0 once nothing is left to run."""
     pipeline.Item.insert([(i, i) for i in range(30)])
     env = worker_env(backend, schema_name, DJHPC_TEST_SLEEP=0.04, DJHPC_TEST_FAIL=4)
@@ -133,11 +134,14 @@ def test_watch_ends_by_itself_when_the_table_is_done(pipeline, backend, schema_n
         if watch.poll() is None:
             watch.kill()
             watch.communicate()
-    assert watch.returncode == 0, err
+    # a failed key is left and nothing runs: not "done"; it ends, non-zero, saying why in one line
+    assert watch.returncode == 1, err
     lines = [ln for ln in out.splitlines() if ln.strip()]
     assert lines[-1].startswith("Square: 29 of 30 done (96.7%), 0 running, 1 failed"), lines[-3:]
-    assert "ETA done" in lines[-1]
+    assert lines[-1].endswith("1 failed — see djhpc jobs errors") and "done" not in lines[-1].split(",")[-1]
     assert len(lines) >= 2 and not lines[0].startswith("Square: 29 of 30"), "it did not watch the run"
+    assert err.strip().splitlines() == ["djhpc: nothing is running and the table is not done: Square: 1 failed — "
+                                        "see djhpc jobs errors"]
 
 
 def _on_a_terminal(argv, env, cwd, stop_after=None):
@@ -195,3 +199,71 @@ def test_watch_on_a_terminal_draws_a_bar_and_stops_on_ctrl_c(pipeline, backend, 
 def test_global_quiet_flag_works_before_the_command(state, capsys):
     rc, out, _ = cli(capsys, "-q", "progress", TARGET)
     assert rc == 0 and out.count("\n") == 1 and out.startswith("Square: 8 of 20 done")
+
+
+def _run(columns, argv, env, cwd):
+    out = djhpc_at(columns, argv, env, cwd)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_every_column_at_80_and_200_columns(state, backend, schema_name, tmp_path, columns):
+    """Issue 18 item 3: the real CLI at COLUMNS=80 keeps Table and ETA (a block per table when the columns do not
+    fit), and at 200 one row per table; no line wider than the terminal, nothing cut with an ellipsis."""
+    env = worker_env(backend, schema_name)
+    text = _run(columns, ["progress", TARGET], env, tmp_path)
+    assert fits(text, columns) and uncut(text), text
+    for word in ("Table", "Square", "Total", "Done", "Remaining", "Running", "Failed", "Ignored", "Rate /min", "ETA",
+                 "Time p95", "Peak mem p95"):
+        assert word in text, (word, text)
+    if columns == 200:
+        assert any(ln.startswith("Square") and "40.0%" in ln and "(" in ln for ln in text.splitlines()), text
+    else:
+        assert "Table Square  Total 20  Done 8" in text and "ETA " in text, text
+    schema = _run(columns, ["progress", "--schema", schema_name], env, tmp_path)
+    assert fits(schema, columns) and uncut(schema) and "PairSum" in schema and "Held" in schema, schema
+
+
+def test_an_empty_key_source_is_not_done(pipeline, backend, schema_name, tmp_path, capsys):
+    """Issue 18 items 2 and 6: nothing upstream reads as "nothing to make", never as 100 % done."""
+    env = worker_env(backend, schema_name)
+    text = _run(80, ["progress", TARGET], env, tmp_path)
+    assert "the key source is empty: nothing to make (is the upstream table filled?)" in text
+    assert "100" not in text and "done" not in text.replace("Done", ""), text
+    quiet = _run(80, ["progress", TARGET, "-q"], env, tmp_path)
+    assert quiet.strip() == "Square: the key source is empty: nothing to make (is the upstream table filled?)"
+    (row,) = json.loads(_run(80, ["progress", TARGET, "--json"], env, tmp_path))
+    assert row["percent"] is None and row["done_all"] is False and row["stuck"].startswith("the key source is empty")
+    watch = djhpc_at(80, ["progress", TARGET, "--watch", "--interval", "0.2"], env, tmp_path)
+    assert watch.returncode == 1 and "the key source is empty" in watch.stderr, watch.stderr
+
+
+def test_keys_left_and_no_worker_alive_say_so(pipeline, db, backend, schema_name, tmp_path):
+    """A worker on another host holds a key: while its heartbeat is fresh there is an ETA; once its lease is long
+    past (it died), "no workers running" and no ETA, though its key is still reserved."""
+    pipeline.Item.insert([(i, i) for i in range(10)])
+    pipeline.Square.populate("item < 5", reserve_jobs=True)
+    holder = Reservations(db, schema_name, Worker(host="node-gone", pid=4242))
+    assert len(holder.reserve("__square", [{"item": 7}])) == 1
+    holder.close()  # no more heartbeats
+    env = worker_env(backend, schema_name)
+    fresh = _run(200, ["progress", TARGET, "-q"], env, tmp_path)
+    assert "1 running" in fresh and "ETA " in fresh and "no workers running" not in fresh, fresh
+    jobs = db.dialect.table(schema_name, "~jobs")
+    with db.transaction:
+        db.query(f"UPDATE {jobs} SET {db.dialect.quote('heartbeat_at')} = '2000-01-01 00:00:00'")
+    text = _run(200, ["progress", TARGET], env, tmp_path)
+    assert "no workers running" in text and "5 keys left and no workers running" in text, text
+    (row,) = json.loads(_run(200, ["progress", TARGET, "--json"], env, tmp_path))
+    assert row["workers"] == 0 and row["reserved"] == 1 and row["eta_seconds"] is None and row["done_all"] is False
+
+
+def test_done_means_every_key_made(pipeline, backend, schema_name, tmp_path):
+    pipeline.Item.insert([(i, i) for i in range(3)])
+    pipeline.Square.populate()
+    env = worker_env(backend, schema_name)
+    text = _run(80, ["progress", TARGET, "-q"], env, tmp_path)
+    assert text.startswith("Square: 3 of 3 done (100.0%)") and text.rstrip().endswith("done"), text
+    watch = djhpc_at(80, ["progress", TARGET, "--watch"], env, tmp_path)
+    assert watch.returncode == 0 and watch.stderr == "", watch.stderr
