@@ -1,7 +1,9 @@
-"""Name a table as ``module:Class`` or ``path/to/pipeline.py:Class`` and load it."""
+"""Name a table as ``module:Class`` or ``path/to/pipeline.py:Class`` and load it; a name that is not there gets
+the nearest that is (a module file, a class, or a class named by its table: ``__analysis`` -> ``Analysis``)."""
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import sys
@@ -23,9 +25,13 @@ def load_target(target: str, *, base: Path | None = None):
     module = _import(module_name, base or Path.cwd())
     obj = module
     for part in class_path.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise UsageError(f"target {target!r}: {module_name} has no {class_path}: check the class name")
+        found = getattr(obj, part, None)
+        if found is None:
+            near = _nearest(part, _table_classes(obj))
+            hint = f": did you mean {module_name}:{class_path.replace(part, near)}?" if near else \
+                   _listing(obj, ": check the class name")
+            raise UsageError(f"target {target!r}: {module_name} has no {class_path}{hint}")
+        obj = found
     if is_datajoint_class(obj):
         datajoint_version()  # an unsupported DataJoint is a usage error here, before anything is reserved
         from datajoint.autopopulate import AutoPopulate as DataJointAutoPopulate
@@ -35,8 +41,56 @@ def load_target(target: str, *, base: Path | None = None):
                              "name a dj.Computed or dj.Imported table")
         return obj
     if not (isinstance(obj, type) and issubclass(obj, AutoPopulate)):
-        raise UsageError(f"target {target!r} is not a Computed or Imported table: name one that has make()")
+        names = _table_classes(module)
+        listed = f" ({module_name} has {', '.join(names)})" if names else ""
+        raise UsageError(f"target {target!r} is not a Computed or Imported table: name one that has make(){listed}")
     return obj
+
+
+def _table_classes(namespace) -> list[str]:
+    """Names of the tables djhpc could fill in a module (or a master's namespace): Computed and Imported ones."""
+    from .autopopulate import AutoPopulate
+    from .djtarget import is_datajoint_class
+
+    names = []
+    for name, value in vars(namespace).items():
+        if not isinstance(value, type) or name.startswith("_"):
+            continue
+        if issubclass(value, AutoPopulate) or (is_datajoint_class(value) and hasattr(value, "make")):
+            names.append(name)
+    return sorted(names)
+
+
+def _simple(name: str) -> str:
+    """A class or table name compared loosely: ``__spike_sorting``, ``SpikeSorting`` and ``spikesorting`` meet."""
+    return name.lower().replace("_", "").replace("#", "").replace("~", "")
+
+
+def _nearest(typed: str, names: list[str]) -> str | None:
+    by_simple = {_simple(n): n for n in names}
+    if _simple(typed) in by_simple:
+        return by_simple[_simple(typed)]
+    near = difflib.get_close_matches(_simple(typed), list(by_simple), n=1, cutoff=0.6)
+    return by_simple[near[0]] if near else None
+
+
+def _listing(namespace, otherwise: str) -> str:
+    names = _table_classes(namespace)
+    return f": its tables with make() are {', '.join(names)}" if names else otherwise
+
+
+def _nearest_module(name: str, base: Path) -> str:
+    """``: did you mean pipeline.py?`` for a module or file name one typo away from one in its folder."""
+    if name.endswith(".py") or "/" in name:
+        folder = (base / name).parent
+        candidates = [p.name for p in folder.glob("*.py")] if folder.is_dir() else []
+        typed = Path(name).name
+        near = difflib.get_close_matches(typed if typed.endswith(".py") else typed + ".py", candidates, n=1)
+        return f": did you mean {str(Path(name).parent / near[0]).removeprefix('./')}?" if near else ""
+    top = name.split(".")[0]
+    candidates = [p.stem for p in base.glob("*.py")] + [p.name for p in base.iterdir() if (p / "__init__.py").is_file()]
+    near = difflib.get_close_matches(top, candidates, n=1)
+    return f": did you mean {near[0] + name[len(top):]}?" if near and near[0] != top else ""
 
 
 def _import(name: str, base: Path):
@@ -44,7 +98,8 @@ def _import(name: str, base: Path):
         if name.endswith(".py") or "/" in name:
             path = (base / name).resolve()
             if not path.is_file():
-                raise UsageError(f"target file {name} does not exist: give a path relative to {base}")
+                hint = _nearest_module(name, base) or f": give a path relative to {base}"
+                raise UsageError(f"target file {name} does not exist{hint}")
             module_name = "djhpc_target_" + path.stem
             if module_name in sys.modules:
                 return sys.modules[module_name]
@@ -64,7 +119,9 @@ def _import(name: str, base: Path):
     except DjhpcError:
         raise
     except ImportError as e:
-        raise UsageError(f"target module {name} does not import ({e}): check the name and PYTHONPATH") from e
+        missing = isinstance(e, ModuleNotFoundError) and e.name == name.split(".")[0]
+        hint = (_nearest_module(name, base) if missing else "") or ": check the name and PYTHONPATH"
+        raise UsageError(f"target module {name} does not import ({e}){hint}") from e
     except SyntaxError as e:
         raise UsageError(f"target module {name} has a syntax error at line {e.lineno}: fix it") from e
     except Exception as e:

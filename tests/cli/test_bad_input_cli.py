@@ -59,13 +59,16 @@ CASES = [
      "check the name and PYTHONPATH"),
     ("target file that does not exist", ["work", "missing.py:Made"], {}, None, None),
     ("target class that does not exist", ["work", "pipe:Nope"], {}, None,
-     "djhpc: error: target 'pipe:Nope': pipe has no Nope: check the class name"),
+     "djhpc: error: target 'pipe:Nope': pipe has no Nope: its tables with make() are Made"),
+    ("target class mistyped", ["work", "pipe:made"], {}, None,
+     "djhpc: error: target 'pipe:made': pipe has no made: did you mean pipe:Made?"),
     ("target that is not auto-populated", ["work", "pipe:Thing"], {}, None,
-     "djhpc: error: target 'pipe:Thing' is not a Computed or Imported table: name one that has make()"),
+     "djhpc: error: target 'pipe:Thing' is not a Computed or Imported table: name one that has make() "
+     "(pipe has Made)"),
     ("no target anywhere", ["work"], {}, None,
      "djhpc: error: no target given and djhpc.yaml sets none: name one as module:Class or pipeline.py:Class"),
     ("unknown order", ["work", "pipe:Made", "--order", "sideways"], {}, None,
-     "djhpc: error: argument --order: invalid choice: 'sideways' (choose from 'original', 'reverse', 'random') "
+     "djhpc: error: argument --order: invalid choice 'sideways': choose from original, reverse, random "
      "(see djhpc work --help)"),
     ("negative max-calls", ["work", "pipe:Made", "--max-calls", "-1"], {}, None,
      "djhpc: error: argument --max-calls: must be >= 0 (got -1) (see djhpc work --help)"),
@@ -101,7 +104,7 @@ CASES = [
 
 
 # the module imports (and declares its tables, as importing a pipeline does) before the class is found wanting
-PIPELINE_IMPORTED = {"target class that does not exist", "target that is not auto-populated"}
+PIPELINE_IMPORTED = {"target class that does not exist", "target class mistyped", "target that is not auto-populated"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

@@ -272,3 +272,19 @@ def test_the_covered_commands_are_all_the_commands():
 def test_no_command_prints_the_help_and_exits_2(tmp_path):
     out = run([], tmp_path, bare_env(tmp_path))
     assert out.returncode == 2 and "usage: djhpc" in out.stdout and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("typed, hint", [
+    ("pipeline.py:Sqare", "pipeline.py has no Sqare: did you mean pipeline.py:Square?"),
+    ("pipeline.py:__square", "pipeline.py has no __square: did you mean pipeline.py:Square?"),  # its table name
+    ("pipeline.py:square", "pipeline.py has no square: did you mean pipeline.py:Square?"),
+    ("pipeline.py:Xyzzy", "pipeline.py has no Xyzzy: its tables with make() are Held, PairSum, Square"),
+    ("pipline.py:Square", "target file pipline.py does not exist: did you mean pipeline.py?"),
+    ("pipline:Square", "target module pipline does not import (No module named 'pipline'): did you mean pipeline?"),
+    ("pipeline.py:Item", "is not a Computed or Imported table: name one that has make() (pipeline.py has Held, "
+                         "PairSum, Square)"),
+])
+def test_a_mistyped_target_gets_the_nearest(project, typed, hint):
+    folder, env, _ = project
+    out = run(["progress", typed], folder, env)
+    assert out.returncode == 2 and hint in one_line_error(out)
