@@ -504,7 +504,31 @@ class Reservations:
             self._lock_skip_until = time.monotonic() + 60
         then = request.then
         later = [rows for _, rows in results[len(results) - len(then):]] if then else []
-        return {r[0] for r in results[winners_at][1]}, got_lock, later
+        won = {r[0] for r in results[winners_at][1]}
+        if not got_lock and won and request.done_table and request.key_columns:
+            won -= self._give_back_made(request, token, won)
+        return won, got_lock, later
+
+    def _give_back_made(self, request: ReserveRequest, token, won: set) -> set:
+        """Out of turn, the reservation read an older view of the tables: a key another worker reserved, made and
+        committed within that view's lifetime looked free. Find such keys with a fresh read and drop their
+        reservations, so they are never made twice. Rare: only when the turn could not be had."""
+        d = self.connection.dialect
+        names = ["_kh"] + [f"_c{j}" for j in range(len(request.key_columns))]
+        first = "SELECT " + ", ".join(f"{d.placeholder} AS {name}" for name in names)
+        other = "SELECT " + ", ".join([d.placeholder] * len(names))
+        offered = [(h, enc) for h, enc in zip(request.hashes, request.encoded, strict=True) if h in won]
+        offer = " UNION ALL ".join([first] + [other] * (len(offered) - 1))
+        match = " AND ".join(f"t.{d.quote(c)} = v._c{j}" for j, c in enumerate(request.key_columns))
+        sql = self._sql("made_meanwhile", offer=offer, done=request.done_table, match=match)
+        params = tuple(p for h, enc in offered for p in (h, *enc))
+        made = {r[0] for r in self.connection.query(sql, params, context="reserve").fetchall()}
+        for h in made:
+            self._run("complete", (request.table_name, h, token))
+        if made:
+            log.info("%d key(s) of %s were made by another worker while this one reserved out of turn: given back",
+                     len(made), request.table_name)
+        return made
 
     def _drop_reserve_lock(self, lock):
         try:
@@ -675,7 +699,8 @@ class Reservations:
 
 
 class Heartbeat:
-    """Renews a worker's reservations from a thread with its own connection (make holds the main one)."""
+    """Renews a worker's reservations from a thread (make holds the main connection), on a connection opened for
+    each beat and closed after it: a worker holds one connection, not two, whatever its makes' length."""
 
     def __init__(self, reservations: Reservations, interval_seconds: float):
         self.res = reservations
@@ -689,22 +714,18 @@ class Heartbeat:
             self._thread.start()
 
     def _loop(self):
-        connection = None
         while not self._stop.wait(self.interval):
+            connection = None
             try:
-                if connection is None:
-                    connection = type(self.res.connection)(self.res.connection.url)
-                    mirror = Reservations(connection, self.res.schema, self.res.worker,
-                                          jobs_table=self.res.jobs_table)
-                    mirror._ready = True
+                connection = type(self.res.connection)(self.res.connection.url)
+                mirror = Reservations(connection, self.res.schema, self.res.worker, jobs_table=self.res.jobs_table)
+                mirror._ready = True
                 mirror.heartbeat()
             except Exception as e:  # a missed beat is harmless if the next one lands within the lease
                 log.info("heartbeat failed (%s); trying again", e)
+            finally:
                 if connection is not None:
                     connection.close()
-                connection = None
-        if connection is not None:
-            connection.close()
 
     def stop(self):
         self._stop.set()

@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-import pymysql
 import pytest
 from support.env import unavailable, worker_env
+from support.mariadb import PrivateMariaDB
 from support.pipeline import calls, load_pipeline
 
 import djhpc as dj
@@ -76,7 +76,7 @@ def test_chaos_sigkill_every_half_second(pipeline, backend, schema_name, tmp_pat
     # a last worker, as a resubmission would start, finds nothing stuck
     last = start_worker(env, "Square", logs / "last.log")
     assert last.wait(timeout=300) == 0
-    leftover = p.schema.jobs.fetch()
+    leftover = p.schema.jobs.fetch(as_dict=True)
     assert len(p.Square()) == 1000 and len(p.Square.Note()) == 1000, leftover
     assert not leftover
     made = calls(tmp_path)
@@ -109,7 +109,7 @@ def test_late_worker_cannot_commit_a_duplicate(pipeline, backend, schema_name, t
     finally:
         os.kill(late.pid, signal.SIGCONT)
     assert late.wait(timeout=60) == 0, (tmp_path / "late.log").read_text()
-    assert p.Held.fetch("worker_pid") == [second.pid]
+    assert list(p.Held.fetch("worker_pid")) == [second.pid]
     assert len(p.schema.jobs) == 0
     assert "reclaimed" in (tmp_path / "late.log").read_text()
 
@@ -168,14 +168,6 @@ def test_failed_makes_are_retried_then_kept_as_errors_with_every_attempt(pipelin
 
 
 # ---------------------------------------------------------------------------- database restart (T8)
-def _mysql_answers(port) -> bool:
-    try:
-        pymysql.connect(host="127.0.0.1", port=port, user="root", connect_timeout=1).close()
-        return True
-    except pymysql.err.Error:
-        return False
-
-
 def _failures_and_tail(log: Path) -> str:
     """A worker's failed keys and the end of its log: what an assertion on its exit code should show."""
     text = log.read_text()
@@ -183,50 +175,9 @@ def _failures_and_tail(log: Path) -> str:
     return "\n".join(failed[:20]) + "\n...\n" + text[-2000:]
 
 
-def _free_port() -> int:
-    """A port nothing listens on now (another test run's private server may hold a fixed one)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PrivateMariaDB:
-    """A throw-away MariaDB server on its own port and data directory, which a test may restart."""
-
-    def __init__(self, base: Path, port: int | None = None):
-        self.base, self.port = base, port or _free_port()
-        self.datadir = base / "data"
-        self.proc = None
-
-    def install(self):
-        binary = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
-        if not binary or not Path("/usr/sbin/mariadbd").exists():
-            unavailable("mariadbd is not installed (tests/cluster/ensure-mariadb.sh installs it)")
-        subprocess.run([binary, "--no-defaults", f"--datadir={self.datadir}", "--user=root",
-                        "--auth-root-authentication-method=normal", "--skip-test-db"],
-                       check=True, capture_output=True, timeout=120)
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={self.datadir}", f"--port={self.port}",
-             "--bind-address=127.0.0.1", f"--socket={self.base}/sock", "--user=root", "--skip-name-resolve",
-             f"--pid-file={self.base}/pid", "--innodb-buffer-pool-size=64M", f"--log-error={self.base}/err.log"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: _mysql_answers(self.port), timeout=60, what="the private MariaDB")
-
-    def stop(self, kill: bool = False):
-        """Shut the server down (SIGTERM), or with ``kill`` crash it (SIGKILL: no shutdown, replies lost)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill() if kill else self.proc.terminate()
-            self.proc.wait(timeout=60)
-
-
 @pytest.fixture
 def private_mariadb(tmp_path):
-    if os.geteuid() != 0:
-        unavailable("a private MariaDB needs root here")
     server = PrivateMariaDB(tmp_path / "mariadb")
-    server.base.mkdir()
     server.install()
     server.start()
     yield server
@@ -255,7 +206,7 @@ def test_database_restart_in_the_middle(private_mariadb, tmp_path, monkeypatch, 
         assert w.wait(timeout=300) == 0, _failures_and_tail(tmp_path / f"w{i}.log")
     connection.reconnect()
     assert len(p.Square()) == n and len(p.Square.Note()) == n
-    assert len(p.schema.jobs) == 0, p.schema.jobs.fetch()
+    assert len(p.schema.jobs) == 0, p.schema.jobs.fetch(as_dict=True)
     made = calls(tmp_path)
     assert len(made) == n
     # a worker has at most two keys in flight: one whose commit's reply it has not read yet, one being made
@@ -448,7 +399,7 @@ def test_a_full_disk_under_sqlite_is_waited_for(small_disk, tmp_path, monkeypatc
     for i, w in enumerate(workers):
         assert w.wait(timeout=300) == 0, logs[i].read_text()[-3000:]
     made = calls(tmp_path)
-    assert len(p.Square()) == 300 and len(p.schema.jobs) == 0, p.schema.jobs.fetch()
+    assert len(p.Square()) == 300 and len(p.schema.jobs) == 0, p.schema.jobs.fetch(as_dict=True)
     assert len(made) == 300 and len(p.Square.Note()) == 300
     # only the key a worker had in hand when the disk filled ran again (as often as its commit failed)
     assert len([k for k, n in made.items() if n > 1]) <= len(workers), made.most_common(8)

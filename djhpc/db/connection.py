@@ -16,12 +16,13 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .. import backoff, settings
 from ..config import DatabaseURL, parse_url, resolve_database_url
-from ..errors import ConfigError, DatabaseError, LostConnectionError, UnreachableError
+from ..errors import ConfigError, DatabaseError, LostConnectionError, ServerFullError, UnreachableError
 from .dialects import DIALECTS, Dialect
 from .mysql_session import MySQLSession
 from .pending import PendingCommit, run_in_turn
@@ -204,7 +205,10 @@ class Connection:
             elif _first_connect_seconds > 0:
                 self.reconnect_with_backoff(_first_connect_seconds)  # a worker started while the server restarts
             else:
-                self._open()  # first connection: a wrong URL fails at once
+                try:
+                    self._open()  # first connection: a wrong URL fails at once
+                except ServerFullError:
+                    self.reconnect_with_backoff()  # a task of an array larger than the server's budget waits
         return self._raw
 
     def _forget(self):
@@ -238,13 +242,16 @@ class Connection:
     def reconnect_with_backoff(self, give_up_after: float | None = None):
         """Reconnect after a drop, waiting longer each time; gives up after ``give_up_after`` seconds."""
         limit = give_up_after if give_up_after is not None else reconnect_seconds()
-        for delay in backoff.delays(first=0.1, cap=5, seconds=limit):
+        started = time.monotonic()
+        for delay in backoff.delays(first=0.1, cap=5):
             try:
                 self._open()
                 _outage.clear()
                 return
             except UnreachableError as e:
-                if delay is None:
+                if isinstance(e, ServerFullError):  # the server is up: waiting for a free slot may take longer
+                    limit = max(limit, connection_wait_seconds())
+                if time.monotonic() + delay > started + limit:
                     raise
                 say_unreachable(e, limit)
                 backoff.sleep(delay)
@@ -446,6 +453,12 @@ def reconnect_seconds() -> float:
     return float(os.environ.get("DJHPC_RECONNECT_SECONDS", 60))
 
 
+def connection_wait_seconds() -> float:
+    """How long a connection the server refused for want of a free slot (max_connections) is tried again:
+    DJHPC_CONNECTION_WAIT_SECONDS, 600 s; tasks of an array larger than the server's budget wait their turn."""
+    return float(os.environ.get("DJHPC_CONNECTION_WAIT_SECONDS", 600))
+
+
 def wait_for_server(seconds: float) -> None:
     """Let every first connection of this process try again for ``seconds`` while the server does not answer
     (a worker started during a database restart); a refused password still fails at once."""
@@ -460,4 +473,5 @@ def say_unreachable(error: Exception, limit: float) -> None:
     """Say once per outage that the server does not answer and how long it is waited for."""
     if not _outage:
         _outage.add(True)
-        log.warning("%s; trying again for up to %.0f s (DJHPC_RECONNECT_SECONDS)", error, limit)
+        knob = "DJHPC_CONNECTION_WAIT_SECONDS" if isinstance(error, ServerFullError) else "DJHPC_RECONNECT_SECONDS"
+        log.warning("%s; trying again for up to %.0f s (%s)", error, limit, knob)

@@ -237,6 +237,14 @@ WHERE NOT EXISTS (SELECT 1 FROM {jobs} AS j WHERE j.`table_name` = v._tn AND j.`
 -- name: reserve_limit
 ORDER BY v._pos LIMIT %s
 
+-- name: made_meanwhile
+-- only: mysql
+-- Of the keys offered to a reservation that ran without its turn: those whose row is in the target table now.
+-- That reservation read an older view of the table, in which a worker could reserve, make and commit a key
+-- between the view and the insert. Slots: {offer} "SELECT %s AS _kh[, %s AS _c0, ...] UNION ALL ..."; {done},
+-- {match} as in reserve_skip_done.
+SELECT v._kh FROM ({offer}) AS v WHERE EXISTS (SELECT 1 FROM {done} AS t WHERE {match})
+
 -- name: take_reserve_lock
 -- only: mysql
 SELECT GET_LOCK(%s, %s)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pymysql
 from pymysql.constants import CLIENT
 
-from ..errors import ConnectError, DatabaseError, LostConnectionError, UnreachableError
+from ..errors import ConnectError, DatabaseError, LostConnectionError, ServerFullError, UnreachableError
 from . import wire
 from .pending import DeferredCursor, PendingCommit
 
@@ -93,6 +93,9 @@ class MySQLSession:
                 raise ConnectError(
                     f"the database at {u.host}:{u.port} refused user '{u.user}': check the user name and password"
                 ) from e
+            if code == 1040:
+                raise ServerFullError(f"the database at {u.host}:{u.port} has no free connection (max_connections "
+                                      "reached): waiting for one; a smaller --throttle keeps an array within it") from e
             raise UnreachableError(
                 f"cannot reach the database at {u.host}:{u.port}: check the host and port, and that the server runs"
             ) from e

@@ -2,7 +2,8 @@
 
 Settings come from the environment: DJHPC_TEST_SCHEMA (schema name), DJHPC_TEST_CALLS (file that gets
 one line per make call), DJHPC_TEST_FAIL (comma-separated items whose make raises), DJHPC_TEST_SLEEP
-(seconds each make sleeps).
+(seconds each make sleeps), DJHPC_TEST_GATE (a file each make waits for, up to 10 minutes: a test holds every
+worker inside its first make until enough of them run at once).
 """
 
 import os
@@ -23,6 +24,13 @@ def record_call(table: str, key: dict):
             os.write(fd, line)
         finally:
             os.close(fd)
+
+
+def wait_for_gate():
+    gate = os.environ.get("DJHPC_TEST_GATE")
+    deadline = time.monotonic() + 600
+    while gate and not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def failing_items() -> set:
@@ -63,6 +71,7 @@ class Square(dj.Computed):
 
     def make(self, key):
         record_call("Square", key)
+        wait_for_gate()
         delay = float(os.environ.get("DJHPC_TEST_SLEEP", "0") or 0)
         longest = float(os.environ.get("DJHPC_TEST_SLEEP_MAX", "0") or 0)
         if longest > delay:
