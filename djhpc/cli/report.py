@@ -9,8 +9,9 @@ from ..report import REPORT_ROWS, write_report
 from .scope import resolve_scope
 
 HELP = """Write one HTML page (inline CSS and SVG, no script, nothing fetched from the network) with the
-table's progress over time, throughput, a timeline of makes per host and array task (stragglers and
-idle workers show), the distribution of make durations and the errors grouped by type and message.
+table's progress over time, throughput, a timeline of makes per host and array task (stragglers in
+orange, failed makes in red, idle workers as gaps), the distribution of make durations and the errors
+grouped by type and message.
 Open it in any browser, or attach it to a ticket.
 
 examples:
