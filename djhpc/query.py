@@ -11,9 +11,14 @@ from __future__ import annotations
 import decimal
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from dataclasses import replace as _replace
 
-from . import values
+import numpy as np
+
+from . import fetch as shaping
+from . import settings, values
 from .declare import Attribute
 from .errors import MissingError, QueryError
 
@@ -92,6 +97,34 @@ class Not:
         self.restriction = restriction
 
 
+@dataclass
+class Top:
+    """A restriction to the first ``limit`` rows in ``order_by`` order after ``offset`` (ORDER BY ... LIMIT), as
+    DataJoint's ``dj.Top``; ``order_by`` names attributes, ``"KEY"`` or ``"KEY DESC"``. Later operations see
+    only those rows."""
+
+    limit: int | None = 1
+    order_by: str | list = "KEY"
+    offset: int = 0
+
+    def __post_init__(self):
+        self.order_by = self.order_by or ["KEY"]
+        self.offset = self.offset or 0
+        # TypeError, as DataJoint raises for these
+        if self.limit is not None and (not isinstance(self.limit, int) or isinstance(self.limit, bool)):
+            raise TypeError("Top limit must be an integer")
+        if not isinstance(self.order_by, (str, Sequence)) or not all(isinstance(r, str) for r in self.order_by):
+            raise TypeError("Top order_by attributes must all be strings")
+        if not isinstance(self.offset, int):
+            raise TypeError("The offset argument must be an integer")
+        if self.offset and self.limit is None:
+            self.limit = 999999999999  # an offset needs a LIMIT in MySQL: this one holds every row
+        if isinstance(self.order_by, str):
+            self.order_by = [self.order_by]
+        else:
+            self.order_by = list(self.order_by)
+
+
 class SQL:
     """An SQL condition over the query's attribute names with its own parameters: ``SQL("a > %s", (5,))``.
 
@@ -123,11 +156,34 @@ def _cond_bool(query, restriction, negate):
 
 
 def _cond_query(query, restriction, negate):
+    check_join_compatibility(query, restriction)
     return query._semijoin(restriction, negate)
 
 
+class _Promiscuous:
+    """A query restricting another without the check of their common attributes (``q1 ^ q2``)."""
+
+    def __init__(self, operand):
+        self.operand = operand
+
+
+def _cond_promiscuous(query, restriction, negate):
+    return query._semijoin(restriction.operand, negate)
+
+
 def _cond_mapping(query, restriction, negate):
+    if not any(k in query._heading for k in restriction):  # no attribute in common: restricts nothing
+        return ("0=1", (), query) if negate else None
     return query._wrap_neg(query._dict_condition(restriction), negate)
+
+
+def _cond_top(query, restriction, negate):
+    raise QueryError(f"Invalid restriction type {restriction!r}: a dj.Top restricts alone (query & dj.Top(...)), "
+                     "not inside a list or an AndList")
+
+
+def _cond_universal(query, restriction, negate):
+    return ("0=1", (), query) if negate else None  # dj.U(...) holds every value: it restricts nothing
 
 
 def _cond_str(query, restriction, negate):
@@ -199,15 +255,29 @@ def _cond_or(query, restriction, negate):
 
 
 def _cond_other(query, restriction, negate):
-    if hasattr(restriction, "dtype") and getattr(restriction.dtype, "names", None):  # a numpy record array
-        return query._condition([dict(zip(restriction.dtype.names, r, strict=True)) for r in restriction], negate)
-    raise QueryError(
-        f"cannot restrict by {type(restriction).__name__}: use a dict, a list of dicts, an SQL string or a query"
-    )
+    if isinstance(restriction, np.void) and restriction.dtype.names:  # one record of a fetched array
+        return query._condition(dict(zip(restriction.dtype.names, restriction.tolist(), strict=True)), negate)
+    if isinstance(restriction, np.ndarray) and restriction.dtype.names:  # a fetched record array: OR of rows
+        names = restriction.dtype.names
+        return query._condition([dict(zip(names, r, strict=True)) for r in restriction.tolist()], negate)
+    if hasattr(restriction, "to_records") and hasattr(restriction, "columns"):  # a pandas DataFrame
+        return query._condition(restriction.to_records(), negate)
+    if getattr(restriction, "_universal_set", False):
+        return _cond_universal(query, restriction, negate)
+    try:
+        items = list(restriction)
+    except TypeError:
+        raise QueryError(
+            f"Invalid restriction type {type(restriction).__name__}: use a dict, a list of dicts, an SQL string, "
+            "a query, dj.AndList or dj.Not"
+        ) from None
+    return _cond_or(query, items, negate)
 
 
 _CONDITIONS = {
     Not: _cond_not,
+    Top: _cond_top,
+    _Promiscuous: _cond_promiscuous,
     type(None): _cond_none,
     bool: _cond_bool,
     dict: _cond_mapping,
@@ -226,10 +296,32 @@ _CONDITION_KINDS = ((Not, _cond_not), (Mapping, _cond_mapping), (str, _cond_str)
 def _condition_kind(restriction):
     if isinstance(restriction, Query):  # tables and other queries: a semijoin
         return _cond_query
+    if isinstance(restriction, Top):
+        return _cond_top
     for kind, handler in _CONDITION_KINDS:
         if isinstance(restriction, kind):
             return handler
     return _cond_other
+
+
+def check_join_compatibility(a, b) -> None:
+    """DataJoint's semantic check: two operands may match only on attributes that are in the primary key of one
+    of them; a secondary attribute of both is a coincidence of names (``q1 @ q2`` and ``q1 ^ q2`` skip it)."""
+    if getattr(a, "_universal_set", False) or getattr(b, "_universal_set", False):
+        return
+    shared = [n for n in a.heading.secondary_attributes if n in set(b.heading.secondary_attributes)]
+    if shared:
+        raise QueryError(f"Cannot join query expressions on dependent attribute `{shared[0]}`: it is a secondary "
+                         "attribute of both; rename it in one of them with proj(), or use @ (join) or ^ (restrict) "
+                         "to match on it anyway")
+
+
+def _as_query(other, what: str):
+    if isinstance(other, type) and hasattr(other, "_make_query"):
+        other = other()
+    if not isinstance(other, Query):
+        raise QueryError(f"cannot {what} {type(other).__name__}: give a table or a query")
+    return other
 
 
 class Query:
@@ -238,6 +330,7 @@ class Query:
     # an SQL-string condition in its WHERE names columns bare: joined as it is, a name both operands have would be
     # ambiguous, so join() wraps such an operand as a subquery first
     _bare_where = False
+    _top: Top | None = None  # ORDER BY ... LIMIT of the query's own rows: wrapped before any other operation
 
     def __init__(self, connection, heading: Heading, from_sql: str, from_params: tuple, columns: dict,
                  where=(), aliases=frozenset(), flat_names=False):
@@ -292,21 +385,27 @@ class Query:
         params = tuple(p for _, ps in self._where for p in ps)
         return " WHERE " + " AND ".join(f"({s})" for s, _ in self._where), params
 
-    def make_sql(self, names=None, *, for_output=False) -> tuple[str, tuple]:
-        """``SELECT names FROM ... WHERE ...`` and its parameters."""
+    def make_sql(self, names=None, *, for_output=False, distinct=False) -> tuple[str, tuple]:
+        """``SELECT names FROM ... WHERE ...`` (``ORDER BY ... LIMIT`` under a dj.Top) and its parameters."""
         names = self._heading.names if names is None else names
         where, wparams = self._where_sql()
-        sql = f"SELECT {self._select_list(names, for_output=for_output)} FROM {self._from}{where}"
+        select = "SELECT DISTINCT" if distinct else "SELECT"
+        sql = f"{select} {self._select_list(names, for_output=for_output)} FROM {self._from}{where}"
+        if self._top is not None:
+            sql += self._order_sql(self._top.order_by)
+            if self._top.limit is not None:
+                sql += f" LIMIT {int(self._top.limit)}" + (f" OFFSET {int(self._top.offset)}" if self._top.offset
+                                                           else "")
         return sql, self._from_params + wparams
 
     def as_subquery(self) -> Query:
         """This query wrapped as ``(SELECT ...) AS alias``: a flat operand for any other operation."""
         sql, params = self.make_sql()
-        alias = new_alias()
-        q = self._dialect.quote
-        cols = {n: f"{alias}.{q(n)}" for n in self._heading.names}
-        return Query(self._connection, self._heading, f"({sql}) AS {alias}", params, cols,
-                     aliases={alias}, flat_names=True)
+        return derived(self._connection, self._heading, sql, params)
+
+    def _settled(self) -> Query:
+        """This query, or, under a dj.Top, its rows wrapped as a subquery: what other operations build on."""
+        return self.as_subquery() if self._top is not None else self
 
     # -------------------------------------------------------------- restriction
     def __and__(self, restriction) -> Query:
@@ -315,8 +414,20 @@ class Query:
     def __sub__(self, restriction) -> Query:
         return self.restrict(Not(restriction))
 
+    def __xor__(self, restriction) -> Query:
+        """Restriction by a query without the check of common secondary attributes, as DataJoint's ``^``."""
+        if isinstance(restriction, type) and hasattr(restriction, "_make_query"):
+            restriction = restriction()
+        if isinstance(restriction, Not):
+            return self.restrict(Not(_Promiscuous(restriction.restriction)))
+        return self.restrict(_Promiscuous(restriction))
+
     def restrict(self, restriction) -> Query:
-        cond = self._condition(restriction)
+        if isinstance(restriction, Top):
+            q = self.as_subquery() if self._top is not None and self._top != restriction else self._copy()
+            q._top = restriction
+            return q
+        cond = self._settled()._condition(restriction)
         if cond is None:
             return self
         sql, params, query = cond
@@ -357,6 +468,9 @@ class Query:
         return (" AND ".join(parts) or "1=1"), params, self
 
     def _semijoin(self, other: Query, negate: bool):
+        if getattr(other, "_universal_set", False):
+            return _cond_universal(self, other, negate)
+        other = _as_query(other, "restrict by")._settled()
         if other._aliases & self._aliases:
             other = other.as_subquery()
         common = [n for n in self._heading.names if n in other._heading]
@@ -373,14 +487,27 @@ class Query:
     def __mul__(self, other) -> Query:
         return self.join(other)
 
-    def join(self, other) -> Query:
+    def __matmul__(self, other) -> Query:
+        """Join without the check of common secondary attributes, as DataJoint's ``@``."""
+        return self.join(other, semantic_check=False)
+
+    def join(self, other, semantic_check=True, left=False) -> Query:
+        """The rows of both that agree on their common attributes; ``left=True`` keeps every row of this one."""
+        if getattr(other, "_universal_set", False):
+            return other.join(self)
         if isinstance(other, type) and hasattr(other, "_make_query"):
             other = other()
         if not isinstance(other, Query):
             raise QueryError(f"cannot join with {type(other).__name__}: join two tables or queries")
-        left = self.as_subquery() if self._bare_where else self
-        if other._aliases & left._aliases or other._bare_where:
+        if semantic_check:
+            check_join_compatibility(self, other)
+        left_q = self.as_subquery() if self._bare_where or self._top is not None else self
+        if other._aliases & left_q._aliases or other._bare_where or other._top is not None:
             other = other.as_subquery()
+        return left_q._join(other, left)
+
+    def _join(self, other, outer: bool) -> Query:
+        left = self
         common = [n for n in left._heading.names if n in other._heading]
         on = " AND ".join(f"{left._columns[n]} = {other._columns[n]}" for n in common) or "1=1"
         attrs = []
@@ -388,7 +515,7 @@ class Query:
             attrs.append(a)
         for a in other._heading.attributes:
             if a.name not in left._heading:
-                attrs.append(a)
+                attrs.append(_replace(a, nullable=True) if outer else a)  # NULL where a left row matches none
         # key of the join: union of both keys
         key = set(left.primary_key) | set(other.primary_key)
         attrs = [_with_key(a, a.name in key) for a in attrs]
@@ -398,54 +525,80 @@ class Query:
         owhere, oparams = other._where_sql()
         if owhere:
             on = f"{on} AND {owhere[len(' WHERE '):]}"
-        from_sql = f"{left._from} JOIN {other._from} ON {on}"
+        from_sql = f"{left._from} {'LEFT JOIN' if outer else 'JOIN'} {other._from} ON {on}"
         q = Query(self._connection, Heading(attrs), from_sql, left._from_params + other._from_params + oparams,
                   columns, aliases=left._aliases | other._aliases, flat_names=False)
         if left._where:
             q._where = list(left._where)
         return q
 
-    def proj(self, *attributes, **renames) -> Query:
-        """Primary key plus the named attributes; ``new='old'`` renames, ``new='expr'`` computes."""
-        keep = list(self.primary_key)
-        for a in attributes:
-            if a is Ellipsis:
-                keep += [n for n in self._heading.secondary_attributes if n not in keep]
-            elif a not in self._heading:
-                raise QueryError(f"proj names unknown attribute '{a}' (known: {', '.join(self._heading.names)})")
-            elif a not in keep:
-                keep.append(a)
-        base = self
-        needs_expr = any(v not in self._heading for v in renames.values())
-        if needs_expr and not self._flat_names:
-            base = self.as_subquery()
+    def proj(self, *attributes, **named) -> Query:
+        """Primary key plus the named attributes, as DataJoint's: ``...`` adds every secondary attribute and
+        ``"-attr"`` leaves one out; ``new="old"`` renames, ``new="(old)"`` copies, ``new="expr"`` computes (SQL)."""
+        base = self._settled()
+        heading = base._heading
+        renames, copies, computed = _split_named(heading, named)
+        selected = _selected(heading, attributes, renames) | {n for n, old in copies.items() if n == old}
+        renames.update((n, old) for n, old in copies.items() if n != old)
+        for new in list(renames) + list(computed):
+            if new in selected:
+                raise QueryError(f"proj: attribute `{new}` already exists: choose another name")
+        if computed and not base._flat_names:
+            base = base.as_subquery()
         attrs, cols = [], {}
-        renamed_from = {old for old in renames.values() if old in self._heading}
-        for n in keep:
-            if n in renamed_from and n not in renames:
-                continue
-            attrs.append(base._heading[n])
-            cols[n] = base._columns[n]
-        for new, old in renames.items():
-            if old in base._heading:
-                src = base._heading[old]
-                attr = _renamed(src, new)
-                if new in cols:
-                    idx = [a.name for a in attrs].index(new)
-                    attrs[idx] = attr
-                else:
-                    attrs.append(attr)
-                cols[new] = base._columns[old]
-            else:
-                attrs.append(Attribute(name=new, type="expression", category="expression"))
-                cols[new] = old  # an SQL expression over base's column names (base is flat)
+        for a in heading.attributes:
+            if a.name in selected:
+                attrs.append(a)
+                cols[a.name] = base._columns[a.name]
+            for new, old in renames.items():
+                if old == a.name:
+                    attrs.append(_replace(a, name=new))
+                    cols[new] = base._columns[old]
+        for new, expr in computed.items():
+            attrs.append(Attribute(name=new, type="expression", category="expression"))
+            cols[new] = expr  # an SQL expression over base's column names (base is flat)
         attrs.sort(key=lambda a: not a.in_key)
         q = Query(self._connection, Heading(attrs), base._from, base._from_params, cols, base._where,
                   base._aliases, flat_names=base._flat_names and not renames)
         q._bare_where = base._bare_where
         # a computed attribute is SQL over bare column names: joined or nested, those names would be ambiguous
         # or bind to the other operand's columns, so the result is wrapped and its columns become plain
-        return q.as_subquery() if any(a.category == "expression" for a in attrs) else q
+        return q.as_subquery() if computed else q
+
+    # -------------------------------------------------------------- aggregation, union, universal sets
+    def aggr(self, group, *attributes, keep_all_rows=False, **named) -> Query:
+        """One row per row of this query, with ``named`` computed over its matching rows of ``group`` (SQL
+        aggregates: ``n="count(*)"``, ``m="max(x)"``); ``keep_all_rows=True`` keeps rows that match none."""
+        group = _as_query(group, "aggregate")
+        if Ellipsis in attributes:  # ... names this query's own secondary attributes
+            attributes = [a for a in attributes if a is not Ellipsis] + self._heading.secondary_attributes
+        joined = self.join(group, left=keep_all_rows)
+        return aggregation(joined, self.primary_key, attributes, named)
+
+    aggregate = aggr
+
+    def __add__(self, other) -> Query:
+        """The union of two queries with the same primary key and no secondary attribute in common."""
+        return union(self, _as_query(other, "take the union with"))
+
+    def distinct(self, names) -> Query:
+        """The distinct values of ``names``, which become the primary key (``dj.U(*names) & query``)."""
+        missing = [n for n in names if n not in self._heading]
+        if missing:
+            raise QueryError(f"dj.U: attribute `{missing[0]}` is not in the query (known: "
+                             f"{', '.join(self._heading.names)})")
+        q = self._settled()
+        sql, params = q.make_sql(list(names), distinct=True)
+        return derived(self._connection, Heading([_with_key(q._heading[n], True) for n in names]), sql, params)
+
+    def with_primary_key(self, names) -> Query:
+        """The same rows with ``names`` as the primary key, in that order (``query * dj.U(...)``)."""
+        missing = [n for n in names if n not in self._heading]
+        if missing:
+            raise QueryError(f"dj.U: attribute `{missing[0]}` not found (known: {', '.join(self._heading.names)})")
+        attrs = [_with_key(self._heading[n], True) for n in names]
+        attrs += [_with_key(a, False) for a in self._heading.attributes if a.name not in names]
+        return self._copy(heading=Heading(attrs))
 
     # -------------------------------------------------------------- fetching
     def _order_sql(self, order_by) -> str:
@@ -454,108 +607,153 @@ class Query:
         items = [order_by] if isinstance(order_by, str) else list(order_by)
         out = []
         for item in items:
-            if item == "KEY":
-                out += [self._columns[n] for n in self.primary_key]
+            if not isinstance(item, str):
+                raise QueryError(f"order_by takes attribute names (got {item!r})")
+            m = re.fullmatch(r"\s*KEY(?:\s+((?i:asc|desc)))?\s*", item)  # KEY in capitals: `key` may be a name
+            if m:
+                out += [self._columns[n] + (f" {m.group(1).upper()}" if m.group(1) else "") for n in self.primary_key]
                 continue
-            m = re.fullmatch(r"\s*(\w+)(?:\s+(ASC|DESC))?\s*", item, re.I)
+            m = re.fullmatch(r"\s*`?(\w+)`?(?:\s+(ASC|DESC))?\s*", item, re.I)
             if not m or m.group(1) not in self._heading:
                 raise QueryError(f"order_by names unknown attribute '{item}' (known: {', '.join(self._heading.names)})")
             # the column's expression, not its output name: an attribute that is not fetched is no alias,
             # and its bare name would be ambiguous in a join
             out.append(self._columns[m.group(1)] + (f" {m.group(2).upper()}" if m.group(2) else ""))
-        return " ORDER BY " + ", ".join(out)
+        return " ORDER BY " + ", ".join(out) if out else ""
+
+    def _topped(self, order_by, limit, offset) -> Query:
+        """fetch's order_by/limit/offset as DataJoint applies them: a dj.Top restriction (KEY order by default)."""
+        return self.restrict(Top(limit, order_by, offset)) if (offset or order_by or limit) else self
 
     def select_sql(self, names=None, order_by=None, limit=None, offset=None) -> tuple[str, tuple]:
         """The SELECT that fetch() sends, with its parameters, to send it yourself (``decode_rows`` reads it)."""
-        names = self._heading.names if names is None else names
-        sql, params = self.make_sql(names, for_output=True)
-        sql += self._order_sql(order_by)
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-            if offset:
-                sql += f" OFFSET {int(offset)}"
-        elif offset:
-            raise QueryError("offset needs a limit: pass limit= as well")
-        return sql, params
+        return self._topped(order_by, limit, offset).make_sql(names, for_output=True)
 
     def cursor(self, names=None, order_by=None, limit=None, offset=None):
         names = self._heading.names if names is None else names
         sql, params = self.select_sql(names, order_by, limit, offset)
         return self._connection.query(sql, params, context="fetch"), names
 
-    def decode_rows(self, rows, names) -> list[dict]:
+    def decode_rows(self, rows, names, squeeze=False, download_path=".") -> list[dict]:
         """Rows of ``select_sql(names)``, as fetch(as_dict=True) returns them."""
-        attrs = [self._heading[n] for n in names]
+        return [dict(zip(names, r, strict=True)) for r in self._decoded(rows, names, squeeze, download_path)]
+
+    def _decoded(self, rows, names, squeeze=False, download_path=".") -> list[tuple]:
+        decoders = [self._decoder(self._heading[n], squeeze, download_path) for n in names]
+        return [tuple(f(v) for f, v in zip(decoders, row, strict=True)) for row in rows]
+
+    def _decoder(self, attr, squeeze, download_path="."):
+        if attr.category == "expression":
+            return lambda v: v
         dialect = self._dialect.name
-        return [
-            {n: (values.decode(a, v, dialect) if a.category != "expression" else v)
-             for n, a, v in zip(names, attrs, row, strict=True)}
-            for row in rows
-        ]
+        return lambda v: values.decode(attr, v, dialect, squeeze=squeeze, download_path=download_path)
 
-    def fetch(self, *attributes, as_dict=None, order_by=None, limit=None, offset=None, format=None,
-              download_path=None):
-        """Rows as a list of dicts; ``fetch("KEY")``; ``fetch("a", "b")`` -> lists; ``as_dict=True``."""
-        if not attributes:
-            names = self._heading.names
-            cur, names = self.cursor(names, order_by, limit, offset)
-            return self.decode_rows(cur.fetchall(), names)
-        names = []
+    def _records(self, names, squeeze=False, download_path=".") -> np.ndarray:
+        cur, names = self.cursor(names)
+        rows = self._decoded(cur.fetchall(), names, squeeze, download_path)
+        return shaping.to_records([self._heading[n] for n in names], rows)
+
+    def _fetch_names(self, attributes) -> list[str]:
+        """The columns that fetching ``attributes`` reads, in the heading's order."""
+        wanted = set()
         for a in attributes:
-            if a == "KEY":
-                names += [n for n in self.primary_key if n not in names]
-            elif a not in self._heading:
-                raise QueryError(f"fetch names unknown attribute '{a}' (known: {', '.join(self._heading.names)})")
-            elif a not in names:
-                names.append(a)
-        cur, names = self.cursor(names, order_by, limit, offset)
-        rows = self.decode_rows(cur.fetchall(), names)
-        if as_dict:
-            return rows
-        out = []
-        for a in attributes:
-            if a == "KEY":
-                out.append([{k: r[k] for k in self.primary_key} for r in rows])
+            if shaping.is_key(a):
+                wanted.update(self.primary_key)
+            elif not isinstance(a, str) or a not in self._heading:
+                raise QueryError(f"fetch names unknown attribute {a!r} (known: {', '.join(self._heading.names)})")
             else:
-                out.append([r[a] for r in rows])
-        return out[0] if len(out) == 1 else tuple(out)
+                wanted.add(a)
+        return [n for n in self._heading.names if n in wanted]
 
-    def fetch1(self, *attributes):
-        """Exactly one row: a dict, one value, or a tuple of values."""
-        names = self._heading.names if not attributes else None
-        if attributes:
-            rows = self.fetch(*attributes, as_dict=True, limit=2)
-        else:
-            rows = self.fetch(limit=2)
+    def fetch(self, *attributes, offset=None, limit=None, order_by=None, format=None, as_dict=None, squeeze=False,
+              download_path="."):
+        """As DataJoint's: a numpy structured array of whole rows (``format="frame"`` or ``dj.config["fetch_format"]``:
+        a pandas DataFrame indexed by the primary key), ``fetch("a")`` an array, ``fetch("a", "b")`` a list of
+        arrays, ``fetch("KEY")`` a list of key dicts, ``as_dict=True`` a list of dicts."""
+        q = self._topped(order_by, limit, offset)
+        fmt = shaping.check_format(format, as_dict, attributes, settings.config["fetch_format"])
+        if not attributes:
+            if as_dict:
+                return q.decode_rows(q.cursor()[0].fetchall(), q._heading.names, squeeze, download_path)
+            records = q._records(q._heading.names, squeeze, download_path)
+            return shaping.to_frame(records, q.primary_key) if fmt == "frame" else records
+        names = q._fetch_names(attributes)
+        if as_dict:
+            cur, names = q.cursor(names)
+            return q.decode_rows(cur.fetchall(), names, squeeze, download_path)
+        records = q._records(names, squeeze, download_path)
+        out = [shaping.key_dicts(records, q.primary_key) if shaping.is_key(a) else records[a] for a in attributes]
+        return out[0] if len(out) == 1 else out
+
+    def fetch1(self, *attributes, squeeze=False, download_path="."):
+        """Exactly one row, as DataJoint's: a dict; ``fetch1("a")`` its value; ``fetch1("a", "b")`` a tuple."""
+        q = self._settled()
+        names = q._fetch_names(attributes) if attributes else q._heading.names
+        sql, params = q.make_sql(names, for_output=True)
+        rows = q._decoded(q._connection.query(sql + " LIMIT 2", params, context="fetch").fetchall(), names, squeeze,
+                          download_path)
         if len(rows) != 1:
             what = "no row" if not rows else "more than one row"
             raise MissingError(f"fetch1 found {what}: restrict the query to exactly one row first")
-        row = rows[0]
-        if names is not None:
-            return row
-        vals = [{k: row[k] for k in self.primary_key} if a == "KEY" else row[a] for a in attributes]
-        return vals[0] if len(vals) == 1 else tuple(vals)
+        if not attributes:
+            return dict(zip(names, rows[0], strict=True))
+        records = shaping.to_records([q._heading[n] for n in names], rows)
+        out = tuple(shaping.key_dicts(records, q.primary_key)[0] if shaping.is_key(a) else records[a][0]
+                    for a in attributes)
+        return out[0] if len(out) == 1 else out
 
-    def keys(self, **kwargs):
-        return self.fetch("KEY", **kwargs)
+    def keys(self, order_by=None, limit=None, offset=None, **kwargs):
+        """The primary keys as a list of dicts (DataJoint 2.x; ``fetch("KEY")`` in 0.14)."""
+        return self.fetch("KEY", order_by=order_by, limit=limit, offset=offset, **kwargs)
+
+    def to_dicts(self, order_by=None, limit=None, offset=None, squeeze=False, download_path="."):
+        """Every row as a dict (DataJoint 2.x; ``fetch(as_dict=True)`` in 0.14)."""
+        return self.fetch(as_dict=True, order_by=order_by, limit=limit, offset=offset, squeeze=squeeze)
+
+    def to_arrays(self, *attributes, include_key=False, order_by=None, limit=None, offset=None, squeeze=False):
+        """A structured array of whole rows, or a tuple of one array per attribute (``include_key=True``: the key
+        dicts first), as DataJoint 2.x's."""
+        q = self._topped(order_by, limit, offset)
+        if not attributes:
+            return q._records(q._heading.names, squeeze)
+        names = q._fetch_names([*attributes, *(["KEY"] if include_key else [])])
+        records = q._records(names, squeeze)
+        arrays = [records[a] for a in attributes]
+        if include_key:
+            return (shaping.key_dicts(records, q.primary_key), *arrays)
+        return arrays[0] if len(arrays) == 1 else tuple(arrays)
+
+    def to_pandas(self, order_by=None, limit=None, offset=None, squeeze=False):
+        """A pandas DataFrame indexed by the primary key (DataJoint 2.x; ``fetch(format="frame")`` in 0.14)."""
+        q = self._topped(order_by, limit, offset)
+        return shaping.to_frame(q._records(q._heading.names, squeeze), q.primary_key)
+
+    def head(self, limit=25, **fetch_kwargs):
+        """The first ``limit`` rows in key order, as fetch gives them."""
+        return self.fetch(order_by="KEY", limit=limit, **fetch_kwargs)
+
+    def tail(self, limit=25, **fetch_kwargs):
+        """The last ``limit`` rows in key order, as fetch gives them."""
+        return self.fetch(order_by="KEY DESC", limit=limit, **fetch_kwargs)[::-1]
 
     def count_sql(self) -> tuple[str, tuple]:
         """``SELECT COUNT(*)`` of this query and its parameters, to send with other statements."""
-        where, params = self._where_sql()
-        return f"SELECT COUNT(*) FROM {self._from}{where}", self._from_params + params
+        q = self._settled()
+        where, params = q._where_sql()
+        return f"SELECT COUNT(*) FROM {q._from}{where}", q._from_params + params
 
     def key_range(self, names: list[str], *, after: dict | None = None, after_inclusive: bool = False,
                   before: dict | None = None, descending: bool = False) -> Query:
         """Rows whose ``names`` tuple comes after ``after`` (and before ``before``) in the order of ``names``
         (reversed with ``descending``): keyset pagination, expanded into ORs so every database uses the index."""
-        q = self
+        q = self._settled()
         gt, lt = ("<", ">") if descending else (">", "<")
         if after is not None:
             q = q._copy()
-            q._where.append(self._tuple_condition(names, after, gt, after_inclusive))
+            q._where.append(q._tuple_condition(names, after, gt, after_inclusive))
         if before is not None:
             q = q._copy()
-            q._where.append(self._tuple_condition(names, before, lt, False))
+            q._where.append(q._tuple_condition(names, before, lt, False))
         return q
 
     def _tuple_condition(self, names, key: dict, op: str, inclusive: bool) -> tuple[str, tuple]:
@@ -576,19 +774,21 @@ class Query:
         return self.restrict(item)._exists()
 
     def _exists(self) -> bool:
-        where, params = self._where_sql()
-        sql = f"SELECT EXISTS (SELECT 1 FROM {self._from}{where})"
-        return bool(self._connection.query(sql, self._from_params + params, context="exists").fetchone()[0])
+        q = self._settled()
+        where, params = q._where_sql()
+        sql = f"SELECT EXISTS (SELECT 1 FROM {q._from}{where})"
+        return bool(self._connection.query(sql, q._from_params + params, context="exists").fetchone()[0])
 
     def __iter__(self):
-        return iter(self.fetch())
+        """Each row as a dict, as DataJoint's iteration gives them."""
+        return iter(self.fetch(as_dict=True))
 
     def __repr__(self):
         try:
             n = len(self)
         except Exception:  # repr must never raise
             return f"<{type(self).__name__}>"
-        rows = self.fetch(limit=10)
+        rows = self.fetch(as_dict=True, limit=10)
         names = self._heading.names
         lines = ["  ".join(f"*{n}" if n in self.primary_key else n for n in names)]
         for r in rows:
@@ -597,6 +797,113 @@ class Query:
             lines.append("...")
         lines.append(f" ({n} tuples)")
         return "\n".join(lines)
+
+
+def derived(connection, heading: Heading, sql: str, params) -> Query:
+    """A flat query over the rows of ``sql`` (``(SELECT ...) AS alias``), whose columns are ``heading``'s names."""
+    alias = new_alias()
+    q = connection.dialect.quote
+    cols = {n: f"{alias}.{q(n)}" for n in heading.names}
+    return Query(connection, heading, f"({sql}) AS {alias}", params, cols, aliases={alias}, flat_names=True)
+
+
+def aggregation(source: Query, key: list, attributes, named) -> Query:
+    """``source`` grouped by ``key`` (no key: one row of the whole), keeping ``attributes`` and computing
+    ``named`` (DataJoint's proj spellings) over each group. An attribute outside the key is read through MIN(),
+    which gives the one value it has in a group, so that the statement holds under ONLY_FULL_GROUP_BY."""
+    flat = source.as_subquery()
+    attrs = [_with_key(a, a.name in key) for a in flat._heading.attributes]
+    heading = Heading(sorted(attrs, key=lambda a: not a.in_key))
+    renames, copies, computed = _split_named(heading, named)
+    selected = _selected(heading, attributes, renames) | {n for n, old in copies.items() if n == old}
+    renames.update((n, old) for n, old in copies.items() if n != old)
+    for new in list(renames) + list(computed):
+        if new in selected:
+            raise QueryError(f"aggr: attribute `{new}` already exists: choose another name")
+    quote = source._dialect.quote
+    out, parts = [], []
+    for a in heading.attributes:
+        column = flat._columns[a.name] if a.in_key else f"MIN({flat._columns[a.name]})"
+        if a.name in selected:
+            out.append(a)
+            parts.append(f"{column} AS {quote(a.name)}")
+        for new, old in renames.items():
+            if old == a.name:
+                out.append(_replace(a, name=new))
+                parts.append(f"{column} AS {quote(new)}")
+    for new, expr in computed.items():
+        out.append(Attribute(name=new, type="expression", category="expression"))
+        parts.append(f"{expr} AS {quote(new)}")
+    group_by = f" GROUP BY {', '.join(flat._columns[n] for n in key)}" if key else ""
+    sql = f"SELECT {', '.join(parts) or '1'} FROM {flat._from}{group_by}"
+    return derived(source._connection, Heading(sorted(out, key=lambda a: not a.in_key)), sql, flat._from_params)
+
+
+def union(a: Query, b: Query) -> Query:
+    """Rows of either operand; a secondary attribute of one is NULL in rows only the other has."""
+    if set(a.primary_key) != set(b.primary_key):
+        raise QueryError("The operands of a union must share the same primary key "
+                         f"({', '.join(a.primary_key)} vs {', '.join(b.primary_key)})")
+    shared = set(a._heading.secondary_attributes) & set(b._heading.secondary_attributes)
+    if shared:
+        raise QueryError(f"The operands of a union must not share any secondary attributes (both have "
+                         f"{sorted(shared)[0]}): rename one with proj()")
+    a, b = a._settled(), b._settled()
+    key = a.primary_key
+    attrs = [a._heading[n] for n in key]
+    attrs += [_replace(x, nullable=True) for q in (a, b) for x in q._heading.attributes if not x.in_key]
+    names = [x.name for x in attrs]
+    if len(names) == len(key):
+        first, second = a.make_sql(key), b.make_sql(key)
+    else:
+        first = a.join(b, semantic_check=False, left=True).make_sql(names)
+        only_b = (b - a).proj(..., **{n: "NULL" for n in a._heading.secondary_attributes})
+        second = only_b.make_sql(names)
+    sql = f"{first[0]} UNION {second[0]}"
+    return derived(a._connection, Heading(attrs), sql, first[1] + second[1])
+
+
+_COPY = re.compile(r"\s*\(\s*([A-Za-z_]\w*)\s*\)\s*")
+
+
+def _split_named(heading, named) -> tuple[dict, dict, dict]:
+    """proj's keyword arguments as (renames: new -> old, copies: new -> old, computations: new -> SQL)."""
+    renames, copies, computed = {}, {}, {}
+    for new, value in named.items():
+        if not isinstance(value, str):
+            raise QueryError(f"proj: {new}= must be an attribute name or an SQL expression (got {value!r})")
+        copied = _COPY.fullmatch(value)
+        if value.strip() == new and new in heading:
+            copies[new] = new  # name='name' keeps it as it is
+        elif value.strip() in heading:
+            renames[new] = value.strip()
+        elif copied and copied.group(1) in heading:
+            copies[new] = copied.group(1)
+        else:
+            computed[new] = value
+    return renames, copies, computed
+
+
+def _selected(heading, attributes, renames) -> set:
+    """The names proj keeps as they are: the primary key (but for renamed attributes) and those listed."""
+    moved = {old for new, old in renames.items() if new != old}
+    selected = {n for n in heading.primary_key if n not in moved}
+    excluded = set()
+    for a in attributes:
+        if a is Ellipsis:
+            selected.update(n for n in heading.secondary_attributes if n not in moved)
+        elif not isinstance(a, str):
+            raise QueryError(f"proj: {a!r} is not an attribute name")
+        elif a.strip().startswith("-"):
+            excluded.add(a.strip()[1:].strip())
+        elif a not in heading:
+            raise QueryError(f"proj names unknown attribute '{a}' (known: {', '.join(heading.names)})")
+        else:
+            selected.add(a)
+    for a in excluded:
+        if a in heading and heading[a].in_key:
+            raise QueryError(f"proj cannot leave out primary key attribute '{a}'")
+    return selected - excluded
 
 
 def _short(v) -> str:

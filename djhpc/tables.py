@@ -42,6 +42,7 @@ _CLASS_PROXIED = {
     "insert", "insert1", "fetch", "fetch1", "delete", "delete_quick", "drop", "drop_quick", "describe",
     "heading", "primary_key", "proj", "populate", "progress", "key_source", "parpopulate", "join", "restrict",
     "keys", "full_table_name",
+    "aggr", "aggregate", "head", "tail", "to_dicts", "to_arrays", "to_pandas",
 }
 
 
@@ -59,6 +60,15 @@ class TableMeta(type):
 
     def __mul__(cls, other):
         return cls() * other
+
+    def __xor__(cls, other):
+        return cls() ^ other
+
+    def __matmul__(cls, other):
+        return cls() @ other
+
+    def __add__(cls, other):
+        return cls() + other
 
     def __rmul__(cls, other):
         return other * cls()

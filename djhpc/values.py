@@ -257,8 +257,9 @@ _ENCODERS = {
 }
 
 
-def decode(attr: Attribute, raw, dialect_name: str):
-    """Stored value -> Python value, the inverse of ``encode``."""
+def decode(attr: Attribute, raw, dialect_name: str, squeeze: bool = False, download_path="."):
+    """Stored value -> Python value, the inverse of ``encode``; ``squeeze`` drops a blob's singleton dimensions
+    (``download_path`` is where fetch saves attachments)."""
     if raw is None:
         return None
     c = attr.category
@@ -289,7 +290,7 @@ def decode(attr: Attribute, raw, dialect_name: str):
     if c == "json":
         return json.loads(raw)
     if c == "blob":
-        return blob.unpack(bytes(raw))
+        return blob.unpack(bytes(raw), squeeze=squeeze)
     if c in ("string", "enum") and isinstance(raw, bytes):
         return raw.decode("utf-8")
     return raw

@@ -48,7 +48,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     # the tables populate keeps beside the results: reservations (and who is alive) and the completion history
     ("reservation", ["djhpc.reservation", "djhpc.liveness", "djhpc.history"]),
     ("dependencies", ["djhpc.dependencies"]),
-    ("query", ["djhpc.query"]),
+    # dj.U builds on queries; fetch shapes their rows (numpy, pandas)
+    ("query", ["djhpc.universal", "djhpc.query", "djhpc.fetch"]),
     ("values", ["djhpc.values"]),
     # the one text form of a key, printed and read back: pure, below everything that shows keys
     ("key text", ["djhpc.keytext"]),

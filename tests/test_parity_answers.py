@@ -72,17 +72,18 @@ def test_bool_of_the_jobs_table(schema, measured):
 def test_decimal_restriction_by_sql_compares_numbers(measured):
     _, Reading = measured
     # DataJoint 0.14.10 on MariaDB: A & "d between 0.0 and 9.0" gives the one row of 3.0000, not 101.0000
-    assert (Reading & "t BETWEEN 0.0 AND 9.0").fetch("reading", order_by="reading") == [2]
-    assert (Reading & "t > 9").fetch("reading") == [1]
-    assert (Reading & "t < 0").fetch("reading") == [3]
-    assert (Reading & "price >= 9.5").fetch("reading", order_by="reading") == [2, 3]
-    assert (Reading & "t = 101").fetch("reading") == [1]
+    assert (Reading & "t BETWEEN 0.0 AND 9.0").fetch("reading", order_by="reading").tolist() == [2]
+    assert (Reading & "t > 9").fetch("reading").tolist() == [1]
+    assert (Reading & "t < 0").fetch("reading").tolist() == [3]
+    assert (Reading & "price >= 9.5").fetch("reading", order_by="reading").tolist() == [2, 3]
+    assert (Reading & "t = 101").fetch("reading").tolist() == [1]
 
 
 def test_decimal_order_is_numeric(measured):
     _, Reading = measured
-    assert Reading.fetch("t", order_by="t") == [D("-0.2500"), D("3.0000"), D("101.0000")]
-    assert Reading.fetch("reading", order_by="t DESC") == [1, 2, 3]
+    t = Reading.fetch("t", order_by="t")  # an object array of Decimals, as DataJoint's
+    assert t.dtype == object and t.tolist() == [D("-0.2500"), D("3.0000"), D("101.0000")]
+    assert Reading.fetch("reading", order_by="t DESC").tolist() == [1, 2, 3]
 
 
 def test_decimals_come_back_with_the_declared_scale(measured):
@@ -122,7 +123,7 @@ def test_decimal_in_a_primary_key(schema):
     Dose.insert([(D("0.5"), "half"), (D("10"), "ten"), (D("2.125"), "odd")])
     with pytest.raises(dj.DuplicateError):
         Dose.insert1((D("0.500"), "again"))
-    assert Dose.fetch("dose", order_by="dose") == [D("0.500"), D("2.125"), D("10.000")]
+    assert Dose.fetch("dose", order_by="dose").tolist() == [D("0.500"), D("2.125"), D("10.000")]
     assert (Dose & {"dose": D("2.125")}).fetch1("label") == "odd"
     assert Dose.keys(order_by="KEY")[0] == {"dose": D("0.500")}
     assert D("10.000") in [k["dose"] for k in Dose.keys()]

@@ -195,7 +195,7 @@ def test_insert_dicts_tuples_and_insert1(lab):
     s.insert([{"subject_id": 1, "species": "rat", "name": "a"}, (2, "mouse", "b", 3.5)])
     s.insert1({"subject_id": 3, "species": "rat", "name": "c"})
     s.insert1((4, "rat", "d", None))
-    assert s.fetch(order_by="subject_id") == [
+    assert s.fetch(order_by="subject_id", as_dict=True) == [
         {"subject_id": 1, "species": "rat", "name": "a", "weight": None},
         {"subject_id": 2, "species": "mouse", "name": "b", "weight": 3.5},
         {"subject_id": 3, "species": "rat", "name": "c", "weight": None},
@@ -239,7 +239,7 @@ def test_insert_from_query(filled, schema):
         definition = "subject_id : int\n---\nname : varchar(32)\n"
 
     Copy.insert((filled.Subject & "subject_id > 1").proj("name"))
-    assert Copy.fetch("name", order_by="subject_id") == ["bob", "cid"]
+    assert Copy.fetch("name", order_by="subject_id").tolist() == ["bob", "cid"]
 
 
 def test_defaults_fill_missing_attributes(schema):
@@ -280,14 +280,18 @@ def test_defaults_fill_missing_attributes(schema):
 # ------------------------------------------------------------------ fetch
 def test_fetch_forms(filled):
     s = filled.Subject
-    rows = s.fetch(order_by="subject_id")
-    assert isinstance(rows, list) and rows[0] == {"subject_id": 1, "species": "mouse", "name": "ann", "weight": 20.5}
+    rows = s.fetch(order_by="subject_id")  # DataJoint's: a structured array of the rows
+    assert isinstance(rows, np.ndarray) and rows.dtype.names == ("subject_id", "species", "name", "weight")
+    assert rows[0].tolist() == (1, "mouse", "ann", 20.5)
+    assert s.fetch(order_by="subject_id", as_dict=True)[0] == {"subject_id": 1, "species": "mouse", "name": "ann",
+                                                               "weight": 20.5}
     assert s.fetch("KEY", order_by="subject_id") == [{"subject_id": 1}, {"subject_id": 2}, {"subject_id": 3}]
     names, weights = s.fetch("name", "weight", order_by="subject_id")
-    assert names == ["ann", "bob", "cid"] and weights == [20.5, None, 310.0]
+    assert names.tolist() == ["ann", "bob", "cid"] and weights[0] == 20.5 and np.isnan(weights[1])
+    assert weights.mean() != weights.mean() and np.nanmean(weights) == 165.25  # DataJoint code calls .mean()
     assert s.fetch("name", as_dict=True, order_by="name DESC") == [{"name": "cid"}, {"name": "bob"}, {"name": "ann"}]
-    assert s.fetch("name", order_by=["species DESC", "name"], limit=2) == ["cid", "ann"]
-    assert s.fetch("subject_id", order_by="KEY", limit=1, offset=1) == [2]
+    assert s.fetch("name", order_by=["species DESC", "name"], limit=2).tolist() == ["cid", "ann"]
+    assert s.fetch("subject_id", order_by="KEY", limit=1, offset=1).tolist() == [2]
     assert s.keys(order_by="KEY") == s.fetch("KEY", order_by="KEY")
     assert [r["name"] for r in sorted(s, key=lambda r: r["subject_id"])] == ["ann", "bob", "cid"]
 
@@ -335,8 +339,8 @@ def test_anti_restrictions(filled):
 def test_join(filled):
     j = filled.Subject * filled.Session
     assert j.primary_key == ["subject_id", "session"]
-    rows = j.fetch("name", "rig", order_by=["subject_id", "session"])
-    assert rows == (["ann", "ann", "bob", "cid"], ["A", "B", "A", "C"])
+    names, rigs = j.fetch("name", "rig", order_by=["subject_id", "session"])
+    assert names.tolist() == ["ann", "ann", "bob", "cid"] and rigs.tolist() == ["A", "B", "A", "C"]
     both = (filled.Subject & {"species": "mouse"}) * (filled.Session & {"rig": "A"})
     assert key_set(both) == [(1, 1), (2, 1)]
     three = filled.Subject * filled.Session * filled.Analysis
@@ -347,7 +351,7 @@ def test_join(filled):
 def test_proj(filled):
     S = filled.Subject
     assert S.proj().heading.names == ["subject_id"]
-    assert S.proj().fetch(order_by="KEY") == [{"subject_id": 1}, {"subject_id": 2}, {"subject_id": 3}]
+    assert S.proj().fetch(order_by="KEY", as_dict=True) == [{"subject_id": 1}, {"subject_id": 2}, {"subject_id": 3}]
     assert S.proj("name").heading.names == ["subject_id", "name"]
     assert S.proj(...).heading.names == S.heading.names
     renamed = S.proj(animal="name")
@@ -359,10 +363,10 @@ def test_proj(filled):
     doubled = S.proj(double_weight="weight * 2")
     assert (doubled & {"subject_id": 1}).fetch1("double_weight") == 41.0
     assert (doubled & {"double_weight": 41.0}).fetch1("subject_id") == 1
-    assert doubled.fetch("subject_id", order_by="double_weight DESC", limit=1) == [3]
+    assert doubled.fetch("subject_id", order_by="double_weight DESC", limit=1).tolist() == [3]
     # a computed attribute's column names must not bind to another operand's columns
     next_id = S.proj(next_id="subject_id + 1")
-    assert (next_id * filled.Session).fetch("next_id", order_by=["subject_id", "session"]) == [2, 2, 3, 4]
+    assert (next_id * filled.Session).fetch("next_id", order_by=["subject_id", "session"]).tolist() == [2, 2, 3, 4]
     assert key_set(next_id & filled.Session.proj(next_id="session")) == [(1,)]
     assert key_set(filled.Session & S.proj(session="subject_id + 1")) == [(1, 2)]
     # a renamed projection restricts another table by the new name only

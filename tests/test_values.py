@@ -149,7 +149,7 @@ def test_value_round_trips(schema, type_text, db):
     def check(value):
         Value.delete_quick()
         Value.insert1({"id": 1, "value": value})
-        got = Value.fetch1("value")
+        got = Value.fetch1()["value"]  # the dict holds Python values (fetch1("value") a numpy scalar, as DataJoint)
         assert same(got, value), f"stored {value!r}, fetched {got!r}"
         if restrict:
             assert len(Value & {"value": value}) == 1, f"restricting by {value!r} does not find it"
@@ -166,7 +166,8 @@ def test_double_extremes_round_trip(schema):
     rows = [(1, 1.7976931348623157e308, float(np.finfo(np.float32).max)), (2, 2.2250738585072014e-308, tiny32),
             (3, -0.0, -0.0), (4, 0.1, float(np.float32(0.1))), (5, 1e-300, float(np.finfo(np.float32).tiny))]
     Extreme.insert(rows)
-    assert [tuple(r.values()) for r in Extreme.fetch(order_by="id")] == rows
+    assert [tuple(r.values()) for r in Extreme.fetch(order_by="id", as_dict=True)] == rows
+    assert Extreme.fetch("d", order_by="id").tolist() == [r[1] for r in rows]  # a float64 array holds them too
 
 
 def test_numpy_scalars_are_stored_as_their_python_values(schema):
