@@ -23,6 +23,7 @@ _CATEGORY = {
     TaskState.CANCELLED: "cancelled", TaskState.UNKNOWN: "unknown",
 }  # fmt: skip
 _NOT_ASKED = {"", "local", "parallel"}  # job ids no batch scheduler knows (workers started by hand)
+_WHOLE_RUN = ("local", "parallel")  # one process runs every task: its state is each task's
 
 
 def category(state) -> str:
@@ -132,7 +133,7 @@ def _submission_status(s: Submission, known: dict[str, str], rows) -> Submission
     per_task = {}
     for i in range(1, s.array_size + 1):
         state = known.get(task_key(s.job_id, i))
-        if state is None and s.array_size == 1:
+        if state is None and (s.array_size == 1 or s.scheduler in _WHOLE_RUN):
             state = known.get(s.job_id)
         if state is not None:
             per_task[i] = state

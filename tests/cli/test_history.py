@@ -9,7 +9,9 @@ import sys
 import time
 
 import pytest
+from support.env import worker_env
 from support.jobstate import TARGET, cli, one_line_error
+from support.narrow import djhpc_at, fits, uncut
 
 from djhpc.cli import display
 from djhpc.history import History
@@ -87,3 +89,22 @@ def test_numbers_and_times():
     assert display.number(1234567) == "1,234,567" and display.number(None) == "—"
     assert display.seconds_text(0.0042) == "4.2 ms" and display.seconds_text(95) == "1m 35s"
     assert display.seconds_text(3 * 3600 + 120) == "3h 02m" and display.megabytes_text(2048) == "2.0 GB"
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_history_show_at_80_and_200_columns(history_rows, backend, schema_name, tmp_path, columns):
+    """Issue 18 item 3 through the real CLI: every column at 80 columns, no line wider, nothing cut."""
+    out = djhpc_at(columns, ["history", "show", TARGET], worker_env(backend, schema_name), tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert fits(out.stdout, columns) and uncut(out.stdout), out.stdout
+    for word in ("Started", "Host", "Task", "Duration", "CPU", "Peak mem"):
+        assert word in out.stdout, (word, out.stdout)
+
+
+def test_console_width_follows_columns(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert display.console().width == 80
+    monkeypatch.setenv("COLUMNS", "not a number")
+    assert display.console().width == display.PIPED_WIDTH  # piped under pytest: wide lines
+    monkeypatch.delenv("COLUMNS")
+    assert display.console().width == display.PIPED_WIDTH

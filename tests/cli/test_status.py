@@ -12,6 +12,7 @@ import time
 import pytest
 from support.cluster import cli_env, djhpc, make_project, submit, wait_until_gone
 from support.jobstate import cli, one_line_error
+from support.narrow import djhpc_at, fits, uncut
 from support.pipeline import load_items
 
 import djhpc as dj
@@ -129,3 +130,26 @@ def test_bad_input(recorded, capsys):
     assert rc == 2 and one_line_error(err)
     rc, _, err = cli(capsys, "status", "--schema", "status_test", "--limit", "0")
     assert rc == 2 and one_line_error(err)
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_status_of_a_local_run_at_80_and_200_columns(backend, schema_name, tmp_path, monkeypatch, columns):
+    """Issue 18 item 3 through the real CLI: Job, Scheduler, Table and Submitted stay at 80 columns (a block per
+    run when the columns do not fit), the held keys whole; no line wider than the terminal."""
+    project = make_project(tmp_path / "project", backend, "scheduler: local\n")
+    load_items(backend, schema_name, 8, monkeypatch, tmp_path)
+    env = cli_env(schema_name, tmp_path, DJHPC_TEST_SLEEP=1.0)
+    [job] = submit(project, env, "--array", 2)
+    try:
+        data = _poll(project, env, lambda d: any(h["keys"] for h in _by_job(d, job)["holding"]),
+                     "a task holding a key")
+        assert _by_job(data, job)["counts"]["running"] == 2  # a local run's one process runs both tasks
+        out = djhpc_at(columns, ["status"], env, project)
+        assert out.returncode == 0, out.stderr
+        text = out.stdout
+        assert fits(text, columns) and uncut(text), text
+        for word in ("Job", "Scheduler", "Table", "Submitted", "Tasks", "Running", job, "local", "Square",
+                     "Keys held by running tasks", "Holding now", "Square item="):
+            assert word in text, (word, text)
+    finally:
+        djhpc(["cancel"], project, env)
