@@ -5,7 +5,8 @@
 
 import logging
 
-from . import errors, settings
+from . import errors, hash, settings  # noqa: A004 (dj.hash: DataJoint's content hashes, of external storage)
+from .adapters import AttributeAdapter
 from .admin import kill, kill_quick, set_password
 from .blob import MatCell, MatStruct
 from .db.connection import Connection, conn
@@ -51,5 +52,5 @@ __all__ = [
     "Part", "PopulateResult", "QueryError", "ReservationLostError", "Reservations", "SchedulerError", "Schema",
     "Table", "TransientError", "UsageError", "config", "conn", "errors", "key", "key_hash", "kill", "kill_quick",
     "logger", "schema", "set_password", "settings",
-    "Top", "U",
+    "Top", "U", "AttributeAdapter", "hash",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from .adapters import parse_special
 from .errors import DefinitionError
 
 INT_TYPES = {
@@ -58,6 +59,7 @@ class Attribute:
     enum_values: tuple = ()
     double: bool = False  # float: double precision
     auto_increment: bool = False  # int ... auto_increment: the database numbers rows inserted without it
+    codec: object = field(default=None, compare=False)  # adapters.Codec of blob@store, attach, <adapter>, ...
 
     @property
     def int_range(self) -> tuple[int, int]:
@@ -101,11 +103,15 @@ _INDEX = re.compile(r"^(?P<unique>unique\s+)?index\s*\((?P<attrs>[^)]*)\)\s*$", 
 _FK = re.compile(r"^->\s*(?:\[(?P<opts>[^\]]*)\]\s*)?(?P<ref>[\w.]+)(?:\s*\.proj\((?P<proj>[^)]*)\))?\s*(?:#.*)?$")
 
 
-def parse_type(text: str, line: str = "") -> dict:
-    """Type text -> the Attribute fields that describe it; raises DefinitionError naming the line."""
+def parse_type(text: str, line: str = "", context=None) -> dict:
+    """Type text -> the Attribute fields that describe it; raises DefinitionError naming the line. ``context``
+    holds the attribute adapters a ``<name>`` type names."""
     t = " ".join(text.strip().split())
     low = t.lower()
     where = f" in line '{line}'" if line else ""
+    special = parse_special(t, where, context)  # blob@store, attach, filepath@store, <adapter>: adapters.py
+    if special is not None:
+        return {**parse_type(special[0], line), "codec": special[1]}
     m = re.fullmatch(r"(tinyint|smallint|mediumint|int|integer|bigint)(\s*\(\d+\))?(\s+unsigned)?"
                      r"(\s+auto_increment)?", low)
     if m:
@@ -178,8 +184,9 @@ def parse_default(text: str, line: str):
         ) from exc
 
 
-def parse_definition(definition: str, resolve) -> TableSpec:
-    """Parse a definition; ``resolve(name)`` returns the referenced table or raises DefinitionError."""
+def parse_definition(definition: str, resolve, context=None) -> TableSpec:
+    """Parse a definition; ``resolve(name)`` returns the referenced table or raises DefinitionError; ``context``
+    holds the attribute adapters it names."""
     if not isinstance(definition, str):
         raise DefinitionError("definition must be a string")
     spec = TableSpec()
@@ -211,7 +218,7 @@ def parse_definition(definition: str, resolve) -> TableSpec:
             raise DefinitionError(
                 f"cannot parse line '{line}': write 'name : type', 'name = default : type', '-> Parent' or '---'"
             )
-        fields = parse_type(m.group("type"), line)
+        fields = parse_type(m.group("type"), line, context)
         nullable, default, has_default = False, None, False
         if m.group("default") is not None:
             default, nullable = parse_default(m.group("default"), line)
@@ -222,7 +229,7 @@ def parse_definition(definition: str, resolve) -> TableSpec:
             name=m.group("name"), in_key=in_key, nullable=nullable, default=default, has_default=has_default,
             comment=(m.group("comment") or "").strip(), **fields,
         )
-        if attr.is_blob and in_key:
+        if (attr.is_blob or attr.codec is not None and attr.codec.kind) and in_key:
             raise DefinitionError(f"blob attribute '{attr.name}' cannot be in the primary key: move it below ---")
         _add_attribute(spec, attr, seen, line)
     if not spec.primary_key:
@@ -336,8 +343,11 @@ def _column_sql(dialect, attr: Attribute) -> str:
         elif attr.category in ("string", "enum", "decimal", "date", "datetime", "timestamp", "int", "float",
                                "bool", "year"):
             parts.append("DEFAULT " + literal(dialect, attr.default))
-    if attr.comment and dialect.name == "mysql":
-        parts.append("COMMENT " + literal(dialect, attr.comment[:1024]))
+    # DataJoint's special types are in the comment (':blob@store:...'), where DataJoint reads them back
+    special = attr.codec.text if attr.codec is not None else "uuid" if attr.category == "uuid" else ""
+    comment = f":{special}:{attr.comment}" if special else attr.comment
+    if comment and dialect.name == "mysql":
+        parts.append("COMMENT " + literal(dialect, comment[:1024]))
     return " ".join(parts)
 
 
@@ -358,6 +368,11 @@ def create_table_sql(dialect, spec: TableSpec, schema: str, table: str) -> list[
             + fk.parent.full_table_name + " (" + ", ".join(q(n) for n in fk.parent_attributes) + ")"
             + " ON UPDATE CASCADE ON DELETE RESTRICT"
         )
+    for a in spec.attributes:  # an external attribute refers to its store's tracking table, as DataJoint's
+        if a.codec is not None and a.codec.store:
+            tracking = dialect.table(schema, f"~external_{a.codec.store}")
+            cols.append(f"FOREIGN KEY ({q(a.name)}) REFERENCES {tracking} ({q('hash')}) "
+                        "ON UPDATE RESTRICT ON DELETE RESTRICT")
     extra = []
     for i, (unique, names) in enumerate(spec.indexes):
         if dialect.name == "mysql":

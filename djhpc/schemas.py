@@ -13,7 +13,7 @@ import re
 import sys
 import types
 
-from . import history, reservation, values
+from . import external, history, reservation, values
 from .db.connection import Connection, conn
 from .declare import SQL_NOW, create_table_sql, parse_definition
 from .dependencies import descendants, foreign_key_graph
@@ -166,7 +166,7 @@ class Schema:
         if master is not None:
             context["master"] = master
         try:
-            spec = parse_definition(cls.definition, _resolver(cls, context, master))
+            spec = external.bind(parse_definition(cls.definition, _resolver(cls, context, master), context), self)
         except DefinitionError as e:
             raise DefinitionError(f"{cls.__name__}: {e}") from e
         for a in spec.attributes:  # a default that cannot be stored fails here, alike on both backends
@@ -197,6 +197,12 @@ class Schema:
         if self._jobs is None:
             self._jobs = JobsTable(self.connection, self.database)
         return self._jobs
+
+    @property
+    def external(self):
+        """The tracking table of each external store the schema uses: ``schema.external["store"]``, as DataJoint's."""
+        self._require_activated("schema.external")
+        return external.mapping_of(self)
 
     def drop(self, force=False):
         """Drop every table of the schema (and, on MySQL, the database); nothing if it was never activated."""

@@ -172,7 +172,7 @@ class Table(Query, metaclass=TableMeta):
                 d = a.default
                 default = " = " + ("null" if d is None else "CURRENT_TIMESTAMP" if d is SQL_NOW
                                    else f'"{d}"' if isinstance(d, str) else str(d))
-            kind = a.type + (" auto_increment" if a.auto_increment else "")
+            kind = (a.codec.text if a.codec is not None else a.type) + (" auto_increment" if a.auto_increment else "")
             lines.append(f"{a.name}{default} : {kind}" + (f"  # {a.comment}" if a.comment else ""))
         if not divider_written:
             lines.append("---")
@@ -219,6 +219,8 @@ class Table(Query, metaclass=TableMeta):
                     if value is SQL_NOW:
                         continue
                     names.append(a.name)
+                    if a.codec is not None and value is not None:  # stored first: external.ExternalMapping.put
+                        value = a.codec.put(value)
                     encoded.append(values.encode(a, value, dialect.name))
                 elif a.has_default:
                     if a.default is SQL_NOW:

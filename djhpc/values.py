@@ -229,6 +229,10 @@ def _encode_json(attr: Attribute, value, sqlite: bool):
 
 
 def _encode_blob(attr: Attribute, value, sqlite: bool):
+    if attr.codec is not None and attr.codec.kind == "attach":  # name and content, as the codec put them
+        if not isinstance(value, bytes):
+            raise _bad(attr, value, "an attachment is stored from a file's path: insert the path")
+        return value
     try:
         return blob.pack(value)
     except BlobError as exc:
@@ -258,10 +262,19 @@ _ENCODERS = {
 
 
 def decode(attr: Attribute, raw, dialect_name: str, squeeze: bool = False, download_path="."):
-    """Stored value -> Python value, the inverse of ``encode``; ``squeeze`` drops a blob's singleton dimensions
-    (``download_path`` is where fetch saves attachments)."""
+    """Stored value -> Python value, the inverse of ``encode``; ``squeeze`` drops a blob's singleton dimensions.
+    DataJoint's special types (``attr.codec``: external, attachments, adapters) are read by their codec; an
+    attachment or a managed file is saved under ``download_path`` and its path returned."""
     if raw is None:
         return None
+    codec = attr.codec
+    if codec is not None and codec.kind:  # a UUID or an attachment's bytes: the codec reads them
+        return codec.get(raw, squeeze=squeeze, download_path=download_path)
+    value = _decode_plain(attr, raw, squeeze)
+    return value if codec is None else codec.get(value, squeeze=squeeze, download_path=download_path)
+
+
+def _decode_plain(attr: Attribute, raw, squeeze: bool):
     c = attr.category
     if c == "int":
         return int(raw)

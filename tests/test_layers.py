@@ -47,16 +47,18 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("schedulers", ["djhpc.schedulers", "djhpc.schedulers.*"]),
     # the tables populate keeps beside the results: reservations (and who is alive) and the completion history
     ("reservation", ["djhpc.reservation", "djhpc.liveness", "djhpc.history"]),
+    # blob@store, attach, filepath@store: the stores and their ~external_<store> tracking tables
+    ("external storage", ["djhpc.external"]),
     ("dependencies", ["djhpc.dependencies"]),
     # dj.U builds on queries; fetch shapes their rows (numpy, pandas)
     ("query", ["djhpc.universal", "djhpc.query", "djhpc.fetch"]),
     ("values", ["djhpc.values"]),
     # the one text form of a key, printed and read back: pure, below everything that shows keys
     ("key text", ["djhpc.keytext"]),
-    ("definitions and blobs", ["djhpc.declare", "djhpc.blob", "djhpc.blob_dj", "djhpc.blob_v1"]),
+    ("definitions and blobs", ["djhpc.declare", "djhpc.adapters", "djhpc.blob", "djhpc.blob_dj", "djhpc.blob_v1"]),
     ("database", ["djhpc.db", "djhpc.db.*"]),
     # profile is here because config checks a djhpc.yaml's profiles: sections when it loads the file
-    ("foundation", ["djhpc.errors", "djhpc.settings", "djhpc.config", "djhpc.profile", "djhpc.backoff",
+    ("foundation", ["djhpc.errors", "djhpc.settings", "djhpc.config", "djhpc.profile", "djhpc.hash", "djhpc.backoff",
                     "djhpc.signals", "djhpc.deadline"]),
 ]
 
