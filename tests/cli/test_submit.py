@@ -177,6 +177,29 @@ def test_render_needs_no_sbatch(project):
     assert "#SBATCH --array=1-2" in out.stdout
 
 
+def test_arrays_are_named_after_their_table_unless_named(project):
+    """squeue shows which table an array fills (djhpc-Square), on every scheduler; --job-name or the profile's
+    job_name still wins, a name the profile gives "djhpc" too."""
+    for scheduler, line in (("slurm", "#SBATCH --job-name=djhpc-Square\n"), ("pbs", "#PBS -N djhpc-Square\n"),
+                            ("sge", "#$ -N djhpc-Square\n"), ("lsf", "#BSUB -J djhpc-Square[1-2]\n")):
+        out = project.run("render", "--array", 2, "--scheduler", scheduler)
+        assert out.returncode == 0 and line in out.stdout, (scheduler, out.stderr)
+    out = project.run("submit", "--array", 2, "--job-name", "nightly")
+    assert out.returncode == 0, out.stderr
+    [script] = project.submitted_scripts()
+    assert "#SBATCH --job-name=nightly\n" in script
+    (project.folder / "djhpc.yaml").write_text((project.folder / "djhpc.yaml").read_text().replace(
+        "default: {time: 2h,", "default: {job_name: djhpc, time: 2h,"))
+    out = project.run("render", "--array", 2)
+    assert out.returncode == 0 and "#SBATCH --job-name=djhpc\n" in out.stdout, out.stderr
+
+
+def test_default_job_names_are_safe_everywhere():
+    assert library.default_job_name("Analysis") == "djhpc-Analysis"
+    assert library.default_job_name("Ünïcode $(x)") == "djhpc-_n_code___x_"
+    assert len(library.default_job_name("A" * 200)) == 64
+
+
 # ----------------------------------------------------------------------------------- profiles
 
 
