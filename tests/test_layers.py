@@ -59,7 +59,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("database", ["djhpc.db", "djhpc.db.*"]),
     # profile is here because config checks a djhpc.yaml's profiles: sections when it loads the file
     ("foundation", ["djhpc.errors", "djhpc.settings", "djhpc.config", "djhpc.profile", "djhpc.hash", "djhpc.backoff",
-                    "djhpc.signals", "djhpc.deadline"]),
+                    "djhpc.signals", "djhpc.deadline", "djhpc.durations"]),
 ]
 
 
