@@ -1,10 +1,10 @@
 """examples/datajoint: its pipeline, written with DataJoint 2.x, imports, ingests and is filled by `djhpc work` against
-MariaDB, with the settings of its djhpc.yaml; the walkthrough's copy keeps the source tree clean."""
+MariaDB, with the settings of its djhpc.yaml; the walkthrough's copy step (run as the README writes it, from the
+tracked files only) keeps the source tree clean: ``git status --porcelain --ignored examples/`` does not change."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -13,8 +13,7 @@ from types import SimpleNamespace
 import pytest
 from support.cluster import root_query
 from support.env import ROOT, mysql_available, unavailable
-
-EXAMPLE = ROOT / "examples" / "datajoint"
+from support.examples import follow_setup, source_status
 
 
 def datajoint2_python() -> str:
@@ -33,24 +32,20 @@ def example(tmp_path):
     if not mysql_available():
         unavailable("no MariaDB on 127.0.0.1:3306")
     schema = "djhpc_dj_example_" + uuid.uuid4().hex[:8]
-    folder = tmp_path / "example"
-    shutil.copytree(EXAMPLE, folder)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJHPC_", "DJ_", "SLURM_", "PBS_", "PARALLEL"))}
     env.update(PYTHONPATH=str(ROOT), DJ_HOST="127.0.0.1", DJ_USER="root", DJ_PASS="", EXAMPLE_SCHEMA=schema,
                EXAMPLE_MAKE_SECONDS="0.01", XDG_CONFIG_HOME=str(tmp_path / "config"), DJHPC_SAFEMODE="0")
+    before = source_status("examples")
+    folder, copied = follow_setup("datajoint", tmp_path, env)  # the README's copy step, tracked files only
+    assert copied.returncode == 0 and folder == tmp_path / "home" / "djhpc-datajoint-example", copied.stderr
 
     def run(*argv, **extra) -> subprocess.CompletedProcess:
         return subprocess.run([python, *map(str, argv)], cwd=folder, env={**env, **extra}, capture_output=True,
                               text=True, timeout=240)
 
-    before = _tree(EXAMPLE)
     yield SimpleNamespace(python=python, folder=folder, schema=schema, env=env, run=run)
     root_query(f"DROP DATABASE IF EXISTS `{schema}`")
-    assert _tree(EXAMPLE) == before, "the example left files in the source tree"
-
-
-def _tree(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+    assert source_status("examples") == before, "the example left files in the source tree"
 
 
 @pytest.mark.mysql

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import stat
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -37,6 +35,7 @@ from support.cluster import (
     wait_until_gone,
 )
 from support.env import MYSQL_URL, ROOT, unavailable
+from support.examples import follow_setup, source_status
 from support.pipeline import load_items, make_calls, pid_of_call
 
 
@@ -200,13 +199,13 @@ def test_scancel_gives_keys_back(slurm_project, mysql_schema, tmp_path, monkeypa
 
 @pytest.mark.slurm
 def test_example_walkthrough(slurm, tmp_path):
-    """examples/slurm/README.md: setup, render, submit --array 11, the deliberate failure, retry.
-    SQLite on local disk (the example's default) with 11 workers at once; makes shortened to 20-40 ms."""
-    project = tmp_path / "example"
-    shutil.copytree(ROOT / "examples" / "slurm", project)
+    """examples/slurm/README.md: its copy step as written (from the tracked files only, HOME in tmp_path), setup,
+    render, submit --array 11, the deliberate failure, retry; nothing lands in the source tree. SQLite on local
+    disk (the example's default) with 11 workers at once; makes shortened to 20-40 ms."""
+    before = source_status("examples")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJHPC_", "DJ_", "SLURM_", "EXAMPLE_"))}
     env.update(PYTHONPATH=str(ROOT), XDG_CONFIG_HOME=str(tmp_path / "config"), EXAMPLE_MAKE_SECONDS="0.02")
-    setup = subprocess.run([sys.executable, "setup.py"], cwd=project, env=env, capture_output=True, text=True)
+    project, setup = follow_setup("slurm", tmp_path, env)
     assert setup.returncode == 0 and "200 of 200 analyses to run" in setup.stdout, setup.stderr
     rendered = djhpc(["render", "--array", 11], project, env)
     assert rendered.returncode == 0 and "#SBATCH --array=1-11" in rendered.stdout, rendered.stderr
@@ -229,3 +228,5 @@ def test_example_walkthrough(slurm, tmp_path):
     assert progress.returncode == 0, progress.stderr
     [row] = json.loads(progress.stdout)
     assert (row["total"], row["done"], row["error"]) == (200, 200, 0)
+    assert list(project.glob(f"djhpc-{job_id}_*.err")), "the tasks' logs are in the copy"
+    assert source_status("examples") == before, "the walkthrough wrote into the source tree"
