@@ -71,7 +71,8 @@ class Heading:
         return self._by_name[name]
 
     def __iter__(self):
-        return iter(self.attributes)
+        """The attribute names, as iterating DataJoint's heading gives them (``heading.attributes``: the attributes)."""
+        return iter(self.names)
 
     def __repr__(self):
         lines = []

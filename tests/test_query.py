@@ -23,7 +23,7 @@ def test_heading_of_a_join_is_both_headings_key_first(filled):
     h = (filled.Session * filled.Analysis.Unit).heading
     assert h.names == ["subject_id", "session", "unit", "rig", "rate"]
     assert h.primary_key == ["subject_id", "session", "unit"] and h.secondary_attributes == ["rig", "rate"]
-    assert [a.name for a in h] == h.names
+    assert list(h) == h.names and [a.name for a in h.attributes] == h.names
     assert h["rate"].type == "double" and "rate" in h and "score" not in h
     assert repr(h).splitlines()[3] == "---"
     product = (filled.Species * filled.Note).heading
@@ -207,6 +207,106 @@ def test_join_with_something_else_is_refused(filled):
         filled.Subject * 5
     with pytest.raises(dj.QueryError, match="cannot join with str"):
         filled.Subject().join("Session")
+
+
+def test_left_join_keeps_every_row_of_the_left(filled):
+    Se, An = filled.Session, filled.Analysis
+    rows = Se.join(An, left=True).fetch(order_by="KEY")  # DataJoint 0.14.10: (3, 1) with a NaN score
+    assert rows[["subject_id", "session"]].tolist() == [(1, 1), (1, 2), (2, 1), (3, 1)]
+    assert rows["score"][:3].tolist() == [0.5, 0.25, 1.0] and np.isnan(rows["score"][3])
+    assert len(Se.join(An, left=True)) == 4 and len(Se.join(An)) == 3
+    product = filled.Subject.proj().join(filled.Note.proj("text"), left=True)
+    assert len(product) == len(product.fetch()) == 6
+    # the right operand's restriction applies to it before the join: no left row is lost (DataJoint 0.14.10
+    # applies it after the join and drops sessions (1, 2) and (3, 1) here)
+    kept = Se.join(An & "score > 0.4", left=True).fetch(order_by="KEY", as_dict=True)
+    assert [(r["session"], r["subject_id"], r["score"]) for r in kept] == [(1, 1, 0.5), (2, 1, None), (1, 2, 1.0),
+                                                                           (1, 3, None)]
+
+
+# ------------------------------------------------------------------ aggr, union, dj.U, dj.Top
+def test_aggr_computes_over_the_matching_rows(filled):
+    """DataJoint 0.14.10's answers on the same rows."""
+    S, Se, An = filled.Subject, filled.Session, filled.Analysis
+    counted = S.aggr(Se, n="count(*)")
+    assert counted.heading.names == ["subject_id", "n"] and counted.primary_key == ["subject_id"]
+    rows = counted.fetch(order_by="KEY")
+    assert rows.dtype == np.dtype([("subject_id", "<i8"), ("n", "O")]) and rows.tolist() == [(1, 2), (2, 1), (3, 1)]
+    assert S.aggr(Se, ..., n="count(*)").heading.names == ["subject_id", "species", "name", "weight", "n"]
+    assert S.aggr(Se, "name", n="count(*)").fetch(order_by="KEY", as_dict=True)[0] == {
+        "subject_id": 1, "name": "ann", "n": 2}
+    assert (counted & "n > 1").fetch("KEY") == [{"subject_id": 1}]  # restricted by what it computed
+    assert len(S.aggr(An, n="count(*)")) == 2  # a subject without analyses has no row ...
+    every = S.aggr(An, n="count(score)", m="max(score)", keep_all_rows=True)  # ... unless kept
+    assert every.fetch(order_by="KEY").tolist() == [(1, 2, 0.5), (2, 1, 1.0), (3, 0, None)]
+    assert filled.Subject.aggregate(Se, n="count(*)").fetch("n", order_by="KEY").tolist() == [2, 1, 1]
+    assert key_set(S & (counted & "n > 1")) == [(1,)]  # an aggregation restricts like any query
+    assert len(counted * Se) == 4
+    with pytest.raises(dj.QueryError, match="attribute `name` already exists"):
+        S.aggr(Se, "name", name="count(*)")
+
+
+def test_universal_sets(filled):
+    Se = filled.Session
+    rigs = dj.U("rig") & Se
+    assert rigs.primary_key == ["rig"] and rigs.heading.names == ["rig"] and len(rigs) == 3
+    assert rigs.fetch("rig", order_by="rig").tolist() == ["A", "B", "C"]
+    assert (Se * dj.U("rig")).primary_key == ["subject_id", "session", "rig"]
+    assert (dj.U("rig") * Se).primary_key == ["subject_id", "session", "rig"] and len(dj.U("rig") * Se) == 4
+    assert dj.U().aggr(Se, n="count(*)").fetch1() == {"n": 4}
+    assert dj.U().aggr(filled.Session, n="count(*)").fetch1("n") == 4
+    per_rig = dj.U("rig").aggr(Se, n="count(*)")
+    assert per_rig.fetch(order_by="rig").tolist() == [("A", 2), ("B", 1), ("C", 1)]
+    assert (per_rig & {"rig": "A"}).fetch1("n") == 2
+    assert len(Se & dj.U("rig")) == 4 and len(Se - dj.U("rig")) == 0  # U restricts nothing
+    for bad in (lambda: dj.U("rig") & {"rig": "A"}, lambda: dj.U("rig") * {"rig": "A"}):
+        with pytest.raises(dj.DataJointError, match="dj.U can only be"):
+            bad()
+    with pytest.raises(dj.DataJointError, match="keep_all_rows=True when aggregating on a universal set"):
+        dj.U("rig").aggr(Se, n="count(*)", keep_all_rows=True)
+    with pytest.raises(dj.DataJointError, match="attribute `colour`"):
+        dj.U("colour") & Se
+
+
+def test_union(filled):
+    S, Note = filled.Subject, filled.Note
+    keys = S.proj() + Note.proj(subject_id="note_id")
+    assert key_set(keys) == [(1,), (2,), (3,)] and len(keys) == 3
+    outer = (S & "subject_id = 1").proj("name") + (S & "subject_id = 3").proj("weight")
+    rows = outer.fetch(order_by="KEY")  # DataJoint 0.14.10: [(1, 'ann', nan), (3, None, 310.0)]
+    assert rows[["subject_id", "name"]].tolist() == [(1, "ann"), (3, None)] and np.isnan(rows["weight"][0])
+    assert rows["weight"][1] == 310.0 and outer.heading.names == ["subject_id", "name", "weight"]
+    both = (S.proj("name") + Note.proj("text", subject_id="note_id")).fetch(order_by="KEY")
+    assert both.tolist() == [(1, "ann", "first"), (2, "bob", "orphan"), (3, "cid", None)]
+    assert key_set(filled.Session & (S.proj() + Note.proj(subject_id="note_id"))) == key_set(filled.Session)
+    with pytest.raises(dj.DataJointError, match="must share the same primary key"):
+        S.proj("name") + filled.Session.proj()
+    with pytest.raises(dj.DataJointError, match="must not share any secondary attributes"):
+        S.proj("name") + S.proj("name")
+
+
+def test_top(filled):
+    S = filled.Subject
+    top = S & dj.Top(2, "name DESC")
+    assert len(top) == 2 and top.fetch("name").tolist() == ["cid", "bob"]  # in the Top's order
+    assert (top & "subject_id < 3").fetch("name").tolist() == ["bob"]  # later restrictions see its rows only
+    assert (S & "subject_id < 3" & dj.Top(1, "name DESC")).fetch1("name") == "bob"
+    assert (S & dj.Top()).fetch(as_dict=True) == [{"subject_id": 1, "species": "mouse", "name": "ann",
+                                                   "weight": 20.5}]
+    assert (S & dj.Top(None, "KEY DESC", 1)).fetch("subject_id").tolist() == [2, 1]
+    assert key_set(filled.Session & top) == [(2, 1), (3, 1)] and len(top * filled.Session) == 2
+    assert sorted(top.proj("name").fetch("name").tolist()) == ["bob", "cid"]
+    assert bool(top) and not (top & "subject_id > 3")
+    with pytest.raises(dj.DataJointError, match="Invalid restriction type Top"):
+        S & ["subject_id = 1", dj.Top()]
+    with pytest.raises(dj.DataJointError, match="Invalid restriction type Top"):
+        S & dj.AndList(["subject_id = 1", dj.Top()])
+    with pytest.raises(TypeError, match="Top limit must be an integer"):
+        dj.Top(limit="1")
+    with pytest.raises(TypeError, match="Top order_by attributes must all be strings"):
+        dj.Top(order_by=1)
+    with pytest.raises(TypeError, match="The offset argument must be an integer"):
+        dj.Top(offset="1")
 
 
 # ------------------------------------------------------------------ proj
