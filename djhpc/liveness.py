@@ -102,6 +102,8 @@ class Reaper:
         self.scheduler_every_seconds = scheduler_every_seconds
         self._next_scheduler_check = 0.0
         self.clock = ClockWatch()
+        self.owners_seen = 0  # workers holding reservations at the last look, this one included
+
 
     def reserved_rows(self) -> list[ReservedRow]:
         return self.res.reserved_rows()
@@ -136,7 +138,9 @@ class Reaper:
 
     def reap(self, *, dry_run: bool = False) -> list[Reclaimed]:
         """Reclaim every reservation whose worker is dead; returns what was reclaimed and why."""
-        rows = [r for r in self.reserved_rows() if r.owner != self.res.worker.owner]
+        every = self.reserved_rows()
+        self.owners_seen = len({r.owner for r in every})
+        rows = [r for r in every if r.owner != self.res.worker.owner]
         if not rows:
             return []
         if self.connection.is_sqlite:

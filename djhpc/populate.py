@@ -49,8 +49,17 @@ ORDERS = ("original", "reverse", "random")
 TRANSIENT_RETRIES = 5
 PENDING_CHECK_SECONDS = 30.0
 REAP_SECONDS = float(os.environ.get("DJHPC_REAP_SECONDS", 10))
+REAPERS = 4  # looks for dead workers per REAP_SECONDS, over all workers of a schema, once there are many
 
 __all__ = ["ORDERS", "Interrupted", "PopulateOptions", "PopulateResult", "run"]
+
+
+def reap_interval(owners: int) -> float:
+    """Seconds to this worker's next look for dead workers: REAP_SECONDS among a few workers, longer among many,
+    so that all workers together look about REAPERS times per REAP_SECONDS whatever their number (each look reads
+    every reserved row: with each of W workers looking every REAP_SECONDS, rows read per key would grow with W).
+    Jittered so that workers started together do not look together."""
+    return REAP_SECONDS * max(1.0, owners / REAPERS) * (0.5 + random.random())
 
 
 @dataclass
@@ -138,6 +147,7 @@ class _Runner:
             self.history.ensure_table()
         self.held: deque[Claim] = deque()
         self.next_reap = 0.0
+        self._opens_at_reserve = None  # the connection's opens when this loop first reserved (see _may_hold_orphans)
         self.next_pending_check = 0.0
         self.final_reap_done = False
         self._prep: dict[int, tuple] = {}  # id(key) -> what reserving it needs, for keys offered again
@@ -204,7 +214,7 @@ class _Runner:
         self._collect(self.inflight.take())  # the last commit's reply
         # keys reserved but not started go back, whether the loop ended, broke or was interrupted
         self._release_held()
-        if self.jobs:
+        if self.jobs and self._may_hold_orphans():
             try:
                 self._release_orphans()  # and any this worker holds without knowing it
             except Exception as e:  # the end of the loop goes on: a dead worker's keys are reclaimed anyway
@@ -235,7 +245,7 @@ class _Runner:
         now = time.monotonic()
         if not force and now < self.next_reap:
             return
-        self.next_reap = now + REAP_SECONDS
+        self.next_reap = now + reap_interval(self.reaper.owners_seen)
         try:
             reclaimed = self.reaper.reap()
         except (TransientError, LostConnectionError) as e:
@@ -248,6 +258,8 @@ class _Runner:
     def _take_more(self, walker: KeyWalker, names):
         """Reserve the next batch, retrying deadlocks and dropped connections with back-off."""
         since, attempt = time.monotonic(), 0
+        if self._opens_at_reserve is None:
+            self._opens_at_reserve = self.jobs.connection.opens
         while True:
             try:
                 return self._reserve_batch(walker, names)
@@ -259,6 +271,14 @@ class _Runner:
                 attempt += 1
                 if isinstance(e, LostConnectionError):
                     self._release_orphans()  # the lost reply may have been a reservation that committed
+
+    def _may_hold_orphans(self) -> bool:
+        """Whether a reservation's reply may have been lost since this loop first reserved: only then can the
+        worker hold rows it does not know of (a connection that never dropped delivered every reply)."""
+        if self._opens_at_reserve is None:
+            return False
+        conn = self.jobs.connection
+        return conn._raw is None or conn.opens != self._opens_at_reserve
 
     def _release_orphans(self):
         """Give back rows under this worker's owner id that it does not know it holds (best effort: the database

@@ -626,3 +626,34 @@ def test_a_duplicate_met_after_the_key_was_reclaimed_and_made_elsewhere_is_lost_
     result = Late().populate(reserve_jobs=True, suppress_errors=True)
     assert result["error_count"] == 0 and result["success_count"] == 0, result["error_list"]
     assert Late.fetch1("by") == "other" and len(schema.jobs) == 0
+
+
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+def test_a_worker_costs_at_most_15_statements_besides_its_keys(pipeline, backend, schema_name, tmp_path):
+    """Issue 16: a worker's fixed cost (connect, declare, start, look for dead workers, walk, exit) is at most 15
+    statements, so that an array of many short tasks does not load the server with bookkeeping. Measured in a
+    fresh worker process over a table with nothing left; the 2 statements of connecting (PyMySQL's SET NAMES and
+    djhpc's session settings) are added to what the connection counted."""
+    p = pipeline
+    p.Item.insert([(i, i) for i in range(3)])
+    p.Square().populate(reserve_jobs=True)  # made: the worker below finds nothing left
+    code = ("import djhpc as dj, pipeline_counts as p; r = p.Square().populate(reserve_jobs=True); "
+            "print(r['success_count'], dj.conn().stats.statements)")
+    out = subprocess.run([sys.executable, "-c", code], env=worker_env(backend, schema_name), capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    made, statements = map(int, out.stdout.split())
+    assert made == 0 and statements + 2 <= 15, statements
+
+
+def test_looks_for_dead_workers_are_spread_over_many_workers():
+    """Issue 16: each of W workers looks for dead workers every REAP_SECONDS x W/REAPERS on average, so that all of
+    them together look about REAPERS times per REAP_SECONDS (each look reads every reserved row)."""
+    from djhpc.populate import REAP_SECONDS, REAPERS, reap_interval
+
+    few = [reap_interval(2) for _ in range(2000)]
+    assert min(few) >= 0.5 * REAP_SECONDS and max(few) <= 1.5 * REAP_SECONDS
+    many = [reap_interval(256) for _ in range(2000)]
+    assert min(many) >= 0.5 * REAP_SECONDS * 256 / REAPERS
+    mean = sum(many) / len(many)
+    assert 0.9 * REAP_SECONDS * 256 / REAPERS <= mean <= 1.1 * REAP_SECONDS * 256 / REAPERS

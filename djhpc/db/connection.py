@@ -116,6 +116,7 @@ class Connection:
         self._pid = None
         self._depth = 0  # nesting of transaction()
         self.connection_id = 0
+        self.opens = 0
         #: called with the connection after each (re)connect, e.g. to take a worker's session lock again
         self.on_connect: list = []
         #: inside make(): writes are queued. SQLite runs them in one short write transaction at the end; MySQL
@@ -218,6 +219,7 @@ class Connection:
 
     def _open(self):
         self._raw = self.session.open()
+        self.opens += 1  # a reopened connection may have lost a reply (populate looks for orphans then)
         self._pid = os.getpid()
         for hook in self.on_connect:
             hook(self)

@@ -99,9 +99,8 @@ class MySQLSession:
             raise UnreachableError(
                 f"cannot reach the database at {u.host}:{u.port}: check the host and port, and that the server runs"
             ) from e
+        self.conn.connection_id = raw.thread_id()  # CONNECTION_ID(), from the handshake: no statement
         with raw.cursor() as cur:
-            cur.execute("SELECT CONNECTION_ID()")
-            self.conn.connection_id = cur.fetchone()[0]
             if self.conn.init_fun:  # DataJoint's init_fun: the caller's SQL, after djhpc's session settings
                 try:
                     cur.execute(self.conn.init_fun)
