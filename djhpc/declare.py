@@ -72,6 +72,27 @@ class Attribute:
     def is_blob(self) -> bool:
         return self.category == "blob"
 
+    # DataJoint's flags of its special types (djhpc/adapters.py's Codec)
+    @property
+    def is_external(self) -> bool:
+        return self.codec is not None and self.codec.store is not None
+
+    @property
+    def is_attachment(self) -> bool:
+        return self.codec is not None and self.codec.kind == "attach"
+
+    @property
+    def is_filepath(self) -> bool:
+        return self.codec is not None and self.codec.kind == "filepath"
+
+    @property
+    def store(self) -> str | None:
+        return self.codec.store if self.codec is not None else None
+
+    @property
+    def adapter(self):
+        return self.codec.adapter if self.codec is not None else None
+
 
 @dataclass
 class ForeignKey:

@@ -189,6 +189,9 @@ def _child(table, restrictions, options: PopulateOptions, writer, tickets):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_sigint)
+    # the parent's reservations (its jobs table's, a populate before) take their session locks again whenever the
+    # connection opens: the child opens its own, and is a worker of its own
+    table.connection.on_connect.clear()
     own_on_key = options.on_key
 
     def on_key(key, started, ended, outcome, message):

@@ -162,7 +162,7 @@ _CHECKS = {
     "filepath_checksum_size_limit": _of(int, none=True, what="an int or None"),
     "filepath_checksum_size_limit_insert": _of(int, none=True, what="an int or None"),
     "stores": _stores,
-    "cache": _STR_OR_NONE,
+    "cache": _of(str, os.PathLike, none=True, what="a folder's path (str or Path) or None"),
     "query_cache": _STR_OR_NONE,
     "download_path": _STR,
     "external.aws_access_key_id": _STR_OR_NONE,

@@ -146,6 +146,11 @@ class Table(Query, metaclass=TableMeta):
     def class_name(self) -> str:
         return type(self).__name__
 
+    @property
+    def external(self):
+        """The external-store tracking tables of the table's schema (``table.external[store]``), as DataJoint's."""
+        return type(self)._schema.external
+
     @classmethod
     def _make_query(cls):
         return cls()

@@ -86,6 +86,12 @@ def _encode_decimal(attr: Attribute, value, sqlite: bool):
         raise _bad(attr, value, "expected a decimal number") from exc
     if isinstance(value, bool) or not d.is_finite():
         raise _bad(attr, value, "expected a finite decimal number")
+    if isinstance(value, float) or _is_numpy_number(value) and value.dtype.kind == "f":
+        # a float has no digits after the point of its own: rounded to the scale, as MySQL (and so DataJoint)
+        # stores it; a Decimal or a text with more digits than the scale is still refused
+        with decimal.localcontext() as context:
+            context.prec = 2 * attr.precision + 2
+            d = d.quantize(decimal.Decimal(1).scaleb(-attr.scale), rounding=decimal.ROUND_HALF_UP)
     if d and d.adjusted() >= attr.precision - attr.scale:
         raise _bad(attr, value, f"more than {attr.precision - attr.scale} digits before the point")
     with decimal.localcontext() as context:

@@ -207,3 +207,21 @@ def test_a_lone_surrogate_is_a_data_error_not_a_driver_crash(schema):
     assert len(Named()) == 0
     Named.insert1((2, "café ☕"))  # real non-ASCII text is fine
     assert Named.fetch1("name") == "café ☕"
+
+
+def test_a_float_into_a_decimal_is_rounded_to_its_scale_as_mysql_stores_it():
+    """DataJoint 0.14's test_autopopulate stores np.float64(0.7727693521393469) into decimal(7,3): MySQL rounds it
+    (half away from zero); a Decimal or a text with more digits stays refused (tests/test_bad_input.py)."""
+    from djhpc import values
+    from djhpc.declare import parse_definition
+
+    spec = parse_definition("id : int\n---\nd : decimal(7,3)\n", lambda name: None)
+    d = spec.attributes[1]
+    for dialect in ("mysql", "sqlite"):
+        assert values.encode(d, np.float64(0.7727693521393469), dialect) == "0.773"
+        assert values.encode(d, 2.0005, dialect) == "2.001"
+        assert values.encode(d, -1.25, dialect) == "-1.250"
+        with pytest.raises(dj.DataError, match="more than 3 digits after the point"):
+            values.encode(d, decimal.Decimal("0.7775"), dialect)
+        with pytest.raises(dj.DataError, match="more than 4 digits before the point"):
+            values.encode(d, 12345.0, dialect)
