@@ -34,8 +34,8 @@ from .jobs import JobsTable
 from .populate import Interrupted, PopulateResult
 from .query import SQL, AndList, Not, Top
 from .reservation import Claim, Reservations, key_hash
-from .schemas import Schema, schema
-from .tables import Computed, Imported, Lookup, Manual, Part, Table, config
+from .schemas import Schema, VirtualModule, create_virtual_module, list_schemas, schema
+from .tables import Computed, FreeTable, Imported, Lookup, Manual, Part, Table, config
 from .universal import U
 
 __version__ = "0.1.0"
@@ -51,6 +51,7 @@ __all__ = [
     "Manual", "MatCell", "MatStruct", "MissingError", "Not",
     "Part", "PopulateResult", "QueryError", "ReservationLostError", "Reservations", "SchedulerError", "Schema",
     "Table", "TransientError", "UsageError", "config", "conn", "errors", "key", "key_hash", "kill", "kill_quick",
-    "logger", "schema", "set_password", "settings",
+    "logger", "schema", "set_password", "settings", "FreeTable", "VirtualModule", "create_virtual_module",
+    "list_schemas",
     "Top", "U", "AttributeAdapter", "hash",
 ]

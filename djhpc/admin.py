@@ -35,7 +35,10 @@ def set_password(new_password: str | None = None, connection=None, update_config
         if getpass("Confirm password: ") != new_password:
             log.warning("the two passwords differ: the password was not changed")
             return
-    connection.query("ALTER USER CURRENT_USER() IDENTIFIED BY %s", (new_password,), context="set_password")
+    version = connection.query("SELECT VERSION()").fetchone()[0]
+    # MariaDB lets a user set its own password only so; MySQL 8 removed PASSWORD()
+    sql = "SET PASSWORD = PASSWORD(%s)" if "mariadb" in version.lower() else "ALTER USER USER() IDENTIFIED BY %s"
+    connection.query(sql, (new_password,), context="set_password")
     log.info("password changed")
     if update_config or (update_config is None and user_choice("Update local setting?") == "yes"):
         config["database.password"] = new_password

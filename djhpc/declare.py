@@ -234,6 +234,9 @@ def parse_definition(definition: str, resolve, context=None) -> TableSpec:
             names = [a.strip() for a in m.group("attrs").split(",") if a.strip()]
             spec.indexes.append((bool(m.group("unique")), names))
             continue
+        if re.match(r"(unique\s+)?index\b", line, re.I):  # as DataJoint: 'index' starts an index, never a name
+            raise DefinitionError(f"cannot parse index '{line}': write 'index(attr, ...)'; an attribute cannot be "
+                                  "named index")
         m = _ATTR.match(line)
         if not m:
             raise DefinitionError(

@@ -10,17 +10,17 @@ import importlib
 import inspect
 import logging
 import re
-import sys
 import types
 
-from . import external, history, reservation, values
+from . import catalog, external, history, reservation, values
 from .db.connection import Connection, conn
 from .declare import SQL_NOW, create_table_sql, parse_definition
-from .dependencies import descendants, foreign_key_graph
-from .errors import DatabaseError, DataError, DefinitionError, UsageError
+from .dependencies import Dependencies, descendants, foreign_key_graph
+from .errors import AccessError, DatabaseError, DataError, DefinitionError, UsageError
 from .jobs import JobsTable
 from .query import Query
-from .tables import Lookup, Manual, Part, Table, config
+from .tables import Computed, Imported, Lookup, Manual, Part, Table, config
+from .utils import confirm, to_camel_case
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,9 @@ class Schema:
         except BaseException:
             self.database = None  # not activated: activate() may be called again
             raise
+        if self.connection.dependencies is None:
+            self.connection.dependencies = Dependencies(self.connection)
+        self.connection.register(self)
         waiting, self._waiting = self._waiting, []
         for cls, dicts in waiting:
             self._declare(cls, {k: v for d in dicts for k, v in d.items()} | self.add_objects)
@@ -100,7 +103,7 @@ class Schema:
             try:
                 c.query(f"CREATE DATABASE IF NOT EXISTS {c.dialect.quote(self.database)} CHARACTER SET utf8mb4")
             except DatabaseError as exc:
-                if exc.code not in (1044, 1142, 1227):  # access denied: to the database, the command, a privilege
+                if exc.code not in _ACCESS_DENIED:
                     raise
                 raise UsageError(f"schema '{self.database}' does not exist and this user may not create it: ask "
                                  "for CREATE privilege on it, or name a schema that exists") from exc
@@ -137,7 +140,12 @@ class Schema:
         if master is not None:
             cls._master = master
         name = cls._table_name()
-        spec = self._parse(cls, context, master)
+        try:
+            spec = self._parse(cls, context, master)
+        except DefinitionError:
+            spec = self._existing_spec(name)  # as DataJoint: a table that exists is what it is
+            if spec is None:
+                raise
         if parse_only:
             cls._declared_spec = spec  # a later sibling part may reference it; the master's caller resets it
             return
@@ -152,10 +160,12 @@ class Schema:
                     table._declared_spec = None
         self._create_table(cls, spec, name)
         cls._declared_spec = spec
+        if isinstance(cls.definition, str) and "\nTable definition:\n" not in (cls.__doc__ or ""):
+            cls.__doc__ = (cls.__doc__ or "") + "\nTable definition:\n\n" + cls.definition  # help() shows it
+        if issubclass(cls, Lookup):  # before the parts, whose contents may refer to it
+            _fill_lookup(cls, spec)
         for part in parts:
             self._declare(part, context, master=cls)
-        if issubclass(cls, Lookup):
-            _fill_lookup(cls, spec)
 
     def _parse(self, cls, context, master):
         """The parsed definition of ``cls``, its ``-> Parent`` references looked up in ``context``, where, as in
@@ -177,6 +187,12 @@ class Schema:
                     raise DefinitionError(f"{cls.__name__}: the default of '{a.name}' does not fit: {e}") from e
         return spec
 
+    def _existing_spec(self, name):
+        """The attributes of table ``name`` as the database has it, or None when it does not exist."""
+        if self._existing is None:
+            self._existing = set(self.list_tables())
+        return catalog.read_spec(self.connection, self.database, name) if name in self._existing else None
+
     def _create_table(self, cls, spec, name):
         """Create the table of ``cls`` unless the schema has it already."""
         if self._existing is None:
@@ -189,6 +205,41 @@ class Schema:
                 for sql in statements:
                     self.connection.query(sql, context=f"declare {cls.__name__}")
             self._existing.add(name)
+
+    @property
+    def exists(self) -> bool:
+        """Whether the schema's database exists (SQLite: whether it has a table)."""
+        self._require_activated("schema.exists")
+        c = self.connection
+        if c.is_sqlite:
+            return bool(self.list_tables())
+        return bool(c.query("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s",
+                            (self.database,)).fetchone()[0])
+
+    @property
+    def size_on_disk(self) -> int:
+        """Bytes of data and indexes of the schema's tables (MySQL; SQLite: the pages of its tables, or 0)."""
+        self._require_activated("schema.size_on_disk")
+        c = self.connection
+        if c.is_sqlite:
+            return 0
+        row = c.query("SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s",
+                      (self.database,)).fetchone()
+        return int(row[0] or 0)
+
+    def spawn_missing_classes(self, context=None):
+        """Make a class for each table of the schema that ``context`` (the caller's names when None) lacks, its
+        heading read from the database (parts inside their masters), and add it to ``context``."""
+        self._require_activated("spawn_missing_classes()")
+        if context is None:
+            frame = inspect.currentframe().f_back
+            context = frame.f_locals if self.context is None else self.context
+        known = {cls._table_name() for cls in context.values()
+                 if isinstance(cls, type) and issubclass(cls, Table) and cls._declared_spec is not None
+                 and cls.database == self.database}
+        for name, cls in spawn_classes(self, [t for t in self.list_tables() if t not in known]).items():
+            if name not in context:
+                context[name] = cls
 
     @property
     def jobs(self):
@@ -209,10 +260,12 @@ class Schema:
         if self.database is None:  # e.g. a test's teardown after an activate() that failed
             log.warning("schema.drop(): the schema is not activated, so there is nothing to drop")
             return
+        if not self.exists:
+            log.info("schema %s does not exist: nothing to drop", self.database)
+            return
         if not force and config["safemode"]:
-            if not sys.stdin.isatty():
-                raise UsageError("schema.drop() asks for confirmation but stdin is not a terminal: use force=True")
-            if input(f"Drop schema '{self.database}' and all its tables? [yes, No]: ").strip().lower() != "yes":
+            question = f"Proceed to delete entire schema `{self.database}`?"
+            if confirm(question, "schema.drop()", "use force=True") != "yes":
                 return
         c = self.connection
         if c.is_sqlite:
@@ -223,11 +276,94 @@ class Schema:
             for s, t in order:
                 c.query(f"DROP TABLE IF EXISTS {c.dialect.table(s, t)}")
         else:
-            c.query(f"DROP DATABASE IF EXISTS {c.dialect.quote(self.database)}")
+            try:
+                c.query(f"DROP DATABASE IF EXISTS {c.dialect.quote(self.database)}")
+            except DatabaseError as exc:
+                if exc.code not in _ACCESS_DENIED:
+                    raise
+                raise AccessError(f"this user may not drop schema '{self.database}': ask for the DROP privilege on "
+                                  "it", code=exc.code) from exc
+        if c.dependencies is not None:
+            c.dependencies.clear()
         self._existing = None
         self._jobs = None
         reservation.forget_tables(c)  # the jobs and history tables went with the schema: make them again
         history.forget_tables(c)
+
+
+_ACCESS_DENIED = (1044, 1142, 1227)  # MySQL's access denied: to the database, the command, a privilege
+_TIERS = ((re.compile(r"#\w+"), Lookup), (re.compile(r"__\w+"), Computed), (re.compile(r"_\w+"), Imported),
+          (re.compile(r"[a-z]\w*"), Manual))
+
+
+def spawn_classes(schema: Schema, tables) -> dict:
+    """Class name -> a table class for each of ``tables`` (names in ``schema``), declared from the catalog; a part
+    (``master__part``) becomes an attribute of its master's class, which is made too when missing."""
+    made: dict[str, type] = {}
+    masters: dict[str, type] = {}
+    for table in sorted(tables, key=lambda t: ("__" in t.lstrip("_#"), t)):
+        if table.startswith("~"):
+            continue
+        stem = table.lstrip("_#")
+        if "__" in stem:
+            master_table = table[: len(table) - len(stem)] + stem.split("__")[0]
+            master = masters.get(master_table) or _spawn_one(schema, master_table, None)
+            if master is None:
+                continue
+            masters[master_table] = master
+            made.setdefault(master.__name__, master)
+            part = _spawn_one(schema, table, master)
+            if part is not None:
+                setattr(master, part.__name__, part)
+            continue
+        cls = masters.get(table) or _spawn_one(schema, table, None)
+        if cls is not None:
+            masters[table] = cls
+            made[cls.__name__] = cls
+    return made
+
+
+def _spawn_one(schema: Schema, table: str, master):
+    tier = Part if master is not None else next((t for rx, t in _TIERS if rx.fullmatch(table)), None)
+    if tier is None:
+        return None
+    stem = table.lstrip("_#").split("__")[-1]
+    cls = type(to_camel_case(stem), (tier,), {"definition": "", "__module__": __name__})
+    cls.database, cls._connection, cls._schema = schema.database, schema.connection, schema
+    if master is not None:
+        cls._master = master
+    cls._declared_spec = catalog.read_spec(schema.connection, schema.database, table)
+    return cls
+
+
+def list_schemas(connection: Connection | None = None) -> list[str]:
+    """The schemas of the database this user may see (MySQL's system schemas left out; on SQLite, the prefixes of
+    its tables)."""
+    c = connection or conn()
+    if c.is_sqlite:
+        rows = c.query("SELECT name FROM sqlite_master WHERE type='table' AND instr(name, '.') > 0").fetchall()
+        return sorted({r[0].split(".", 1)[0] for r in rows})
+    rows = c.query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN "
+                   "('information_schema', 'performance_schema', 'mysql', 'sys')").fetchall()
+    return [r[0] for r in rows]
+
+
+class VirtualModule(types.ModuleType):
+    """A module holding a class for each table of an existing schema, read from the database (DataJoint's
+    ``dj.VirtualModule`` / ``dj.create_virtual_module``): ``module.Session & key``, ``module.schema``."""
+
+    def __init__(self, module_name: str, schema_name: str, *, create_schema=False, create_tables=False,
+                 connection: Connection | None = None, add_objects=None):
+        super().__init__(module_name)
+        schema = Schema(schema_name, connection=connection, create_schema=create_schema,
+                        create_tables=create_tables, add_objects=add_objects)
+        if add_objects:
+            self.__dict__.update(add_objects)
+        self.__dict__["schema"] = schema
+        schema.spawn_missing_classes(context=self.__dict__)
+
+
+create_virtual_module = VirtualModule
 
 
 def _parts_of(cls) -> list:

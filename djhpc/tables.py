@@ -10,17 +10,17 @@ import csv
 import functools
 import logging
 import re
-import sys
 from collections.abc import Mapping
 from pathlib import PurePath
 
-from . import settings, values
+from . import catalog, settings, values
 from .autopopulate import AutoPopulate
 from .db.connection import Connection
 from .declare import SQL_NOW, TableSpec
-from .dependencies import cascade_delete, descendants, foreign_key_graph
+from .dependencies import cascade_delete, descendants, foreign_key_graph, master_of
 from .errors import DataError, DefinitionError, MissingAttributeError, QueryError, UsageError
 from .query import Heading, Query, new_alias
+from .utils import confirm
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ def to_snake_case(name: str) -> str:
 _CLASS_PROXIED = {
     "insert", "insert1", "fetch", "fetch1", "delete", "delete_quick", "drop", "drop_quick", "describe",
     "heading", "primary_key", "proj", "populate", "progress", "key_source", "parpopulate", "join", "restrict",
-    "keys", "full_table_name",
+    "keys", "full_table_name", "connection", "table_name", "parents", "children", "descendants", "ancestors",
+    "parts", "update1", "alter", "size_on_disk", "master",
     "aggr", "aggregate", "head", "tail", "to_dicts", "to_arrays", "to_pandas",
 }
 
@@ -86,10 +87,6 @@ class TableMeta(type):
         return item in cls()
 
 
-# what Query.__init__ sets on an instance: asking for one on an instance not bound yet binds it (Table.__getattr__)
-_QUERY_STATE = frozenset({"_heading", "_from", "_from_params", "_columns", "_where", "_aliases", "_flat_names"})
-
-
 class Table(Query, metaclass=TableMeta):
     """Base of every declared table: an instance is a query over all of the table's rows."""
 
@@ -119,12 +116,10 @@ class Table(Query, metaclass=TableMeta):
 
     def __getattr__(self, name):
         """A query's own state, missing on an instance made before its class was declared: bound now."""
-        if "_heading" in self.__dict__ or not name.startswith("_") or name.startswith("__"):
+        if "_heading" in self.__dict__ or name.startswith("__"):
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         if type(self)._declared_spec is None:
-            if name in _QUERY_STATE:
-                raise UsageError(f"{type(self).__name__} is not declared: decorate it with a dj.Schema (@schema)")
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            raise UsageError(f"{type(self).__name__} is not declared: decorate it with a dj.Schema (@schema)")
         self._bind()
         return getattr(self, name)
 
@@ -303,33 +298,49 @@ class Table(Query, metaclass=TableMeta):
         inner = f"SELECT {key_cols} FROM ({sub}) AS _del"
         return f"DELETE FROM {self.full_table_name} WHERE {lhs} IN ({inner})", params
 
-    def delete(self, safemode=None, transaction=True) -> int:
-        """Delete these rows and every row that depends on them, in one transaction; asks first in safemode."""
+    def delete(self, transaction=True, safemode=None, force_parts=False, force_masters=False) -> int:
+        """Delete these rows and every row that depends on them, children first, in one transaction; returns how
+        many rows of this table went (DataJoint's count). In safemode (``dj.config["safemode"]``) it asks before
+        committing. Rows of a part table may go only with their master's (else an error, unless ``force_parts``);
+        ``force_masters`` takes the masters of the part rows reached along, with all their parts. Inside an open
+        transaction it joins that transaction (committed by its owner), unless in safemode, which refuses."""
         safemode = config["safemode"] if safemode is None else safemode
         connection = self.connection
-        if safemode and not sys.stdin.isatty():
-            raise UsageError("delete() asks for confirmation but stdin is not a terminal: pass safemode=False")
-        counts: list[tuple[str, int]] = []
-        connection.start_transaction()
+        if transaction and connection.in_transaction:
+            if safemode:
+                raise UsageError("delete() in safemode cannot run inside an open transaction (its answer could not "
+                                 "be committed alone): pass transaction=False or safemode=False")
+            transaction = False
+        counts: list[tuple[tuple[str, str], int]] = []
+        if transaction:
+            connection.start_transaction()
         try:
             graph = foreign_key_graph(connection)
             sql, params = self.make_sql()
-            cascade_delete(connection, graph, self._split_name(), sql, params, counts, depth=0)
+            top = self._split_name()
+            deleted = cascade_delete(connection, graph, top, sql, params, counts, depth=0,
+                                     masters=set() if force_masters else None)
+            if not force_parts:
+                _check_parts_with_masters(top, counts)
+            if not transaction:
+                return deleted
             total = sum(n for _, n in counts)
             if safemode and total:
-                for name, n in counts:
+                for (s, t), n in counts:
                     if n:
-                        print(f"Deleting {n} rows from {name}")
-                answer = input("Commit deletes? [yes, No]: ").strip().lower()
-                if answer != "yes":
+                        print(f"Deleting {n} rows from {connection.dialect.table(s, t)}")
+                if confirm("Commit deletes?", "delete()", "pass safemode=False") != "yes":
                     connection.rollback()
                     print("Deletes cancelled")
                     return 0
+            elif safemode:
+                log.warning("Nothing to delete.")
             connection.commit()
         except BaseException:
-            connection.rollback()
+            if transaction:
+                connection.rollback()
             raise
-        return total
+        return deleted
 
     def _split_name(self) -> tuple[str, str]:
         return type(self).database, type(self)._table_name()
@@ -345,25 +356,108 @@ class Table(Query, metaclass=TableMeta):
             cls._schema._existing = None  # declaring the class again must create the table again
 
     def drop(self, safemode=None):
-        """Drop this table and the tables that depend on it (children first)."""
+        """Drop this table and the tables that depend on it (children first); in safemode (``dj.config``) asks
+        first. A part table goes only with its master: drop the master."""
         safemode = config["safemode"] if safemode is None else safemode
+        if self._where:
+            raise UsageError("a restricted table cannot be dropped: call drop() on the table itself")
         connection = self.connection
         graph = foreign_key_graph(connection)
         order: list[tuple[str, str]] = []
         descendants(graph, self._split_name(), order)
+        for name in order:
+            master = master_of(name)
+            if master is not None and master not in order:
+                raise UsageError(f"cannot drop part table {connection.dialect.table(*name)} before its master: drop "
+                                 f"{connection.dialect.table(*master)} instead")
         if safemode:
-            if not sys.stdin.isatty():
-                raise UsageError("drop() asks for confirmation but stdin is not a terminal: pass safemode=False")
             for s, t in order:
-                print(f"Dropping {s}.{t}")
-            if input("Proceed? [yes, No]: ").strip().lower() != "yes":
+                print(f"Dropping {connection.dialect.table(s, t)}")
+            if confirm("Proceed?", "drop()", "pass safemode=False") != "yes":
                 return
         for s, t in order:
             connection.query(f"DROP TABLE IF EXISTS {connection.dialect.table(s, t)}", context="drop")
         self._forget_declaration()
 
+    # ---------------------------------------------------------------- dependencies (DataJoint's)
+    def _dependencies(self):
+        deps = self.connection.dependencies
+        deps.load(force=False)
+        return deps
+
+    def _as_tables(self, names, as_objects):
+        return [FreeTable(self.connection, n) for n in names] if as_objects else list(names)
+
+    def parents(self, primary=None, as_objects=False, foreign_key_info=False):
+        """The tables this one refers to (full names; ``primary``: through its primary key only (True) or not
+        (False)); ``as_objects`` gives FreeTables, ``foreign_key_info`` (name, properties) pairs."""
+        return self._related(self._dependencies().parents(self.full_table_name, primary), as_objects,
+                             foreign_key_info)
+
+    def children(self, primary=None, as_objects=False, foreign_key_info=False):
+        """The tables that refer to this one, as ``parents`` gives them."""
+        return self._related(self._dependencies().children(self.full_table_name, primary), as_objects,
+                             foreign_key_info)
+
+    def _related(self, found: dict, as_objects, foreign_key_info):
+        names = self._as_tables(found, as_objects)
+        return list(zip(names, found.values(), strict=True)) if foreign_key_info else names
+
+    def descendants(self, as_objects=False):
+        """This table and every table that depends on it, in topological order."""
+        return self._as_tables(self._dependencies().descendants(self.full_table_name), as_objects)
+
+    def ancestors(self, as_objects=False):
+        """This table and every table it depends on, this one first."""
+        return self._as_tables(self._dependencies().ancestors(self.full_table_name), as_objects)
+
+    def parts(self, as_objects=False):
+        """The full names (or FreeTables) of this table's part tables."""
+        stem = self.full_table_name[:-1] + "__"
+        return self._as_tables([n for n in self._dependencies().nodes if n.startswith(stem)], as_objects)
+
+
+class FreeTable(Table):
+    """A table named by its full name (```schema`.`table```; ``"schema.table"`` on SQLite), its heading read from
+    the database: DataJoint's FreeTable, for tables no class here declares. Queries, insert, delete and drop work
+    as on any table."""
+
+    def __new__(cls, connection, full_table_name: str):
+        if not isinstance(connection, Connection):
+            raise UsageError(f"FreeTable(connection, full_table_name) takes a connection first, not "
+                             f"{type(connection).__name__}")
+        schema, table = catalog.split_full_name(connection.dialect, full_table_name)
+        spec = catalog.read_spec(connection, schema, table)
+        bound = type("FreeTable", (cls,), {"database": schema, "_connection": connection, "_declared_spec": spec,
+                                           "_free_name": table, "__module__": cls.__module__})
+        return object.__new__(bound)
+
+    def __init__(self, connection, full_table_name: str):
+        super().__init__()
+
+    @classmethod
+    def _table_name(cls) -> str:
+        return cls._free_name
+
+    def __repr__(self):
+        return f"FreeTable({self.full_table_name})\n" + super().__repr__()
+
+
+def _check_parts_with_masters(top, counts):
+    """DataJoint's rule: rows of a part table go only with rows of its master (issue #151 of DataJoint)."""
+    gone = {name for name, n in counts if n} | {top}
+    for name in gone:
+        master = master_of(name)
+        if master is not None and master not in gone:
+            raise UsageError(f"cannot delete from part table {name[1]} before deleting from its master {master[1]}: "
+                             "delete from the master, or pass force_parts=True (force_masters=True takes the masters "
+                             "along)")
+
 
 # -------------------------------------------------------------------- tiers
+UserTable = Table  # DataJoint's name of the tiers' base (``datajoint.user_tables.UserTable``)
+
+
 class Manual(Table):
     """Rows entered by hand or by scripts."""
 
@@ -376,7 +470,8 @@ class Lookup(Table):
 
 
 class Part(Table):
-    """A part of a master table, declared inside it; filled in the master's make()."""
+    """A part of a master table, declared inside it; filled in the master's make(). As in DataJoint, it is deleted
+    and dropped with its master: ``delete(force=True)``/``drop(force=True)`` do it alone."""
 
     _master = None
 
@@ -393,6 +488,18 @@ class Part(Table):
     @classmethod
     def _auto(cls):
         return getattr(cls._master, "_auto_populated", False)
+
+    def delete(self, force=False, **kwargs):
+        if not force:
+            raise UsageError(f"cannot delete from part table {type(self).__name__} alone: delete from its master "
+                             f"{type(self)._master.__name__}, or pass force=True")
+        return Table.delete(self, force_parts=True, **kwargs)
+
+    def drop(self, force=False, **kwargs):
+        if not force:
+            raise UsageError(f"cannot drop part table {type(self).__name__} alone: drop its master "
+                             f"{type(self)._master.__name__}, or pass force=True")
+        return Table.drop(self, **kwargs)
 
     def insert(self, rows, **kwargs):
         master = type(self)._master

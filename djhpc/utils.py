@@ -52,6 +52,15 @@ def user_choice(prompt: str, choices=("yes", "no"), default=None) -> str:
     return answer
 
 
+def confirm(prompt: str, what: str, fix: str) -> str:
+    """``user_choice(prompt, default="no")`` for a safemode question of ``what``; a UsageError naming ``fix`` when no
+    answer can be read (stdin closed, or not readable here: a batch job, a test)."""
+    try:
+        return user_choice(prompt, default="no")
+    except (EOFError, OSError) as exc:
+        raise UsageError(f"{what} asks for confirmation but no answer can be read from stdin: {fix}") from exc
+
+
 def get_master(full_table_name: str) -> str:
     """The master's full name of a part table's full name (```s`.`m__p``` -> ```s`.`m```), else ''."""
     m = re.fullmatch(r"(`\w+`\.`\w+)__\w+`", full_table_name)

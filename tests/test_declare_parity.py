@@ -198,8 +198,10 @@ def test_a_part_references_a_sibling_part(schema):
         Probe.Electrode.insert1(("p1", 2, 7))
     assert (Probe.Channel * Probe.Electrode).fetch1("channel") == 3
     assert "-> Probe.Shank" in Probe.Electrode.describe()
-    # the cascade follows it: deleting a shank deletes its electrodes and their channels
-    (Probe.Shank & {"shank": 1}).delete(safemode=False)
+    # the cascade follows it: deleting a shank deletes its electrodes and their channels (a part alone: force)
+    with pytest.raises(dj.UsageError, match="cannot delete from part table Shank alone"):
+        (Probe.Shank & {"shank": 1}).delete(safemode=False)
+    (Probe.Shank & {"shank": 1}).delete(force=True, safemode=False)
     assert len(Probe.Electrode()) == len(Probe.Channel()) == 0 and len(Probe.Shank()) == 1
 
 

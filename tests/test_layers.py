@@ -47,9 +47,11 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("schedulers", ["djhpc.schedulers", "djhpc.schedulers.*"]),
     # the tables populate keeps beside the results: reservations (and who is alive) and the completion history
     ("reservation", ["djhpc.reservation", "djhpc.liveness", "djhpc.history"]),
+    # DataJoint's administration helpers (set_password, kill) act on a connection
+    ("administration", ["djhpc.admin"]),
     # blob@store, attach, filepath@store: the stores and their ~external_<store> tracking tables
     ("external storage", ["djhpc.external"]),
-    ("dependencies", ["djhpc.dependencies"]),
+    ("dependencies", ["djhpc.dependencies", "djhpc.catalog"]),
     # dj.U builds on queries; fetch shapes their rows (numpy, pandas)
     ("query", ["djhpc.universal", "djhpc.query", "djhpc.fetch"]),
     ("values", ["djhpc.values"]),
@@ -59,7 +61,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("database", ["djhpc.db", "djhpc.db.*"]),
     # profile is here because config checks a djhpc.yaml's profiles: sections when it loads the file
     ("foundation", ["djhpc.errors", "djhpc.settings", "djhpc.config", "djhpc.profile", "djhpc.hash", "djhpc.backoff",
-                    "djhpc.signals", "djhpc.deadline", "djhpc.durations"]),
+                    "djhpc.signals", "djhpc.deadline", "djhpc.durations", "djhpc.utils", "djhpc.plugin"]),
 ]
 
 

@@ -125,6 +125,7 @@ class Connection:
         self.session = _SESSIONS[self.dialect.name](self)
         #: DataJoint's registry of the schemas declared on this connection
         self.schemas: dict = {}
+        self.dependencies = None  # DataJoint's connection.dependencies: set by the first schema activated on it
         is_url = isinstance(host, DatabaseURL) or (isinstance(host, str) and "://" in host)
         if not is_url and (host, user, password) != (None, None, None):
             _ = self.raw  # DataJoint's Connection connects at once: a wrong host or password fails here
@@ -266,15 +267,20 @@ class Connection:
 
     # ------------------------------------------------------------------ statements
     def query(self, sql: str, args=(), *, many: bool = False, context: str = "", as_dict: bool = False,
-              suppress_warnings: bool = True):
+              suppress_warnings: bool = True, reconnect: bool | None = None):
         """Run one statement; returns the driver cursor (``fetchall``, ``rowcount``, ``lastrowid``), or with
         ``as_dict`` one whose rows are dicts.
 
         ``%`` reads as DataJoint's connection (PyMySQL) reads it: with ``args``, even none (``()``), ``%%`` is one
         ``%`` (``CREATE USER 'u'@'%%'`` makes host ``%``); with ``args=None`` the text goes as it is. A lone ``%``
         without args is left alone (DataJoint refuses it: "not enough arguments"). Placeholders are the
-        dialect's: ``%s`` on MySQL, ``?`` on SQLite. ``suppress_warnings`` is DataJoint's; djhpc shows none."""
+        dialect's: ``%s`` on MySQL, ``?`` on SQLite. ``suppress_warnings`` is DataJoint's; djhpc shows none.
+        ``reconnect`` (DataJoint's) overrides ``database.reconnect`` for this statement: False raises
+        LostConnectionError on a lost connection instead of reconnecting."""
         del suppress_warnings
+        if reconnect is not None and bool(reconnect) != self.reconnects:
+            with settings.config(database__reconnect=bool(reconnect)):
+                return self.query(sql, args, many=many, context=context, as_dict=as_dict)
         sql, args = self._percent(sql, args)
         cursor = self.session.query(sql, args, many, context)
         return _DictCursor(cursor) if as_dict else cursor
