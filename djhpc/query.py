@@ -9,6 +9,7 @@ subquery with a fresh alias.
 from __future__ import annotations
 
 import decimal
+import hashlib
 import itertools
 import re
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,12 @@ def keyset_condition(columns: list[str], row: list, op: str, inclusive: bool,
         params.append(row[i])
         ors.append("(" + " AND ".join(parts) + ")")
     return "(" + " OR ".join(ors) + ")", tuple(params)
+
+
+def table_alias(full_table_name: str) -> str:
+    """A table's alias, the same for every query of it (so equal queries have equal SQL, as in DataJoint); two
+    uses of one table in a statement are told apart by join and restriction, which wrap one as a subquery."""
+    return "_" + hashlib.blake2s(full_table_name.encode(), digest_size=5).hexdigest()
 
 
 def new_alias() -> str:

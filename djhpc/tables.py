@@ -19,7 +19,7 @@ from .db.connection import Connection
 from .declare import SQL_NOW, TableSpec
 from .dependencies import cascade_delete, descendants, foreign_key_graph, master_of
 from .errors import DataError, DefinitionError, MissingAttributeError, QueryError, UsageError
-from .query import Heading, Query, new_alias
+from .query import Heading, Query, table_alias
 from .utils import confirm
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class Table(Query, metaclass=TableMeta):
 
     def _bind(self):
         cls = type(self)
-        alias = new_alias()
+        alias = table_alias(self.full_table_name)
         q = cls._connection.dialect.quote
         heading = Heading(cls._declared_spec.attributes)
         cols = {a.name: f"{alias}.{q(a.name)}" for a in heading.attributes}

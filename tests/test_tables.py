@@ -521,7 +521,7 @@ def test_describe_round_trips(db, filled, schema_name):
             definition = text
 
         assert Subject.heading.names == filled.Subject.heading.names
-        assert [a.type for a in Subject.heading] == [a.type for a in filled.Subject.heading]
+        assert [a.type for a in Subject.heading.attributes] == [a.type for a in filled.Subject.heading.attributes]
         assert Subject.describe() == text
     finally:
         other.drop(force=True)
