@@ -126,7 +126,7 @@ def run_demo(folder: Path, workers: int = 4, sessions: int = 40, out=print) -> i
               "print(f'progress: {t - r} of {t} sessions analysed, {r} left'); "
               "print('units:', len(p.Analysis.Unit())); "
               "[print(f'failed: {format_key(e[\"key\"])}: {e[\"error_message\"]} (host {e[\"host\"]}, "
-              "pid {e[\"pid\"]})') for e in (p.schema.jobs & {'status': 'error'}).fetch()]; "
+              "pid {e[\"pid\"]})') for e in (p.schema.jobs & {'status': 'error'}).fetch(as_dict=True)]; "
               "print('jobs table rows:', len(p.schema.jobs))")
     summary = subprocess.run([sys.executable, "-c", report], cwd=folder, env=env, capture_output=True, text=True)
     out(f"demo: {workers} workers finished in {elapsed:.1f} s (exit codes {codes}: 1 = a key failed)")
