@@ -791,6 +791,26 @@ class Query:
         """Each row as a dict, as DataJoint's iteration gives them."""
         return iter(self.fetch(as_dict=True))
 
+    def preview(self, limit=None, width=None) -> str:
+        """The first ``limit`` rows (``display.limit``) as text in DataJoint's layout: key names starred, columns
+        at most ``width`` (``display.width``) wide, blobs shown as =BLOB=, then the count of rows."""
+        limit = settings.config["display.limit"] if limit is None else limit
+        width = settings.config["display.width"] if width is None else width
+        names = self._heading.names
+        shown = self.proj(*[n for n in self._heading.secondary_attributes if not self._heading[n].is_blob])
+        rows = shown._topped("KEY", limit + 1, None)._records(shown._heading.names)
+        more, rows = len(rows) > limit, rows[:limit]
+
+        def text(row, name):
+            return str(row[name]) if name in shown._heading else "=BLOB="
+
+        widths = {n: min(max([len(n)] + [len(text(r, n)) for r in rows]) + 4, width) for n in names}
+        lines = [" ".join(f"{'*' + n if n in self.primary_key else n:<{widths[n]}.{widths[n]}}" for n in names),
+                 " ".join("+" + "-" * (widths[n] - 2) + "+" for n in names)]
+        lines += [" ".join(f"{text(r, n):<{widths[n]}.{widths[n]}}" for n in names) for r in rows]
+        out = "\n".join(lines) + ("\n   ...\n" if more else "\n")
+        return out + (f" (Total: {len(self)})\n" if settings.config["display.show_tuple_count"] else "")
+
     def __repr__(self):
         try:
             n = len(self)

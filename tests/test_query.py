@@ -601,6 +601,22 @@ def test_repr_shows_rows_and_never_raises(filled):
     assert repr(filled.Subject & "no_such_column = 1") == "<Subject>"
 
 
+def test_preview_is_laid_out_as_datajoint_lays_it_out(filled):
+    """The strings DataJoint 0.14.10 gives for the same rows (display.limit 2; then limit=5, width=8)."""
+    with dj.config(display__limit=2):
+        assert filled.Subject().preview() == (
+            "*subject_id    species     name     weight    \n+------------+ +---------+ +------+ +--------+\n"
+            "1              mouse       ann      20.5      \n2              mouse       bob      nan       \n"
+            "   ...\n (Total: 3)\n")
+        assert filled.Session.proj(r="rig").preview() == (
+            "*subject_id    *session    r    \n+------------+ +---------+ +---+\n1              1           A    \n"
+            "1              2           B    \n   ...\n (Total: 4)\n")
+    assert filled.Subject().preview(limit=5, width=8) == (
+        "*subject species  name     weight  \n+------+ +------+ +------+ +------+\n"
+        "1        mouse    ann      20.5    \n2        mouse    bob      nan     \n"
+        "3        rat      cid      310.0   \n (Total: 3)\n")
+
+
 # ------------------------------------------------------------------ key_range
 def test_key_range_pages_by_key(filled):
     Se, key = filled.Session(), ["subject_id", "session"]
