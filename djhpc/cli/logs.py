@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 import threading
@@ -65,7 +66,8 @@ def run(args) -> int:
     _print_logs(logs, args.task)
     failed = _failed(scope, sub, args.task)
     if failed:
-        print(f"{len(failed):,} keys of this run failed: djhpc logs --errors --job {sub.job_id} shows them")
+        noun = "key" if len(failed) == 1 else "keys"
+        print(f"{len(failed):,} {noun} of this run failed: djhpc logs --errors --job {sub.job_id} shows them")
     return 0
 
 
@@ -105,7 +107,8 @@ def _errors(scope, sub, task) -> int:
         where = f"task {r.task}" if r.task else r.host
         print(f"{class_name(r.table_name)} {jobrows.key_text(r.key)}  ({where}, {display.local_time(r.timestamp)})")
         print(f"    {r.error_message}")
-    print(f"{len(rows):,} failed keys: djhpc jobs show KEY for the stack; djhpc jobs retry to run them again")
+    example = shlex.quote(jobrows.key_text(rows[0].key)) if rows[0].key else "KEY"
+    print(f"{len(rows):,} failed: djhpc jobs show {example} for the stack; djhpc jobs retry to run them again")
     return 0
 
 

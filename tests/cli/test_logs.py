@@ -50,12 +50,14 @@ def test_logs_of_a_local_run(backend, schema_name, tmp_path, monkeypatch):
     assert text.startswith(f"job {job}: local run of Square, 2 task(s)")
     assert "Square item=3  failed after" in text and "ValueError: bad item 3" in text
     assert text.count("  made after ") == 7 and "__square" not in text and '{"item"' not in text
-    assert f"1 keys of this run failed: djhpc logs --errors --job {job}" in text
+    assert f"1 key of this run failed: djhpc logs --errors --job {job}" in text
+    assert "__square" not in text
     # --follow printed the same key lines as they came
     assert followed.stdout.count("  made after ") == 7
     errors = djhpc(["logs", "--errors"], project, env)
     assert errors.returncode == 0 and "Square item=3  (task " in errors.stdout, errors.stdout
     assert "ValueError: bad item 3" in errors.stdout
+    assert "djhpc jobs show item=3 for the stack" in errors.stdout
     # the local run's tasks share one file: --task is refused with the reason
     one = djhpc(["logs", "--task", "1"], project, env)
     assert one.returncode == 2 and one_line_error(one.stderr) and "one log together" in one.stderr
