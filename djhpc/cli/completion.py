@@ -72,9 +72,7 @@ def register(sub):
 
 
 def run(args) -> int:
-    from .main import build_parser
-
-    script = BASH % {"tables": _tables(build_parser())}
+    script = BASH % {"tables": _tables(args.top_parser)}
     print((ZSH + script) if args.shell == "zsh" else script, end="")
     return 0
 

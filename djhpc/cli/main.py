@@ -99,6 +99,7 @@ class _Source(logging.Formatter):
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.top_parser = parser  # for djhpc completion, which writes its script from the whole parser
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Source())

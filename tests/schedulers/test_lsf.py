@@ -359,7 +359,7 @@ def test_max_job_array_size_splits_the_run_with_offsets(sqlite_project, tmp_path
         "3 of 3: tasks 7-7 of the run",
     ]
     names = [directive_args(p.split("\n", 1)[1], "#BSUB")[1] for p in parts]
-    assert names == ["djhpc[1-3]", "djhpc[1-3]", "djhpc[1-1]"]
+    assert names == ["djhpc-Square[1-3]", "djhpc-Square[1-3]", "djhpc-Square[1-1]"]
     assert [p.count(f"export DJHPC_TASK_OFFSET={o}\n") for p, o in zip(parts, (0, 3, 6), strict=True)] == [1, 1, 1]
     assert all("export DJHPC_TASK_COUNT=7\n" in p for p in parts)
     assert calls(fakes, "bparams")[0]["argv"] == ["-a"]
