@@ -148,6 +148,7 @@ class _Runner:
         self.held: deque[Claim] = deque()
         self.next_reap = 0.0
         self._opens_at_reserve = None  # the connection's opens when this loop first reserved (see _may_hold_orphans)
+        self.stopped_early = False  # the loop left by an exception (see run)
         self.next_pending_check = 0.0
         self.final_reap_done = False
         self._prep: dict[int, tuple] = {}  # id(key) -> what reserving it needs, for keys offered again
@@ -182,6 +183,11 @@ class _Runner:
                 while self._next(walker, names):
                     if progress:
                         progress.advance()
+            except BaseException:
+                # a stop signal or Ctrl-C may land between a reservation's commit and its reply: rows this loop
+                # does not know it holds (populate(processes=N) stops its children so)
+                self.stopped_early = True
+                raise
             finally:
                 self._wind_down(progress)
         self.result._sync()
@@ -214,12 +220,13 @@ class _Runner:
         self._collect(self.inflight.take())  # the last commit's reply
         # keys reserved but not started go back, whether the loop ended, broke or was interrupted
         self._release_held()
-        if self.jobs and self._may_hold_orphans():
+        if self.jobs and (self._may_hold_orphans() or self.stopped_early):
             try:
                 self._release_orphans()  # and any this worker holds without knowing it
             except Exception as e:  # the end of the loop goes on: a dead worker's keys are reclaimed anyway
                 log.warning("could not give back this worker's remaining reservations (%s)", e)
-            self.jobs.close()
+        if self.jobs:
+            self.jobs.close()  # its heartbeat, and the session lock's hook on the connection (a forked child's too)
         if progress:
             progress.close()
 

@@ -133,3 +133,15 @@ def test_ctrl_c_to_the_parent_gives_every_key_back(pipeline, backend, schema_nam
     for pid in call_pids(tmp_path):  # the children ended with their parent
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_children_are_workers_of_their_own_while_the_parent_holds_a_reservation(pipeline, cores):
+    """The parent's jobs table holds a key (DataJoint's jobs.reserve, as DataJoint's suite does before populating):
+    its session lock is the parent's; each child takes its own (they all failed with 'is the owner id shared?')."""
+    p = pipeline
+    p.Item.insert([(i, i) for i in range(8)])
+    assert p.schema.jobs.reserve(p.Square.table_name, {"item": 7})
+    result = p.Square().populate(processes=2, reserve_jobs=True)
+    assert result["success_count"] == 7 and result["error_list"] == []
+    p.schema.jobs.complete(p.Square.table_name, {"item": 7})
+    assert p.Square().populate(processes=2)["success_count"] == 1 and len(p.Square()) == 8
