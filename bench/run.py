@@ -26,14 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.prototypes import PATCHES
+from bench.scale import run_scale
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PIPELINES = ROOT / "tests" / "pipelines"  # pipeline_bench.py: the tables djhpc's workers declare
-CASES = ("scaling", "sleep", "startup", "progress", "sqlite")
-THROUGHPUT_CASES = ("scaling", "sleep", "sqlite")
+CASES = ("scaling", "sleep", "startup", "progress", "sqlite", "scale")
+THROUGHPUT_CASES = ("scaling", "sleep", "sqlite", "scale")
 SERVER_COUNTERS = ("Questions", "Com_commit", "Handler_commit", "Innodb_data_fsyncs", "Innodb_log_writes",
-                   "Innodb_row_lock_waits", "Innodb_row_lock_time", "Innodb_deadlocks")
+                   "Innodb_row_lock_waits", "Innodb_row_lock_time", "Innodb_deadlocks", "Rows_read")
 MAKE_OWN_ROUND_TRIPS = 3  # BEGIN, the INSERT, COMMIT: what make() itself costs without any reservation
 MAKE_OWN_COMMITS = 1
 LEFT = "('reserved', 'error')"  # job statuses that must not outlive a run (DataJoint 2.x keeps 'pending' rows)
@@ -108,7 +109,7 @@ def parse_args(argv=None):
     )
     p.add_argument("--n", type=int, help="keys in the scaling and SQLite cases (default 2000; --quick 60)")
     p.add_argument("--workers", help="worker counts of the scaling case (default 1,2,4,8; --quick 1,2)")
-    p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)} (default all)")
+    p.add_argument("--cases", help=f"comma-separated, from {', '.join(CASES)} (default all; --quick: all but scale)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: checks that everything runs")
     p.add_argument("--repeat", type=int, help="repeats of each run; the median run is shown (default 3; --quick 1)")
     p.add_argument("--datajoint-python", action="append", default=[], metavar="PYTHON",
@@ -128,6 +129,10 @@ def parse_args(argv=None):
     p.add_argument("--startup-keys", help="pending keys in the start-up case (default 1000,100000; --quick 200,2000)")
     p.add_argument("--progress-keys", type=int, help="parent keys in the progress case, half done (default 200000)")
     p.add_argument("--sqlite-workers", help="worker counts of the SQLite case (default 1,2,4; --quick 1,2)")
+    p.add_argument("--scale-workers", help="worker counts of the scale case, each on a private MariaDB "
+                                           "(default 16,64,256; --quick 16)")
+    p.add_argument("--scale-keys", type=int, help="keys per worker in the scale case (default 8; --quick 2)")
+    p.add_argument("--scale-sleep-ms", type=float, help="make's sleep in the scale case (default 1000)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds one run may take before it is killed")
     p.add_argument("--json", metavar="FILE", help="write every row, run and target check as JSON")
     p.add_argument("--png", metavar="FILE", help="chart of jobs/s against workers (needs matplotlib)")
@@ -142,6 +147,11 @@ def parse_args(argv=None):
     args.startup_keys = _ints(args.startup_keys or ("200,2000" if quick else "1000,100000"), "--startup-keys")
     args.progress_keys = args.progress_keys or (2000 if quick else 200_000)
     args.sqlite_workers = _ints(args.sqlite_workers or ("1,2" if quick else "1,2,4"), "--sqlite-workers")
+    args.scale_workers = _ints(args.scale_workers or ("16" if quick else "16,64,256"), "--scale-workers")
+    args.scale_keys = args.scale_keys or (2 if quick else 8)
+    args.scale_sleep_ms = args.scale_sleep_ms if args.scale_sleep_ms is not None else 1000
+    if args.cases is None:
+        args.cases = ",".join(c for c in CASES if not (quick and c == "scale"))
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     bad = [c for c in args.cases if c not in CASES]
     if bad:
@@ -465,6 +475,11 @@ def plan(args, systems: list[System]) -> list[tuple]:
     if "progress" in args.cases:
         out += [("progress", s, 1, {"n": args.progress_keys, "done": args.progress_keys // 2, "mode": "progress"}, 1)
                 for s in mysql]
+    if "scale" in args.cases:  # djhpc and DataJoint 2.x: 0.14 is not the reference at scale
+        at_scale = [s for s in mysql if s.kind == "djhpc" or s.major >= 2]
+        for w in args.scale_workers:
+            out += [("scale", s, w, {"n": args.scale_keys * w, "sleep_seconds": args.scale_sleep_ms / 1000}, 1)
+                    for s in at_scale]
     if "sqlite" in args.cases:
         sqlite = [s for s in systems if s.backend == "sqlite"]
         for w in args.sqlite_workers:
@@ -576,6 +591,9 @@ def notes(r) -> str:
         out.append(f"{100 * r['jobs_per_s'] / ideal:.0f}% of ideal {ideal:.0f}/s; per job "
                    f"{1000 * r['outside_sleep_s_per_job']:.1f} ms outside the sleep, sleep "
                    f"{1000 * r['sleep_overshoot_s_per_job']:.1f} ms over")
+    elif r["case"] == "scale":
+        out.append(f"{r['pct_of_ideal']:.0f}% of ideal; per job {r['rows_read_per_job']:,.0f} rows read, "
+                   f"{r['server_cpu_ms_per_job']:.1f} ms server CPU; peak {r['peak_connections']} connections")
     elif r["case"] == "startup":
         out.append(f"{r.get('round_trips_before_first_make', '?')} rt before 1st make, "
                    f"peak RSS {r['max_rss_mb']:.0f} MB")
@@ -681,6 +699,7 @@ def check_targets(rows: list[dict], args, reference: str | None) -> list[dict]:
         if start:
             target(f"start-up driving DataJoint {d} with {big:,} pending: first make within 0.2 s",
                    start["startup_s"] <= 0.2, f"{start['startup_s']:.3f} s")
+    scale_targets(row, args, reference, target)
     mine = [r for r in rows if r["kind"] in ("djhpc", "djhpc-dj") and r["case"] != "progress"]
     if mine:
         twice = sum(r.get("twice_all_repeats", 0) for r in mine)
@@ -688,6 +707,29 @@ def check_targets(rows: list[dict], args, reference: str | None) -> list[dict]:
         target(f"zero keys made twice in every djhpc run ({', '.join(backends)})", twice == 0,
                f"{twice} keys made twice over {sum(r.get('repeats', 1) for r in mine)} runs")
     return out
+
+
+def scale_targets(row, args, reference, target):
+    """Issue 16's targets at the largest W of the scale case, and cost per key flat in W."""
+    big = max(args.scale_workers)
+    h, d = row("scale", "djhpc", big), row("scale", "datajoint", big, reference)
+    if not h:
+        return
+    target(f"scale W={big}: >= 85% of ideal", h["pct_of_ideal"] >= 85, f"{h['pct_of_ideal']:.1f}%")
+    target(f"scale W={big}: statements/job <= 8", h["server_questions_per_job"] <= 8,
+           f"{h['server_questions_per_job']:.1f} server statements per job")
+    if d:
+        ratio = h["jobs_per_s"] / d["jobs_per_s"]
+        target(f"scale W={big}: >= 10x DataJoint 2.x jobs/s", ratio >= 10,
+               f"{h['jobs_per_s']:.1f} vs {d['jobs_per_s']:.1f} jobs/s ({reference}): {ratio:.1f}x")
+    small = row("scale", "djhpc", min(args.scale_workers))
+    if small and small is not h:
+        worst = max(h[k] / small[k] for k in ("server_questions_per_job", "rows_read_per_job",
+                                               "server_cpu_ms_per_job") if small[k])
+        target(f"scale: cost per key at W={big} within 1.5x of W={small['workers']}'s", worst <= 1.5,
+               "statements, rows read, server CPU per job: "
+               + ", ".join(f"{h[k]:.1f} vs {small[k]:.1f}" for k in ("server_questions_per_job", "rows_read_per_job",
+                                                                      "server_cpu_ms_per_job")))
 
 
 def write_png(rows: list[dict], path: str):
@@ -787,7 +829,10 @@ def main(argv=None) -> int:
         for i, (rep, (case, system, workers, kwargs, repeats)) in enumerate(steps, 1):
             print(f"[{i}/{len(steps)}] {case} {system.name} {system.backend} W={workers} N={kwargs['n']} "
                   f"run {rep + 1}/{repeats}", file=sys.stderr, flush=True)
-            runs.append(run_with_retries(runner, system, case, workers, rep, kwargs))
+            if case == "scale":
+                runs.append(run_scale(runner, run_with_retries, system, workers, rep, kwargs))
+            else:
+                runs.append(run_with_retries(runner, system, case, workers, rep, kwargs))
     except BenchError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 1

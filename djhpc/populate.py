@@ -38,7 +38,7 @@ from .history import enabled as history_enabled
 from .inflight import InFlight, InFlightTracker, Verdict
 from .keywalk import MIN_WINDOW, WINDOW, KeyWalker
 from .liveness import Reaper
-from .reservation import Claim, Closing, Made, Reservations, ReserveRequest, Worker, key_hash
+from .reservation import Claim, Closing, Made, Reservations, ReserveRequest, Worker, key_hash, turns_for
 from .schedulers import taskenv
 from .signals import Interrupted, stop_signals
 from .target import TableTarget
@@ -258,6 +258,7 @@ class _Runner:
         except (TransientError, LostConnectionError) as e:
             log.warning("could not look for dead workers (%s)", e)
             return
+        self.jobs.turns = turns_for(self.reaper.owners_seen)
         if reclaimed:
             self.next_pending_check = 0.0
             self.final_reap_done = False

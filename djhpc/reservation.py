@@ -283,9 +283,19 @@ class ReservedRow:
     position: int = 0  # order in its reservation batch: the worker makes its batch in this order
 
 
-def reserve_lock_name(schema: str, table_name: str) -> str:
-    """The named lock that reservers of one table take turns on (MySQL limits names to 64 characters)."""
-    return "djhpc-reserve:" + hashlib.sha1(f"{schema}.{table_name}".encode()).hexdigest()
+WORKERS_PER_TURN = 16  # reservers per turn lock: a turn takes ~5 ms, so 16 workers keep a lock ~10 % busy
+
+
+def turns_for(workers: int) -> int:
+    """How many turn locks the reservers of a table use when ``workers`` hold reservations in its schema."""
+    return max(1, int(workers) // WORKERS_PER_TURN)
+
+
+def reserve_lock_name(schema: str, table_name: str, shard: int = 0) -> str:
+    """The named lock that reservers of one table take turns on (MySQL limits names to 64 characters); with many
+    workers, each shard of them has its own (see ``Reservations.turns``)."""
+    name = "djhpc-reserve:" + hashlib.sha1(f"{schema}.{table_name}".encode()).hexdigest()
+    return name if not shard else f"{name}:{shard}"
 
 
 def lock_name(owner: str) -> str:
@@ -323,6 +333,10 @@ class Reservations:
         self._heartbeat = None
         self._read_committed = True
         self._lock_skip_until = 0.0
+        #: how many locks the reservers of a table take turns on: 1 among a few workers; among many, one lock for
+        #: all would serialise every reservation (turns queue up, ~5 ms each), so they are split in shards by
+        #: owner, and each reservation made beside other shards checks afresh for keys made meanwhile
+        self.turns = 1
         self._offers: dict[tuple, str] = {}  # statement shape (keys, key columns, limited, ...) -> its text
 
     # -------------------------------------------------------------- liveness
@@ -477,13 +491,17 @@ class Reservations:
         statement runs anyway, unserialized but still correct (INSERT IGNORE), and the lock is skipped for a
         while. The reservation reads committed rows, not locking ones, so it never deadlocks with completions.
         """
-        lock = reserve_lock_name(self.schema, request.table_name)
+        shard = int(self.worker.owner[:8], 16) % self.turns if self.turns > 1 and self.worker.owner else 0
+        lock = reserve_lock_name(self.schema, request.table_name, shard)
         use_lock = time.monotonic() >= self._lock_skip_until
         statements = [(self._sql("take_reserve_lock"), (lock, RESERVE_LOCK_WAIT))] if use_lock else []
         if self._read_committed:
             statements.append((self._sql("read_committed_next"), ()))
         statements += [statement, (self._sql("winners"), (request.table_name, token))]
         winners_at = len(statements) - 1
+        recheck = self.turns > 1 and bool(request.done_table and request.key_columns)
+        if recheck:  # beside other shards' reservers: a fresh read of keys made meanwhile, in the same packet
+            statements.append(self._made_meanwhile(request, request.hashes, request.encoded))
         if use_lock:
             statements.append((self._sql("release_reserve_lock"), (lock,)))
         statements += list(request.then)
@@ -505,24 +523,33 @@ class Reservations:
         then = request.then
         later = [rows for _, rows in results[len(results) - len(then):]] if then else []
         won = {r[0] for r in results[winners_at][1]}
-        if not got_lock and won and request.done_table and request.key_columns:
+        if won and recheck:
+            won -= self._give_back_made(request, token, won, {r[0] for r in results[winners_at + 1][1]})
+        elif won and not got_lock and request.done_table and request.key_columns:
             won -= self._give_back_made(request, token, won)
-        return won, got_lock, later
+        return won, got_lock and self.turns == 1, later
 
-    def _give_back_made(self, request: ReserveRequest, token, won: set) -> set:
-        """Out of turn, the reservation read an older view of the tables: a key another worker reserved, made and
-        committed within that view's lifetime looked free. Find such keys with a fresh read and drop their
-        reservations, so they are never made twice. Rare: only when the turn could not be had."""
+    def _made_meanwhile(self, request: ReserveRequest, hashes, encoded) -> tuple[str, tuple]:
+        """The read of which of these offered keys have their row in the target table now (``made_meanwhile``)."""
         d = self.connection.dialect
         names = ["_kh"] + [f"_c{j}" for j in range(len(request.key_columns))]
         first = "SELECT " + ", ".join(f"{d.placeholder} AS {name}" for name in names)
         other = "SELECT " + ", ".join([d.placeholder] * len(names))
-        offered = [(h, enc) for h, enc in zip(request.hashes, request.encoded, strict=True) if h in won]
-        offer = " UNION ALL ".join([first] + [other] * (len(offered) - 1))
+        offer = " UNION ALL ".join([first] + [other] * (len(hashes) - 1))
         match = " AND ".join(f"t.{d.quote(c)} = v._c{j}" for j, c in enumerate(request.key_columns))
         sql = self._sql("made_meanwhile", offer=offer, done=request.done_table, match=match)
-        params = tuple(p for h, enc in offered for p in (h, *enc))
-        made = {r[0] for r in self.connection.query(sql, params, context="reserve").fetchall()}
+        return sql, tuple(p for h, enc in zip(hashes, encoded, strict=True) for p in (h, *enc))
+
+    def _give_back_made(self, request: ReserveRequest, token, won: set, made: set | None = None) -> set:
+        """Out of turn (or beside other shards), the reservation read an older view of the tables: a key another
+        worker reserved, made and committed within that view's lifetime looked free. Find such keys with a fresh
+        read (or take ``made``, read in the same packet) and drop their reservations, so they are never made
+        twice. Rare: only when the turn could not be had, or among many workers."""
+        if made is None:
+            offered = [(h, enc) for h, enc in zip(request.hashes, request.encoded, strict=True) if h in won]
+            sql, params = self._made_meanwhile(request, [h for h, _ in offered], [e for _, e in offered])
+            made = {r[0] for r in self.connection.query(sql, params, context="reserve").fetchall()}
+        made &= won
         for h in made:
             self._run("complete", (request.table_name, h, token))
         if made:

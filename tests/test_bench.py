@@ -209,3 +209,25 @@ def test_a_datajoint_run_whose_worker_died_is_run_again_and_said_but_a_djhpc_one
     row = {"case": "sleep", "workers": 8, "sleep_seconds": 0.05, "jobs_per_s": 100, "outside_sleep_s_per_job": 0,
            "sleep_overshoot_s_per_job": 0, "died_all_repeats": ["OperationalError: (1213, 'Deadlock found')"]}
     assert "1 run(s) ended by a worker's error and run again: OperationalError: (1213" in run.notes(row)
+
+
+@pytest.mark.mysql
+@pytest.mark.slow
+def test_the_scale_case_runs_on_a_private_server_and_reports_cost_per_job(tmp_path):
+    """Issue 16's scale case, at its quick size (16 workers, 2 one-second makes each): each run on a private
+    MariaDB of its own, djhpc beside DataJoint 2.x, with % of ideal, rows read, server CPU and peak connections."""
+    out = tmp_path / "scale.json"
+    command = [sys.executable, "-m", "bench", "--quick", "--cases", "scale", "--json", str(out)]
+    dj_python = datajoint_python()
+    command += ["--datajoint-python", dj_python] if dj_python else ["--no-datajoint"]
+    done = subprocess.run(command, cwd=ROOT, env=server_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    mine = next(r for r in rows if r["kind"] == "djhpc")
+    assert (mine["workers"], mine["n"]) == (16, 32) and mine["success"] == 32 and mine["twice"] == 0, mine
+    assert not mine["checks"] and 0 < mine["pct_of_ideal"] <= 100
+    assert mine["server_questions_per_job"] > 0 and mine["rows_read_per_job"] > 0
+    assert mine["server_cpu_ms_per_job"] > 0 and 16 <= mine["peak_connections"] <= 2 * 16 + 50
+    if dj_python:
+        theirs = next(r for r in rows if r["kind"] == "datajoint")
+        assert theirs["success"] == 32 and theirs["ratios"]["jobs_per_s"] is not None

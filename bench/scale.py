@@ -1,0 +1,62 @@
+"""The scale case: W workers with 1 s makes started together, each run on a private MariaDB of its own whose
+``max_connections`` is raised for W, so that the server's counters, CPU time and peak connections belong to that
+run alone. What it adds to a row: % of ideal, rows read per job, server CPU ms per job, peak connections.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+from support.mariadb import PrivateMariaDB  # noqa: E402  (the tests' throw-away server)
+
+sys.path.pop(0)
+
+
+@contextmanager
+def private_server(workers: int):
+    """A fresh MariaDB for one run, with room for every worker's connection (and a heartbeat's) and the runner's."""
+    with tempfile.TemporaryDirectory(prefix="djhpc-bench-scale-") as base:
+        server = PrivateMariaDB(Path(base) / "mariadb", options=(f"--max-connections={2 * workers + 50}",
+                                                                 "--innodb-buffer-pool-size=256M"))
+        server.install()
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def run_scale(runner, run, system, workers: int, rep: int, kwargs: dict) -> dict:
+    """``run(runner, system, "scale", workers, rep, kwargs)`` on a private server; the row gains the server's
+    CPU time, rows read and peak connections, and % of ideal (W keys per make time)."""
+    from bench.run import Server  # the runner's own description of a server
+
+    saved_server, saved_db = runner.server, runner._db
+    with private_server(workers) as private:
+        runner.server, runner._db = Server("127.0.0.1", private.port, "root", ""), None
+        try:
+            process = psutil.Process(private.proc.pid)
+            cpu = process.cpu_times()
+            out = run(runner, system, "scale", workers, rep, kwargs)
+            after = process.cpu_times()
+            with runner.db().cursor() as cur:
+                cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Max_used_connections')")
+                status = {name: int(value) for name, value in cur.fetchall()}
+        finally:
+            if runner._db is not None:
+                runner._db.close()
+            runner.server, runner._db = saved_server, saved_db
+    success = out["success"] or 1
+    out["server_cpu_ms_per_job"] = 1000 * ((after.user + after.system) - (cpu.user + cpu.system)) / success
+    out["peak_connections"] = status.get("Max_used_connections")
+    out["rows_read_per_job"] = out["server"].get("Rows_read", 0) / success
+    ideal = workers / kwargs["sleep_seconds"]
+    out["pct_of_ideal"] = 100 * out["jobs_per_s"] / ideal
+    return out
