@@ -108,6 +108,16 @@ class MissingAttributeError(DataError):
     """An insert lacks a value for an attribute that has no default (DataJoint's name)."""
 
 
+class ExtraFieldError(DataError, KeyError):
+    """A row to insert names an attribute the table lacks; a KeyError too, as DataJoint raises one."""
+
+    __str__ = Exception.__str__  # the message as written, not KeyError's quoted repr
+
+
+class MissingDefinitionError(DefinitionError, NotImplementedError):
+    """A table class has no ``definition`` (misspelt?) and no table yet; a NotImplementedError too, as DataJoint's."""
+
+
 class IntegrityError(DataError):
     """A foreign key refuses the change: the parent row is missing, or children still refer to it."""
 

@@ -15,8 +15,8 @@ import types
 from . import catalog, external, history, reservation, values
 from .db.connection import Connection, conn
 from .declare import SQL_NOW, create_table_sql, parse_definition
-from .dependencies import Dependencies, descendants, foreign_key_graph
-from .errors import AccessError, DatabaseError, DataError, DefinitionError, UsageError
+from .dependencies import Dependencies, descendants, foreign_key_graph, topo_sort
+from .errors import AccessError, DatabaseError, DataError, DefinitionError, MissingDefinitionError, UsageError
 from .jobs import JobsTable
 from .query import Query
 from .tables import Computed, Imported, Lookup, Manual, Part, Table, config
@@ -144,6 +144,9 @@ class Schema:
             spec = self._parse(cls, context, master)
         except DefinitionError:
             spec = self._existing_spec(name)  # as DataJoint: a table that exists is what it is
+            if spec is None and not (isinstance(cls.definition, str) and cls.definition.strip()):
+                raise MissingDefinitionError(f"{cls.__name__} has no definition (misspelt 'definition'?) and no "
+                                             "table: write its definition = \"\"\"...\"\"\"") from None
             if spec is None:
                 raise
         if parse_only:
@@ -242,6 +245,35 @@ class Schema:
                 context[name] = cls
 
     @property
+    def code(self) -> str:
+        """Python source declaring a class for each table of the schema, as read from the database."""
+        return self.save()
+
+    def save(self, python_filename=None) -> str:
+        """DataJoint's ``schema.save``: the source of a module declaring the schema's tables (parts inside their
+        masters, references as ``-> Parent`` lines), written to ``python_filename`` when given."""
+        self._require_activated("schema.save()")
+        deps = Dependencies(self.connection)
+        deps.load()
+        classes = spawn_classes(self, self.list_tables())
+        by_table = {cls._table_name(): cls for cls in classes.values()}
+        for cls in classes.values():
+            by_table.update({p._table_name(): p for p in _parts_of(cls)})
+        lines = ["import datajoint as dj", "", f"schema = dj.Schema({self.database!r})", ""]
+        for name in topo_sort(deps._sub({self.connection.dialect.table(self.database, t) for t in by_table})):
+            cls = by_table.get(catalog.split_full_name(self.connection.dialect, name)[1])
+            if cls is None or issubclass(cls, Part):
+                continue
+            lines += ["", "@schema", *_class_source(cls, deps, by_table, "")]
+            for part in _parts_of(cls):
+                lines += [""] + _class_source(part, deps, by_table, "    ")
+        text = "\n".join(lines) + "\n"
+        if python_filename is not None:
+            with open(python_filename, "w", encoding="utf-8") as f:
+                f.write(text)
+        return text
+
+    @property
     def jobs(self):
         """The schema's jobs table (created on first use)."""
         self._require_activated("schema.jobs")
@@ -334,6 +366,35 @@ def _spawn_one(schema: Schema, table: str, master):
         cls._master = master
     cls._declared_spec = catalog.read_spec(schema.connection, schema.database, table)
     return cls
+
+
+def _class_source(cls, deps, by_table, indent) -> list[str]:
+    """A spawned class as source: its tier, and a definition whose references are ``-> Parent`` lines."""
+    c = cls._connection
+    spec = cls._declared_spec
+    tier = "Part" if issubclass(cls, Part) else next(t.__name__ for _, t in _TIERS if issubclass(cls, t))
+    full = c.dialect.table(cls.database, cls._table_name())
+    lines = [f"# {spec.comment}"] if spec.comment else []
+    covered: set = set()
+    refs = {True: [], False: []}
+    for parent, props in deps.parents(full).items():
+        ptable = catalog.split_full_name(c.dialect, parent)[1]
+        pcls = by_table.get(ptable)
+        pname = ptable if pcls is None else (f"{pcls._master.__name__}.{pcls.__name__}" if issubclass(pcls, Part)
+                                             else pcls.__name__)
+        renames = ", ".join(f"{k}='{v}'" for k, v in props["attr_map"].items() if k != v)
+        refs[props["primary"]].append(f"-> {pname}" + (f".proj({renames})" if renames else ""))
+        covered |= set(props["attr_map"])
+    for in_key in (True, False):
+        lines += refs[in_key]
+        for a in spec.attributes:
+            if a.in_key == in_key and a.name not in covered:
+                default = "" if not a.has_default else " = null" if a.default is None else f" = {a.default!r}"
+                lines.append(f"{a.name}{default} : {a.type}" + (f"  # {a.comment}" if a.comment else ""))
+        if in_key:
+            lines.append("---")
+    body = [f"{indent}class {cls.__name__}(dj.{tier}):", f'{indent}    definition = """']
+    return body + [f"{indent}    {line}" for line in lines] + [f'{indent}    """']
 
 
 def list_schemas(connection: Connection | None = None) -> list[str]:

@@ -7,6 +7,7 @@ the whole table. As in DataJoint, many methods also work on the class itself (``
 from __future__ import annotations
 
 import csv
+import decimal
 import functools
 import logging
 import re
@@ -18,7 +19,7 @@ from .autopopulate import AutoPopulate
 from .db.connection import Connection
 from .declare import SQL_NOW, TableSpec
 from .dependencies import cascade_delete, descendants, foreign_key_graph, master_of
-from .errors import DataError, DefinitionError, MissingAttributeError, QueryError, UsageError
+from .errors import DataError, DefinitionError, ExtraFieldError, MissingAttributeError, QueryError, UsageError
 from .query import Heading, Query, table_alias
 from .utils import confirm
 
@@ -201,7 +202,7 @@ class Table(Query, metaclass=TableMeta):
             raise DataError(
                 f"{cls.__name__} is filled by populate(): insert inside make(), or pass allow_direct_insert=True"
             )
-        rows = _rows_of(rows)
+        rows = _csv_rows(rows, self.heading) if isinstance(rows, PurePath) else _rows_of(rows)
         if isinstance(rows, Mapping):
             raise DataError("insert takes a list of rows: use insert1(row) for a single dict")
         heading = self.heading
@@ -242,6 +243,51 @@ class Table(Query, metaclass=TableMeta):
                 sql = self._insert_sql(names, skip_duplicates, replace)
                 connection.query(sql, batch, many=True, context=f"insert into {cls.__name__}")
 
+    def update1(self, row: Mapping) -> None:
+        """Change the secondary attributes of one existing row, named by the primary key in ``row`` (DataJoint's
+        update1, for corrections: a row others were computed from is better deleted and made again)."""
+        cls = type(self)
+        if not isinstance(row, Mapping):
+            raise DataError(f"update1 takes a dict of one row, not a {type(row).__name__}")
+        missing = [k for k in self.primary_key if k not in row]
+        if missing:
+            raise DataError(f"update1 needs the whole primary key: give {', '.join(missing)}")
+        unknown = [k for k in row if k not in self.heading]
+        if unknown:
+            raise QueryError(f"{cls.__name__} has no attribute '{unknown[0]}' (known: {', '.join(self.heading.names)})")
+        if self._where:
+            raise UsageError("update1 works on the table itself, not a restricted table: call it on the table")
+        key = {k: row[k] for k in self.primary_key}
+        if len(self & key) != 1:
+            raise DataError(f"update1 changes one existing row: {cls.__name__} has no row {key}")
+        d = self.connection.dialect
+        sets, params = [], []
+        for name, value in row.items():
+            a = self.heading[name]
+            if a.in_key:
+                continue
+            if value is SQL_NOW:
+                sets.append(f"{d.quote(name)} = CURRENT_TIMESTAMP")
+                continue
+            if value is None:  # DataJoint's: the attribute's default (null when nullable)
+                if not a.has_default and not a.nullable:
+                    raise DataError(f"{cls.__name__}: attribute '{name}' has no default and cannot be null: give a "
+                                    "value")
+                value = a.default
+                if value is SQL_NOW:
+                    sets.append(f"{d.quote(name)} = CURRENT_TIMESTAMP")
+                    continue
+            if a.codec is not None and value is not None:
+                value = a.codec.put(value)
+            sets.append(f"{d.quote(name)} = {d.placeholder}")
+            params.append(None if value is None else values.encode(a, value, d.name))
+        if not sets:
+            return
+        where = " AND ".join(f"{d.quote(k)} = {d.placeholder}" for k in key)
+        params += [values.encode(self.heading[k], v, d.name) for k, v in key.items()]
+        self.connection.query(f"UPDATE {self.full_table_name} SET {', '.join(sets)} WHERE {where}", tuple(params),
+                              context=f"update1 of {cls.__name__}")
+
     def _insert_sql(self, names, skip_duplicates, replace):
         d = self.connection.dialect
         cols = ", ".join(d.quote(n) for n in names)
@@ -275,7 +321,7 @@ class Table(Query, metaclass=TableMeta):
         extra = [k for k in record if k not in heading]
         if extra:
             if not ignore_extra_fields:
-                raise DataError(
+                raise ExtraFieldError(
                     f"{type(self).__name__} has no attribute '{extra[0]}': remove it or pass ignore_extra_fields=True"
                 )
             for k in extra:
@@ -525,18 +571,39 @@ class Computed(AutoPopulate, Table):
     tier_prefix = "__"
 
 
+_FROM_TEXT = {"int": int, "float": float, "decimal": decimal.Decimal, "year": int,
+              "bool": lambda t: t.strip().lower() in ("1", "true", "yes")}
+
+
+def _csv_rows(path, heading) -> list[dict]:
+    """The rows of a CSV file (its first line names the attributes), each text made the attribute's number type,
+    as the server would read it; an empty field of a nullable attribute is null."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as exc:
+        raise UsageError(f"cannot read the CSV file {path} to insert: {exc.strerror}") from exc
+    for row in rows:
+        for name, text in row.items():
+            if name not in heading or not isinstance(text, str):
+                continue
+            a = heading[name]
+            if text == "" and a.nullable:
+                row[name] = None
+            elif a.category in _FROM_TEXT:
+                try:
+                    row[name] = _FROM_TEXT[a.category](text.strip())
+                except (ValueError, decimal.InvalidOperation) as exc:
+                    raise DataError(f"{path}: attribute '{name}' ({a.type}) cannot take {text!r}") from exc
+    return rows
+
+
 def _rows_of(rows):
     """The rows an insert was given, as DataJoint takes them: a query's (or table class's) rows, a CSV file's (a
     ``pathlib.Path``; the first line names the attributes), a pandas DataFrame's (its index too when it is named),
     or the iterable itself (dicts, sequences, numpy records)."""
     if isinstance(rows, Query) or (isinstance(rows, type) and issubclass(rows, Query)):
         return rows.fetch(as_dict=True)
-    if isinstance(rows, PurePath):
-        try:
-            with open(rows, newline="", encoding="utf-8") as f:
-                return list(csv.DictReader(f))
-        except OSError as exc:
-            raise UsageError(f"cannot read the CSV file {rows} to insert: {exc.strerror}") from exc
     if type(rows).__name__ == "DataFrame" and hasattr(rows, "to_records"):  # pandas, without importing it
         names = list(rows.index.names)
         keep_index = not (len(names) == 1 and not names[0])
