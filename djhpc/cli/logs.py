@@ -44,7 +44,8 @@ def register(sub):
     p.add_argument("--task", type=int, metavar="N", help="only array task N (1 to the array's size)")
     p.add_argument("--follow", "-f", action="store_true", help="print new lines until the run ends (or Ctrl-C)")
     p.add_argument("--errors", action="store_true", help="the run's failed keys and their messages")
-    p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help="--follow: look every (1)")
+    p.add_argument("--interval", type=display.age_argument, default=1.0, metavar="DURATION",
+                   help="--follow: look this often: 1 (seconds), 0.5, 1m (default 1 s)")
     p.set_defaults(func=run)
 
 
