@@ -52,3 +52,20 @@ def test_jobs_delete_does_not_ask(jobs_with_rows):
     assert jobs.delete() == 3
     assert len(jobs) == 0 and not jobs
     assert jobs.delete() == 0
+
+
+def test_datajoint_reserve_complete_error(schema):
+    """DataJoint's hand-driven jobs API: reserve -> bool, complete removes the row, error records a failure (its
+    message cut to ERROR_MESSAGE_LENGTH, ending with TRUNCATION_APPENDIX), and a failed key is not reserved again."""
+    from djhpc.jobs import ERROR_MESSAGE_LENGTH, TRUNCATION_APPENDIX
+
+    jobs = schema.jobs
+    assert jobs.reserve("fake", {"k": 1}) and not jobs.reserve("fake", {"k": 1})
+    jobs.complete("fake", {"k": 1})
+    assert len(jobs) == 0
+    jobs.error("fake", {"k": 2}, "x" * (ERROR_MESSAGE_LENGTH + 10), "stack " * 20000)
+    message, stack = (jobs & {"status": "error"}).fetch1("error_message", "error_stack")
+    assert len(message) == ERROR_MESSAGE_LENGTH and message.endswith(TRUNCATION_APPENDIX)
+    assert stack == "stack " * 20000
+    assert not jobs.reserve("fake", {"k": 2})
+    assert jobs.delete() == 1

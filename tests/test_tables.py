@@ -807,3 +807,23 @@ def test_concurrent_writers_never_see_locked(backend, schema_name, tmp_path, db)
         assert check.query(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == writers * (rows + rows // 3)
     finally:
         check.close()
+
+
+def test_update1_and_csv_insert(filled, tmp_path):
+    """DataJoint's update1 (a None is the default: null here) and insert of a CSV file's rows."""
+    s = filled.Subject
+    s.update1({"subject_id": 1, "name": "anna", "weight": None})
+    name, weight = (s & {"subject_id": 1}).fetch1("name", "weight")
+    assert name == "anna" and weight != weight  # null: NaN, as DataJoint fetches a null double
+    with pytest.raises(dj.DataError, match="has no row"):
+        s.update1({"subject_id": 9, "name": "x"})
+    with pytest.raises(dj.DataError, match="whole primary key"):
+        s.update1({"name": "x"})
+    with pytest.raises(KeyError):  # DataJoint raises a KeyError for an unknown attribute in insert
+        s.insert1({"subject_id": 8, "species": "rat", "name": "x", "colour": "red"})
+    path = tmp_path / "subjects.csv"
+    path.write_text("subject_id,species,name,weight\n5,rat,eve,12.5\n6,mouse,fay,\n")
+    s.insert(path)
+    assert (s & "subject_id > 4").fetch("weight", order_by="subject_id").tolist()[0] == 12.5
+    weight = (s & {"subject_id": 6}).fetch1("weight")
+    assert weight != weight  # the empty field of a nullable attribute is null
