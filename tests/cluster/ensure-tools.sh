@@ -7,6 +7,7 @@
 #     wait for input in a non-interactive run.
 #   * libfaketime (Debian package `faketime`): one worker's clock skewed for the
 #     clock-skew fault test (LD_PRELOAD, FAKETIME="+600s").
+#   * zsh: `djhpc completion zsh` is loaded into a real zsh by the completion test.
 #   * Chromium (Debian package `chromium`), verified by rendering a local
 #     file:// page to a PNG in headless mode with the flags the tests use.
 #
@@ -35,6 +36,7 @@ have_faketime() { compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null; 
 missing=()
 have_gnu_parallel || missing+=(parallel)
 have_faketime || missing+=(faketime)
+command -v zsh >/dev/null || missing+=(zsh)
 [[ $WANT_CHROMIUM == 1 ]] && ! have_chromium && missing+=(chromium)
 
 if ((${#missing[@]})); then
