@@ -128,7 +128,7 @@ def test_the_bench_pipeline_doubles_each_item_once(schema):
     Item.insert((i, 10 * i) for i in range(6))
     result = Result.populate(reserve_jobs=True)
     assert result.success_count == 6 and sorted(k["item"] for k in made) == list(range(6))
-    assert Result.fetch("doubled", order_by="item") == [0, 2, 4, 6, 8, 10]
+    assert list(Result.fetch("doubled", order_by="item")) == [0, 2, 4, 6, 8, 10]
     assert Result.populate(reserve_jobs=True).success_count == 0 and len(made) == 6
 
 
