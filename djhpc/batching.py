@@ -15,6 +15,7 @@ MAX_BATCH = 32
 CONTENDED_BATCH = 8
 HOLD_SECONDS = 0.5  # work a batch holds
 COUNT_SECONDS = 0.25  # among other workers, count what is left at most this often (and at most 2 % of the time)
+COUNTERS = 4  # among many holders, counts per COUNT_SECONDS over all of them
 MAX_RESEEKS = 16  # jumps per worker after losing races: bounded, so the end game cannot spin
 OFFER_MAX = 128  # keys offered at most in one reservation
 
@@ -61,9 +62,12 @@ class BatchPolicy:
         return self.contended and now >= self.next_count_at
 
     def end_game(self, left: int, held: int, holders: int, seconds: float, now: float):
-        """Counts read with a reservation that took ``seconds``: cap the batch, count again later."""
+        """Counts read with a reservation that took ``seconds``: cap the batch, count again later; among many
+        holders less often (each count reads every key left: with W workers counting every COUNT_SECONDS, rows
+        read per key would grow with W)."""
         self.end_cap = end_game_batch(int(left), int(held), int(holders))
-        self.next_count_at = now + max(COUNT_SECONDS, 50 * seconds)
+        among = max(1.0, int(holders) / COUNTERS)
+        self.next_count_at = now + max(COUNT_SECONDS * among, 50 * seconds)
 
     def met_others(self, won_nothing: bool, walk_done: bool) -> float | None:
         """Some offered keys were held. Returns where to jump (a fraction of the keys) when every key offered

@@ -445,7 +445,8 @@ class Reservations:
     def _reserve_statement(self, request: ReserveRequest, token) -> tuple[str, tuple]:
         """The named ``reserve`` statement for this many keys, and its parameters."""
         ncols = len(request.key_columns)
-        shape = (len(request.keys), ncols, request.limit is not None, request.done_table or "")
+        returning = not self.connection.is_sqlite and self.connection.takes_returning
+        shape = (len(request.keys), ncols, request.limit is not None, request.done_table or "", returning)
         sql = self._offers.get(shape)
         if sql is None:
             sql = self._reserve_text(request, shape)
@@ -470,7 +471,8 @@ class Reservations:
             match = " AND ".join(f"t.{d.quote(c)} = v._c{j}" for j, c in enumerate(request.key_columns))
             done = " " + d.queries["reserve_skip_done"].format(done=request.done_table, match=match)
         limit = d.queries["reserve_limit"] if request.limit is not None else ""
-        return self._sql("reserve", offer=offer, skip_done=done, limit=limit)
+        returning = " " + d.queries["reserve_returning"] if shape[4] else ""
+        return self._sql("reserve", offer=offer, skip_done=done, limit=limit, returning=returning)
 
     def _read_each(self, statements) -> list:
         """The rows of each read, one statement at a time (where they cannot ride in a reservation's packet)."""
@@ -497,7 +499,9 @@ class Reservations:
         statements = [(self._sql("take_reserve_lock"), (lock, RESERVE_LOCK_WAIT))] if use_lock else []
         if self._read_committed:
             statements.append((self._sql("read_committed_next"), ()))
-        statements += [statement, (self._sql("winners"), (request.table_name, token))]
+        statements.append(statement)
+        if not statement[0].rstrip().endswith("RETURNING `key_hash`"):  # else the reservation returns its winners
+            statements.append((self._sql("winners"), (request.table_name, token)))
         winners_at = len(statements) - 1
         recheck = self.turns > 1 and bool(request.done_table and request.key_columns)
         if recheck:  # beside other shards' reservers: a fresh read of keys made meanwhile, in the same packet

@@ -49,8 +49,8 @@ from .targets import load_target
 
 log = logging.getLogger(__name__)
 
-CONNECTIONS_PER_WORKER = 2  # the work connection and the heartbeat thread's
-DATAJOINT_CONNECTIONS_PER_WORKER = 3  # and DataJoint's own, which a DataJoint table's make runs on
+CONNECTIONS_PER_WORKER = 1  # the work connection (the heartbeat's lasts one beat: the headroom covers those)
+DATAJOINT_CONNECTIONS_PER_WORKER = 2  # and DataJoint's own, which a DataJoint table's make runs on
 SUBMIT_COMMANDS = {"slurm": "sbatch", "pbs": "qsub", "torque": "qsub", "sge": "qsub", "lsf": "bsub",
                    "htcondor": "condor_submit", "local": "bash"}
 DEFAULT_SIGNAL_SECONDS = 60

@@ -69,3 +69,15 @@ def test_a_walk_that_caught_up_with_another_jumps_a_bounded_number_of_times(walk
     assert len(taken) == (0 if walk_done else MAX_RESEEKS)
     assert all(0 <= j < 1 for j in taken)
     assert p.contended
+
+
+def test_among_many_holders_each_counts_less_often():
+    """Issue 16: each count reads every key left; among W holders each worker counts every COUNT_SECONDS x W/4,
+    so rows read per key stay flat in W."""
+    from djhpc.batching import COUNT_SECONDS, COUNTERS
+
+    p = BatchPolicy()
+    p.met_others(won_nothing=False, walk_done=False)
+    p.end_game(left=2000, held=256, holders=256, seconds=0.001, now=10.0)
+    later = 10.0 + COUNT_SECONDS * 256 / COUNTERS
+    assert not p.count_due(later - 0.01) and p.count_due(later)

@@ -214,3 +214,26 @@ def test_among_many_workers_the_turns_are_split_and_a_made_key_is_still_never_ha
     assert c["statements"] == 2  # the packet, and the DELETE of key 2's reservation
     assert quiet(db, schema.database).counts("__t")["reserved"] == 3
     other.close()
+
+
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+def test_on_mariadb_the_reservation_returns_its_winners_itself(db, schema, target):
+    """Issue 16: INSERT ... RETURNING (MariaDB >= 10.5) gives the keys won with the reservation, one statement
+    fewer per reservation than reading them back; partial wins come back right."""
+    from djhpc.db.mysql_session import _takes_returning
+
+    assert _takes_returning("5.5.5-10.11.19-MariaDB-0+deb12u1") and _takes_returning("10.5.2-MariaDB")
+    assert not _takes_returning("10.4.30-MariaDB") and not _takes_returning("8.0.36")
+    jobs = quiet(db, schema.database)
+    jobs.ensure_table()
+    keys, enc = keys_and_encoded(5)
+    db.query("SELECT 1")
+    assert db.takes_returning == ("mariadb" in db.query("SELECT VERSION()").fetchone()[0].lower())
+    first = jobs.take(ReserveRequest("__t", keys[1:3], done_table=target, key_columns=["k"], encoded=enc[1:3]))
+    statement, _ = quiet(db, schema.database)._reserve_statement(
+        ReserveRequest("__t", keys, done_table=target, key_columns=["k"], encoded=enc), "t" * 32)
+    assert statement.rstrip().endswith("RETURNING `key_hash`") == db.takes_returning
+    second = quiet(db, schema.database).take(ReserveRequest("__t", keys, done_table=target, key_columns=["k"],
+                                                            encoded=enc))
+    assert [c.key["k"] for c in first.claims] == [1, 2]
+    assert [c.key["k"] for c in second.claims] == [0, 3, 4] and second.seen_taken == 2

@@ -48,7 +48,7 @@ SUBMIT_HELP = """Submit a run of populate workers: an array of N tasks, each `dj
 
 Prints the job id(s) on stdout, records each submission in the target's schema, says how many keys
 are left, never asks for more tasks than keys, and submits nothing when none is left. The default
-throttle keeps the workers within the database's free connections (two each, three for DataJoint).
+throttle keeps the workers within the database's free connections (one each, two for DataJoint).
 
 exit codes: 0 submitted (or nothing left), 2 bad input, a missing scheduler command or a rejected
 submission (the scheduler's message is shown)

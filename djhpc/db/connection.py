@@ -191,6 +191,11 @@ class Connection:
         return self.query("SELECT user()").fetchone()[0]
 
     @property
+    def takes_returning(self) -> bool:
+        """Whether the server takes ``INSERT ... RETURNING`` (MariaDB >= 10.5; known once connected)."""
+        return bool(getattr(self.session, "returning", False)) and self._raw is not None
+
+    @property
     def is_sqlite(self) -> bool:
         return self.dialect.name == "sqlite"
 

@@ -228,7 +228,7 @@ INSERT IGNORE INTO {jobs} (`table_name`, `key_hash`, `status`, `key`, `user`, `h
 SELECT v._tn, v._kh, 'reserved', v._k, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, UTC_TIMESTAMP(6), v._pos
 FROM ({offer}) AS v
 WHERE NOT EXISTS (SELECT 1 FROM {jobs} AS j WHERE j.`table_name` = v._tn AND j.`key_hash` = v._kh){skip_done}
-{limit}
+{limit}{returning}
 
 -- name: reserve_skip_done
 -- Slots: {done} the quoted target table; {match} "t.`col` = v._c0 AND ..." over its quoted key columns.
@@ -236,6 +236,12 @@ WHERE NOT EXISTS (SELECT 1 FROM {jobs} AS j WHERE j.`table_name` = v._tn AND j.`
 
 -- name: reserve_limit
 ORDER BY v._pos LIMIT %s
+
+-- name: reserve_returning
+-- only: mysql
+-- MariaDB >= 10.5: the keys won come back with the reservation itself (INSERT IGNORE returns the rows it inserted),
+-- so the winners read is not needed; MySQL has no RETURNING.
+ RETURNING `key_hash`
 
 -- name: made_meanwhile
 -- only: mysql

@@ -69,6 +69,7 @@ class MySQLSession:
         self.reply: PendingCommit | None = None  # sent without waiting, reply not read yet
         self.deferred: list = []  # (text, context, make() line) of queued inserts
         self.deferred_bytes = 0
+        self.returning = False  # the server takes INSERT ... RETURNING (MariaDB >= 10.5), from the handshake
 
     # ------------------------------------------------------------------ connect
     def open(self):
@@ -100,6 +101,7 @@ class MySQLSession:
                 f"cannot reach the database at {u.host}:{u.port}: check the host and port, and that the server runs"
             ) from e
         self.conn.connection_id = raw.thread_id()  # CONNECTION_ID(), from the handshake: no statement
+        self.returning = _takes_returning(raw.get_server_info())
         with raw.cursor() as cur:
             if self.conn.init_fun:  # DataJoint's init_fun: the caller's SQL, after djhpc's session settings
                 try:
@@ -458,6 +460,19 @@ class MySQLSession:
             results.pop()
             self.ahead.open = True
         return results
+
+
+def _takes_returning(version: str) -> bool:
+    """Whether a server of this version string takes ``INSERT ... RETURNING``: MariaDB from 10.5 (MySQL: no)."""
+    if "mariadb" not in version.lower():
+        return False
+    if version.startswith("5.5.5-"):  # the prefix MariaDB puts in the handshake for old clients
+        version = version[len("5.5.5-"):]
+    try:
+        major, minor = (int(x) for x in version.split("-")[0].split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (10, 5)
 
 
 def _multi_row_inserts(cur, m, params) -> list[str]:

@@ -398,7 +398,7 @@ def test_worker_budget_from_the_server(mysql_schema, tmp_path):
     budget = library.worker_budget(connection)
     max_connections = int(root_query("SELECT @@max_connections")[0][0])
     connected = int(root_query("SHOW GLOBAL STATUS LIKE 'Threads_connected'")[0][1])
-    expected = (max_connections - connected - max(5, max_connections // 10)) // 2
+    expected = (max_connections - connected - max(5, max_connections // 10)) // library.CONNECTIONS_PER_WORKER
     assert abs(budget - expected) <= 3  # other tests connect and disconnect meanwhile
     assert library.worker_budget(dj.conn(f"sqlite:///{tmp_path}/x.db", reset=True)) is None
 
@@ -609,7 +609,10 @@ def test_a_datajoint_table_renders_runs_locally_and_in_parallel(mysql_user, mysq
 
 
 @pytest.mark.mysql
-def test_a_datajoint_worker_counts_three_connections(mysql_schema):
+def test_a_datajoint_worker_counts_two_connections(mysql_schema):
+    """A djhpc worker holds one connection (its heartbeat opens one for a moment per beat); a DataJoint table's
+    worker two: djhpc's and DataJoint's, which make runs on."""
+    assert (library.CONNECTIONS_PER_WORKER, library.DATAJOINT_CONNECTIONS_PER_WORKER) == (1, 2)
     connection = dj.conn(MYSQL_URL, reset=True)
-    two, three = library.worker_budget(connection), library.worker_budget(connection, per_worker=3)
-    assert two is not None and three is not None and abs(three - two * 2 // 3) <= 3  # others connect meanwhile
+    one, two = library.worker_budget(connection), library.worker_budget(connection, per_worker=2)
+    assert one is not None and two is not None and abs(two - one // 2) <= 3  # others connect meanwhile

@@ -15,7 +15,8 @@ def test_the_statements_of_one_dialect_are_known():
     """The parity test knows which statements exist in one dialect: a new one must be added here on purpose."""
     assert sorted(one_dialect_names("mysql.sql")) == [
         "fence_check", "is_free_lock", "made_meanwhile", "read_committed_next", "release_reserve_lock",
-        "release_session_lock", "server_uptime", "session_holder", "take_reserve_lock", "take_session_lock"]
+        "release_session_lock", "reserve_returning", "server_uptime", "session_holder", "take_reserve_lock",
+        "take_session_lock"]
     assert sorted(one_dialect_names("sqlite.sql")) == ["create_jobs_index"]
 
 
@@ -42,7 +43,7 @@ def test_the_reserve_statement_has_slots_for_names_only():
     """The reserve block's slots are filled with quoted identifiers and placeholders, never values."""
     import re
 
-    for filename in ("mysql.sql", "sqlite.sql"):
+    for filename, returning in (("mysql.sql", {"returning"}), ("sqlite.sql", set())):
         queries = load_queries(filename)
-        assert set(re.findall(r"{(\w+)}", queries["reserve"])) == {"jobs", "offer", "skip_done", "limit"}
+        assert set(re.findall(r"{(\w+)}", queries["reserve"])) == {"jobs", "offer", "skip_done", "limit"} | returning
         assert set(re.findall(r"{(\w+)}", queries["reserve_skip_done"])) == {"done", "match"}
