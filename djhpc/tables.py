@@ -111,7 +111,7 @@ class Table(Query, metaclass=TableMeta):
         alias = table_alias(self.full_table_name)
         q = cls._connection.dialect.quote
         heading = Heading(cls._declared_spec.attributes)
-        cols = {a.name: f"{alias}.{q(a.name)}" for a in heading.attributes}
+        cols = {a.name: f"{alias}.{q(a.name)}" for a in heading.attributes.values()}
         super().__init__(cls._connection, heading, f"{self.full_table_name} AS {alias}", (), cols,
                          aliases={alias}, flat_names=True)
 
@@ -214,15 +214,18 @@ class Table(Query, metaclass=TableMeta):
             if made is not None:
                 made.append({k: record.get(k) for k in self.primary_key})
             names, encoded = [], []
-            for a in heading.attributes:
-                if a.name in record:
+            for a in heading.attributes.values():
+                # None (and NaN or '' in a number) stands for the default (the next number), as in DataJoint
+                if a.name in record and not (values.is_missing(a, record[a.name])
+                                             and (a.has_default or a.auto_increment)):
                     value = record[a.name]
                     if value is SQL_NOW:
                         continue
                     names.append(a.name)
                     if a.codec is not None and value is not None:  # stored first: external.ExternalMapping.put
                         value = a.codec.put(value)
-                    encoded.append(values.encode(a, value, dialect.name))
+                    encoded.append(values.encode(a, None if values.is_missing(a, value) else values.cast(a, value),
+                                                 dialect.name))
                 elif a.has_default:
                     if a.default is SQL_NOW:
                         continue
@@ -269,7 +272,7 @@ class Table(Query, metaclass=TableMeta):
             if value is SQL_NOW:
                 sets.append(f"{d.quote(name)} = CURRENT_TIMESTAMP")
                 continue
-            if value is None:  # DataJoint's: the attribute's default (null when nullable)
+            if values.is_missing(a, value):  # DataJoint's: the attribute's default (null when nullable)
                 if not a.has_default and not a.nullable:
                     raise DataError(f"{cls.__name__}: attribute '{name}' has no default and cannot be null: give a "
                                     "value")
@@ -280,7 +283,7 @@ class Table(Query, metaclass=TableMeta):
             if a.codec is not None and value is not None:
                 value = a.codec.put(value)
             sets.append(f"{d.quote(name)} = {d.placeholder}")
-            params.append(None if value is None else values.encode(a, value, d.name))
+            params.append(None if value is None else values.encode(a, values.cast(a, value), d.name))
         if not sets:
             return
         where = " AND ".join(f"{d.quote(k)} = {d.placeholder}" for k in key)

@@ -40,7 +40,8 @@ def test_auto_increment_numbers_rows_inserted_without_it(schema):
     # DataJoint 0.14.10 on MariaDB: two inserts without the attribute get 1 and 2
     Subject.insert1({"name": "ann"})
     Subject.insert([{"name": "bob"}, {"name": "cid"}])
-    assert Subject.fetch("subject_id", "name", order_by="subject_id") == ([1, 2, 3], ["ann", "bob", "cid"])
+    ids, names = Subject.fetch("subject_id", "name", order_by="subject_id")
+    assert ids.tolist() == [1, 2, 3] and names.tolist() == ["ann", "bob", "cid"]
     Subject.insert1({"subject_id": 10, "name": "dan"})  # an explicit number is kept, and numbering goes on after it
     Subject.insert1({"name": "eve"})
     assert (Subject & {"name": "eve"}).fetch1("subject_id") == 11
@@ -71,7 +72,7 @@ def test_auto_increment_first_of_a_composite_key_on_mysql(schema, db):
         return
     schema(Event)
     Event.insert([{"kind": "a"}, {"kind": "b"}])
-    assert Event.fetch("event_id", order_by="event_id") == [1, 2]
+    assert Event.fetch("event_id", order_by="event_id").tolist() == [1, 2]
 
 
 def test_a_lookup_with_an_auto_increment_key_does_not_insert_its_contents(schema, caplog):
@@ -134,7 +135,7 @@ def test_true_and_false_into_integers(schema):
         {"id": 1, "t": 1, "u": 0, "n": 1},
         {"id": 2, "t": 0, "u": 1, "n": 0},
     ]
-    assert all(type(v) is int for row in Flags.fetch() for v in row.values())
+    assert all(type(v) is int for row in Flags.fetch(as_dict=True) for v in row.values())
     assert (Flags & {"t": True}).fetch1("id") == 1 and (Flags & {"u": True}).fetch1("id") == 2
     with pytest.raises(dj.DataError, match="expected an integer") as e:
         Flags.insert1((3, "yes", 0, 0))
@@ -154,7 +155,7 @@ def test_bool_is_a_type(schema):
 
     Switch.insert1({"id": 1, "on": True})
     Switch.insert1({"id": 2, "on": 0})
-    assert Switch.fetch("on", "off", order_by="id") == ([True, False], [False, False])
+    assert [a.tolist() for a in Switch.fetch("on", "off", order_by="id")] == [[True, False], [False, False]]
     assert (Switch & {"on": True}).fetch1("id") == 1
     with pytest.raises(dj.DataError, match="expected True or False"):
         Switch.insert1({"id": 3, "on": 2})

@@ -23,7 +23,7 @@ def test_heading_of_a_join_is_both_headings_key_first(filled):
     h = (filled.Session * filled.Analysis.Unit).heading
     assert h.names == ["subject_id", "session", "unit", "rig", "rate"]
     assert h.primary_key == ["subject_id", "session", "unit"] and h.secondary_attributes == ["rig", "rate"]
-    assert list(h) == h.names and [a.name for a in h.attributes] == h.names
+    assert list(h) == h.names == list(h.attributes) and [a.name for a in h.attributes.values()] == h.names
     assert h["rate"].type == "double" and "rate" in h and "score" not in h
     assert repr(h).splitlines()[3] == "---"
     product = (filled.Species * filled.Note).heading

@@ -521,7 +521,8 @@ def test_describe_round_trips(db, filled, schema_name):
             definition = text
 
         assert Subject.heading.names == filled.Subject.heading.names
-        assert [a.type for a in Subject.heading.attributes] == [a.type for a in filled.Subject.heading.attributes]
+        assert [a.type for a in Subject.heading.attributes.values()] == \
+            [a.type for a in filled.Subject.heading.attributes.values()]
         assert Subject.describe() == text
     finally:
         other.drop(force=True)
