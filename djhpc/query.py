@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import decimal
 import hashlib
+import html
 import itertools
 import re
 from collections.abc import Mapping, Sequence
@@ -822,22 +823,38 @@ class Query:
     def preview(self, limit=None, width=None) -> str:
         """The first ``limit`` rows (``display.limit``) as text in DataJoint's layout: key names starred, columns
         at most ``width`` (``display.width``) wide, blobs shown as =BLOB=, then the count of rows."""
-        limit = settings.config["display.limit"] if limit is None else limit
         width = settings.config["display.width"] if width is None else width
         names = self._heading.names
-        shown = self.proj(*[n for n in self._heading.secondary_attributes if not self._heading[n].is_blob])
-        rows = shown._topped("KEY", limit + 1, None)._records(shown._heading.names)
-        more, rows = len(rows) > limit, rows[:limit]
-
-        def text(row, name):
-            return str(row[name]) if name in shown._heading else "=BLOB="
-
-        widths = {n: min(max([len(n)] + [len(text(r, n)) for r in rows]) + 4, width) for n in names}
+        rows, more = self._preview_rows(limit)
+        widths = {n: min(max([len(n)] + [len(r[n]) for r in rows]) + 4, width) for n in names}
         lines = [" ".join(f"{'*' + n if n in self.primary_key else n:<{widths[n]}.{widths[n]}}" for n in names),
                  " ".join("+" + "-" * (widths[n] - 2) + "+" for n in names)]
-        lines += [" ".join(f"{text(r, n):<{widths[n]}.{widths[n]}}" for n in names) for r in rows]
+        lines += [" ".join(f"{r[n]:<{widths[n]}.{widths[n]}}" for n in names) for r in rows]
         out = "\n".join(lines) + ("\n   ...\n" if more else "\n")
         return out + (f" (Total: {len(self)})\n" if settings.config["display.show_tuple_count"] else "")
+
+    def _preview_rows(self, limit=None) -> tuple[list[dict], bool]:
+        """The first ``limit`` rows (``display.limit``) in key order as texts, blobs as =BLOB=; and whether more
+        rows follow."""
+        limit = settings.config["display.limit"] if limit is None else limit
+        shown = self.proj(*[n for n in self._heading.secondary_attributes if not self._heading[n].is_blob])
+        records = shown._topped("KEY", limit + 1, None)._records(shown._heading.names)
+        rows = [{n: str(r[n]) if n in shown._heading else "=BLOB=" for n in self._heading.names}
+                for r in records[:limit]]
+        return rows, len(records) > limit
+
+    def _repr_html_(self) -> str:
+        """The preview as an HTML table, for Jupyter (DataJoint's: a style block, then the table; key names bold,
+        comments as tooltips)."""
+        rows, more = self._preview_rows()
+        heading = self._heading
+        head = "".join(f'<th class="{"primary_key" if heading[n].in_key else "attribute"}" '
+                       f'title="{html.escape(heading[n].comment)}">{html.escape(n)}</th>' for n in heading.names)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(r[n])}</td>" for n in heading.names) + "</tr>"
+                       for r in rows)
+        count = f"<p>Total: {len(self)}</p>" if settings.config["display.show_tuple_count"] else ""
+        return (f"<style>{_HTML_STYLE}</style>\n<div class=\"djhpc-table\"><table><thead><tr>{head}</tr></thead>"
+                f"<tbody>{body}</tbody></table>{'<p>...</p>' if more else ''}{count}</div>")
 
     def __repr__(self):
         try:
@@ -853,6 +870,11 @@ class Query:
             lines.append("...")
         lines.append(f" ({n} tuples)")
         return "\n".join(lines)
+
+
+_HTML_STYLE = (".djhpc-table table {border-collapse: collapse; font-size: 80%} "
+               ".djhpc-table th, .djhpc-table td {padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: left} "
+               ".djhpc-table th.primary_key {font-weight: bold; color: #000}")
 
 
 def derived(connection, heading: Heading, sql: str, params) -> Query:

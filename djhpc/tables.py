@@ -19,7 +19,15 @@ from .autopopulate import AutoPopulate
 from .db.connection import Connection
 from .declare import SQL_NOW, TableSpec
 from .dependencies import cascade_delete, descendants, foreign_key_graph, master_of
-from .errors import DataError, DefinitionError, ExtraFieldError, MissingAttributeError, QueryError, UsageError
+from .errors import (
+    DatabaseError,
+    DataError,
+    DefinitionError,
+    ExtraFieldError,
+    MissingAttributeError,
+    QueryError,
+    UsageError,
+)
 from .query import Heading, Query, table_alias
 from .utils import confirm
 
@@ -141,6 +149,23 @@ class Table(Query, metaclass=TableMeta):
     @property
     def class_name(self) -> str:
         return type(self).__name__
+
+    @property
+    def size_on_disk(self) -> int:
+        """Bytes of the table's data and indexes (MySQL's TABLE STATUS; SQLite: its pages, 0 without dbstat)."""
+        c, name = self.connection, type(self)._table_name()
+        if c.is_sqlite:
+            prefix = f"{type(self).database}.{name}"
+            try:
+                # the table and its indexes
+                row = c.query("SELECT SUM(pgsize) FROM dbstat WHERE name = ? OR substr(name, 1, ?) = ?",
+                              (prefix, len(prefix) + 5, prefix + "__idx"), context="size_on_disk").fetchone()
+            except DatabaseError:  # an SQLite built without the dbstat table
+                return 0
+            return int(row[0] or 0)
+        row = c.query("SELECT DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
+                      "AND TABLE_NAME=%s", (type(self).database, name), context="size_on_disk").fetchone()
+        return int(row[0] or 0) if row else 0
 
     @property
     def external(self):
@@ -507,14 +532,21 @@ def _check_parts_with_masters(top, counts):
 UserTable = Table  # DataJoint's name of the tiers' base (``datajoint.user_tables.UserTable``)
 
 
+# DataJoint's patterns of each tier's table names (``tier_regexp``): its prefix, then snake_case words
+_NAME_REGEXP = r"[a-z][a-z0-9]*(_[a-z][a-z0-9]*)*"
+
+
 class Manual(Table):
     """Rows entered by hand or by scripts."""
+
+    tier_regexp = r"(?P<manual>" + _NAME_REGEXP + ")"
 
 
 class Lookup(Table):
     """Small reference tables; ``contents`` are inserted when the table is declared."""
 
     tier_prefix = "#"
+    tier_regexp = r"(?P<lookup>#" + _NAME_REGEXP + ")"
     contents: list = []
 
 
@@ -523,6 +555,7 @@ class Part(Table):
     and dropped with its master: ``delete(force=True)``/``drop(force=True)`` do it alone."""
 
     _master = None
+    tier_regexp = r"(?P<master>(#|_|__)?" + _NAME_REGEXP + r")__(?P<part>" + _NAME_REGEXP + ")"
 
     @classmethod
     def _table_name(cls) -> str:
@@ -566,12 +599,14 @@ class Imported(AutoPopulate, Table):
     """Filled by populate() from data outside the database."""
 
     tier_prefix = "_"
+    tier_regexp = r"(?P<imported>_" + _NAME_REGEXP + ")"
 
 
 class Computed(AutoPopulate, Table):
     """Filled by populate() from other tables."""
 
     tier_prefix = "__"
+    tier_regexp = r"(?P<computed>__" + _NAME_REGEXP + ")"
 
 
 _FROM_TEXT = {"int": int, "float": float, "decimal": decimal.Decimal, "year": int,
