@@ -234,12 +234,13 @@ class Table(Query, metaclass=TableMeta):
         dialect = self.connection.dialect
         groups: dict[tuple, list] = {}
         made = cls._inserted_keys if cls._allow_insert else None
+        attributes = list(heading.attributes.values())
         for row in rows:
             record = self._as_record(row, heading, ignore_extra_fields)
             if made is not None:
                 made.append({k: record.get(k) for k in self.primary_key})
             names, encoded = [], []
-            for a in heading.attributes.values():
+            for a in attributes:
                 # None (and NaN or '' in a number) stands for the default (the next number), as in DataJoint
                 if a.name in record and not (values.is_missing(a, record[a.name])
                                              and (a.has_default or a.auto_increment)):

@@ -442,6 +442,10 @@ def _decimal(attr: Attribute, raw) -> decimal.Decimal:
     """A stored decimal (MySQL: a Decimal; SQLite: an int or float, or text in a table made before NUMERIC) as a
     Decimal with the declared number of digits after the point, as MySQL and DataJoint give it."""
     d = raw if isinstance(raw, decimal.Decimal) else decimal.Decimal(str(raw))
+    if isinstance(raw, int) and abs(raw) > 2**53:  # SQLite made a whole decimal beyond 2**53 an integer through a
+        with decimal.localcontext() as context:   # double: its 15 significant digits are the value stored
+            context.prec = _SQLITE_DECIMAL_DIGITS
+            d = +d
     if attr.scale is None or d.as_tuple().exponent == -attr.scale:
         return d
     with decimal.localcontext() as context:

@@ -317,3 +317,16 @@ def test_float_text_is_mysqls():
             (5e-324, 40, "5e-324"), (1e-15, 40, "0.000000000000001"), (1e-16, 40, "1e-16"), (1.5e14, 5, "2e14"),
             (-1e-7, 40, "-0.0000001"), (1.2345678901234567e19, 40, "1.2345678901234567e19"), (-0.0, 3, "0")]
     assert [(v, w, float_text(v, w)) for v, w, _ in seen] == seen
+
+
+def test_a_whole_decimal_beyond_2_53_comes_back_on_sqlite(schema):
+    """SQLite turns '44350987326259700.000' into the integer 44350987326259696 (through a double); decode gives
+    back the 15 significant digits stored (found by test_value_round_trips)."""
+
+    @schema
+    class Big(dj.Manual):
+        definition = "id : int\n---\nd : decimal(65,30)\n"
+
+    value = decimal.Decimal("4.43509873262597E+16")
+    Big.insert1({"id": 1, "d": value})
+    assert Big.fetch1()["d"] == value and len(Big & {"d": value}) == 1
