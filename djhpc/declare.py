@@ -7,9 +7,13 @@ The definition syntax is DataJoint's: an optional ``# comment`` line, primary at
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
+import numpy as np
+
+from . import settings
 from .adapters import parse_special
 from .errors import DefinitionError
 
@@ -38,6 +42,8 @@ KNOWN_TYPES = (
     "char(n), bool, date, datetime, timestamp, time, year, enum(...), uuid, json, blob, mediumblob, longblob"
 )
 SQL_NOW = "CURRENT_TIMESTAMP"
+# the categories DataJoint counts as strings (its ENUM, TEMPORAL and STRING types)
+_STRING_CATEGORIES = ("string", "enum", "date", "datetime", "timestamp", "time", "year")
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,57 @@ class Attribute:
     @property
     def adapter(self):
         return self.codec.adapter if self.codec is not None else None
+
+    # the rest of DataJoint's attribute fields, read from djhpc's
+    @property
+    def autoincrement(self) -> bool:
+        return self.auto_increment
+
+    @property
+    def numeric(self) -> bool | None:
+        return None if self.category == "expression" else self.category in ("int", "bool", "float", "decimal")
+
+    @property
+    def string(self) -> bool | None:
+        return None if self.category == "expression" else self.category in _STRING_CATEGORIES
+
+    @property
+    def uuid(self) -> bool:
+        return self.category == "uuid"
+
+    @property
+    def json(self) -> bool | None:
+        return None if self.category == "expression" else self.category == "json"
+
+    @property
+    def is_hidden(self) -> bool:
+        """A name starting with ``_`` is hidden, as in DataJoint: queries and fetch leave it out."""
+        return self.name.startswith("_")
+
+    @property
+    def unsupported(self) -> bool:
+        return False
+
+    @property
+    def attribute_expression(self) -> None:
+        return None
+
+    @property
+    def sql_type(self) -> str:
+        return "binary(16)" if self.uuid else self.type
+
+    @property
+    def dtype(self):
+        """The numpy dtype DataJoint gives the attribute's column in fetch: float64 for floats, int64 for integers
+        that cannot be null, object for everything else."""
+        if self.category == "float":
+            return np.float64
+        if self.category in ("int", "bool") and not self.nullable:
+            return np.int64
+        return object
+
+    def todict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass
@@ -305,7 +362,7 @@ def _add_foreign_key(spec: TableSpec, line: str, in_key: bool, resolve, seen: di
         for part in m.group("proj").split(","):
             new, _, old = part.partition("=")
             renames[old.strip().strip("'\"")] = new.strip()
-    parent_key = [a for a in parent.heading.attributes if a.in_key]
+    parent_key = [a for a in parent.heading.attributes.values() if a.in_key]
     child_names, parent_names = [], []
     for a in parent_key:
         name = renames.get(a.name, a.name)
@@ -375,6 +432,16 @@ def _column_sql(dialect, attr: Attribute) -> str:
     return " ".join(parts)
 
 
+def with_hidden_timestamp(spec: TableSpec, full_name: str) -> TableSpec:
+    """``spec`` with DataJoint's hidden insert-time column when ``dj.config["add_hidden_timestamp"]`` is on: a
+    timestamp named ``_<sha1 of "schema.table">_timestamp``, which queries and fetch leave out."""
+    if not settings.config["add_hidden_timestamp"]:
+        return spec
+    name = f"_{hashlib.sha1(full_name.encode()).hexdigest()}_timestamp"
+    hidden = Attribute(name, "timestamp", "timestamp", default=SQL_NOW, has_default=True, precision=0)
+    return replace(spec, attributes=[*spec.attributes, hidden])
+
+
 def create_table_sql(dialect, spec: TableSpec, schema: str, table: str) -> list[str]:
     """CREATE TABLE (and, on SQLite, CREATE INDEX) statements for a spec."""
     q = dialect.quote
@@ -432,7 +499,7 @@ def declare(full_table_name: str, definition: str, context: dict) -> tuple[str, 
     if len(table) > MAX_TABLE_NAME_LENGTH:
         raise DefinitionError(f"table name `{table}` is longer than {MAX_TABLE_NAME_LENGTH} characters: shorten "
                               "its class name (or, for a part, its master's)")
-    spec = parse_definition(definition, context_resolver(context))
+    spec = with_hidden_timestamp(parse_definition(definition, context_resolver(context)), f"{schema}.{table}")
     statements = create_table_sql(DIALECTS["mysql"], spec, schema, table)
     return statements[0], []
 

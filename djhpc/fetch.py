@@ -19,12 +19,8 @@ def is_key(name) -> bool:
 
 
 def dtype_of(attr) -> object:
-    """The numpy dtype DataJoint gives an attribute's column."""
-    if attr.category == "float":
-        return np.float64
-    if attr.category in ("int", "bool") and not attr.nullable:
-        return np.int64
-    return object
+    """The numpy dtype DataJoint gives an attribute's column (declare.Attribute.dtype)."""
+    return attr.dtype
 
 
 def record_dtype(attributes) -> np.dtype:

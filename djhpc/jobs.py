@@ -55,7 +55,7 @@ class JobsTable(Query):
         alias = new_alias()
         q = connection.dialect.quote
         heading = Heading(_SPEC.attributes)
-        cols = {a.name: f"{alias}.{q(a.name)}" for a in heading.attributes}
+        cols = {a.name: f"{alias}.{q(a.name)}" for a in heading.attributes.values()}
         full = connection.dialect.table(database, jobs_table)
         super().__init__(connection, heading, f"{full} AS {alias}", (), cols,
                          aliases={alias}, flat_names=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import decimal
 import hashlib
+import html
 import itertools
 import re
 from collections.abc import Mapping, Sequence
@@ -53,45 +54,73 @@ def new_alias() -> str:
 
 
 class Heading:
-    """The attributes of a query's output, primary key first."""
+    """The attributes of a query's output, primary key first, as DataJoint's heading: ``attributes`` maps each
+    name to its Attribute; ``_attributes`` adds the hidden ones (names starting with ``_``, such as the
+    ``add_hidden_timestamp`` column), which a query never selects."""
 
     def __init__(self, attributes):
-        self.attributes: list[Attribute] = list(attributes)
-        self._by_name = {a.name: a for a in self.attributes}
+        self._attributes: dict[str, Attribute] = {a.name: a for a in attributes}
+        self._visible = {n: a for n, a in self._attributes.items() if not a.is_hidden}
+
+    @property
+    def attributes(self) -> dict[str, Attribute]:
+        return dict(self._visible)
 
     @property
     def names(self) -> list[str]:
-        return [a.name for a in self.attributes]
+        return list(self._visible)
 
     @property
     def primary_key(self) -> list[str]:
-        return [a.name for a in self.attributes if a.in_key]
+        return [n for n, a in self._visible.items() if a.in_key]
 
     @property
     def secondary_attributes(self) -> list[str]:
-        return [a.name for a in self.attributes if not a.in_key]
+        return [n for n, a in self._visible.items() if not a.in_key]
+
+    @property
+    def blobs(self) -> list[str]:
+        return [n for n, a in self._visible.items() if a.is_blob]
+
+    @property
+    def non_blobs(self) -> list[str]:
+        return [n for n, a in self._visible.items() if not (a.is_blob or a.is_attachment or a.is_filepath or a.json)]
+
+    @property
+    def new_attributes(self) -> list[str]:
+        """The attributes a projection computed."""
+        return [n for n, a in self._visible.items() if a.category == "expression"]
+
+    @property
+    def has_autoincrement(self) -> bool:
+        return any(a.auto_increment for a in self._visible.values())
+
+    @property
+    def as_dtype(self) -> np.dtype:
+        """The numpy dtype of the rows fetch() returns."""
+        return shaping.record_dtype(self._visible.values())
+
+    def __len__(self):
+        return len(self._visible)
 
     def __contains__(self, name):
-        return name in self._by_name
+        return name in self._visible
 
     def __getitem__(self, name) -> Attribute:
-        return self._by_name[name]
+        return self._visible[name]
 
     def __iter__(self):
-        """The attribute names, as iterating DataJoint's heading gives them (``heading.attributes``: the attributes)."""
-        return iter(self.names)
+        """The attribute names, as iterating DataJoint's heading gives them."""
+        return iter(self._visible)
 
     def __repr__(self):
         lines = []
-        for a in self.attributes:
+        attributes = list(self._visible.values())
+        for i, a in enumerate(attributes):
             lines.append(f"{a.name:<20} : {a.type}" + (f"  # {a.comment}" if a.comment else ""))
-            if a.in_key and (a is self.attributes[-1] or not self._next_in_key(a)):
+            if a.in_key and (i + 1 == len(attributes) or not attributes[i + 1].in_key):
                 lines.append("---")
         return "\n".join(lines)
-
-    def _next_in_key(self, a):
-        i = self.attributes.index(a)
-        return i + 1 < len(self.attributes) and self.attributes[i + 1].in_key
 
 
 class AndList(list):
@@ -519,9 +548,9 @@ class Query:
         common = [n for n in left._heading.names if n in other._heading]
         on = " AND ".join(f"{left._columns[n]} = {other._columns[n]}" for n in common) or "1=1"
         attrs = []
-        for a in left._heading.attributes:
+        for a in left._heading.attributes.values():
             attrs.append(a)
-        for a in other._heading.attributes:
+        for a in other._heading.attributes.values():
             if a.name not in left._heading:
                 attrs.append(_replace(a, nullable=True) if outer else a)  # NULL where a left row matches none
         # key of the join: union of both keys
@@ -554,7 +583,7 @@ class Query:
         if computed and not base._flat_names:
             base = base.as_subquery()
         attrs, cols = [], {}
-        for a in heading.attributes:
+        for a in heading.attributes.values():
             if a.name in selected:
                 attrs.append(a)
                 cols[a.name] = base._columns[a.name]
@@ -605,7 +634,7 @@ class Query:
         if missing:
             raise QueryError(f"dj.U: attribute `{missing[0]}` not found (known: {', '.join(self._heading.names)})")
         attrs = [_with_key(self._heading[n], True) for n in names]
-        attrs += [_with_key(a, False) for a in self._heading.attributes if a.name not in names]
+        attrs += [_with_key(a, False) for a in self._heading.attributes.values() if a.name not in names]
         return self._copy(heading=Heading(attrs))
 
     # -------------------------------------------------------------- fetching
@@ -794,22 +823,38 @@ class Query:
     def preview(self, limit=None, width=None) -> str:
         """The first ``limit`` rows (``display.limit``) as text in DataJoint's layout: key names starred, columns
         at most ``width`` (``display.width``) wide, blobs shown as =BLOB=, then the count of rows."""
-        limit = settings.config["display.limit"] if limit is None else limit
         width = settings.config["display.width"] if width is None else width
         names = self._heading.names
-        shown = self.proj(*[n for n in self._heading.secondary_attributes if not self._heading[n].is_blob])
-        rows = shown._topped("KEY", limit + 1, None)._records(shown._heading.names)
-        more, rows = len(rows) > limit, rows[:limit]
-
-        def text(row, name):
-            return str(row[name]) if name in shown._heading else "=BLOB="
-
-        widths = {n: min(max([len(n)] + [len(text(r, n)) for r in rows]) + 4, width) for n in names}
+        rows, more = self._preview_rows(limit)
+        widths = {n: min(max([len(n)] + [len(r[n]) for r in rows]) + 4, width) for n in names}
         lines = [" ".join(f"{'*' + n if n in self.primary_key else n:<{widths[n]}.{widths[n]}}" for n in names),
                  " ".join("+" + "-" * (widths[n] - 2) + "+" for n in names)]
-        lines += [" ".join(f"{text(r, n):<{widths[n]}.{widths[n]}}" for n in names) for r in rows]
+        lines += [" ".join(f"{r[n]:<{widths[n]}.{widths[n]}}" for n in names) for r in rows]
         out = "\n".join(lines) + ("\n   ...\n" if more else "\n")
         return out + (f" (Total: {len(self)})\n" if settings.config["display.show_tuple_count"] else "")
+
+    def _preview_rows(self, limit=None) -> tuple[list[dict], bool]:
+        """The first ``limit`` rows (``display.limit``) in key order as texts, blobs as =BLOB=; and whether more
+        rows follow."""
+        limit = settings.config["display.limit"] if limit is None else limit
+        shown = self.proj(*[n for n in self._heading.secondary_attributes if not self._heading[n].is_blob])
+        records = shown._topped("KEY", limit + 1, None)._records(shown._heading.names)
+        rows = [{n: str(r[n]) if n in shown._heading else "=BLOB=" for n in self._heading.names}
+                for r in records[:limit]]
+        return rows, len(records) > limit
+
+    def _repr_html_(self) -> str:
+        """The preview as an HTML table, for Jupyter (DataJoint's: a style block, then the table; key names bold,
+        comments as tooltips)."""
+        rows, more = self._preview_rows()
+        heading = self._heading
+        head = "".join(f'<th class="{"primary_key" if heading[n].in_key else "attribute"}" '
+                       f'title="{html.escape(heading[n].comment)}">{html.escape(n)}</th>' for n in heading.names)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(r[n])}</td>" for n in heading.names) + "</tr>"
+                       for r in rows)
+        count = f"<p>Total: {len(self)}</p>" if settings.config["display.show_tuple_count"] else ""
+        return (f"<style>{_HTML_STYLE}</style>\n<div class=\"djhpc-table\"><table><thead><tr>{head}</tr></thead>"
+                f"<tbody>{body}</tbody></table>{'<p>...</p>' if more else ''}{count}</div>")
 
     def __repr__(self):
         try:
@@ -827,6 +872,11 @@ class Query:
         return "\n".join(lines)
 
 
+_HTML_STYLE = (".djhpc-table table {border-collapse: collapse; font-size: 80%} "
+               ".djhpc-table th, .djhpc-table td {padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: left} "
+               ".djhpc-table th.primary_key {font-weight: bold; color: #000}")
+
+
 def derived(connection, heading: Heading, sql: str, params) -> Query:
     """A flat query over the rows of ``sql`` (``(SELECT ...) AS alias``), whose columns are ``heading``'s names."""
     alias = new_alias()
@@ -840,7 +890,7 @@ def aggregation(source: Query, key: list, attributes, named) -> Query:
     ``named`` (DataJoint's proj spellings) over each group. An attribute outside the key is read through MIN(),
     which gives the one value it has in a group, so that the statement holds under ONLY_FULL_GROUP_BY."""
     flat = source.as_subquery()
-    attrs = [_with_key(a, a.name in key) for a in flat._heading.attributes]
+    attrs = [_with_key(a, a.name in key) for a in flat._heading.attributes.values()]
     heading = Heading(sorted(attrs, key=lambda a: not a.in_key))
     renames, copies, computed = _split_named(heading, named)
     selected = _selected(heading, attributes, renames) | {n for n, old in copies.items() if n == old}
@@ -850,7 +900,7 @@ def aggregation(source: Query, key: list, attributes, named) -> Query:
             raise QueryError(f"aggr: attribute `{new}` already exists: choose another name")
     quote = source._dialect.quote
     out, parts = [], []
-    for a in heading.attributes:
+    for a in heading.attributes.values():
         column = flat._columns[a.name] if a.in_key else f"MIN({flat._columns[a.name]})"
         if a.name in selected:
             out.append(a)
@@ -879,7 +929,7 @@ def union(a: Query, b: Query) -> Query:
     a, b = a._settled(), b._settled()
     key = a.primary_key
     attrs = [a._heading[n] for n in key]
-    attrs += [_replace(x, nullable=True) for q in (a, b) for x in q._heading.attributes if not x.in_key]
+    attrs += [_replace(x, nullable=True) for q in (a, b) for x in q._heading.attributes.values() if not x.in_key]
     names = [x.name for x in attrs]
     if len(names) == len(key):
         first, second = a.make_sql(key), b.make_sql(key)

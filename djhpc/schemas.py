@@ -14,7 +14,7 @@ import types
 
 from . import catalog, external, history, reservation, values
 from .db.connection import Connection, conn
-from .declare import SQL_NOW, create_table_sql, parse_definition
+from .declare import SQL_NOW, create_table_sql, parse_definition, with_hidden_timestamp
 from .dependencies import Dependencies, descendants, foreign_key_graph, topo_sort
 from .errors import AccessError, DatabaseError, DataError, DefinitionError, MissingDefinitionError, UsageError
 from .jobs import JobsTable
@@ -188,7 +188,7 @@ class Schema:
                     values.encode(a, a.default, self.connection.dialect.name)
                 except DataError as e:
                     raise DefinitionError(f"{cls.__name__}: the default of '{a.name}' does not fit: {e}") from e
-        return spec
+        return with_hidden_timestamp(spec, f"{self.database}.{cls._table_name()}")
 
     def _existing_spec(self, name):
         """The attributes of table ``name`` as the database has it, or None when it does not exist."""

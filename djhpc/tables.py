@@ -19,7 +19,15 @@ from .autopopulate import AutoPopulate
 from .db.connection import Connection
 from .declare import SQL_NOW, TableSpec
 from .dependencies import cascade_delete, descendants, foreign_key_graph, master_of
-from .errors import DataError, DefinitionError, ExtraFieldError, MissingAttributeError, QueryError, UsageError
+from .errors import (
+    DatabaseError,
+    DataError,
+    DefinitionError,
+    ExtraFieldError,
+    MissingAttributeError,
+    QueryError,
+    UsageError,
+)
 from .query import Heading, Query, table_alias
 from .utils import confirm
 
@@ -111,7 +119,7 @@ class Table(Query, metaclass=TableMeta):
         alias = table_alias(self.full_table_name)
         q = cls._connection.dialect.quote
         heading = Heading(cls._declared_spec.attributes)
-        cols = {a.name: f"{alias}.{q(a.name)}" for a in heading.attributes}
+        cols = {a.name: f"{alias}.{q(a.name)}" for a in heading.attributes.values()}
         super().__init__(cls._connection, heading, f"{self.full_table_name} AS {alias}", (), cols,
                          aliases={alias}, flat_names=True)
 
@@ -141,6 +149,23 @@ class Table(Query, metaclass=TableMeta):
     @property
     def class_name(self) -> str:
         return type(self).__name__
+
+    @property
+    def size_on_disk(self) -> int:
+        """Bytes of the table's data and indexes (MySQL's TABLE STATUS; SQLite: its pages, 0 without dbstat)."""
+        c, name = self.connection, type(self)._table_name()
+        if c.is_sqlite:
+            prefix = f"{type(self).database}.{name}"
+            try:
+                # the table and its indexes
+                row = c.query("SELECT SUM(pgsize) FROM dbstat WHERE name = ? OR substr(name, 1, ?) = ?",
+                              (prefix, len(prefix) + 5, prefix + "__idx"), context="size_on_disk").fetchone()
+            except DatabaseError:  # an SQLite built without the dbstat table
+                return 0
+            return int(row[0] or 0)
+        row = c.query("SELECT DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
+                      "AND TABLE_NAME=%s", (type(self).database, name), context="size_on_disk").fetchone()
+        return int(row[0] or 0) if row else 0
 
     @property
     def external(self):
@@ -209,20 +234,24 @@ class Table(Query, metaclass=TableMeta):
         dialect = self.connection.dialect
         groups: dict[tuple, list] = {}
         made = cls._inserted_keys if cls._allow_insert else None
+        attributes = list(heading.attributes.values())
         for row in rows:
             record = self._as_record(row, heading, ignore_extra_fields)
             if made is not None:
                 made.append({k: record.get(k) for k in self.primary_key})
             names, encoded = [], []
-            for a in heading.attributes:
-                if a.name in record:
+            for a in attributes:
+                # None (and NaN or '' in a number) stands for the default (the next number), as in DataJoint
+                if a.name in record and not (values.is_missing(a, record[a.name])
+                                             and (a.has_default or a.auto_increment)):
                     value = record[a.name]
                     if value is SQL_NOW:
                         continue
                     names.append(a.name)
                     if a.codec is not None and value is not None:  # stored first: external.ExternalMapping.put
                         value = a.codec.put(value)
-                    encoded.append(values.encode(a, value, dialect.name))
+                    encoded.append(values.encode(a, None if values.is_missing(a, value) else values.cast(a, value),
+                                                 dialect.name))
                 elif a.has_default:
                     if a.default is SQL_NOW:
                         continue
@@ -269,7 +298,7 @@ class Table(Query, metaclass=TableMeta):
             if value is SQL_NOW:
                 sets.append(f"{d.quote(name)} = CURRENT_TIMESTAMP")
                 continue
-            if value is None:  # DataJoint's: the attribute's default (null when nullable)
+            if values.is_missing(a, value):  # DataJoint's: the attribute's default (null when nullable)
                 if not a.has_default and not a.nullable:
                     raise DataError(f"{cls.__name__}: attribute '{name}' has no default and cannot be null: give a "
                                     "value")
@@ -280,7 +309,7 @@ class Table(Query, metaclass=TableMeta):
             if a.codec is not None and value is not None:
                 value = a.codec.put(value)
             sets.append(f"{d.quote(name)} = {d.placeholder}")
-            params.append(None if value is None else values.encode(a, value, d.name))
+            params.append(None if value is None else values.encode(a, values.cast(a, value), d.name))
         if not sets:
             return
         where = " AND ".join(f"{d.quote(k)} = {d.placeholder}" for k in key)
@@ -504,14 +533,21 @@ def _check_parts_with_masters(top, counts):
 UserTable = Table  # DataJoint's name of the tiers' base (``datajoint.user_tables.UserTable``)
 
 
+# DataJoint's patterns of each tier's table names (``tier_regexp``): its prefix, then snake_case words
+_NAME_REGEXP = r"[a-z][a-z0-9]*(_[a-z][a-z0-9]*)*"
+
+
 class Manual(Table):
     """Rows entered by hand or by scripts."""
+
+    tier_regexp = r"(?P<manual>" + _NAME_REGEXP + ")"
 
 
 class Lookup(Table):
     """Small reference tables; ``contents`` are inserted when the table is declared."""
 
     tier_prefix = "#"
+    tier_regexp = r"(?P<lookup>#" + _NAME_REGEXP + ")"
     contents: list = []
 
 
@@ -520,6 +556,7 @@ class Part(Table):
     and dropped with its master: ``delete(force=True)``/``drop(force=True)`` do it alone."""
 
     _master = None
+    tier_regexp = r"(?P<master>(#|_|__)?" + _NAME_REGEXP + r")__(?P<part>" + _NAME_REGEXP + ")"
 
     @classmethod
     def _table_name(cls) -> str:
@@ -563,12 +600,14 @@ class Imported(AutoPopulate, Table):
     """Filled by populate() from data outside the database."""
 
     tier_prefix = "_"
+    tier_regexp = r"(?P<imported>_" + _NAME_REGEXP + ")"
 
 
 class Computed(AutoPopulate, Table):
     """Filled by populate() from other tables."""
 
     tier_prefix = "__"
+    tier_regexp = r"(?P<computed>__" + _NAME_REGEXP + ")"
 
 
 _FROM_TEXT = {"int": int, "float": float, "decimal": decimal.Decimal, "year": int,

@@ -267,6 +267,129 @@ _ENCODERS = {
 }
 
 
+# ---------------------------------------------------------------- what MySQL makes of a value of another type
+# DataJoint sends numbers as text and lets MySQL (STRICT_ALL_TABLES) convert what it stores; insert and update1
+# do the same conversions here, so that SQLite stores what MariaDB does. encode() stays strict: a restriction
+# compares values, and 2.5 must not find the row of 3.
+
+_NUMERIC = ("int", "bool", "float", "decimal")
+
+
+def is_missing(attr: Attribute, value) -> bool:
+    """True for a value DataJoint stores as the attribute's default (NULL when nullable): None, and in a numeric
+    attribute NaN or the empty text."""
+    if value is None:
+        return True
+    if attr.category not in _NUMERIC:
+        return False
+    if isinstance(value, str):
+        return value == ""
+    return _is_float(value) and math.isnan(value)
+
+
+def cast(attr: Attribute, value):
+    """``value`` converted as MySQL converts it into ``attr``'s column: a number rounded to an integer or to a
+    decimal's scale (half away from zero), a numeric text read as a number, a number written as text into a
+    string. A value MySQL would refuse comes back as it is, for encode() to refuse with its message."""
+    caster = _CASTS.get(attr.category)
+    return value if caster is None else caster(attr, value)
+
+
+def _is_float(value) -> bool:
+    return isinstance(value, float) or _is_numpy_number(value) and value.dtype.kind == "f"
+
+
+def _as_decimal(value) -> decimal.Decimal | None:
+    """A number or a numeric text as the exact decimal DataJoint's text of it is (None: no finite number)."""
+    if isinstance(value, bool) or _is_numpy_number(value) and value.dtype.kind == "b":
+        return None
+    if not isinstance(value, (int, float, str, decimal.Decimal)) and not _is_numpy_number(value):
+        return None
+    try:
+        d = value if isinstance(value, decimal.Decimal) else decimal.Decimal(str(value).strip())
+    except decimal.InvalidOperation:
+        return None
+    return d if d.is_finite() else None
+
+
+def _cast_int(attr: Attribute, value):
+    if isinstance(value, int) or _is_integral(value):
+        return value
+    d = _as_decimal(value)
+    return value if d is None else int(d.to_integral_value(rounding=decimal.ROUND_HALF_UP))
+
+
+def _cast_float(attr: Attribute, value):
+    if not isinstance(value, (str, decimal.Decimal)):
+        return value
+    d = _as_decimal(value)
+    return value if d is None else float(d)
+
+
+def _cast_decimal(attr: Attribute, value):
+    d = _as_decimal(value)
+    if d is None:
+        return value
+    with decimal.localcontext() as context:
+        context.prec = max(2 * attr.precision + 2, len(d.as_tuple().digits) + 2)
+        return d.quantize(decimal.Decimal(1).scaleb(-attr.scale), rounding=decimal.ROUND_HALF_UP)
+
+
+def _cast_string(attr: Attribute, value):
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or _is_numpy_number(value) and value.dtype.kind == "b":
+        return "1" if value else "0"
+    if isinstance(value, int) or _is_integral(value):
+        return str(int(value))
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return str(value)
+    if _is_float(value) and math.isfinite(value):
+        return float_text(float(str(value)), attr.length)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+    return value
+
+
+def float_text(v: float, width: int) -> str:
+    """A float as MySQL writes it into a string column of ``width`` characters: its shortest digits, fixed-point
+    from 1e-15 to below 1e15 and as ``1.5e20`` beyond, with fewer digits (rounded) until it fits; no fit leaves
+    the full text, too long for encode() to take."""
+    if v == 0:
+        return "0"
+    sign = "-" if v < 0 else ""
+    shortest = repr(abs(v)).split("e")[0].replace(".", "").lstrip("0").rstrip("0")
+    full = None
+    for p in range(len(shortest), 0, -1):
+        mantissa, exponent = f"{abs(v):.{p - 1}e}".split("e")
+        digits, e = mantissa.replace(".", "").rstrip("0") or "0", int(exponent)
+        fixed, sci = _fixed_text(digits, e), digits[0] + ("." + digits[1:] if len(digits) > 1 else "") + f"e{e}"
+        natural, other = (fixed, sci) if -15 <= e < 15 else (sci, fixed)
+        full = full or sign + natural
+        for text in (natural, other):
+            if len(sign + text) <= width:
+                return sign + text
+    return full
+
+
+def _fixed_text(digits: str, e: int) -> str:
+    if e < 0:
+        return "0." + "0" * (-e - 1) + digits
+    whole, fraction = digits[:e + 1].ljust(e + 1, "0"), digits[e + 1:]
+    return whole + ("." + fraction if fraction else "")
+
+
+_CASTS = {
+    "int": _cast_int,
+    "float": _cast_float,
+    "decimal": _cast_decimal,
+    "string": _cast_string,
+}
+
+
 def decode(attr: Attribute, raw, dialect_name: str, squeeze: bool = False, download_path="."):
     """Stored value -> Python value, the inverse of ``encode``; ``squeeze`` drops a blob's singleton dimensions.
     DataJoint's special types (``attr.codec``: external, attachments, adapters) are read by their codec; an
@@ -319,6 +442,10 @@ def _decimal(attr: Attribute, raw) -> decimal.Decimal:
     """A stored decimal (MySQL: a Decimal; SQLite: an int or float, or text in a table made before NUMERIC) as a
     Decimal with the declared number of digits after the point, as MySQL and DataJoint give it."""
     d = raw if isinstance(raw, decimal.Decimal) else decimal.Decimal(str(raw))
+    if isinstance(raw, int) and abs(raw) > 2**53:  # SQLite made a whole decimal beyond 2**53 an integer through a
+        with decimal.localcontext() as context:   # double: its 15 significant digits are the value stored
+            context.prec = _SQLITE_DECIMAL_DIGITS
+            d = +d
     if attr.scale is None or d.as_tuple().exponent == -attr.scale:
         return d
     with decimal.localcontext() as context:
@@ -334,7 +461,7 @@ def _truncate_microseconds(value: dt.datetime, precision: int) -> dt.datetime:
 def _is_integral(value) -> bool:
     if isinstance(value, int):
         return True
-    if _is_numpy_number(value):
+    if _is_numpy_number(value) and value.dtype.kind in "iuf":
         return float(value).is_integer() and "int" in type(value).__name__
     return False
 

@@ -40,8 +40,8 @@ def test_auto_increment_numbers_rows_inserted_without_it(schema):
     # DataJoint 0.14.10 on MariaDB: two inserts without the attribute get 1 and 2
     Subject.insert1({"name": "ann"})
     Subject.insert([{"name": "bob"}, {"name": "cid"}])
-    ids, names = Subject.fetch("subject_id", "name", order_by="subject_id")  # arrays, as DataJoint's
-    assert (list(ids), list(names)) == ([1, 2, 3], ["ann", "bob", "cid"])
+    ids, names = Subject.fetch("subject_id", "name", order_by="subject_id")
+    assert ids.tolist() == [1, 2, 3] and names.tolist() == ["ann", "bob", "cid"]
     Subject.insert1({"subject_id": 10, "name": "dan"})  # an explicit number is kept, and numbering goes on after it
     Subject.insert1({"name": "eve"})
     assert (Subject & {"name": "eve"}).fetch1("subject_id") == 11
@@ -72,7 +72,7 @@ def test_auto_increment_first_of_a_composite_key_on_mysql(schema, db):
         return
     schema(Event)
     Event.insert([{"kind": "a"}, {"kind": "b"}])
-    assert list(Event.fetch("event_id", order_by="event_id")) == [1, 2]
+    assert Event.fetch("event_id", order_by="event_id").tolist() == [1, 2]
 
 
 def test_a_lookup_with_an_auto_increment_key_does_not_insert_its_contents(schema, caplog):
@@ -155,9 +155,7 @@ def test_bool_is_a_type(schema):
 
     Switch.insert1({"id": 1, "on": True})
     Switch.insert1({"id": 2, "on": 0})
-    # DataJoint 0.14.10 on MariaDB: bool is a tinyint, fetched as [array([1, 0]), array([0, 0])]
-    on, off = Switch.fetch("on", "off", order_by="id")
-    assert (list(on), list(off)) == ([1, 0], [0, 0])
+    assert [a.tolist() for a in Switch.fetch("on", "off", order_by="id")] == [[True, False], [False, False]]
     assert (Switch & {"on": True}).fetch1("id") == 1
     with pytest.raises(dj.DataError, match="expected True or False"):
         Switch.insert1({"id": 3, "on": 2})

@@ -23,12 +23,50 @@ def test_heading_of_a_join_is_both_headings_key_first(filled):
     h = (filled.Session * filled.Analysis.Unit).heading
     assert h.names == ["subject_id", "session", "unit", "rig", "rate"]
     assert h.primary_key == ["subject_id", "session", "unit"] and h.secondary_attributes == ["rig", "rate"]
-    assert list(h) == h.names and [a.name for a in h.attributes] == h.names
+    assert list(h) == h.names == list(h.attributes) and [a.name for a in h.attributes.values()] == h.names
     assert h["rate"].type == "double" and "rate" in h and "score" not in h
     assert repr(h).splitlines()[3] == "---"
     product = (filled.Species * filled.Note).heading
     assert product.primary_key == ["species", "note_id"]
     assert product.secondary_attributes == ["latin", "subject_id", "text"]
+
+
+def test_heading_as_datajoint_gives_it(filled):
+    """DataJoint's heading: attributes a dict of name -> attribute with DataJoint's fields, as_dtype fetch's dtype."""
+    h = filled.Subject.heading
+    assert isinstance(h.attributes, dict) and list(h.attributes) == h.names == list(h._attributes)
+    sid, name, weight = h.attributes["subject_id"], h.attributes["name"], h.attributes["weight"]
+    assert sid.numeric and not sid.string and not sid.autoincrement and not sid.is_hidden and sid.in_key
+    assert name.string and not name.numeric and not name.is_blob and not name.json and not name.uuid
+    assert weight.nullable and weight.dtype is np.float64 and sid.dtype is np.int64 and name.dtype is object
+    assert h.as_dtype == np.dtype([("subject_id", np.int64), ("species", object), ("name", object),
+                                   ("weight", np.float64)])
+    assert h.as_dtype == filled.Subject.fetch().dtype and len(h) == 4 and not h.has_autoincrement
+    assert sid.todict()["name"] == "subject_id" and sid.sql_type == "int"
+    assert filled.Subject.proj(w2="weight * 2").heading.new_attributes == ["w2"]
+    assert filled.Analysis.Unit.heading.non_blobs == filled.Analysis.Unit.heading.names
+
+
+def test_hidden_timestamp_is_in_the_table_not_in_its_queries(schema):
+    """dj.config["add_hidden_timestamp"]: DataJoint's hidden _<sha1>_timestamp column, filled by the database."""
+    with dj.config(add_hidden_timestamp=True):
+        @schema
+        class Stamped(dj.Manual):
+            definition = "id : int\n---\nx : int\n"
+
+    Stamped.insert1((1, 2))
+    h = Stamped.heading
+    hidden = [a for a in h._attributes.values() if a.is_hidden]
+    assert len(hidden) == 1 and hidden[0].name.startswith("_") and hidden[0].name.endswith("_timestamp")
+    assert h.names == ["id", "x"] and hidden[0].name not in h.attributes and hidden[0].name not in h
+    assert Stamped.fetch(as_dict=True) == [{"id": 1, "x": 2}] and Stamped.fetch1() == {"id": 1, "x": 2}
+    assert (Stamped * Stamped.proj(y="x")).heading.names == ["id", "x", "y"]
+
+    @schema
+    class Plain(dj.Manual):
+        definition = "id : int\n"
+
+    assert not any(a.is_hidden for a in Plain.heading._attributes.values())
 
 
 def test_heading_of_a_projection(filled):
@@ -599,6 +637,15 @@ def test_repr_shows_rows_and_never_raises(filled):
     assert len(lines) == 1 + 10 + 2 and lines[-2:] == ["...", " (12 tuples)"]
     assert repr(filled.Subject & {"subject_id": 12}).splitlines()[1] == "12  rat  " + "n" * 21 + "...  None"
     assert repr(filled.Subject & "no_such_column = 1") == "<Subject>"
+
+
+def test_repr_html_is_the_preview_as_a_table(filled):
+    """Jupyter shows DataJoint's _repr_html_: a style block, then the rows; values escaped."""
+    filled.Note.insert1({"note_id": 3, "text": "<b>&</b>"})
+    page = filled.Note()._repr_html_()
+    assert page.startswith("<style") and "<th class=\"primary_key\"" in page and "&lt;b&gt;&amp;&lt;/b&gt;" in page
+    assert page.count("<tr>") == 1 + 3 and "<p>Total: 3</p>" in page
+    assert "=BLOB=" not in page and (filled.Subject & "subject_id > 5")._repr_html_().count("<tr>") == 1
 
 
 def test_preview_is_laid_out_as_datajoint_lays_it_out(filled):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -70,6 +71,19 @@ def test_tier_table_names_in_database(db, schema, schema_name):
         assert Subject.full_table_name == f'"{schema_name}.subject"'
     else:
         assert Subject.full_table_name == f"`{schema_name}`.`subject`"
+    # DataJoint's tier_regexp: each tier's pattern matches its own tables' names and no other tier's
+    tiers = [dj.Manual, dj.Lookup, dj.Imported, dj.Computed]
+    for table in (Subject, SpeciesKind, Recording, Analysis):
+        assert re.match(table.tier_regexp, table.table_name)
+        assert [t for t in tiers if re.match(t.tier_regexp, table.table_name)] == [type(table()).__mro__[1]]
+    m = re.fullmatch(dj.Part.tier_regexp, Analysis.Unit.table_name)
+    assert m and m.group("master") == "__analysis" and m.group("part") == "unit"
+
+
+def test_size_on_disk_of_a_table(filled):
+    """DataJoint's table.size_on_disk: bytes of data and indexes (SQLite: its pages, from dbstat)."""
+    size = filled.Subject().size_on_disk
+    assert isinstance(size, int) and size > 100 and filled.Subject.size_on_disk == size
 
 
 def test_lookup_contents_are_inserted_once(lab, schema):
@@ -521,7 +535,8 @@ def test_describe_round_trips(db, filled, schema_name):
             definition = text
 
         assert Subject.heading.names == filled.Subject.heading.names
-        assert [a.type for a in Subject.heading.attributes] == [a.type for a in filled.Subject.heading.attributes]
+        assert [a.type for a in Subject.heading.attributes.values()] == \
+            [a.type for a in filled.Subject.heading.attributes.values()]
         assert Subject.describe() == text
     finally:
         other.drop(force=True)

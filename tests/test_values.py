@@ -211,7 +211,8 @@ def test_a_lone_surrogate_is_a_data_error_not_a_driver_crash(schema):
 
 def test_a_float_into_a_decimal_is_rounded_to_its_scale_as_mysql_stores_it():
     """DataJoint 0.14's test_autopopulate stores np.float64(0.7727693521393469) into decimal(7,3): MySQL rounds it
-    (half away from zero); a Decimal or a text with more digits stays refused (tests/test_bad_input.py)."""
+    (half away from zero). encode() compares too (restrictions), so a Decimal with more digits stays refused there;
+    insert rounds it first (values.cast)."""
     from djhpc import values
     from djhpc.declare import parse_definition
 
@@ -225,3 +226,107 @@ def test_a_float_into_a_decimal_is_rounded_to_its_scale_as_mysql_stores_it():
             values.encode(d, decimal.Decimal("0.7775"), dialect)
         with pytest.raises(dj.DataError, match="more than 4 digits before the point"):
             values.encode(d, 12345.0, dialect)
+
+
+# What DataJoint 0.14.10 on MariaDB 10.11 stored for each (attribute, value) inserted, fetched back (its insert sends
+# numbers as text; MySQL converts them). Checked by inserting each value with DataJoint itself.
+CONVERTED = [
+    ("i", 2.5, 3), ("i", -0.369, 0), ("i", -2.5, -3), ("i", "5", 5), ("i", "5.7", 6), ("i", np.float64(1.5), 2),
+    ("ti", -0.4, 0), ("ti", 255.4, 255),
+    ("d", "1.5", 1.5), ("d", decimal.Decimal("1.25"), 1.25),
+    ("dec", decimal.Decimal("3.1415926"), decimal.Decimal("3.142")), ("dec", decimal.Decimal("3.1425"),
+                                                                      decimal.Decimal("3.143")),
+    ("dec", decimal.Decimal("-3.1425"), decimal.Decimal("-3.143")), ("dec", 3.14159, decimal.Decimal("3.142")),
+    ("dec", "2.71828", decimal.Decimal("2.718")),
+    ("s", 200, "200"), ("s", 0.1, "0.1"), ("s", 1 / 3, "0.33333333"), ("s", 1e20, "1e20"), ("s", True, "1"),
+    ("s", decimal.Decimal("1.50"), "1.50"), ("s", np.int64(5), "5"), ("s", np.float64(0.25), "0.25"),
+    ("s", b"abc", "abc"),
+    # None, NaN and '' in a number are the attribute's default: NULL here, 7.5 for dd
+    ("i", "", None), ("i", np.nan, None), ("d", np.nan, None), ("d", "", None), ("f", np.nan, None),
+    ("dec", np.nan, None), ("dd", np.nan, 7.5), ("dd", None, 7.5),
+]
+REFUSED = [  # and what DataJoint (MariaDB) refused
+    ("i", "abc", "expected an integer"), ("i", 1e20, "out of range"), ("ti", 255.5, "out of range"),
+    ("ti", -0.6, "out of range"), ("d", float("inf"), "nan and infinity"), ("d", "x", "expected a number"),
+    ("f", 1e39, "out of range"), ("dec", decimal.Decimal("99.1"), "digits before the point"),
+    ("dec", decimal.Decimal("9.9999"), "digits before the point"), ("s", 12345678901, "longer than 10"),
+    ("s", np.nan, "expected a string"),
+]
+
+
+def test_values_of_another_type_are_converted_as_mysql_converts_them(schema):
+    @schema
+    class Converted(dj.Manual):
+        definition = """
+        id : int
+        ---
+        i = null : int
+        ti = null : tinyint unsigned
+        d = null : double
+        dd = 7.5 : double
+        f = null : float
+        dec = null : decimal(4,3)
+        s = null : varchar(10)
+        """
+
+    for k, (name, value, stored) in enumerate(CONVERTED):
+        Converted.insert1({"id": k, name: value})
+        got = (Converted & {"id": k}).fetch1(name)
+        assert got == stored or stored is None and (got is None or np.isnan(got)), (name, value, got)
+    for k, (name, value, fragment) in enumerate(REFUSED, start=len(CONVERTED)):
+        with pytest.raises(dj.DataError, match=fragment) as e:
+            Converted.insert1({"id": k, name: value})
+        assert "\n" not in str(e.value)
+    assert len(Converted()) == len(CONVERTED)
+
+
+def test_nan_into_a_number_without_default_is_refused(schema):
+    """DataJoint sends DEFAULT, which MySQL refuses for an attribute without one."""
+
+    @schema
+    class NoDefault(dj.Manual):
+        definition = "id : int\n---\ndn : double\n"
+
+    with pytest.raises(dj.DataError, match="not nullable"):
+        NoDefault.insert1({"id": 1, "dn": np.nan})
+    with pytest.raises(dj.DataError, match="primary key attributes cannot be null"):
+        NoDefault.insert1({"id": np.nan, "dn": 1.0})
+    assert len(NoDefault()) == 0
+
+
+def test_restrictions_compare_exactly(schema):
+    """Insert rounds 2.5 into an int (to 3); a restriction by 2.5 must not find that row, so it stays refused."""
+
+    @schema
+    class Exact(dj.Manual):
+        definition = "id : int\n---\nn : int\n"
+
+    Exact.insert1({"id": 1, "n": 2.5})
+    assert Exact.fetch1("n") == 3
+    with pytest.raises(dj.DataError, match="expected an integer"):
+        len(Exact & {"n": 2.5})
+
+
+def test_float_text_is_mysqls():
+    """A float into varchar(n): the text MariaDB 10.11 stored for it (probed with PyMySQL, DataJoint's STRICT mode)."""
+    from djhpc.values import float_text
+
+    seen = [(2.0, 40, "2"), (1e14, 40, "100000000000000"), (1e14, 5, "1e14"), (1e15, 40, "1e15"),
+            (123456.789, 5, "1.2e5"), (1e-5, 40, "0.00001"), (0.000123, 5, "1e-4"), (1 / 3, 5, "0.333"),
+            (2 / 3, 3, "0.7"), (1.5e300, 40, "1.5e300"), (123.456, 5, "123.5"), (12345.6, 5, "12346"),
+            (5e-324, 40, "5e-324"), (1e-15, 40, "0.000000000000001"), (1e-16, 40, "1e-16"), (1.5e14, 5, "2e14"),
+            (-1e-7, 40, "-0.0000001"), (1.2345678901234567e19, 40, "1.2345678901234567e19"), (-0.0, 3, "0")]
+    assert [(v, w, float_text(v, w)) for v, w, _ in seen] == seen
+
+
+def test_a_whole_decimal_beyond_2_53_comes_back_on_sqlite(schema):
+    """SQLite turns '44350987326259700.000' into the integer 44350987326259696 (through a double); decode gives
+    back the 15 significant digits stored (found by test_value_round_trips)."""
+
+    @schema
+    class Big(dj.Manual):
+        definition = "id : int\n---\nd : decimal(65,30)\n"
+
+    value = decimal.Decimal("4.43509873262597E+16")
+    Big.insert1({"id": 1, "d": value})
+    assert Big.fetch1()["d"] == value and len(Big & {"d": value}) == 1
