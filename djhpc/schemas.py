@@ -45,7 +45,7 @@ class Schema:
             self.activate(schema_name)
 
     def __repr__(self):
-        return f"Schema({self.database!r})"
+        return f"Schema `{self.database}`\n"  # DataJoint's
 
     def is_activated(self) -> bool:
         return self.database is not None
