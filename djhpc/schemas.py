@@ -19,7 +19,7 @@ from .dependencies import Dependencies, descendants, foreign_key_graph, topo_sor
 from .errors import AccessError, DatabaseError, DataError, DefinitionError, MissingDefinitionError, UsageError
 from .jobs import JobsTable
 from .query import Query
-from .tables import Computed, Imported, Lookup, Manual, Part, Table, config
+from .tables import Computed, Imported, Log, Lookup, Manual, Part, Table, config
 from .utils import confirm, to_camel_case
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class Schema:
         self.create_tables = create_tables
         self.add_objects = add_objects
         self._jobs = None
+        self._log = None
         self._existing: set[str] | None = None
         self._waiting: list = []  # (class, its context's dicts): decorated before activate()
         if schema_name is not None:
@@ -190,6 +191,11 @@ class Schema:
                     raise DefinitionError(f"{cls.__name__}: the default of '{a.name}' does not fit: {e}") from e
         return spec
 
+    def parse_for(self, cls, context: dict):
+        """The spec of ``cls``'s definition now, its names looked up in ``context`` and the schema's added
+        objects, as at declaration (``alter`` compares it with the table)."""
+        return self._parse(cls, {**context, **(self.add_objects or {})}, getattr(cls, "_master", None))
+
     def _existing_spec(self, name):
         """The attributes of table ``name`` as the database has it, or None when it does not exist."""
         if self._existing is None:
@@ -208,6 +214,17 @@ class Schema:
                 for sql in statements:
                     self.connection.query(sql, context=f"declare {cls.__name__}")
             self._existing.add(name)
+            self.log_event(f"Declared {self.connection.dialect.table(self.database, name)}")
+
+    def log_event(self, event: str):
+        """Add ``event`` to the schema's ``~log``, as DataJoint logs declarations; never inside an open
+        transaction (creating ~log there would commit it on MySQL), and never an error."""
+        if self._log is None and self.connection.in_transaction:
+            return
+        try:
+            self.log(event)
+        except DatabaseError as exc:  # e.g. a user who may not create ~log
+            log.info("could not log %r in ~log: %s", event, exc)
 
     @property
     def exists(self) -> bool:
@@ -282,6 +299,14 @@ class Schema:
         return self._jobs
 
     @property
+    def log(self) -> Log:
+        """The schema's ``~log`` table (created on first use): DataJoint's, a row per declared or altered table."""
+        self._require_activated("schema.log")
+        if self._log is None:
+            self._log = Log(self.connection, self.database)
+        return self._log
+
+    @property
     def external(self):
         """The tracking table of each external store the schema uses: ``schema.external["store"]``, as DataJoint's."""
         self._require_activated("schema.external")
@@ -319,6 +344,7 @@ class Schema:
             c.dependencies.clear()
         self._existing = None
         self._jobs = None
+        self._log = None
         reservation.forget_tables(c)  # the jobs and history tables went with the schema: make them again
         history.forget_tables(c)
 

@@ -59,8 +59,8 @@ def test_tier_table_names_in_database(db, schema, schema_name):
         class Unit(dj.Part):
             definition = "-> master\nunit : int\n"
 
-    assert db_table_names(db, schema_name) == {
-        "subject", "#species_kind", "_recording", "__analysis", "__analysis__unit"}
+    assert db_table_names(db, schema_name) == {  # ~log: DataJoint's log of the declares
+        "subject", "#species_kind", "_recording", "__analysis", "__analysis__unit", "~log"}
     assert Analysis.Unit().table_name == "__analysis__unit"
     assert Analysis.Unit().master is Analysis
     assert schema.list_tables() == sorted(db_table_names(db, schema_name))
@@ -483,7 +483,7 @@ def test_delete_quick_deletes_only_the_restriction(filled):
 
 def test_drop_removes_dependents(db, filled, schema_name):
     filled.Session.drop(safemode=False)
-    assert db_table_names(db, schema_name) == {"#species", "subject", "note"}
+    assert db_table_names(db, schema_name) == {"#species", "subject", "note", "~log"}
     assert len(filled.Subject) == 3
     with pytest.raises(dj.UsageError, match="not declared"):
         len(filled.Session())
