@@ -93,7 +93,7 @@ class Schema:
     def _activate(self, create_schema):
         c = self.connection
         if c.is_sqlite:
-            if not create_schema and not self.list_tables():
+            if not create_schema and not self.table_names():
                 raise UsageError(f"schema '{self.database}' does not exist: pass create_schema=True to create it")
             return
         exists = c.query("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s",
@@ -110,7 +110,12 @@ class Schema:
                                  "for CREATE privilege on it, or name a schema that exists") from exc
 
     def list_tables(self) -> list[str]:
-        self._require_activated("list_tables()")
+        """The schema's tables, as DataJoint lists them: without its own and djhpc's (``~log``, ``~jobs``, ...)."""
+        return [t for t in self.table_names() if not t.startswith("~")]
+
+    def table_names(self) -> list[str]:
+        """Every table of the schema, ``~log``, ``~jobs`` and the like too, sorted."""
+        self._require_activated("table_names()")
         c = self.connection
         if c.is_sqlite:
             prefix = self.database + "."
@@ -199,13 +204,13 @@ class Schema:
     def _existing_spec(self, name):
         """The attributes of table ``name`` as the database has it, or None when it does not exist."""
         if self._existing is None:
-            self._existing = set(self.list_tables())
+            self._existing = set(self.table_names())
         return catalog.read_spec(self.connection, self.database, name) if name in self._existing else None
 
     def _create_table(self, cls, spec, name):
         """Create the table of ``cls`` unless the schema has it already."""
         if self._existing is None:
-            self._existing = set(self.list_tables())
+            self._existing = set(self.table_names())
         if name not in self._existing:
             if not self.create_tables:
                 raise UsageError(f"table {cls.__name__} does not exist and create_tables=False")
@@ -232,7 +237,7 @@ class Schema:
         self._require_activated("schema.exists")
         c = self.connection
         if c.is_sqlite:
-            return bool(self.list_tables())
+            return bool(self.table_names())
         return bool(c.query("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s",
                             (self.database,)).fetchone()[0])
 
@@ -328,7 +333,7 @@ class Schema:
         if c.is_sqlite:
             graph = foreign_key_graph(c)
             order: list = []
-            for t in self.list_tables():
+            for t in self.table_names():
                 descendants(graph, (self.database, t), order)
             for s, t in order:
                 c.query(f"DROP TABLE IF EXISTS {c.dialect.table(s, t)}")

@@ -87,7 +87,7 @@ def test_a_schema_without_a_name_waits_for_activate(db, upstream, other_name):
         other_name, connection=db, create_schema=True, create_tables=True, add_objects={"Subject": upstream}
     )
     assert schema.is_activated() and schema.database == other_name
-    assert schema.list_tables() == ["#task", "session", "session__epoch", "~log"]  # ~log: DataJoint's, of the declares
+    assert schema.list_tables() == ["#task", "session", "session__epoch"]
     assert Task.fetch("task", order_by="task").tolist() == ["reach", "rest"]  # Lookup contents are inserted then
     Session.insert1(("ann", 1, "rest"))
     Session.Epoch.insert1(("ann", 1, 0))
