@@ -3,6 +3,7 @@
 ``import djhpc as dj`` reads like DataJoint: ``dj.Schema``, ``dj.Manual``, ``dj.Computed``, ...
 """
 
+import importlib
 import logging
 
 from . import errors, hash, settings  # noqa: A004 (dj.hash: DataJoint's content hashes, of external storage)
@@ -44,6 +45,21 @@ DataJointError = DjhpcError  # code written for DataJoint catches this name (err
 key = "KEY"  # DataJoint's dj.key: fetch(dj.key) gives the primary keys
 logger = logging.getLogger("djhpc")  # DataJoint's dj.logger: djhpc's library logger
 
+# Loaded at first use, so that ``import djhpc`` (every worker's first line) stays light: dj.Diagram brings networkx
+_LAZY = {"Diagram": "diagram", "ERD": "diagram", "Di": "diagram"}
+
+
+def __getattr__(name):
+    """``dj.Diagram`` (``dj.ERD``, ``dj.Di``, module ``dj.diagram``), and ``dj.cli``: the ``djhpc.cli`` package,
+    callable as DataJoint's ``dj.cli(args)`` console. Each is imported when first asked for (importlib, not
+    ``from . import``, which would ask this function again)."""
+    if name in ("diagram", "cli"):  # a submodule: the import sets it on the package, as for any submodule
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "SQL", "AccessError", "AndList", "BlobError", "Claim", "Computed", "ConfigError", "ConnectError", "Connection",
     "DataError", "DataJointError", "DatabaseError", "DefinitionError", "DjhpcError", "DuplicateError",
@@ -53,5 +69,5 @@ __all__ = [
     "Table", "TransientError", "UsageError", "config", "conn", "errors", "key", "key_hash", "kill", "kill_quick",
     "logger", "schema", "set_password", "settings", "FreeTable", "VirtualModule", "create_virtual_module",
     "list_schemas",
-    "Top", "U", "AttributeAdapter", "hash",
+    "Top", "U", "AttributeAdapter", "hash", "Diagram", "ERD", "Di",
 ]

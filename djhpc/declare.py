@@ -520,3 +520,73 @@ def context_resolver(context: dict):
         return target
 
     return resolve
+
+
+# ---------------------------------------------------------------------------- DataJoint's alter()
+def alter_clauses(dialect, old: TableSpec, new: TableSpec) -> list[str]:
+    """The clauses of MySQL's ``ALTER TABLE`` that make table ``old`` (as read from the database) into ``new``:
+    secondary attributes dropped, added, changed (``# {old_name} ...`` in a comment renames old_name), or moved
+    to their new place, and the table's comment, as DataJoint's alter does. The primary key cannot change."""
+    if old.primary_key != new.primary_key:
+        raise DefinitionError("table.alter cannot alter the primary key (yet): declare a new table and copy the "
+                              f"rows (primary key now: {', '.join(old.primary_key)})")
+    clauses = [f"DROP {dialect.quote(n)}" for n in _dropped(old, new)]
+    clauses += _changed_columns(dialect, old, new)
+    if old.comment != new.comment:
+        clauses.append("COMMENT=" + literal(dialect, new.comment[:2048]))
+    return clauses
+
+
+_RENAME = re.compile(r"^\{\s*(\w+)\s*\}")
+
+
+def renamed_from(attr: Attribute) -> str | None:
+    """The old name a new attribute takes over (its comment starts with ``{old_name}``), else None."""
+    m = _RENAME.match(attr.comment)
+    return m.group(1) if m else None
+
+
+def _renames(old: TableSpec, new: TableSpec) -> dict:
+    found: dict = {}
+    old_names = {a.name for a in old.attributes}
+    for a in new.attributes:
+        source = renamed_from(a)
+        if source is None:
+            continue
+        if source in found.values():
+            raise DefinitionError(f"alter renames attribute {source} twice: rename it once")
+        if source not in old_names:
+            raise DefinitionError(f"alter renames attribute {source}, which the table does not have: check "
+                                  f"'{{{source}}}' in the comment of {a.name}")
+        found[a.name] = source
+    return found
+
+
+def _dropped(old: TableSpec, new: TableSpec) -> list[str]:
+    keep = {a.name for a in new.attributes} | set(_renames(old, new).values())
+    return [a.name for a in old.attributes if a.name not in keep]
+
+
+def _changed_columns(dialect, old: TableSpec, new: TableSpec) -> list[str]:
+    """ADD, MODIFY or CHANGE of each secondary attribute that is new, different, or out of its place."""
+    q = dialect.quote
+    renames = _renames(old, new)
+    dropped = set(_dropped(old, new))
+    old_names = [a.name for a in old.attributes if a.name not in dropped]
+    old_sql = {_column_sql(dialect, a) for a in old.attributes}
+    clauses, prev = [], None
+    for a in new.attributes:
+        source = renames.get(a.name)
+        if not a.in_key:
+            after = None
+            if prev is not None:
+                here = old_names.index(source or a.name) if (source or a.name) in old_names else None
+                if here is None or (here >= 1 and old_names[here - 1] != (prev[1] or prev[0])):
+                    after = prev[0]
+            sql = _column_sql(dialect, a)
+            if sql not in old_sql or after:
+                verb = ("ADD" if (source or a.name) not in old_names else
+                        f"CHANGE {q(source)}" if source else "MODIFY")
+                clauses.append(f"{verb} {sql}" + (f" AFTER {q(after)}" if after else ""))
+        prev = a.name, source
+    return clauses

@@ -179,7 +179,7 @@ class Dependencies:
 
     def __init__(self, connection=None):
         self._conn = connection
-        self._nodes: dict[str, None] = {}
+        self._nodes: dict[str, dict] = {}  # full name -> its properties: primary_key, a set of names
         self._edges: dict[tuple[str, str], dict] = {}
         self._loaded = False
 
@@ -195,20 +195,18 @@ class Dependencies:
         self.clear()
         c = self._conn
         name = lambda st: c.dialect.table(*st)  # noqa: E731
-        keys: dict = {}
-        for schema in list(getattr(c, "schemas", {})):
-            for table in _tables_of(c, schema):
-                if not table.startswith("~"):
-                    self._nodes[name((schema, table))] = None
+        keys = _primary_keys(c, list(getattr(c, "schemas", {})))
+        for table, key in keys.items():
+            self._nodes[name(table)] = {"primary_key": key}
         for parent, links in foreign_key_graph(c).items():
             for child, cols, pcols in links:
                 if parent[1].startswith("~") or child[1].startswith("~"):
                     continue
-                if child not in keys:
-                    keys[child] = set(primary_key_columns(c, child))
+                for table in (parent, child):
+                    if table not in keys:
+                        keys[table] = set(primary_key_columns(c, table))
+                        self._nodes[name(table)] = {"primary_key": keys[table]}
                 attr_map = dict(zip(cols, pcols, strict=True))
-                self._nodes.setdefault(name(parent), None)
-                self._nodes.setdefault(name(child), None)
                 self._edges[(name(parent), name(child))] = dict(
                     primary=set(cols) <= keys[child], attr_map=attr_map,
                     aliased=any(k != v for k, v in attr_map.items()), multi=set(cols) != keys[child])
@@ -231,6 +229,11 @@ class Dependencies:
     def nodes(self) -> list[str]:
         self.load(force=False)
         return list(self._nodes)
+
+    def node_properties(self, full_table_name: str) -> dict:
+        """A table's properties in the graph, as DataJoint's node data: ``primary_key``, the set of its names."""
+        self.load(force=False)
+        return self._nodes[full_table_name]
 
     def edges(self, data=False):
         self.load(force=False)
@@ -285,6 +288,24 @@ class _Subgraph(list):
 
     def edges(self):
         return self._edge_list
+
+
+def _primary_keys(connection, schemas) -> dict:
+    """(schema, table) -> the set of its primary-key attributes, for every table of ``schemas`` but djhpc's and
+    DataJoint's own (``~...``); on MySQL in one query of the catalog."""
+    if connection.is_sqlite:
+        return {(s, t): set(primary_key_columns(connection, (s, t)))
+                for s in schemas for t in _tables_of(connection, s) if not t.startswith("~")}
+    keys: dict = {(s, t): set() for s in schemas for t in _tables_of(connection, s) if not t.startswith("~")}
+    if schemas:
+        marks = ", ".join(["%s"] * len(schemas))
+        rows = connection.query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE "
+            f"CONSTRAINT_NAME='PRIMARY' AND TABLE_SCHEMA IN ({marks})", tuple(schemas)).fetchall()
+        for s, t, col in rows:
+            if (s, t) in keys:
+                keys[(s, t)].add(col)
+    return keys
 
 
 def _tables_of(connection, schema: str) -> list[str]:

@@ -133,7 +133,7 @@ def schema_tables(connection, schema: str) -> list[str]:
     from .schemas import Schema
 
     try:
-        tables = Schema(schema, connection=connection, create_schema=False).list_tables()
+        tables = Schema(schema, connection=connection, create_schema=False).table_names()
     except UsageError:
         tables = []
     if not tables:

@@ -19,7 +19,7 @@ from .dependencies import Dependencies, descendants, foreign_key_graph, topo_sor
 from .errors import AccessError, DatabaseError, DataError, DefinitionError, MissingDefinitionError, UsageError
 from .jobs import JobsTable
 from .query import Query
-from .tables import Computed, Imported, Lookup, Manual, Part, Table, config
+from .tables import Computed, Imported, Log, Lookup, Manual, Part, Table, config
 from .utils import confirm, to_camel_case
 
 log = logging.getLogger(__name__)
@@ -39,13 +39,14 @@ class Schema:
         self.create_tables = create_tables
         self.add_objects = add_objects
         self._jobs = None
+        self._log = None
         self._existing: set[str] | None = None
         self._waiting: list = []  # (class, its context's dicts): decorated before activate()
         if schema_name is not None:
             self.activate(schema_name)
 
     def __repr__(self):
-        return f"Schema({self.database!r})"
+        return f"Schema `{self.database}`\n"  # DataJoint's
 
     def is_activated(self) -> bool:
         return self.database is not None
@@ -92,7 +93,7 @@ class Schema:
     def _activate(self, create_schema):
         c = self.connection
         if c.is_sqlite:
-            if not create_schema and not self.list_tables():
+            if not create_schema and not self.table_names():
                 raise UsageError(f"schema '{self.database}' does not exist: pass create_schema=True to create it")
             return
         exists = c.query("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s",
@@ -109,7 +110,12 @@ class Schema:
                                  "for CREATE privilege on it, or name a schema that exists") from exc
 
     def list_tables(self) -> list[str]:
-        self._require_activated("list_tables()")
+        """The schema's tables, as DataJoint lists them: without its own and djhpc's (``~log``, ``~jobs``, ...)."""
+        return [t for t in self.table_names() if not t.startswith("~")]
+
+    def table_names(self) -> list[str]:
+        """Every table of the schema, ``~log``, ``~jobs`` and the like too, sorted."""
+        self._require_activated("table_names()")
         c = self.connection
         if c.is_sqlite:
             prefix = self.database + "."
@@ -190,16 +196,21 @@ class Schema:
                     raise DefinitionError(f"{cls.__name__}: the default of '{a.name}' does not fit: {e}") from e
         return with_hidden_timestamp(spec, f"{self.database}.{cls._table_name()}")
 
+    def parse_for(self, cls, context: dict):
+        """The spec of ``cls``'s definition now, its names looked up in ``context`` and the schema's added
+        objects, as at declaration (``alter`` compares it with the table)."""
+        return self._parse(cls, {**context, **(self.add_objects or {})}, getattr(cls, "_master", None))
+
     def _existing_spec(self, name):
         """The attributes of table ``name`` as the database has it, or None when it does not exist."""
         if self._existing is None:
-            self._existing = set(self.list_tables())
+            self._existing = set(self.table_names())
         return catalog.read_spec(self.connection, self.database, name) if name in self._existing else None
 
     def _create_table(self, cls, spec, name):
         """Create the table of ``cls`` unless the schema has it already."""
         if self._existing is None:
-            self._existing = set(self.list_tables())
+            self._existing = set(self.table_names())
         if name not in self._existing:
             if not self.create_tables:
                 raise UsageError(f"table {cls.__name__} does not exist and create_tables=False")
@@ -208,6 +219,17 @@ class Schema:
                 for sql in statements:
                     self.connection.query(sql, context=f"declare {cls.__name__}")
             self._existing.add(name)
+            self.log_event(f"Declared {self.connection.dialect.table(self.database, name)}")
+
+    def log_event(self, event: str):
+        """Add ``event`` to the schema's ``~log``, as DataJoint logs declarations; never inside an open
+        transaction (creating ~log there would commit it on MySQL), and never an error."""
+        if self._log is None and self.connection.in_transaction:
+            return
+        try:
+            self.log(event)
+        except DatabaseError as exc:  # e.g. a user who may not create ~log
+            log.info("could not log %r in ~log: %s", event, exc)
 
     @property
     def exists(self) -> bool:
@@ -215,7 +237,7 @@ class Schema:
         self._require_activated("schema.exists")
         c = self.connection
         if c.is_sqlite:
-            return bool(self.list_tables())
+            return bool(self.table_names())
         return bool(c.query("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s",
                             (self.database,)).fetchone()[0])
 
@@ -282,6 +304,14 @@ class Schema:
         return self._jobs
 
     @property
+    def log(self) -> Log:
+        """The schema's ``~log`` table (created on first use): DataJoint's, a row per declared or altered table."""
+        self._require_activated("schema.log")
+        if self._log is None:
+            self._log = Log(self.connection, self.database)
+        return self._log
+
+    @property
     def external(self):
         """The tracking table of each external store the schema uses: ``schema.external["store"]``, as DataJoint's."""
         self._require_activated("schema.external")
@@ -303,7 +333,7 @@ class Schema:
         if c.is_sqlite:
             graph = foreign_key_graph(c)
             order: list = []
-            for t in self.list_tables():
+            for t in self.table_names():
                 descendants(graph, (self.database, t), order)
             for s, t in order:
                 c.query(f"DROP TABLE IF EXISTS {c.dialect.table(s, t)}")
@@ -319,6 +349,7 @@ class Schema:
             c.dependencies.clear()
         self._existing = None
         self._jobs = None
+        self._log = None
         reservation.forget_tables(c)  # the jobs and history tables went with the schema: make them again
         history.forget_tables(c)
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import csv
 import decimal
 import functools
+import importlib.metadata
+import inspect
 import logging
+import platform
 import re
 from collections.abc import Mapping
 from pathlib import PurePath
@@ -17,12 +20,13 @@ from pathlib import PurePath
 from . import catalog, settings, values
 from .autopopulate import AutoPopulate
 from .db.connection import Connection
-from .declare import SQL_NOW, TableSpec
+from .declare import SQL_NOW, TableSpec, alter_clauses, create_table_sql, parse_definition
 from .dependencies import cascade_delete, descendants, foreign_key_graph, master_of
 from .errors import (
     DatabaseError,
     DataError,
     DefinitionError,
+    DjhpcError,
     ExtraFieldError,
     MissingAttributeError,
     QueryError,
@@ -214,6 +218,40 @@ class Table(Query, metaclass=TableMeta):
         if printout:
             print(text)
         return text
+
+    def alter(self, prompt=True, context=None):
+        """DataJoint's alter: make the table's secondary attributes and comment those of the class's definition
+        now (``ALTER TABLE``; ``# {old_name} ...`` in an attribute's comment renames old_name), asking first when
+        ``prompt``. The primary key, foreign keys and indexes cannot change; on SQLite, whose ALTER TABLE cannot
+        change or reorder columns, only the comment can (djhpc keeps it in the class)."""
+        cls = type(self)
+        connection = self.connection
+        if connection.in_transaction:
+            raise UsageError("alter() cannot run inside a transaction (e.g. from make()): call it outside")
+        if context is None:
+            frame = inspect.currentframe().f_back
+            context = dict(frame.f_globals, **frame.f_locals)
+            del frame
+        new = cls._schema.parse_for(cls, context)
+        old = catalog.read_spec(connection, cls.database, cls._table_name())
+        _check_alter_keeps(self, new, old)
+        clauses = alter_clauses(connection.dialect, old, new)
+        if connection.is_sqlite:
+            clauses = _sqlite_alter(cls, clauses)
+        if not clauses:
+            if prompt:
+                log.warning("Nothing to alter.")
+            cls._declared_spec = new
+            return
+        sql = f"ALTER TABLE {self.full_table_name}\n\t" + ",\n\t".join(clauses)
+        if prompt and confirm(sql + "\n\nExecute?", "alter()", "pass prompt=False") != "yes":
+            return
+        connection.query(sql, context=f"alter {cls.__name__}")
+        cls._declared_spec = new
+        self._bind()
+        if prompt:
+            log.info("Table altered")
+        cls._schema.log_event(f"Altered {self.full_table_name}")
 
     # ---------------------------------------------------------------- insert
     def insert1(self, row, **kwargs):
@@ -516,6 +554,100 @@ class FreeTable(Table):
 
     def __repr__(self):
         return f"FreeTable({self.full_table_name})\n" + super().__repr__()
+
+
+def _check_alter_keeps(table, new: TableSpec, old: TableSpec):
+    """alter() changes attributes only: the same references (to the same tables by the same attributes), the same
+    indexes as declared, no attribute stored in an external store added or changed."""
+    deps = table._dependencies()
+    deps.load()
+    had = {(p, tuple(sorted(props["attr_map"].items()))) for p, props in deps.parents(table.full_table_name).items()
+           if not catalog.split_full_name(table.connection.dialect, p)[1].startswith("~")}
+    has = {(fk.parent.full_table_name, tuple(sorted(zip(fk.attributes, fk.parent_attributes, strict=True))))
+           for fk in new.foreign_keys}
+    if had != has:
+        raise DefinitionError("table.alter cannot alter foreign keys (yet): keep the table's -> references as they "
+                              "are")
+    declared = type(table)._declared_spec
+    if declared is not None and sorted(declared.indexes) != sorted(new.indexes):
+        raise DefinitionError("table.alter cannot alter indexes (yet): keep the table's index lines as they are")
+    before = {a.name: a for a in old.attributes}
+    for a in new.attributes:
+        was = before.get(a.name)
+        if a.store and (was is None or was.store != a.store):
+            raise DefinitionError(f"table.alter cannot add or change attribute '{a.name}' stored in external store "
+                                  f"'{a.store}': declare a new table")
+
+
+def _sqlite_alter(cls, clauses: list[str]) -> list[str]:
+    """What SQLite can do of ``clauses``: the comment lives in the class, not the database; columns cannot change
+    in place, so that is refused (rebuilding the table would hand its rows and references to a copy)."""
+    columns = [c for c in clauses if not c.startswith("COMMENT=")]
+    if columns:
+        raise UsageError(f"alter() of {cls.__name__} on SQLite cannot change its attributes (SQLite's ALTER TABLE "
+                         "cannot modify or reorder columns): declare a new table and copy the rows, or use MariaDB")
+    return []
+
+
+LOG_TABLE = "~log"
+LOG_DEFINITION = """
+# event logging table
+id : int unsigned auto_increment  # event order id
+---
+timestamp = CURRENT_TIMESTAMP : timestamp  # event timestamp
+version : varchar(12)  # datajoint version
+user : varchar(255)  # user@host
+host = "" : varchar(255)  # system hostname
+event = "" : varchar(255)  # event message
+"""
+_LOG_SPEC = parse_definition(LOG_DEFINITION, lambda name: None)
+
+
+class Log(Table):
+    """A schema's ``~log`` table, DataJoint's ``schema.log``: one row per declared, altered or dropped table
+    (``Declared `s`.`t```), made with the schema's first table. Calling it, ``log(event)``, adds a row; a failure
+    to log (a user who may not write it) is logged, never raised."""
+
+    def __new__(cls, connection, database: str, skip_logging=False):
+        bound = type("Log", (cls,), {"database": database, "_connection": connection, "_declared_spec": _LOG_SPEC,
+                                     "__module__": cls.__module__})
+        return object.__new__(bound)
+
+    def __init__(self, connection, database: str, skip_logging=False):
+        self.skip_logging = skip_logging
+        for sql in create_table_sql(connection.dialect, _LOG_SPEC, database, LOG_TABLE):
+            connection.query(sql, context="declare ~log")
+        super().__init__()
+
+    @classmethod
+    def _table_name(cls) -> str:
+        return LOG_TABLE
+
+    def __call__(self, event: str, skip_logging=None):
+        if self.skip_logging if skip_logging is None else skip_logging:
+            return
+        try:
+            self.insert1(dict(user=self.connection.get_user()[:255], version=_VERSION, host=platform.node()[:255],
+                              event=event[:255]))
+        except DjhpcError as exc:
+            log.info("could not log %r in ~log: %s", event, exc)
+
+    def delete(self, **kwargs):
+        """All (or the restricted) rows, without asking: a log has no dependents."""
+        return self.delete_quick(get_count=True)
+
+    def drop(self, **kwargs):
+        self.drop_quick()
+
+
+def _djhpc_version() -> str:
+    try:
+        return "djhpc " + importlib.metadata.version("djhpc")
+    except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
+        return "djhpc"
+
+
+_VERSION = _djhpc_version()[:12]
 
 
 def _check_parts_with_masters(top, counts):

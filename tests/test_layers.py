@@ -31,12 +31,14 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("cli helpers", ["djhpc.cli.scope", "djhpc.cli.display"]),
     ("cli common", ["djhpc.cli", "djhpc.cli.common"]),
     # the package's __init__ re-exports the library for ``import djhpc as dj``: only the cli may import it
-    ("package and demo", ["djhpc", "djhpc.demo"]),
+    # dj_console is DataJoint's ``dj`` console (``dj.cli(args)``): it hands the package to the user as ``dj``
+    ("package and demo", ["djhpc", "djhpc.demo", "djhpc.dj_console"]),
     # status asks the scheduler about recorded runs: the operator view sits above submission
     ("operator view", ["djhpc.report", "djhpc.progress", "djhpc.status", "djhpc.jobrows", "djhpc.cancel",
                        "djhpc.running", "djhpc.logs"]),
     ("submission", ["djhpc.submit", "djhpc.submissions", "djhpc.targets", "djhpc.worker", "djhpc.walltime"]),
-    ("schemas", ["djhpc.schemas"]),
+    # dj.Diagram draws the tables' tiers over the dependencies, beside the schemas
+    ("schemas", ["djhpc.schemas", "djhpc.diagram"]),
     # as in DataJoint, schema.jobs is a table: schemas -> jobs -> tables
     ("jobs table", ["djhpc.jobs"]),
     ("tables", ["djhpc.tables"]),

@@ -60,11 +60,12 @@ def test_tier_table_names_in_database(db, schema, schema_name):
         class Unit(dj.Part):
             definition = "-> master\nunit : int\n"
 
-    assert db_table_names(db, schema_name) == {
-        "subject", "#species_kind", "_recording", "__analysis", "__analysis__unit"}
+    assert db_table_names(db, schema_name) == {  # ~log: DataJoint's log of the declares
+        "subject", "#species_kind", "_recording", "__analysis", "__analysis__unit", "~log"}
     assert Analysis.Unit().table_name == "__analysis__unit"
     assert Analysis.Unit().master is Analysis
-    assert schema.list_tables() == sorted(db_table_names(db, schema_name))
+    assert schema.list_tables() == sorted(n for n in db_table_names(db, schema_name) if n != "~log")
+    assert schema.table_names() == sorted(db_table_names(db, schema_name))
     if db.is_sqlite:
         names = {r[0] for r in db.query("SELECT name FROM sqlite_master WHERE type='table'").fetchall()}
         assert f"{schema_name}.__analysis__unit" in names
@@ -497,7 +498,7 @@ def test_delete_quick_deletes_only_the_restriction(filled):
 
 def test_drop_removes_dependents(db, filled, schema_name):
     filled.Session.drop(safemode=False)
-    assert db_table_names(db, schema_name) == {"#species", "subject", "note"}
+    assert db_table_names(db, schema_name) == {"#species", "subject", "note", "~log"}
     assert len(filled.Subject) == 3
     with pytest.raises(dj.UsageError, match="not declared"):
         len(filled.Session())
