@@ -225,6 +225,8 @@ class Connection:
                 # forked: drop the parent's handle without closing it (closing would end the parent's session)
                 self._forget()
                 self._open()
+            elif self._depth:
+                raise self._transaction_lost()
             elif self._pid is not None:
                 self.reconnect_with_backoff()  # it was lost: the server may be restarting
             elif _first_connect_seconds > 0:
@@ -248,7 +250,17 @@ class Connection:
         for hook in self.on_connect:
             hook(self)
 
+    def _transaction_lost(self) -> LostConnectionError:
+        """The connection was closed inside a transaction: the transaction ends here, as in DataJoint, rather
+        than its remaining statements running, each committed alone, on a new connection."""
+        self._depth = 0
+        self.session.forget()
+        return LostConnectionError("the connection was closed during a transaction, which is lost: start the "
+                                   "transaction again")
+
     def close(self):
+        """Close the connection; the next statement opens a new one, except inside a transaction open when it
+        closed: that statement (or the commit) raises LostConnectionError."""
         mine = self._raw is not None and self._pid == os.getpid()
         if mine:
             self.session.close()
@@ -258,7 +270,8 @@ class Connection:
                 pass
         self._raw = None
         self._pid = None
-        self._depth = 0
+        if not mine:
+            self._depth = 0  # a transaction kept open (``_depth``) is one this process's closing ends
 
     def reconnect(self):
         """Drop the connection and open a new one (any open transaction is lost)."""
@@ -394,6 +407,8 @@ class Connection:
             return
         self._depth -= 1
         if self._depth == 0:
+            if self._raw is None:
+                raise self._transaction_lost()
             self.session.commit()
 
     def commit_with(self, statements, *, begin_next: bool = False, wait: bool = True, context: str = "commit",
