@@ -104,7 +104,7 @@ def test_conn_without_arguments_follows_dj_config_keys(account, clean_config):
 @pytest.mark.mysql
 def test_conn_without_arguments_follows_dj_local_conf(account, clean_config, tmp_path):
     user, password = account
-    settings = Config()
+    settings = Config.separate()
     settings.update({"database.host": "127.0.0.1", "database.user": user, "database.password": password})
     settings.save_local()
     dj.config.load()  # what dj.config does with the file at first use
