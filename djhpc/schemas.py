@@ -215,9 +215,18 @@ class Schema:
             if not self.create_tables:
                 raise UsageError(f"table {cls.__name__} does not exist and create_tables=False")
             statements = create_table_sql(self.connection.dialect, spec, self.database, name)
-            with self.connection.transaction:
-                for sql in statements:
-                    self.connection.query(sql, context=f"declare {cls.__name__}")
+            try:
+                with self.connection.transaction:
+                    for sql in statements:
+                        self.connection.query(sql, context=f"declare {cls.__name__}")
+            except DatabaseError as exc:
+                if exc.code not in _ACCESS_DENIED:
+                    raise
+                # as DataJoint: a user who may only read still imports the pipeline's module; using the table
+                # fails later, on the server's own refusal
+                log.warning("table %s not created: this user may not create tables in schema '%s' (%s); the "
+                            "class is declared, its table is missing", cls.__name__, self.database, exc.code)
+                return
             self._existing.add(name)
             self.log_event(f"Declared {self.connection.dialect.table(self.database, name)}")
 
