@@ -29,16 +29,22 @@ def split_full_name(dialect, full_table_name: str) -> tuple[str, str]:
     return m.group(1).replace("``", "`"), m.group(2).replace("``", "`")
 
 
-def read_spec(connection, schema: str, table: str) -> TableSpec:
-    """The attributes (primary key first, as declared) and comment of ``schema``.``table``."""
-    spec = _read_sqlite(connection, schema, table) if connection.is_sqlite else _read_mysql(connection, schema, table)
+def read_spec(connection, schema: str, table: str, context=None) -> TableSpec:
+    """The attributes (primary key first, as declared) and comment of ``schema``.``table``. ``context`` holds the
+    attribute adapters a ``<name>`` type names (a virtual module's ``add_objects``); without the adapter, such an
+    attribute reads as a string attribute of that type. Special attributes come with a codec not bound to a schema
+    yet (schemas binds them)."""
+    if connection.is_sqlite:
+        spec = _read_sqlite(connection, schema, table)
+    else:
+        spec = _read_mysql(connection, schema, table, context)
     if not spec.attributes:
         raise MissingTableError(f"table {connection.dialect.table(schema, table)} does not exist: declare it first, "
                                 "or name a table of the schema")
     return spec
 
 
-def _read_mysql(connection, schema, table) -> TableSpec:
+def _read_mysql(connection, schema, table, context) -> TableSpec:
     rows = connection.query(
         "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, COLUMN_KEY, EXTRA, COLUMN_COMMENT "
         "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s ORDER BY ORDINAL_POSITION",
@@ -48,7 +54,7 @@ def _read_mysql(connection, schema, table) -> TableSpec:
     spec = TableSpec(comment=(comment[0] or "") if comment else "")
     for name, kind, nullable, default, key, extra, note in rows:
         special = _SPECIAL.match(note or "")
-        fields = _type_fields(special.group("type") if special else kind)
+        fields = _type_fields(special.group("type") if special else kind, context)
         attr = Attribute(name=name, in_key=key == "PRI", nullable=nullable == "YES",
                          comment=special.group("comment") if special else (note or ""),
                          auto_increment="auto_increment" in (extra or "").lower(), **fields)
@@ -67,10 +73,11 @@ def _read_sqlite(connection, schema, table) -> TableSpec:
     return spec
 
 
-def _type_fields(kind: str) -> dict:
+def _type_fields(kind: str, context=None) -> dict:
     try:
-        fields = parse_type(kind)
-    except DefinitionError:  # a type djhpc does not declare (text, binary(n), ...): kept as a string attribute
+        fields = parse_type(kind, context=context)
+    except DefinitionError:  # a type djhpc does not declare (text, binary(n), ...; <adapter> the context lacks):
+        # kept as a string attribute
         fields = {"category": "string", "type": kind.lower(), "length": None}
     fields.pop("auto_increment", None)
     return fields

@@ -215,9 +215,18 @@ class Schema:
             if not self.create_tables:
                 raise UsageError(f"table {cls.__name__} does not exist and create_tables=False")
             statements = create_table_sql(self.connection.dialect, spec, self.database, name)
-            with self.connection.transaction:
-                for sql in statements:
-                    self.connection.query(sql, context=f"declare {cls.__name__}")
+            try:
+                with self.connection.transaction:
+                    for sql in statements:
+                        self.connection.query(sql, context=f"declare {cls.__name__}")
+            except DatabaseError as exc:
+                if exc.code not in _ACCESS_DENIED:
+                    raise
+                # as DataJoint: a user who may only read still imports the pipeline's module; using the table
+                # fails later, on the server's own refusal
+                log.warning("table %s not created: this user may not create tables in schema '%s' (%s); the "
+                            "class is declared, its table is missing", cls.__name__, self.database, exc.code)
+                return
             self._existing.add(name)
             self.log_event(f"Declared {self.connection.dialect.table(self.database, name)}")
 
@@ -262,7 +271,7 @@ class Schema:
         known = {cls._table_name() for cls in context.values()
                  if isinstance(cls, type) and issubclass(cls, Table) and cls._declared_spec is not None
                  and cls.database == self.database}
-        for name, cls in spawn_classes(self, [t for t in self.list_tables() if t not in known]).items():
+        for name, cls in spawn_classes(self, [t for t in self.list_tables() if t not in known], context).items():
             if name not in context:
                 context[name] = cls
 
@@ -359,9 +368,11 @@ _TIERS = ((re.compile(r"#\w+"), Lookup), (re.compile(r"__\w+"), Computed), (re.c
           (re.compile(r"[a-z]\w*"), Manual))
 
 
-def spawn_classes(schema: Schema, tables) -> dict:
+def spawn_classes(schema: Schema, tables, context=None) -> dict:
     """Class name -> a table class for each of ``tables`` (names in ``schema``), declared from the catalog; a part
-    (``master__part``) becomes an attribute of its master's class, which is made too when missing."""
+    (``master__part``) becomes an attribute of its master's class, which is made too when missing. The attribute
+    adapters that ``<name>`` types name are looked up in ``context``, then in the schema's ``add_objects``."""
+    context = {**(schema.add_objects or {}), **(context or {})}
     made: dict[str, type] = {}
     masters: dict[str, type] = {}
     for table in sorted(tables, key=lambda t: ("__" in t.lstrip("_#"), t)):
@@ -370,23 +381,23 @@ def spawn_classes(schema: Schema, tables) -> dict:
         stem = table.lstrip("_#")
         if "__" in stem:
             master_table = table[: len(table) - len(stem)] + stem.split("__")[0]
-            master = masters.get(master_table) or _spawn_one(schema, master_table, None)
+            master = masters.get(master_table) or _spawn_one(schema, master_table, None, context)
             if master is None:
                 continue
             masters[master_table] = master
             made.setdefault(master.__name__, master)
-            part = _spawn_one(schema, table, master)
+            part = _spawn_one(schema, table, master, context)
             if part is not None:
                 setattr(master, part.__name__, part)
             continue
-        cls = masters.get(table) or _spawn_one(schema, table, None)
+        cls = masters.get(table) or _spawn_one(schema, table, None, context)
         if cls is not None:
             masters[table] = cls
             made[cls.__name__] = cls
     return made
 
 
-def _spawn_one(schema: Schema, table: str, master):
+def _spawn_one(schema: Schema, table: str, master, context):
     tier = Part if master is not None else next((t for rx, t in _TIERS if rx.fullmatch(table)), None)
     if tier is None:
         return None
@@ -395,7 +406,10 @@ def _spawn_one(schema: Schema, table: str, master):
     cls.database, cls._connection, cls._schema = schema.database, schema.connection, schema
     if master is not None:
         cls._master = master
-    cls._declared_spec = catalog.read_spec(schema.connection, schema.database, table)
+    cls._declared_spec = spec = catalog.read_spec(schema.connection, schema.database, table, context)
+    for a in spec.attributes:  # external and adapted attributes store through the schema (its stores are made
+        if a.codec is not None:  # on first use: reading other attributes needs no dj.config['stores'])
+            a.codec.runtime = external.mapping_of(schema)
     return cls
 
 

@@ -224,15 +224,45 @@ def _apply_loglevel(value) -> None:
     logging.getLogger("djhpc").setLevel(value)
 
 
-class Config:
-    """DataJoint's settings: a mapping of dotted keys, checked when set. ``dj.config`` is the process's one."""
+class _Settings:
+    """The values, where each came from, and whether the files are still to be read: what Config objects hold."""
 
-    def __init__(self, *args, load_files: bool = False, **kwargs):
-        self._conf: dict = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULTS.items()}
-        self._source: dict = dict.fromkeys(self._conf, DEFAULT)
-        self._pending_files = load_files  # dj.config reads its file and the environment on first use
+    def __init__(self, load_files: bool):
+        self.conf: dict = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULTS.items()}
+        self.source: dict = dict.fromkeys(self.conf, DEFAULT)
+        self.pending_files = load_files  # the process's settings read their file and the environment on first use
+
+
+class Config:
+    """DataJoint's settings: a mapping of dotted keys, checked when set. As DataJoint's, every ``Config()`` is the
+    process's one settings (``dj.config``), and its arguments update them; ``Config.separate()`` makes settings of
+    their own (for tests and tools that must leave dj.config alone)."""
+
+    _process: _Settings | None = None
+
+    def __init__(self, *args, **kwargs):
+        if Config._process is None:
+            Config._process = _Settings(load_files=True)
+        self._settings = Config._process
         if args or kwargs:
             self.update(*args, **kwargs)
+
+    @classmethod
+    def separate(cls, *args, load_files: bool = False, **kwargs) -> Config:
+        """Settings of their own, from the defaults (and, with ``load_files``, the file and environment on first
+        use, as dj.config's), then ``args``/``kwargs``; dj.config does not see them."""
+        obj = cls.__new__(cls)
+        obj._settings = _Settings(load_files)
+        if args or kwargs:
+            obj.update(*args, **kwargs)
+        return obj
+
+    # the state lives in _settings, so that every view of the process's settings sees a change, even one that
+    # replaces the whole dict (a ``with dj.config(...)`` block putting the values back)
+    _conf = property(lambda self: self._settings.conf, lambda self, v: setattr(self._settings, "conf", v))
+    _source = property(lambda self: self._settings.source, lambda self, v: setattr(self._settings, "source", v))
+    _pending_files = property(lambda self: self._settings.pending_files,
+                              lambda self, v: setattr(self._settings, "pending_files", v))
 
     # ------------------------------------------------------------------ loading
     def _ready(self) -> dict:
@@ -435,4 +465,4 @@ def _has_port(host: str) -> bool:
 
 
 #: the process's settings: ``dj.config``
-config = Config(load_files=True)
+config = Config()

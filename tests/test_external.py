@@ -303,3 +303,67 @@ def test_adapter_types_from_the_schemas_context(db, schema_name, stores, monkeyp
     with pytest.raises(DefinitionError) as e:
         schema(Off)
     assert ADAPTED_TYPE_SWITCH in one_line(e.value)
+
+
+class _EdgeList(dj.AttributeAdapter):
+    attribute_type = "longblob"
+
+    def put(self, obj):
+        return sorted(obj)
+
+    def get(self, value):
+        return {tuple(int(x) for x in e) for e in value}
+
+
+class _StoredEdgeList(_EdgeList):
+    attribute_type = "blob@loc"
+
+
+@pytest.mark.parametrize("backend", [pytest.param("mysql", marks=pytest.mark.mysql)], indirect=True)
+def test_a_virtual_module_reads_adapted_and_external_attributes(db, schema_name, stores, monkeypatch):
+    """As DataJoint's: the adapters a ``<name>`` column names come from the virtual module's add_objects, and
+    external attributes store through the virtual module's schema (MariaDB keeps the type in the column comment;
+    SQLite keeps none, see the next test)."""
+    monkeypatch.setenv(ADAPTED_TYPE_SWITCH, "TRUE")
+    adapters = {"edges": _EdgeList(), "stored": _StoredEdgeList()}
+    schema = dj.Schema(schema_name, adapters, connection=db)
+
+    @schema
+    class Graph(dj.Manual):
+        definition = """
+        gid : int
+        ---
+        edges = null : <edges>
+        stored = null : <stored>
+        data = null : blob@loc
+        """
+
+    Graph.insert1({"gid": 1, "edges": {(1, 2)}, "stored": {(3, 4)}, "data": np.arange(3)})
+    vm = dj.VirtualModule("vm", schema_name, connection=db, add_objects=adapters)
+    vm.Graph.insert1({"gid": 2, "edges": {(5, 6), (0, 1)}, "stored": {(7, 8)}, "data": [1, 2]})
+    vm.Graph.insert1({"gid": 3})
+    rows = vm.Graph.fetch(as_dict=True, order_by="gid")
+    assert [r["edges"] for r in rows] == [{(1, 2)}, {(0, 1), (5, 6)}, None]
+    assert [r["stored"] for r in rows] == [{(3, 4)}, {(7, 8)}, None]
+    np.testing.assert_array_equal(rows[0]["data"], np.arange(3))
+    assert (Graph & {"gid": 2}).fetch1("edges") == {(0, 1), (5, 6)}  # written through the module, read as declared
+    assert "edges = null : <edges>" in vm.Graph.describe()
+
+    bare = dj.VirtualModule("bare", schema_name, connection=db)  # no adapters: the columns are there, untranslated
+    assert (bare.Graph & {"gid": 1}).fetch1("data").tolist() == [0, 1, 2]
+    assert set((bare.Graph & {"gid": 1}).heading.names) == {"gid", "edges", "stored", "data"}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_sqlite_keeps_no_special_types_for_a_virtual_module(db, schema_name, stores, monkeypatch):
+    monkeypatch.setenv(ADAPTED_TYPE_SWITCH, "TRUE")
+    adapters = {"edges": _EdgeList()}
+    schema = dj.Schema(schema_name, adapters, connection=db)
+
+    @schema
+    class Graph(dj.Manual):
+        definition = "gid : int\n---\nedges = null : <edges>\n"
+
+    Graph.insert1({"gid": 1, "edges": {(1, 2)}})
+    vm = dj.VirtualModule("vm", schema_name, connection=db, add_objects=adapters)
+    assert vm.Graph.heading["edges"].type == "longblob"  # the stored column: SQLite keeps no column comment

@@ -59,8 +59,10 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("values", ["djhpc.values"]),
     # the one text form of a key, printed and read back: pure, below everything that shows keys
     ("key text", ["djhpc.keytext"]),
-    ("definitions and blobs", ["djhpc.declare", "djhpc.adapters", "djhpc.blob", "djhpc.blob_dj", "djhpc.blob_v1"]),
+    ("definitions", ["djhpc.declare", "djhpc.adapters"]),
+    # db.querycache keeps DataJoint's cached query answers with the blob codec: the codec sits below the database
     ("database", ["djhpc.db", "djhpc.db.*"]),
+    ("blobs", ["djhpc.blob", "djhpc.blob_dj", "djhpc.blob_v1"]),
     # profile is here because config checks a djhpc.yaml's profiles: sections when it loads the file
     ("foundation", ["djhpc.errors", "djhpc.settings", "djhpc.config", "djhpc.profile", "djhpc.hash", "djhpc.backoff",
                     "djhpc.signals", "djhpc.deadline", "djhpc.durations", "djhpc.utils", "djhpc.plugin"]),

@@ -192,3 +192,38 @@ def test_activate_where_the_user_may_not_create_the_schema(mysql_user, mysql_sch
         assert schema.list_tables() == []
     finally:
         connection.close()
+
+
+def test_a_user_who_may_only_read_declares_classes_of_missing_tables(mysql_schema, caplog):
+    """DataJoint 0.14.10 skips a CREATE TABLE the server denies (so that a read-only user imports the pipeline's
+    module); using the missing table then fails on the server's refusal."""
+    from support.cluster import root_query
+
+    from djhpc.errors import DjhpcError
+
+    root_query(f"CREATE DATABASE `{mysql_schema}`")
+    root_query(f"CREATE TABLE `{mysql_schema}`.`present` (id INT PRIMARY KEY)")
+    root_query(f"INSERT INTO `{mysql_schema}`.`present` VALUES (1)")
+    user, password = "djhpc_r_" + uuid.uuid4().hex[:8], "pw-" + uuid.uuid4().hex
+    root_query(f"CREATE USER '{user}'@'%%' IDENTIFIED BY %s", (password,))
+    root_query(f"GRANT SELECT ON `{mysql_schema}`.* TO '{user}'@'%'")
+    connection = dj.Connection("127.0.0.1", user, password)
+    try:
+        schema = dj.Schema(mysql_schema, connection=connection)
+
+        @schema
+        class Present(dj.Manual):
+            definition = "id : int\n"
+
+        @schema
+        class Missing(dj.Manual):
+            definition = "id : int\n---\nvalue : float\n"
+
+        assert Present.fetch("id").tolist() == [1]
+        assert "Missing not created: this user may not create tables" in caplog.text
+        with pytest.raises(DjhpcError) as e:
+            Missing.insert1((1, 1.5))
+        one_line(e.value)
+    finally:
+        connection.close()
+        root_query(f"DROP USER IF EXISTS '{user}'@'%'")

@@ -48,7 +48,7 @@ def restore_config():
 
 def fresh() -> Config:
     """A settings object that reads its files and environment on first use, as dj.config does."""
-    return Config(load_files=True)
+    return Config.separate(load_files=True)
 
 
 def write_json(path: Path, data: dict) -> Path:
@@ -131,7 +131,7 @@ def test_datajoint_2_keys_are_known(home):
         c["jobs.stale_timeot"] = 10
     c["stores"]["raw"] = {"protocol": "file", "location": "/data"}
     del c["stores"]
-    assert c["stores"] == {} and Config()["stores"] == {}  # defaults are not shared between objects
+    assert c["stores"] == {} and Config.separate()["stores"] == {}  # defaults are not shared
 
 
 def test_temporary_settings_in_a_with_block(home, restore_config):
@@ -246,14 +246,32 @@ def test_save_local_save_global_and_load(home):
     local, global_ = home / "dj_local_conf.json", Path.home() / ".datajoint_config.json"
     assert json.loads(local.read_text())["database.host"] == "saved-host"
     assert json.loads(global_.read_text())["display.limit"] == 9
-    other = Config()
+    other = Config.separate()
     other.load(local)
     assert other == c and other["database.host"] == "saved-host" and other.source("database.host") == "local file"
-    again = Config()
+    again = Config.separate()
     again.load()  # no name: dj_local_conf.json
     assert again == c
     with pytest.raises(dj.ConfigError, match="cannot read .*absent.json"):
         again.load(home / "absent.json")
+
+
+def test_every_config_is_the_process_settings_as_datajoints_singleton(home, restore_config):
+    """DataJoint 0.14's Config is a singleton: Config() is dj.config's settings, its arguments update them."""
+    dj.config.save("saved.json")
+    conf = Config()
+    conf.load("saved.json")
+    conf["dummy.val"] = 2
+    assert conf == dj.config and dj.config["dummy.val"] == 2
+    Config({"display.limit": 5})
+    assert dj.config["display.limit"] == 5
+    with dj.config(display__limit=7):
+        assert Config()["display.limit"] == 7
+    assert conf["display.limit"] == 5
+    own = Config.separate({"display.limit": 9})
+    assert own["display.limit"] == 9 and dj.config["display.limit"] == 5 and "dummy.val" not in own
+    with pytest.raises(dj.ConfigError, match="display.limit"):
+        Config({"display.limit": "many"})
 
 
 def test_a_saved_password_is_readable_by_its_owner_only(home):
@@ -277,7 +295,7 @@ def test_repr_and_str_mask_secrets(home, monkeypatch, caplog):
     shown = (repr(c), str(c), f"{c}")
     assert all(SECRET not in s for s in shown)
     assert "'database.password': '***'" in repr(c) and "'external.aws_secret_access_key': '***'" in repr(c)
-    assert "'database.password': None" in repr(Config())  # nothing to mask
+    assert "'database.password': None" in repr(Config.separate())  # nothing to mask
     assert SECRET not in caplog.text
     with pytest.raises(dj.ConfigError) as e:
         c["database.password"] = ["a", SECRET]

@@ -9,6 +9,9 @@ server dropped it, unless a transaction was open: then the transaction is lost a
 ``commit_with(statements)`` ends a transaction with the statements that close it (a reservation's fenced
 completion, a history row) on both: it returns a ``PendingCommit`` whose ``result()`` is None once committed,
 else the error, with ``failed_at`` the position of the closing statement that failed.
+
+While DataJoint's query cache is on (``set_query_cache(name)``), ``query`` answers reads from db.querycache's files
+and refuses every other statement.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from .. import backoff, settings
 from ..config import DatabaseURL, parse_url, resolve_database_url
 from ..errors import ConfigError, DatabaseError, LostConnectionError, ServerFullError, UnreachableError
+from . import querycache
 from .dialects import DIALECTS, Dialect
 from .mysql_session import MySQLSession
 from .pending import PendingCommit, run_in_turn
@@ -126,6 +130,8 @@ class Connection:
         #: DataJoint's registry of the schemas declared on this connection
         self.schemas: dict = {}
         self.dependencies = None  # DataJoint's connection.dependencies: set by the first schema activated on it
+        #: DataJoint's query cache name (set_query_cache): while set, reads come from dj.config["query_cache"]
+        self.query_cache: str | None = None
         is_url = isinstance(host, DatabaseURL) or (isinstance(host, str) and "://" in host)
         if not is_url and (host, user, password) != (None, None, None):
             _ = self.raw  # DataJoint's Connection connects at once: a wrong host or password fails here
@@ -180,6 +186,18 @@ class Connection:
         except Exception as e:
             raise LostConnectionError(f"the database connection does not answer ({type(e).__name__})") from e
 
+    def set_query_cache(self, query_cache: str | None = None):
+        """DataJoint's query caching: while ``query_cache`` names a cache state, only SELECT/SHOW run, and each
+        one's rows are kept in (and then read from) files under dj.config["query_cache"] (db.querycache); a new
+        name asks the server again. ``set_query_cache()`` turns it off."""
+        if query_cache is not None and not isinstance(query_cache, str):
+            raise ConfigError(f"query_cache names a cache state as a string (got {type(query_cache).__name__})")
+        self.query_cache = query_cache
+
+    def purge_query_cache(self):
+        """Delete the answers cached under dj.config["query_cache"] (DataJoint's ``purge_query_cache``)."""
+        querycache.purge()
+
     def register(self, schema):
         """Note a schema declared on this connection (DataJoint's ``conn.register``)."""
         self.schemas[schema.database] = schema
@@ -207,6 +225,8 @@ class Connection:
                 # forked: drop the parent's handle without closing it (closing would end the parent's session)
                 self._forget()
                 self._open()
+            elif self._depth:
+                raise self._transaction_lost()
             elif self._pid is not None:
                 self.reconnect_with_backoff()  # it was lost: the server may be restarting
             elif _first_connect_seconds > 0:
@@ -230,7 +250,17 @@ class Connection:
         for hook in self.on_connect:
             hook(self)
 
+    def _transaction_lost(self) -> LostConnectionError:
+        """The connection was closed inside a transaction: the transaction ends here, as in DataJoint, rather
+        than its remaining statements running, each committed alone, on a new connection."""
+        self._depth = 0
+        self.session.forget()
+        return LostConnectionError("the connection was closed during a transaction, which is lost: start the "
+                                   "transaction again")
+
     def close(self):
+        """Close the connection; the next statement opens a new one, except inside a transaction open when it
+        closed: that statement (or the commit) raises LostConnectionError."""
         mine = self._raw is not None and self._pid == os.getpid()
         if mine:
             self.session.close()
@@ -240,7 +270,8 @@ class Connection:
                 pass
         self._raw = None
         self._pid = None
-        self._depth = 0
+        if not mine:
+            self._depth = 0  # a transaction kept open (``_depth``) is one this process's closing ends
 
     def reconnect(self):
         """Drop the connection and open a new one (any open transaction is lost)."""
@@ -283,11 +314,24 @@ class Connection:
         ``reconnect`` (DataJoint's) overrides ``database.reconnect`` for this statement: False raises
         LostConnectionError on a lost connection instead of reconnecting."""
         del suppress_warnings
+        if self.query_cache:
+            return self._cached(sql, args, as_dict)
         if reconnect is not None and bool(reconnect) != self.reconnects:
             with settings.config(database__reconnect=bool(reconnect)):
                 return self.query(sql, args, many=many, context=context, as_dict=as_dict)
         sql, args = self._percent(sql, args)
         cursor = self.session.query(sql, args, many, context)
+        return _DictCursor(cursor) if as_dict else cursor
+
+    def _cached(self, sql: str, args, as_dict: bool):
+        """query() while caching is on: a read-only statement's rows from the cache, else from the server (then
+        kept); anything else refused."""
+        querycache.check_read_only(sql)
+        path = querycache.path_for(self.query_cache, sql, args)
+        cursor = querycache.read(path)
+        if cursor is None:
+            sql, args = self._percent(sql, args)
+            cursor = querycache.write(path, self.session.query(sql, args, False, "cached read"))
         return _DictCursor(cursor) if as_dict else cursor
 
     def _percent(self, sql: str, args) -> tuple[str, tuple]:
@@ -324,7 +368,16 @@ class Connection:
         The server stops at the first failing statement. ``begin_next`` appends BEGIN for the next transaction."""
         if self.is_sqlite:
             raise AssertionError("script() sends one packet of statements: MySQL only")
+        statements = self._uncached(statements)
         return self.session.script(statements, begin_next=begin_next, context=context)
+
+    def _uncached(self, statements) -> list:
+        """The statements of a packet, as a list; refused while query caching is on unless each one reads."""
+        statements = list(statements)
+        if self.query_cache:
+            for sql, _ in statements:
+                querycache.check_read_only(sql)
+        return statements
 
     def flush_deferred(self):
         """Send or run the writes queued inside make() now, and queue no more."""
@@ -354,6 +407,8 @@ class Connection:
             return
         self._depth -= 1
         if self._depth == 0:
+            if self._raw is None:
+                raise self._transaction_lost()
             self.session.commit()
 
     def commit_with(self, statements, *, begin_next: bool = False, wait: bool = True, context: str = "commit",
@@ -368,13 +423,14 @@ class Connection:
         that position (MySQL checks it in the packet with the ``fence_check`` statement)."""
         if self._depth != 1:
             raise AssertionError("commit_with ends the outermost transaction")
-        return self.session.commit_with(list(statements), begin_next=begin_next, wait=wait, context=context,
+        return self.session.commit_with(self._uncached(statements), begin_next=begin_next, wait=wait, context=context,
                                         one_row_at=one_row_at)
 
     def send_later(self, statements, *, context: str = "later") -> PendingCommit:
         """Outside a transaction, statements whose outcome nobody waits for (a history row): MySQL sends them in
         one packet and reads the reply before its next statement; SQLite runs them now. A failure is kept in
         the returned ``PendingCommit``, not raised."""
+        statements = self._uncached(statements)
         if self.is_sqlite:
             failed = run_in_turn(list(statements), lambda sql, params: self.query(sql, params).rowcount,
                                  DatabaseError, context=context)

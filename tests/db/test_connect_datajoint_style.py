@@ -14,6 +14,7 @@ import pytest
 from support.cluster import root_query
 
 import djhpc as dj
+from djhpc.errors import LostConnectionError
 from djhpc.settings import Config
 
 
@@ -103,7 +104,7 @@ def test_conn_without_arguments_follows_dj_config_keys(account, clean_config):
 @pytest.mark.mysql
 def test_conn_without_arguments_follows_dj_local_conf(account, clean_config, tmp_path):
     user, password = account
-    settings = Config()
+    settings = Config.separate()
     settings.update({"database.host": "127.0.0.1", "database.user": user, "database.password": password})
     settings.save_local()
     dj.config.load()  # what dj.config does with the file at first use
@@ -237,3 +238,31 @@ def test_a_dropped_schema_is_declared_and_populated_again(db, schema_name, clean
         assert sorted(Double().fetch("twice")) == [2, 4]
         assert len(schema.jobs) == 0
         schema.drop(force=True)
+
+
+def test_a_connection_closed_inside_a_transaction_loses_it(db, target):
+    """As DataJoint: the next statement raises LostConnectionError (it does not run, committed alone, on a new
+    connection); the transaction's writes are gone; outside a transaction the connection opens again."""
+    with pytest.raises(LostConnectionError, match="closed during a transaction"), db.transaction:
+        db.query(f"INSERT INTO {target} VALUES ({db.dialect.placeholder})", (1,))
+        db.close()
+        db.query(f"INSERT INTO {target} VALUES ({db.dialect.placeholder})", (2,), reconnect=True)
+    assert not db.in_transaction
+    assert db.query(f"SELECT COUNT(*) FROM {target}").fetchone()[0] == 0
+
+
+def test_a_commit_after_closing_inside_the_transaction_raises(db, target):
+    db.start_transaction()
+    db.query(f"INSERT INTO {target} VALUES ({db.dialect.placeholder})", (1,))
+    db.close()
+    with pytest.raises(LostConnectionError):
+        db.commit()
+    db.query(f"INSERT INTO {target} VALUES ({db.dialect.placeholder})", (3,))  # outside: opens again
+    assert [r[0] for r in db.query(f"SELECT k FROM {target}").fetchall()] == [3]
+
+
+def test_closing_outside_a_transaction_reconnects_on_the_next_statement(db):
+    db.query("SELECT 1")
+    db.close()
+    assert not db.is_connected
+    assert db.query("SELECT 1", reconnect=True).fetchone()[0] == 1
