@@ -27,6 +27,11 @@ for _name in list(os.environ):
         del os.environ[_name]
 os.environ["DJHPC_SAFEMODE"] = "0"
 os.environ["XDG_CONFIG_HOME"] = "/nonexistent-djhpc-test-config"
+# dj.config reads the environment on first use: read it now, so that a test that clears DJHPC_* before anything
+# else touched dj.config does not leave the process with DataJoint's default safemode (asking before deletes)
+import djhpc  # noqa: E402
+
+assert djhpc.config["safemode"] is False
 
 
 @pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
