@@ -47,14 +47,30 @@ logger = logging.getLogger("djhpc")  # DataJoint's dj.logger: djhpc's library lo
 
 # Loaded at first use, so that ``import djhpc`` (every worker's first line) stays light: dj.Diagram brings networkx
 _LAZY = {"Diagram": "diagram", "ERD": "diagram", "Di": "diagram"}
+# DataJoint's submodules, reached as attributes (``dj.user_tables.TableMeta`` annotates an Element's function):
+# DataJoint's name -> djhpc's module that holds the same things
+_DATAJOINT_MODULES = {
+    "diagram": "diagram",
+    "cli": "cli",
+    "plugin": "plugin",
+    "user_tables": "tables",
+    "table": "tables",
+    "expression": "query",
+    "condition": "query",
+    "connection": "db.connection",
+    "attribute_adapter": "adapters",
+}
 
 
 def __getattr__(name):
-    """``dj.Diagram`` (``dj.ERD``, ``dj.Di``, module ``dj.diagram``), and ``dj.cli``: the ``djhpc.cli`` package,
-    callable as DataJoint's ``dj.cli(args)`` console. Each is imported when first asked for (importlib, not
-    ``from . import``, which would ask this function again)."""
-    if name in ("diagram", "cli"):  # a submodule: the import sets it on the package, as for any submodule
-        return importlib.import_module(f"{__name__}.{name}")
+    """``dj.Diagram`` (``dj.ERD``, ``dj.Di``), ``dj.cli`` (the ``djhpc.cli`` package, callable as DataJoint's
+    ``dj.cli(args)`` console) and DataJoint's submodules by DataJoint's names (``dj.user_tables``,
+    ``dj.connection``...). Each is imported when first asked for (importlib, not ``from . import``, which would
+    ask this function again)."""
+    if name in _DATAJOINT_MODULES:
+        module = importlib.import_module(f"{__name__}.{_DATAJOINT_MODULES[name]}")
+        globals()[name] = module  # a renamed one is not set on the package by its import
+        return module
     if name in _LAZY:
         return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
