@@ -3,7 +3,8 @@
 # (tests/test_djtarget.py): DataJoint 0.14.10 and 2.3.5 cannot share one. Each gets djhpc's runtime
 # dependencies; djhpc itself comes from the checkout on PYTHONPATH, so a venv made for one clone serves any.
 #
-# Then tests/cluster/ensure-datajoint-suite.sh (DataJoint's own test suite, for tests/datajoint_suite).
+# Then tests/cluster/ensure-datajoint-suite.sh (DataJoint's own test suite, for tests/datajoint_suite) and
+# tests/cluster/ensure-datajoint-elements.sh (DataJoint Elements' wheels and venv, for tests/datajoint_elements).
 # Prints the value for DJHPC_DATAJOINT_PYTHONS ("0.14=/path/bin/python,2=/path/bin/python") on stdout.
 # Environment (optional): DJHPC_DATAJOINT_VENVS  where the venvs live (default /opt/djhpc-datajoint)
 set -euo pipefail
@@ -44,4 +45,6 @@ for spec in "0.14=0.14.10" "2=2.3.5"; do
 done
 # DataJoint 0.14's own test suite (tests/datajoint_suite): its sdists and its venv; prints only on stderr
 "$(dirname "$(readlink -f "$0")")/ensure-datajoint-suite.sh"
+# DataJoint Elements as public pipelines (tests/datajoint_elements): their wheels and venv; prints only on stderr
+"$(dirname "$(readlink -f "$0")")/ensure-datajoint-elements.sh"
 (IFS=,; echo "${pythons[*]}")
