@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import inspect
 import json
 import sys
 import tempfile
@@ -212,6 +213,7 @@ def ephys(variant):
         if (yield):  # a fresh database: the inserts (reopened, the rows are there)
             insert_core(lab, subject, session)
             probe.Probe.insert1(dict(probe="17131311651", probe_type="neuropixels 1.0 - 3B"))
+            ephys_inserts(probe, module, session)
         assert len(probe.ProbeType()) == 5, "activate inserts the 5 Neuropixels probe types"
         answer("probes", probe.Probe.fetch(as_dict=True))
         assert len(module.AcquisitionSoftware()) == 2
@@ -220,8 +222,32 @@ def ephys(variant):
         electrodes = probe.ProbeType.Electrode & {"probe_type": "neuropixels 1.0 - 3B"}
         answer("3B shanks", electrodes.fetch("shank_col", "y_coord", limit=5, order_by="electrode"))
         answer("methods", module.ClusteringMethod.fetch("clustering_method", order_by="clustering_method"))
+        answer("param sets", module.ClusteringParamSet.fetch(as_dict=True, order_by="paramset_idx"))
+        answer("electrode config", probe.ElectrodeConfig.fetch(as_dict=True))
+        answer("config electrodes", len(probe.ElectrodeConfig.Electrode()))
+        answer("insertions", module.ProbeInsertion.fetch(as_dict=True))
 
     return pipeline
+
+
+def ephys_inserts(probe, module, session) -> None:
+    """element-array-ephys's documented helpers: parameter sets by hash (twice: the second is a no-op), the next
+    free index through dj.U().aggr, an electrode configuration of the first 384 electrodes, a probe insertion."""
+    params = {"fs": 30000, "fshigh": 150, "minfr_goodchannels": 0.1, "Th": [10, 4], "lam": 10}
+    insert = module.ClusteringParamSet.insert_new_params
+    if "clustering_method" in inspect.signature(insert).parameters:
+        insert(clustering_method="kilosort2", paramset_desc="defaults", params=params, paramset_idx=0)
+        insert(clustering_method="kilosort2", paramset_desc="defaults", params=params, paramset_idx=0)
+        insert(clustering_method="kilosort3", paramset_desc="next free index", params={"fs": 30000, "Th": [9, 9]})
+    else:  # ephys_precluster names it processing_method, and the index comes second
+        insert("kilosort2", 0, "defaults", params)
+        insert("kilosort2", 0, "defaults", params)
+    electrodes = (probe.ProbeType.Electrode & {"probe_type": "neuropixels 1.0 - 3B"} & "electrode < 384").fetch("KEY")
+    module.generate_electrode_config("neuropixels 1.0 - 3B", electrodes)
+    module.generate_electrode_config("neuropixels 1.0 - 3B", electrodes)  # the same: found by its hash
+    session_key = (session.Session & {"subject": "m1"}).fetch1("KEY")
+    parent = {k: v for k, v in session_key.items() if k in module.ProbeInsertion.primary_key}  # chronic: Subject
+    module.ProbeInsertion.insert1(dict(parent, insertion_number=0, probe="17131311651"))
 
 
 def calcium_imaging(variant):
@@ -243,10 +269,14 @@ def p_calcium_imaging(prefix, imaging):
             dict(device="scope1", modality="Calcium imaging", description="2p"), ignore_extra_fields=True
         )
         scan.Scan.insert1(dict(key, scan_id=0, device="scope1", acq_software="ScanImage"), ignore_extra_fields=True)
+        params = {"fs": 30.0, "tau": 1.25, "nplanes": 1, "diameter": [12, 12], "look_one_level_down": False}
+        imaging.ProcessingParamSet.insert_new_params("suite2p", 0, "suite2p defaults", params)
+        imaging.ProcessingParamSet.insert_new_params("suite2p", 0, "suite2p defaults", params)  # a no-op by hash
     assert len(imaging.ProcessingMethod()) >= 1 and len(scan.Scan()) == 1
     answer("methods", imaging.ProcessingMethod.fetch(as_dict=True, order_by="processing_method"))
     answer("mask types", sorted(imaging.MaskType.fetch("mask_type")))
     answer("scan", (scan.Scan * lab.Device).fetch1())
+    answer("param sets", imaging.ProcessingParamSet.fetch(as_dict=True))
 
 
 def p_facemap(prefix):
@@ -276,8 +306,12 @@ def p_deeplabcut(prefix):
     if (yield):  # a fresh database: the inserts (reopened, the rows are there)
         insert_core(lab, subject, session)
         model.BodyPart.insert1(dict(body_part="nose", body_part_description="the nose"))
+        params = {"shuffle": 1, "trainingsetindex": 0, "maxiters": 5, "project_path": "dropped"}
+        train.TrainingParamSet.insert_new_params("quick", dict(params))  # index 1: the next after none
+        train.TrainingParamSet.insert_new_params("quick", dict(params))  # found by its hash: a no-op
     assert model.BodyPart.fetch("body_part").tolist() == ["nose"]
     answer("body parts", model.BodyPart.fetch(as_dict=True))
+    answer("training params", train.TrainingParamSet.fetch(as_dict=True))
 
 
 PIPELINES = {
