@@ -55,8 +55,11 @@ WHEELS = {
     "element_facemap-0.1.7-py3-none-any.whl": "0c691f6e6acacc3195429a2a610503f626abd5767c2828e3c8f47c5b80a86a64",
     "element_deeplabcut-0.2.8-py3-none-any.whl": "898273e4b992250ae2b69e428cbd99d3a6d55f568c1e120fe90e3fef895f70cc",
 }
-# (target, backend): DataJoint 0.14 has no SQLite
+# (target, backend): DataJoint 0.14 has no SQLite. "handover" is no run of its own: after DataJoint's run has
+# reopened its pipeline, djhpc reopens it too (a lab pointing ``import djhpc as dj`` at its DataJoint database)
 RUNS = (("datajoint", "mariadb"), ("djhpc", "mariadb"), ("djhpc", "sqlite"))
+HANDOVER = ("handover", "mariadb")
+COLUMNS = ("DataJoint 0.14.10 (MariaDB)", "djhpc (MariaDB)", "djhpc (SQLite)", "DataJoint's, reopened by djhpc")
 PIPELINE_SECONDS = 120
 PARALLEL = 3
 
@@ -134,25 +137,40 @@ def run_child(pipeline: str, prefix: str, mode: str, env: dict, folder: Path) ->
     return dict(pipeline=pipeline, stage="import", error=f"the process exited {out.returncode}: {tail}", answers={})
 
 
-def run_one(target: str, backend: str, pipeline: str) -> dict:
+def run_one(target: str, backend: str, pipeline: str, with_handover: bool = True) -> dict:
     """One pipeline on a fresh database, then, when it went through, reopened by a second process (as each later
     session of a workflow does): its outcome (stage, error, schemas, answers, reopen, seconds)."""
     prefix = f"djel{secrets.token_hex(3)}_"
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="djhpc-elements-") as tmp:
         folder = Path(tmp)
-        env = child_env(target, backend, folder)
         try:
-            result = run_child(pipeline, prefix, "fresh", env, folder)
+            result = run_child(pipeline, prefix, "fresh", child_env(target, backend, folder), folder)
             if result["stage"] == "inserted":
-                again = run_child(pipeline, prefix, "reopen", env, folder)
-                same = again["answers"] == result["answers"] and again.get("schemas") == result["schemas"]
-                result["reopen"] = dict(stage=again["stage"], error=again["error"], same_answers=same)
+                result["reopen"] = reopen(result, pipeline, prefix, child_env(target, backend, folder), folder)
+                if (
+                    target == "datajoint" and with_handover
+                ):  # then djhpc, last: what it adds cannot change DataJoint's reopen
+                    djhpc = child_env("djhpc", backend, folder)
+                    result["handover"] = reopen(result, pipeline, prefix, djhpc, folder)
         finally:
             if backend == "mariadb":
                 drop_prefix(prefix)
     result.update(target=target, backend=backend, seconds=round(time.monotonic() - started, 1))
     return result
+
+
+def reopen(result: dict, pipeline: str, prefix: str, env: dict, folder: Path) -> dict:
+    """The filled pipeline activated by another process: its stage, error, and whether it read the same."""
+    again = run_child(pipeline, prefix, "reopen", env, folder)
+    same = again["answers"] == result["answers"] and again.get("schemas") == result["schemas"]
+    return dict(stage=again["stage"], error=again["error"], same_answers=same)
+
+
+def handover(results: dict) -> dict:
+    """DataJoint's runs as seen by djhpc's reopen of them (the "handover" column)."""
+    runs = results.get(("datajoint", "mariadb"), {})
+    return {name: dict(result, reopen=result.get("handover"), error=None) for name, result in runs.items()}
 
 
 def reopened(result: dict) -> bool:
@@ -169,7 +187,7 @@ def differences(results: dict, run: tuple, name: str) -> list[str] | None:
     """The answers (and schemas) of a djhpc run that differ from DataJoint's on the same pipeline; None when
     there is nothing to compare (DataJoint not run, or either run stopped before its inserts)."""
     mine, theirs = results[run][name], results.get(("datajoint", "mariadb"), {}).get(name)
-    if run[0] == "datajoint" or theirs is None or "inserted" not in (mine["stage"], theirs["stage"]):
+    if run[0] in ("datajoint", "handover") or theirs is None or "inserted" not in (mine["stage"], theirs["stage"]):
         return None
     if mine["stage"] != theirs["stage"]:
         return ["stage"]
@@ -206,13 +224,18 @@ def report(results: dict, names: list[str]) -> str:
             f"on {b}: {sum(differences(results, (t, b), n) == [] for n in names)}" for t, b in results if t == "djhpc"
         )
         lines.append(f"  give DataJoint's answers to the same queries after the inserts: {same}")
-        again = ", ".join(f"{t} on {b}: {count((t, b), reopened)}" for t, b in results)
+        again = ", ".join(f"{t} on {b}: {count((t, b), reopened)}" for t, b in RUNS if (t, b) in results)
         lines.append(f"  reopen in a second process with the same answers: {again}")
+        if HANDOVER in results:
+            handed = count(HANDOVER, reopened)
+            lines.append(
+                f"  a database DataJoint declared and filled, reopened by djhpc, same answers: {handed} of {m}"
+            )
     else:
         lines.append(f"DataJoint 0.14.10 itself: {count(dj0)} of {m} pipelines declare")
-    lines += ["", "| pipeline | DataJoint 0.14.10 (MariaDB) | djhpc (MariaDB) | djhpc (SQLite) |", "| --- " * 4 + "|"]
+    lines += ["", "| pipeline | " + " | ".join(COLUMNS) + " |", "| --- " * (len(COLUMNS) + 1) + "|"]
     for name in names:
-        cells = [cell(results, run, name) for run in RUNS]
+        cells = [cell(results, run, name) for run in (*RUNS, HANDOVER)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     errors = [
         f"- {t}/{b} {name}{' (reopened)' if again else ''}: {outcome['error']}"
@@ -233,7 +256,7 @@ def main(argv=None) -> int:
     parser.add_argument("-k", dest="keyword", default="", help="only the pipelines whose name holds this")
     args = parser.parse_args(argv)
     names = [n for n in PIPELINES if args.keyword in n]
-    runs = [run for run in RUNS if not args.only or run[0] == args.only]
+    runs = [run for run in RUNS if not args.only or run[0] == args.only]  # the handover needs both
     try:
         wheels()
         pymysql.connect(**MYSQL, connect_timeout=3).close()
@@ -246,10 +269,12 @@ def main(argv=None) -> int:
     started = time.monotonic()
     jobs = [(run, name) for run in runs for name in names]
     with ThreadPoolExecutor(PARALLEL) as pool:
-        outcomes = list(pool.map(lambda job: run_one(*job[0], job[1]), jobs))
+        outcomes = list(pool.map(lambda job: run_one(*job[0], job[1], with_handover=not args.only), jobs))
     results: dict = {}
     for (run, name), outcome in zip(jobs, outcomes, strict=True):
         results.setdefault(run, {})[name] = outcome
+    if ("datajoint", "mariadb") in results and ("djhpc", "mariadb") in results:
+        results[HANDOVER] = handover(results)
     print(report(results, names))
     print(f"\n({time.monotonic() - started:.0f} s)")
     if args.json:

@@ -40,3 +40,4 @@ def test_datajoint_elements(tmp_path):
         assert result["declared"][f"djhpc/{backend}"] >= FLOOR["djhpc_declared_at_least"][backend], table
         assert result["same_answers"][f"djhpc/{backend}"] >= FLOOR["djhpc_same_answers_at_least"][backend], table
         assert result["reopened"][f"djhpc/{backend}"] >= FLOOR["djhpc_reopened_at_least"][backend], table
+    assert result["reopened"]["handover/mariadb"] >= FLOOR["handover_reopened_at_least"], table
