@@ -218,7 +218,8 @@ def report(results: dict, names: list[str]) -> str:
         itself = f"{count(dj0)} of {m}" if dj0 in results else "not run"
         lines.append(f"{count(djm)} of {m} pipelines declare (DataJoint 0.14.10 itself: {itself})")
         lines.append(f"  on SQLite under djhpc: {count(djs)} of {m} declare")
-        inserted = ", ".join(f"{t} on {b}: {count((t, b), lambda r: r['stage'] == 'inserted')}" for t, b in results)
+        ran = [run for run in RUNS if run in results]
+        inserted = ", ".join(f"{t} on {b}: {count((t, b), lambda r: r['stage'] == 'inserted')}" for t, b in ran)
         lines.append(f"  take their inserts: {inserted}")
         same = ", ".join(
             f"on {b}: {sum(differences(results, (t, b), n) == [] for n in names)}" for t, b in results if t == "djhpc"
