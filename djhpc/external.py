@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -32,6 +31,7 @@ from .dependencies import foreign_key_graph
 from .errors import DataError, DefinitionError, DjhpcError, MissingExternalFile, UsageError
 from .query import Heading, Query, new_alias
 from .settings import config
+from .utils import write_whole
 
 log = logging.getLogger(__name__)
 
@@ -96,23 +96,10 @@ def store_spec(store: str) -> dict:
     return spec
 
 
-def _safe_write(path: Path, data: bytes):
-    """Write a file whole or not at all: a reader never sees half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".saving")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def _safe_copy(source: Path, target: Path, overwrite: bool = False):
     if not overwrite and target.is_file():
         return
-    _safe_write(target, Path(source).read_bytes())
+    write_whole(target, Path(source).read_bytes())
 
 
 class ExternalTable(Query):
@@ -191,7 +178,7 @@ class ExternalTable(Query):
         uuid_ = hash.uuid_from_buffer(blob_bytes)
         path = Path(self._make_uuid_path(uuid_))
         if not path.is_file() or path.stat().st_size != len(blob_bytes):
-            _safe_write(path, blob_bytes)
+            write_whole(path, blob_bytes)
         self._track(uuid_, len(blob_bytes))
         return uuid_
 
@@ -213,7 +200,7 @@ class ExternalTable(Query):
                 raise
             data = self._read(self._make_external_filepath(relative))
         if cached is not None:
-            _safe_write(cached, data)
+            write_whole(cached, data)
         return data
 
     def _row(self, uuid_: uuid.UUID, name: str):
@@ -242,7 +229,7 @@ class ExternalTable(Query):
     def download_attachment(self, uuid_: uuid.UUID, attachment_name: str, download_path):
         self._file_store("read from")
         source = Path(self._make_uuid_path(uuid_, "." + attachment_name))
-        _safe_write(Path(download_path), self._read(source))
+        write_whole(Path(download_path), self._read(source))
 
     # ---------------------------------------------------------------- managed files
     def upload_filepath(self, local_filepath) -> uuid.UUID:
@@ -293,7 +280,7 @@ class ExternalTable(Query):
         relative, contents_hash, size = row[0], row[1] and uuid.UUID(bytes=bytes(row[1])), int(row[2])
         local = Path(self.spec["stage"]).absolute() / relative
         if not (local.is_file() and (not _checks(local, size) or hash.uuid_from_file(local) == contents_hash)):
-            _safe_write(local, self._read(self._make_external_filepath(relative)))
+            write_whole(local, self._read(self._make_external_filepath(relative)))
             if _checks(local, size) and hash.uuid_from_file(local) != contents_hash:
                 raise DjhpcError(f"'{local}' downloaded but did not pass checksum: the store's copy changed")
         if not _checks(local, size):
@@ -471,7 +458,7 @@ class ExternalMapping(Mapping):
         if content is None:
             external.download_attachment(uuid_, name, target)
         else:
-            _safe_write(target, content)
+            write_whole(target, content)
         return str(target)
 
 

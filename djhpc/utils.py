@@ -3,8 +3,10 @@ names, writes that never leave a half-written file."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 from .errors import UsageError
@@ -65,6 +67,20 @@ def get_master(full_table_name: str) -> str:
     """The master's full name of a part table's full name (```s`.`m__p``` -> ```s`.`m```), else ''."""
     m = re.fullmatch(r"(`\w+`\.`\w+)__\w+`", full_table_name)
     return m.group(1) + "`" if m else ""
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all: a temporary file of a unique name beside it, moved into place, so that a
+    reader (another worker, a crash) never sees half of it. The one atomic write of the query cache and the stores."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".saving")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
 
 
 def safe_write(filepath, data: bytes) -> None:

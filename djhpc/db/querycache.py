@@ -12,14 +12,13 @@ else in the folder.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 import uuid
 from pathlib import Path
 
 from .. import blob, settings
 from ..errors import ConfigError, UsageError
+from ..utils import write_whole
 
 #: statements that only read: DataJoint's SELECT and SHOW, and SQLite's PRAGMA that sets nothing
 _READ_ONLY = re.compile(r"\s*(?:SELECT|SHOW)\b|\s*PRAGMA\s+[\w.]+\s*(?:\([^)]*\))?\s*;?\s*$", re.I)
@@ -108,16 +107,7 @@ def write(path: Path, cursor) -> CachedCursor:
     """Read every row of ``cursor``, store them at ``path`` and return them as a cursor."""
     names = [d[0] for d in cursor.description or ()]
     rows = [tuple(r) for r in cursor.fetchall()]
-    data = blob.pack({"names": names, "rows": [list(r) for r in rows]})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_whole(path, blob.pack({"names": names, "rows": [list(r) for r in rows]}))
     return CachedCursor(names, rows)
 
 
