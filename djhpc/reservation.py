@@ -307,6 +307,18 @@ def truncate_message(message: str, limit: int = ERROR_MESSAGE_LIMIT) -> str:
     return message if len(message) <= limit else message[: limit - len(_TRUNCATED)] + _TRUNCATED
 
 
+def _offer_rows(dialect, names: list[str], n: int) -> str:
+    """``n`` rows of placeholders named ``names``, as a derived table: the keys a statement is offered."""
+    first = "SELECT " + ", ".join(f"{dialect.placeholder} AS {name}" for name in names)
+    other = "SELECT " + ", ".join([dialect.placeholder] * len(names))
+    return " UNION ALL ".join([first] + [other] * (n - 1))
+
+
+def _match_offered(dialect, key_columns: list[str]) -> str:
+    """The target table's key columns (``t``) equal to an offered row's (``v._c0``, ...)."""
+    return " AND ".join(f"t.{dialect.quote(c)} = v._c{j}" for j, c in enumerate(key_columns))
+
+
 def _now_text() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -462,13 +474,10 @@ class Reservations:
         """Fill the slots of the ``reserve`` block: the offered rows (placeholders only) and quoted names."""
         d = self.connection.dialect
         n, ncols = shape[0], shape[1]
-        names = ["_tn", "_kh", "_k", "_pos"] + [f"_c{j}" for j in range(ncols)]
-        first = "SELECT " + ", ".join(f"{d.placeholder} AS {name}" for name in names)
-        other = "SELECT " + ", ".join([d.placeholder] * len(names))
-        offer = " UNION ALL ".join([first] + [other] * (n - 1))
+        offer = _offer_rows(d, ["_tn", "_kh", "_k", "_pos"] + [f"_c{j}" for j in range(ncols)], n)
         done = ""
         if request.done_table and ncols:
-            match = " AND ".join(f"t.{d.quote(c)} = v._c{j}" for j, c in enumerate(request.key_columns))
+            match = _match_offered(d, request.key_columns)
             done = " " + d.queries["reserve_skip_done"].format(done=request.done_table, match=match)
         limit = d.queries["reserve_limit"] if request.limit is not None else ""
         returning = " " + d.queries["reserve_returning"] if shape[4] else ""
@@ -536,12 +545,9 @@ class Reservations:
     def _made_meanwhile(self, request: ReserveRequest, hashes, encoded) -> tuple[str, tuple]:
         """The read of which of these offered keys have their row in the target table now (``made_meanwhile``)."""
         d = self.connection.dialect
-        names = ["_kh"] + [f"_c{j}" for j in range(len(request.key_columns))]
-        first = "SELECT " + ", ".join(f"{d.placeholder} AS {name}" for name in names)
-        other = "SELECT " + ", ".join([d.placeholder] * len(names))
-        offer = " UNION ALL ".join([first] + [other] * (len(hashes) - 1))
-        match = " AND ".join(f"t.{d.quote(c)} = v._c{j}" for j, c in enumerate(request.key_columns))
-        sql = self._sql("made_meanwhile", offer=offer, done=request.done_table, match=match)
+        offer = _offer_rows(d, ["_kh"] + [f"_c{j}" for j in range(len(request.key_columns))], len(hashes))
+        sql = self._sql("made_meanwhile", offer=offer, done=request.done_table,
+                        match=_match_offered(d, request.key_columns))
         return sql, tuple(p for h, enc in zip(hashes, encoded, strict=True) for p in (h, *enc))
 
     def _give_back_made(self, request: ReserveRequest, token, won: set, made: set | None = None) -> set:
