@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.env import unavailable, worker_env
+from support.env import unavailable, wait_for, worker_env
 from support.mariadb import PrivateMariaDB
 from support.pipeline import calls, load_pipeline
 
@@ -31,15 +31,6 @@ def start_worker(env, table, log_path, *args):
     with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen([sys.executable, "-m", "djhpc.cli.main", "work", f"pipeline_counts:{table}",
                                  *args], env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pymysql
@@ -65,3 +66,13 @@ def need_binary(name: str) -> str:
     if not path:
         unavailable(f"{name} is not installed (tests/cluster/ensure-tools.sh installs it)")
     return path
+
+
+def wait_for(predicate, timeout=30.0, what="condition"):
+    """Poll ``predicate`` until it holds, bounded by ``timeout`` seconds (tests wait for events, not for sleeps)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

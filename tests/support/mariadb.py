@@ -6,12 +6,11 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pymysql
 
-from .env import unavailable
+from .env import unavailable, wait_for
 
 
 def answers(port: int) -> bool:
@@ -27,15 +26,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class PrivateMariaDB:
@@ -70,7 +60,7 @@ class PrivateMariaDB:
              f"--pid-file={self.base}/pid", "--innodb-buffer-pool-size=64M", f"--log-error={self.base}/err.log",
              *self.options],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_for(lambda: answers(self.port), timeout=60, what="the private MariaDB")
+        wait_for(lambda: answers(self.port), timeout=60, what="the private MariaDB")
 
     def stop(self, kill: bool = False):
         """Shut the server down (SIGTERM), or with ``kill`` crash it (SIGKILL: no shutdown, replies lost)."""
