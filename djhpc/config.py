@@ -156,7 +156,7 @@ def read_yaml(path: Path) -> dict:
 
 
 # What a djhpc.yaml (or ~/.config/djhpc/config.yaml) may hold, so that a misspelt key is an error, not ignored.
-FILE_KEYS = ("target", "scheduler", "database", "profile", "profiles")
+FILE_KEYS = ("target", "scheduler", "database", "profile", "profiles", "tables")
 DATABASE_KEYS = ("url", "host", "port", "user", "password")
 
 
@@ -173,6 +173,8 @@ def check_settings(data: dict, path) -> None:
             _check_database(value, path)
         elif key == "profiles":
             _check_profiles(value, path)
+        elif key == "tables":
+            _check_tables(value, path)
 
 
 def _known(key, known: tuple[str, ...], path, section: str = "") -> None:
@@ -218,6 +220,18 @@ def _check_profiles(value, path) -> None:
         if section is not None and not isinstance(section, dict):
             raise ConfigError(f"{path}: profile '{name}' must be a mapping of settings (got {type(section).__name__})")
         _wrapped(path, check_section, section or {}, where=f"profiles.{name}")
+
+
+def _check_tables(value, path) -> None:
+    """``tables:`` maps a pipeline's table class names to their resources (a profile's settings)."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: setting 'tables' must map table class names to resources like "
+                          f"{{partition: gpu, time: 4h}} (got {type(value).__name__})")
+    for name, section in value.items():
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: tables.{name} must be a mapping of resources like {{partition: gpu}} "
+                              f"(got {type(section).__name__})")
+        _wrapped(path, check_section, section, where=f"tables.{name}")
 
 
 def _wrapped(path, check, value, *, where: str = ""):

@@ -41,6 +41,16 @@ def table_class(target: str | None):
     return load_target(resolve_target_name(target), base=settings.project_dir)
 
 
+def target_or_pipeline(target: str | None):
+    """The table class TARGET names, or the Pipeline when it names a module (or module:schema); djhpc.yaml's
+    ``tables:`` gives the pipeline's tables their resources."""
+    from ..pipeline import load
+
+    settings = load_settings()
+    return load(resolve_target_name(target), base=settings.project_dir, table_resources=settings.get("tables"))
+
+
 def add_target_argument(parser, required=False):
     parser.add_argument("target", nargs=None if required else "?", metavar="TARGET",
-                        help="table as module:Class or path/to/pipeline.py:Class (default: target in djhpc.yaml)")
+                        help="table as module:Class or path/to/pipeline.py:Class, or a whole pipeline as module or "
+                        "pipeline.py (default: target in djhpc.yaml)")

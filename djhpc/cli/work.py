@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from .. import durations
+from ..errors import UsageError
+from ..pipeline import PREFERENCES, Pipeline
+from ..pipework import work_pipeline
 from ..populate import ORDERS, PopulateOptions
 from ..worker import WorkOptions, work
-from .common import add_target_argument, table_class
+from .common import add_target_argument, target_or_pipeline
 
 HELP = """Run one populate loop with reservation until nothing is left for this worker.
 
 exit codes: 0 nothing left, 1 some makes failed (see djhpc jobs errors), 2 usage error,
             69 database unreachable, 75 stopped by a signal (keys given back: submit again)
 
+TARGET without :Class is a whole pipeline (a module, or module:schema): the worker takes a ready key of any
+of its Computed and Imported tables, deepest tables first, and waits while keys may still come from above.
+
 examples:
   djhpc work pipeline:Analysis
   djhpc work pipeline.py:Analysis --max-calls 100 --restrict "subject = 'm1'"
+  djhpc work pipeline.py                                   every computed table of the module
+  djhpc work pipeline.py --tables Segmentation             one resource class's tables
 """
 
 
@@ -41,7 +49,27 @@ def register(sub):
                    help="stop a make running longer than this and record its key as an error: 600 (seconds), "
                         "10m, 2h (default: the table's make_timeout, else no limit)")
     p.add_argument("--log", metavar="FILE", help="append one line per key here (default: stderr)")
+    g = p.add_argument_group("pipelines (TARGET is a module)")
+    add_pipeline_arguments(g)
+    g.add_argument("--prefer", choices=PREFERENCES, default="deepest",
+                   help="which tables' keys to take first: deepest (finish what is started; default) or upstream")
     p.set_defaults(func=run)
+
+
+def add_pipeline_arguments(group):
+    """--tables and --downstream-of: the part of a pipeline a command looks at."""
+    group.add_argument("--tables", type=_names, metavar="A,B", help="only these tables of the pipeline")
+    group.add_argument("--downstream-of", type=_names, metavar="A", dest="downstream_of",
+                       help="only these tables and every pipeline table below them")
+
+
+def _names(text: str) -> list[str]:
+    import argparse
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"must name tables, comma-separated (got '{text}')")
+    return names
 
 
 def _non_negative(text: str) -> int:
@@ -59,13 +87,18 @@ def _non_negative(text: str) -> int:
 def run(args) -> int:
     if args.log:
         _check_writable(args.log)  # before the pipeline is imported (which declares its tables)
-    cls = _load_waiting_for_the_database(args.target)
+    loaded = _load_waiting_for_the_database(args.target)
     populate = PopulateOptions(reserve_jobs=True, order=args.order, max_calls=args.max_calls, limit=args.limit,
                                suppress_errors=args.suppress_errors, max_attempts=args.retries + 1,
                                retry_delay_seconds=args.retry_delay, make_timeout=args.make_timeout)
     populate.check()  # a bad value is a usage error before any table is touched
     options = WorkOptions(populate, restrictions=[_and(args.restrict)] if args.restrict else [], log_path=args.log)
-    return work(cls, options)
+    if isinstance(loaded, Pipeline):
+        serve = loaded.restrict(args.tables, args.downstream_of)
+        return work_pipeline(loaded, options, prefer=args.prefer, serve=serve)
+    if args.tables or args.downstream_of:
+        raise UsageError("--tables and --downstream-of need a pipeline TARGET (a module, without :Class)")
+    return work(loaded, options)
 
 
 def _load_waiting_for_the_database(target):
@@ -79,7 +112,7 @@ def _load_waiting_for_the_database(target):
     wait_for_server(limit)  # djhpc's own connections retry inside; DataJoint's import is tried again here
     for delay in backoff.delays(first=0.5, cap=5, seconds=limit):
         try:
-            return table_class(target)
+            return target_or_pipeline(target)
         except UnreachableError as e:
             if delay is None:
                 raise

@@ -1,0 +1,200 @@
+"""``djhpc work PIPELINE``: one worker over every table of a pipeline (or of one resource class), key by key.
+
+A downstream key is in its table's key source as soon as the rows it depends on are made, so no barrier is
+needed between tables: the worker runs the populate loop of one table at a time, looking first at the deepest
+tables (finish what is started), and goes back to them whenever a deeper table has a ready key again (looked at
+every few seconds, never more often). Each table's loop is the ordinary one (populate.py): exactly once,
+reclaim, fencing, stop signals and walltime fit hold as for one table. When no table has a key this worker can
+take, it waits while keys may still come (a key of a table it serves, or of a table above, is reserved by
+another worker or waits for a retry), and leaves when none can (what is left failed, or is blocked by a failure
+upstream). A worker whose upstream tables nobody works on leaves after DJHPC_PIPELINE_IDLE_SECONDS.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from dataclasses import dataclass, replace
+
+from . import backoff, populate
+from .errors import ConnectError, DjhpcError
+from .history import History
+from .pipeline import Pipeline
+from .signals import Interrupted, stop_signals
+from .walltime import Walltime
+from .worker import EXIT_DATABASE_UNREACHABLE, EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, KeyLog, WorkOptions
+from .worker import _scheduler_for_reaping as scheduler_for_reaping
+
+log = logging.getLogger(__name__)
+
+LOOK_DEEPER_SECONDS = 2.0  # how often a table's loop asks whether a deeper table has a ready key
+
+
+def idle_seconds() -> float:
+    """How long a worker waits for upstream keys while no worker holds any of them."""
+    return float(os.environ.get("DJHPC_PIPELINE_IDLE_SECONDS", 300))
+
+
+@dataclass
+class Totals:
+    made: int = 0
+    failed: int = 0
+    skipped: int = 0
+    calls: int = 0
+
+    def add(self, result):
+        self.made += result["success_count"]
+        self.failed += result["error_count"]
+        self.skipped += result["skipped_count"]
+        self.calls += result["make_calls"]
+
+
+def targets_for(pipeline: Pipeline) -> dict:
+    """The populate target of each table; DataJoint tables share one djhpc connection (one per worker, not one
+    per table: a lab database has few connections to give)."""
+    from .djtarget import DataJointTarget, is_datajoint_class
+    from .target import TableTarget
+
+    out, shared = {}, None
+    for cls in pipeline.tables:
+        if is_datajoint_class(cls):
+            target = DataJointTarget(cls, connection=shared)
+            shared = target.connection
+        else:
+            target = TableTarget(cls())
+        out[cls] = target
+    return out
+
+
+class PipelineWorker:
+    def __init__(self, pipeline: Pipeline, options: WorkOptions, *, prefer: str = "deepest",
+                 targets: dict | None = None):
+        self.pipeline = pipeline
+        self.options = options
+        self.order = pipeline.ordered(prefer)
+        self.targets = targets or targets_for(pipeline)
+        self.totals = Totals()
+        self.keylog = KeyLog(pipeline.label, options.log_path)
+        self.walltimes = {}
+        self.watched = [t for t in self.targets if t in pipeline.tables]  # refined by run(): served + upstream
+
+    # ------------------------------------------------------------------------------------------ the loop
+    def run(self, upstream: list | None = None) -> int:
+        """Work until nothing more can come; the exit code of ``djhpc work``."""
+        self.watched = list(self.order) + [t for t in (upstream or []) if t not in self.order]
+        with stop_signals(exit_code=EXIT_INTERRUPTED):
+            try:
+                self._loop()
+            except (Interrupted, KeyboardInterrupt) as e:
+                log.warning("%s: reservations released; submit again to continue", e)
+                return EXIT_INTERRUPTED
+            except ConnectError as e:
+                log.error("%s", e)
+                return EXIT_DATABASE_UNREACHABLE
+            except DjhpcError:
+                raise
+            finally:
+                self.keylog.close()
+        t = self.totals
+        log.info("%s: %d made, %d failed, %d skipped", self.pipeline.label, t.made, t.failed, t.skipped)
+        return EXIT_FAILURES if t.failed else EXIT_OK
+
+    def _loop(self):
+        waits, idle_since = 0, None
+        while not self._budget_spent():
+            fitting = [c for c in self.order if self._fits(c)]
+            if not fitting:
+                log.warning("the next key of any table would not fit in the time left of this allocation: stopping")
+                return
+            if any(self._populate(c, deeper=fitting[:i]) for i, c in enumerate(fitting)):
+                waits, idle_since = 0, None
+                continue
+            coming, working = self._coming()
+            if not coming:
+                return
+            now = time.monotonic()
+            idle_since = None if working else (idle_since or now)
+            if idle_since is not None and now - idle_since > idle_seconds():
+                log.warning("no worker holds a key of the tables above for %.0f s: stopping (submit the "
+                            "upstream tables' workers, or again later)", now - idle_since)
+                return
+            backoff.sleep(backoff.delay(waits, first=0.5, cap=10.0))
+            waits += 1
+
+    def _populate(self, cls, deeper: list) -> bool:
+        """One table's populate loop, left when a deeper table has a ready key; True when it made a key."""
+        target = self.targets[cls]
+        self.keylog.table_name = target.table_name
+        look = _Lookout(self, deeper)
+        options = replace(self.options.populate, reserve_jobs=True, on_key=self.keylog,
+                          walltime=self.walltimes.get(cls), scheduler=scheduler_for_reaping(),
+                          should_stop=look, max_calls=self._left("max_calls"), limit=self._left("limit"))
+        result = populate.run(target, self.options.restrictions, options)
+        self.totals.add(result)
+        return bool(result["make_calls"])
+
+    def _left(self, name: str):
+        budget = getattr(self.options.populate, name)
+        if budget is None:
+            return None
+        spent = self.totals.calls if name == "max_calls" else self.totals.made + self.totals.failed
+        return max(budget - spent, 0)
+
+    def _budget_spent(self) -> bool:
+        return any(self._left(n) == 0 for n in ("max_calls", "limit"))
+
+    def _fits(self, cls) -> bool:
+        if cls not in self.walltimes:
+            target = self.targets[cls]
+            history = History(target.connection, target.database, target.history_table)
+            self.walltimes[cls] = Walltime.detect(lambda h=history, n=target.table_name: h.typical_duration(n))
+        walltime = self.walltimes[cls]
+        return walltime is None or walltime.fits()
+
+    def _coming(self) -> tuple[bool, bool]:
+        """(whether a key may still come to this worker, whether another worker holds a key of the tables it
+        serves or of those above them)."""
+        coming = working = False
+        for cls in self.watched:
+            counts = self.targets[cls].progress(self.options.restrictions)
+            held = counts.get("reserved", 0)
+            free = counts["remaining"] - counts.get("error", 0) - counts.get("ignore", 0)
+            working = working or held > 0
+            coming = coming or held > 0 or counts.get("pending", 0) > 0 or free > 0
+        return coming, working
+
+
+class _Lookout:
+    """``should_stop`` of one table's loop: True when a deeper table has a ready key (asked every
+    LOOK_DEEPER_SECONDS, so a table's loop makes keys for at least that long)."""
+
+    def __init__(self, worker: PipelineWorker, deeper: list):
+        self.worker = worker
+        self.deeper = deeper
+        self.next_look = time.monotonic() + LOOK_DEEPER_SECONDS
+
+    def __call__(self) -> bool:
+        if not self.deeper or time.monotonic() < self.next_look:
+            return False
+        self.next_look = time.monotonic() + LOOK_DEEPER_SECONDS
+        restrictions = self.worker.options.restrictions
+        for cls in self.deeper:
+            candidates, names = self.worker.targets[cls].candidates(restrictions)
+            if candidates.fetch(*names, as_dict=True, limit=1):
+                return True
+        return False
+
+
+def work_pipeline(pipeline: Pipeline, options: WorkOptions, *, prefer: str = "deepest",
+                  serve: Pipeline | None = None) -> int:
+    """Run one worker on ``serve`` (the tables this worker makes; default: the whole pipeline), waiting for the
+    keys the rest of ``pipeline`` above them feeds in; returns the exit code of ``djhpc work``."""
+    serve = serve or pipeline
+    everything = targets_for(pipeline)
+    worker = PipelineWorker(serve, options, prefer=prefer, targets={c: everything[c] for c in pipeline.tables})
+    upstream = pipeline.upstream_of(serve.tables)
+    when = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    log.info("%s: working on %s from %s", pipeline.label, ", ".join(c.__name__ for c in serve.tables), when)
+    return worker.run(upstream)
