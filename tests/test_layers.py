@@ -35,8 +35,9 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("package and demo", ["djhpc", "djhpc.demo", "djhpc.dj_console"]),
     # status asks the scheduler about recorded runs: the operator view sits above submission
     ("operator view", ["djhpc.report", "djhpc.progress", "djhpc.status", "djhpc.jobrows", "djhpc.cancel",
-                       "djhpc.running", "djhpc.logs"]),
-    ("submission", ["djhpc.submit", "djhpc.submissions", "djhpc.targets", "djhpc.worker", "djhpc.walltime"]),
+                       "djhpc.running", "djhpc.logs", "djhpc.pipeprogress", "djhpc.plan"]),
+    ("submission", ["djhpc.submit", "djhpc.submissions", "djhpc.targets", "djhpc.worker", "djhpc.walltime",
+                    "djhpc.pipeline", "djhpc.pipework"]),
     # dj.Diagram draws the tables' tiers over the dependencies, beside the schemas
     ("schemas", ["djhpc.schemas", "djhpc.diagram"]),
     # as in DataJoint, schema.jobs is a table: schemas -> jobs -> tables
