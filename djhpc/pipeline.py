@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UsageError
-from .targets import _import, _simple, load_target
+from .targets import import_module, load_target, loose_name
 
 __all__ = ["Pipeline", "ResourceClass", "is_pipeline_target", "load", "load_pipeline"]
 
@@ -56,8 +56,8 @@ class Pipeline:
             if cls.__name__ == name:
                 return cls
         names = [c.__name__ for c in self.tables]
-        by_simple = {_simple(n): n for n in names}
-        near = by_simple.get(_simple(name)) or next(iter(difflib.get_close_matches(name, names, n=1)), None)
+        by_simple = {loose_name(n): n for n in names}
+        near = by_simple.get(loose_name(name)) or next(iter(difflib.get_close_matches(name, names, n=1)), None)
         hint = f"did you mean {near}?" if near else f"its tables are {', '.join(names)}"
         raise UsageError(f"pipeline {self.name} has no computed table {name}: {hint}")
 
@@ -126,7 +126,7 @@ def load(text: str, *, base: Path | None = None, table_resources: Mapping | None
     base = base or Path.cwd()
     if ":" in text:
         module_name, _, attr = text.rpartition(":")
-        obj = getattr(_import(module_name, base), attr, None) if module_name and "." not in attr else None
+        obj = getattr(import_module(module_name, base), attr, None) if module_name and "." not in attr else None
         if obj is None or not _is_schema(obj):
             return load_target(text, base=base)
         return load_pipeline(text, base=base, table_resources=table_resources)
@@ -139,7 +139,7 @@ def load_pipeline(text: str, *, base: Path | None = None, tables: Iterable[str] 
     without computed tables, a cycle, resources that conflict."""
     base = base or Path.cwd()
     module_name, _, attr = text.partition(":")
-    module = _import(module_name, base)
+    module = import_module(module_name, base)
     classes = _computed_classes(module)
     if attr:
         schema = getattr(module, attr)

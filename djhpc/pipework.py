@@ -24,8 +24,15 @@ from .history import History
 from .pipeline import Pipeline
 from .signals import Interrupted, stop_signals
 from .walltime import Walltime
-from .worker import EXIT_DATABASE_UNREACHABLE, EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, KeyLog, WorkOptions
-from .worker import _scheduler_for_reaping as scheduler_for_reaping
+from .worker import (
+    EXIT_DATABASE_UNREACHABLE,
+    EXIT_FAILURES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    KeyLog,
+    WorkOptions,
+    scheduler_for_reaping,
+)
 
 log = logging.getLogger(__name__)
 

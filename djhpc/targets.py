@@ -22,7 +22,7 @@ def load_target(target: str, *, base: Path | None = None):
     module_name, _, class_path = target.rpartition(":")
     if not module_name or not class_path:
         raise UsageError(f"target {target!r} must look like module:Class or path/to/pipeline.py:Class")
-    module = _import(module_name, base or Path.cwd())
+    module = import_module(module_name, base or Path.cwd())
     obj = module
     for part in class_path.split("."):
         found = getattr(obj, part, None)
@@ -61,16 +61,16 @@ def _table_classes(namespace) -> list[str]:
     return sorted(names)
 
 
-def _simple(name: str) -> str:
+def loose_name(name: str) -> str:
     """A class or table name compared loosely: ``__spike_sorting``, ``SpikeSorting`` and ``spikesorting`` meet."""
     return name.lower().replace("_", "").replace("#", "").replace("~", "")
 
 
 def _nearest(typed: str, names: list[str]) -> str | None:
-    by_simple = {_simple(n): n for n in names}
-    if _simple(typed) in by_simple:
-        return by_simple[_simple(typed)]
-    near = difflib.get_close_matches(_simple(typed), list(by_simple), n=1, cutoff=0.6)
+    by_simple = {loose_name(n): n for n in names}
+    if loose_name(typed) in by_simple:
+        return by_simple[loose_name(typed)]
+    near = difflib.get_close_matches(loose_name(typed), list(by_simple), n=1, cutoff=0.6)
     return by_simple[near[0]] if near else None
 
 
@@ -93,7 +93,7 @@ def _nearest_module(name: str, base: Path) -> str:
     return f": did you mean {near[0] + name[len(top):]}?" if near and near[0] != top else ""
 
 
-def _import(name: str, base: Path):
+def import_module(name: str, base: Path):
     try:
         if name.endswith(".py") or "/" in name:
             path = (base / name).resolve()

@@ -65,7 +65,7 @@ class KeyLog:
             self.stream.close()
 
 
-def _scheduler_for_reaping():
+def scheduler_for_reaping():
     """The scheduler to ask about dead tasks, when this worker runs under one that has a CLI here."""
     name = taskenv.current().scheduler
     if name not in ("slurm", "pbs", "torque"):
@@ -91,7 +91,7 @@ def work(table_class, options: WorkOptions) -> int:
             log.info("allocation ends at %s: keys that would not fit are left for the next run",
                      dt.datetime.fromtimestamp(walltime.end).astimezone().isoformat(timespec="seconds"))
         opts = replace(options.populate, reserve_jobs=True, on_key=keylog, walltime=walltime,
-                       scheduler=_scheduler_for_reaping())
+                       scheduler=scheduler_for_reaping())
         try:
             result = populate.run(target, options.restrictions, opts)
         except Interrupted as e:
