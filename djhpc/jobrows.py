@@ -88,14 +88,18 @@ def jobs_table(connection, schema: str, name: str = JOBS_TABLE) -> JobsTable:
     return JobsTable(connection, schema, name)
 
 
-def select(connection, schema: str, *, table_name: str | None = None, statuses=None, host: str | None = None,
+def select(connection, schema: str, *, table_name=None, statuses=None, host: str | None = None,
            job_id: str | None = None, older_than_seconds: float | None = None, match: str | None = None,
            jobs_table_name: str = JOBS_TABLE):
-    """The jobs rows that pass every filter given, as a restricted JobsTable (count it, fetch it, delete it)."""
+    """The jobs rows that pass every filter given, as a restricted JobsTable (count it, fetch it, delete it).
+
+    ``table_name``: one table's name, or a list of them (a pipeline's tables)."""
     q = jobs_table(connection, schema, jobs_table_name)
     quote = connection.dialect.quote
-    if table_name:
+    if isinstance(table_name, str) and table_name:
         q = q & {"table_name": table_name}
+    elif table_name is not None and not isinstance(table_name, str):
+        q = q & [{"table_name": n} for n in table_name]  # an empty list matches no row
     if statuses:
         bad = [s for s in statuses if s not in STATUSES]
         if bad:

@@ -254,7 +254,8 @@ def _history_stats(connection, schema: str, table_name: str, window_seconds: flo
     return out
 
 
-def _eta(p: TableProgress) -> float | None:
+def estimated_seconds(p: TableProgress) -> float | None:
+    """Seconds until the keys left are made at the recent rate; None without a rate or a live worker."""
     left = p.left
     if left is None:
         return None
@@ -265,13 +266,15 @@ def _eta(p: TableProgress) -> float | None:
     return left / p.rate_per_minute * 60.0
 
 
-def live_workers(connection, schema: str, table_name: str, jobs_table: str = JOBS_TABLE) -> int:
-    """Workers holding keys of the table that look alive: their process runs (on this host) or their heartbeat
-    is younger than a lease. One read of the reserved rows; a worker between batches holds none for a moment."""
+def live_workers(connection, schema: str, table_name, jobs_table: str = JOBS_TABLE) -> int:
+    """Workers holding keys of the table (or of any of several: a set of table names) that look alive: their
+    process runs (on this host) or their heartbeat is younger than a lease. One read of the reserved rows; a
+    worker between batches holds none for a moment."""
     from .liveness import LEASE_SECONDS, judge
 
+    names = {table_name} if isinstance(table_name, str) else set(table_name)
     rows = [r for r in Reservations(connection, schema, jobs_table=jobs_table).reserved_rows()
-            if r.table_name == table_name]
+            if r.table_name in names]
     return len({r.owner for r in rows
                 if judge(r, lock_free=None, scheduler_state=None, lease_seconds=LEASE_SECONDS) is None})
 
@@ -306,7 +309,7 @@ def table_progress(table, *restrictions, window_seconds: float = RATE_WINDOW_SEC
     for k, v in _history_stats(connection, schema, table.table_name, window_seconds, now).items():
         setattr(p, k, v)
     _count_workers(p, connection, schema, JOBS_TABLE)
-    p.eta_seconds = _eta(p)
+    p.eta_seconds = estimated_seconds(p)
     return p
 
 
@@ -324,13 +327,18 @@ def target_progress(target, *restrictions, window_seconds: float = RATE_WINDOW_S
     p = TableProgress(target.name, target.table_name, counts["total"], counts["done"], counts["remaining"],
                       counts["reserved"], counts["error"], counts["ignore"], counts["pending"],
                       window_seconds=window_seconds)
-    stats = _history_stats(target.connection, target.database, target.table_name, window_seconds, now,
-                           target.history_table)
+    add_history(p, target.connection, target.database, target.history_table, now)
+    _count_workers(p, target.connection, target.database, target.jobs_table)
+    p.eta_seconds = estimated_seconds(p)
+    return p
+
+
+def add_history(p: TableProgress, connection, schema: str, history_table: str = HISTORY_TABLE,
+                now: dt.datetime | None = None) -> None:
+    """Fill in what the completion history says of p's table: completions, rate, percentiles, last start."""
+    stats = _history_stats(connection, schema, p.table_name, p.window_seconds, now or _utc_now(), history_table)
     for k, v in stats.items():
         setattr(p, k, v)
-    _count_workers(p, target.connection, target.database, target.jobs_table)
-    p.eta_seconds = _eta(p)
-    return p
 
 
 def schema_progress(connection, schema: str, *, window_seconds: float = RATE_WINDOW_SECONDS,
@@ -389,9 +397,12 @@ def waiting_text(p: TableProgress) -> str:
         parts.append(f"{p.error:,} failed")
     if p.ignore:
         parts.append(f"{p.ignore:,} ignored")
+    blocked = getattr(p, "blocked", None)  # a pipeline's table: keys a failure upstream holds back
+    if blocked:
+        parts.append(f"{blocked:,} blocked by failures upstream")
     if not parts:
         return f"{p.remaining or 0:,} not made"
-    hint = "see djhpc jobs errors" if p.error else "see djhpc jobs --status ignore"
+    hint = "see djhpc jobs errors" if p.error or blocked else "see djhpc jobs --status ignore"
     return f"{', '.join(parts)} — {hint}"
 
 

@@ -73,6 +73,7 @@ class StatusReport:
     submissions: list[SubmissionStatus]
     gone: list[GoneReservation]
     reserved: int  # reservations now, of the tables looked at
+    reserved_by_table: dict[str, int] = field(default_factory=dict)  # table_name -> reservations now
 
 
 def _row_task(row: ReservedRow) -> str:
@@ -81,22 +82,30 @@ def _row_task(row: ReservedRow) -> str:
     return task_key(row.sched_job_id, row.sched_task_id) if row.sched_task_id else row.sched_job_id
 
 
-def collect(connection, schema: str, *, table_name: str | None = None, limit: int = 20,
-            scheduler_for: Callable = get_scheduler, default_scheduler: str | None = None,
-            jobs_table: str = JOBS_TABLE) -> StatusReport:
+def collect(connection, schema: str, *, table_name=None, limit: int = 20, scheduler_for: Callable = get_scheduler,
+            default_scheduler: str | None = None, jobs_table: str = JOBS_TABLE,
+            target: str | None = None) -> StatusReport:
     """Recorded submissions (newest first) with task counts, held keys and gone reservations.
 
-    ``default_scheduler`` is asked about reservations from job ids no recorded submission names
-    (e.g. 'slurm' where squeue exists); None skips those. ``jobs_table``: the schema's (``~djhpc_jobs``
-    in a DataJoint pipeline's schema).
+    ``table_name``: one table's name, or a collection of names (a pipeline's tables; ``target``, the pipeline
+    as its submissions record it). ``default_scheduler`` is asked about reservations from job ids no recorded
+    submission names (e.g. 'slurm' where squeue exists); None skips those. ``jobs_table``: the schema's
+    (``~djhpc_jobs`` in a DataJoint pipeline's schema).
     """
+    if isinstance(table_name, str):
+        names = {table_name} if table_name else None
+    else:
+        names = None if table_name is None else set(table_name)
     subs = Submissions(connection, schema).recent(limit)
-    if table_name:
-        subs = [s for s in subs if s.table_name == table_name]
+    if names is not None:
+        subs = [s for s in subs if serves(s, names, target)]
     reaper = Reaper(Reservations(connection, schema, jobs_table=jobs_table))
     rows = reaper.reserved_rows()
-    if table_name:
-        rows = [r for r in rows if r.table_name == table_name]
+    if names is not None:
+        rows = [r for r in rows if r.table_name in names]
+    by_table: dict[str, int] = {}
+    for r in rows:
+        by_table[r.table_name] = by_table.get(r.table_name, 0) + 1
 
     scheduler_of_job = {s.job_id: s.scheduler for s in subs}
 
@@ -109,7 +118,16 @@ def collect(connection, schema: str, *, table_name: str | None = None, limit: in
     states = _ask_schedulers(subs, rows, scheduler_of, scheduler_for)
     out = [_submission_status(s, states.get(s.scheduler, {}), rows) for s in subs]
     gone = _gone(rows, states, scheduler_of)
-    return StatusReport(schema, out, gone, len(rows))
+    return StatusReport(schema, out, gone, len(rows), by_table)
+
+
+def serves(submission: Submission, names: set, target: str | None = None) -> bool:
+    """Whether a recorded run works on one of the tables named: its table, one of its tables (a pipeline's
+    run may record several, comma-separated), or the same pipeline target."""
+    recorded = {n.strip() for n in str(submission.table_name or "").split(",") if n.strip()}
+    if recorded & names:
+        return True
+    return bool(target) and str(submission.target or "").split()[:1] == [target]
 
 
 def _ask_schedulers(subs, rows, scheduler_of: Callable, scheduler_for: Callable) -> dict[str, dict[str, str]]:

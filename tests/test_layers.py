@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("package and demo", ["djhpc", "djhpc.demo", "djhpc.dj_console"]),
     # status asks the scheduler about recorded runs: the operator view sits above submission
     ("operator view", ["djhpc.report", "djhpc.progress", "djhpc.status", "djhpc.jobrows", "djhpc.cancel",
-                       "djhpc.running", "djhpc.logs", "djhpc.pipeprogress", "djhpc.plan"]),
+                       "djhpc.running", "djhpc.logs", "djhpc.pipeprogress", "djhpc.pipeview", "djhpc.plan"]),
     ("submission", ["djhpc.submit", "djhpc.submissions", "djhpc.targets", "djhpc.worker", "djhpc.walltime",
                     "djhpc.pipeline", "djhpc.pipework"]),
     # dj.Diagram draws the tables' tiers over the dependencies, beside the schemas

@@ -1,4 +1,5 @@
-"""``djhpc progress [TARGET | --schema NAME]``: how far a table is, how fast it goes, how big a make is."""
+"""``djhpc progress [TARGET | --schema NAME]``: how far a table (or each table of a pipeline) is, how fast it goes,
+how big a make is."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import datetime as dt
 import json
 import sys
 
+from ..pipeview import PipelineTableProgress, blocked_text, outlook, pipeline_table_progress
 from ..progress import EMPTY_KEY_SOURCE, RATE_WINDOW_SECONDS, TableProgress, eta_text, schema_progress, table_progress
 from . import display
 from .scope import resolve_scope
+from .work import add_pipeline_arguments
 
 HELP = """Progress of one table: keys in total, done, remaining, running (reserved), failed and ignored,
 the completion rate over a recent window and the ETA, plus the median and 95th percentile of make
@@ -19,6 +22,12 @@ A table is "done" only when every key of its key source is made. With failed or 
 and nothing running, it says how many (djhpc jobs errors lists them); with keys left and no live
 worker holding any, it says "no workers running" instead of an ETA; with an empty key source, that
 there is nothing to make.
+
+TARGET without :Class is a whole pipeline (a module, or module:schema): one row per table, upstream
+first, with its keys ready now, waiting for inputs not made yet, and blocked (waiting on a key that
+failed or was ignored upstream: they come only once it is fixed); Total counts the keys each table will
+have once everything above it is made. A table is done when those are made too. --tables and
+--downstream-of limit the rows.
 
 With --schema NAME the pipeline is not imported, so the key source (total, remaining, ETA) is unknown:
 every Imported/Computed table of the schema is listed with what the database holds (rows made,
@@ -31,6 +40,8 @@ or ignored keys and nothing running, or an empty key source; the reason is print
 examples:
   djhpc progress pipeline:Analysis
   djhpc progress pipeline:Analysis --watch          refresh until nothing is left to run
+  djhpc progress pipeline.py                        every computed table of the module
+  djhpc progress pipeline.py --downstream-of Segmentation
   djhpc progress --schema my_pipeline --json
 """
 
@@ -47,12 +58,13 @@ def register(sub):
                    help="rate over makes started this recently: 10m, 1h, 600 (seconds) (default 10m)")
     p.add_argument("--json", action="store_true", help="machine-readable rows (--watch: one JSON line each time)")
     display.add_quiet(p)
+    add_pipeline_arguments(p.add_argument_group("pipelines (TARGET is a module)"))
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     scope = resolve_scope(args)
-    if args.watch and scope.target is None:
+    if args.watch and scope.target is None and scope.pipeline is None:
         from ..errors import UsageError
 
         raise UsageError("--watch needs TARGET (module:Class): without the pipeline's code the total is unknown")
@@ -62,13 +74,16 @@ def run(args) -> int:
         raise UsageError(f"--interval must be > 0 seconds (got {args.interval:g})")
 
     def measure() -> list[TableProgress]:
+        if scope.pipeline is not None:
+            return pipeline_table_progress(scope.pipeline, scope.targets, whole=scope.whole,
+                                           window_seconds=args.window)
         if scope.target is None:
             return schema_progress(scope.connection, scope.schema, window_seconds=args.window,
                                    jobs_table=scope.jobs_table, history_table=scope.history_table)
         return [table_progress(scope.target, window_seconds=args.window)]
 
     if args.watch:
-        return _watch(measure, args)
+        return _watch(measure, args, scope.pipeline)
     rows = measure()
     if args.json:
         display.print_json([r.as_dict() for r in rows])
@@ -76,11 +91,20 @@ def run(args) -> int:
         for r in rows:
             print(summary_line(r))
     else:
-        show(rows, display.console())
+        show(rows, display.console(), scope.pipeline)
     return 0
 
 
 # ---------------------------------------------------------------------------- text
+def _total(p: TableProgress) -> int | None:
+    """The keys the table will have: a pipeline table's include those still to come from upstream."""
+    return p.expected if isinstance(p, PipelineTableProgress) else p.total
+
+
+def _eta_text(p: TableProgress) -> str:
+    return outlook(p) if isinstance(p, PipelineTableProgress) else eta_text(p)
+
+
 def _percent(p: TableProgress) -> str:
     return "—" if p.percent is None else f"{p.percent:.1f}%"
 
@@ -95,16 +119,22 @@ def summary_line(p: TableProgress) -> str:
     if p.total is None:
         head = f"{p.name}: {p.done:,} rows"
     else:
-        head = f"{p.name}: {p.done:,} of {p.total:,} done ({_percent(p)})"
-    return (f"{head}, {p.reserved:,} running, {p.error:,} failed, {p.ignore:,} ignored, "
-            f"{_rate(p)}/min, {_outlook(p)}")
+        head = f"{p.name}: {p.done:,} of {_total(p):,} done ({_percent(p)})"
+    if isinstance(p, PipelineTableProgress):
+        head += f", {p.ready:,} ready"
+    counts = f"{head}, {p.reserved:,} running, {p.error:,} failed, {p.ignore:,} ignored"
+    if isinstance(p, PipelineTableProgress):
+        counts += f", {display.number(p.waiting)} waiting, {display.number(p.blocked)} blocked"
+    return f"{counts}, {_rate(p)}/min, {_outlook(p)}"
 
 
 def _outlook(p: TableProgress) -> str:
     """'ETA 4m 05s (14:20)' while workers run; otherwise the state in words."""
     if p.stuck:
         return p.stuck
-    text = eta_text(p)
+    text = _eta_text(p)
+    if isinstance(p, PipelineTableProgress) and p.waiting_upstream:
+        return text
     return f"ETA {text}" if p.eta_seconds and not p.finished and p.workers != 0 else text
 
 
@@ -116,6 +146,20 @@ def progress_table(rows: list[TableProgress]):
         failed = f"[red]{p.error:,}[/red]" if p.error else "0"
         t.add_row(p.name, display.number(p.total), display.number(p.done), display.number(p.remaining),
                   display.number(p.reserved), failed, display.number(p.ignore), _percent(p), _rate(p), eta_text(p))
+    return t
+
+
+def pipeline_table(rows: list[PipelineTableProgress]):
+    """One row per table of a pipeline, upstream first: Total counts the keys still to come from upstream too."""
+    numbers = ("Total", "Done", "Done %", "Ready", "Running", "Failed", "Ignored", "Waiting", "Blocked", "Rate /min")
+    t = display.table("Table", "Total", "Done", "Done %", "Ready", "Running", "Failed", "Ignored", "Waiting",
+                      "Blocked", "Rate /min", "ETA", right=numbers)
+    for p in rows:
+        failed = f"[red]{p.error:,}[/red]" if p.error else "0"
+        blocked = f"[red]{p.blocked:,}[/red]" if p.blocked else display.number(p.blocked)
+        t.add_row(p.name, display.number(_total(p)), display.number(p.done), _percent(p), display.number(p.ready),
+                  display.number(p.reserved), failed, display.number(p.ignore), display.number(p.waiting), blocked,
+                  _rate(p), _eta_text(p))
     return t
 
 
@@ -142,7 +186,31 @@ def notes(p: TableProgress) -> list[str]:
     return []
 
 
-def show(rows: list[TableProgress], out) -> None:
+def pipeline_notes(rows: list[PipelineTableProgress], pipeline) -> list[str]:
+    """A pipeline's notes: tables stuck on their own failures, the keys blocked upstream, no workers at all,
+    tables without completions yet."""
+    lines = [f"{p.name}: {p.stuck}" for p in rows if p.stuck and (p.error or p.ignore or p.empty)]
+    blocked = blocked_text(rows)
+    if blocked:
+        lines.append(f"{blocked}: fix or retry the failed keys above them (djhpc jobs errors {pipeline.name})")
+    left = sum(p.left or 0 for p in rows if p.no_workers)
+    if left:
+        lines.append(f"{left:,} keys left and no workers running: start them with djhpc submit (or djhpc work "
+                     f"{pipeline.name}); a queued array starts them when the scheduler does")
+    fresh = [p.name for p in rows if not p.completions and not p.empty]
+    if fresh:
+        lines.append(f"no completions recorded yet for {', '.join(fresh)}: rate, ETA and percentiles appear after "
+                     "their first make (history is off if DJHPC_HISTORY=0)")
+    return lines
+
+
+def show(rows: list[TableProgress], out, pipeline=None) -> None:
+    if pipeline is not None:
+        out.print(pipeline_table(rows))
+        out.print(sizing_table(rows))
+        for line in pipeline_notes(rows, pipeline):
+            out.print(display.escape(line))
+        return
     out.print(progress_table(rows))
     out.print(sizing_table(rows))
     if rows and rows[0].total is None:
@@ -168,13 +236,14 @@ def _ended(rows: list[TableProgress]) -> int | None:
     return None
 
 
-def _say_why(rows: list[TableProgress]) -> None:
+def _say_why(rows: list[TableProgress], pipeline=None) -> None:
+    what = "the table" if pipeline is None else "the pipeline"
     stuck = [f"{r.name}: {r.stuck}" for r in rows if r.stuck]
     if stuck:
-        print(f"djhpc: nothing is running and the table is not done: {'; '.join(stuck)}", file=sys.stderr)
+        print(f"djhpc: nothing is running and {what} is not done: {'; '.join(stuck)}", file=sys.stderr)
 
 
-def _watch(measure, args) -> int:
+def _watch(measure, args, pipeline=None) -> int:
     """Ctrl-C sets a flag the loop waits on, rather than raising KeyboardInterrupt wherever it lands: raised
     inside rich's Live (a lock held, its refresh thread waiting for it) it could hang the watch for good."""
     import signal
@@ -186,7 +255,7 @@ def _watch(measure, args) -> int:
     previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     try:
         if tty and not getattr(args, "quiet", False):
-            return _watch_live(measure, interval, stop)
+            return _watch_live(measure, interval, stop, pipeline)
         while not stop.is_set():
             rows = measure()
             if args.json:
@@ -195,7 +264,7 @@ def _watch(measure, args) -> int:
                 print(" | ".join(summary_line(r) for r in rows), flush=True)
             code = _ended(rows)
             if code is not None:
-                _say_why(rows)
+                _say_why(rows, pipeline)
                 return code
             stop.wait(interval)
         return 130
@@ -205,7 +274,7 @@ def _watch(measure, args) -> int:
         signal.signal(signal.SIGINT, previous)
 
 
-def _watch_live(measure, interval: float, stop) -> int:
+def _watch_live(measure, interval: float, stop, pipeline=None) -> int:
     from rich.console import Group
     from rich.live import Live
     from rich.progress_bar import ProgressBar
@@ -216,14 +285,19 @@ def _watch_live(measure, interval: float, stop) -> int:
     def render(rows):
         bars = Table.grid(padding=(0, 1))
         for p in rows:
-            text = _outlook(p) if not p.stuck else eta_text(p)
+            text = _outlook(p) if not p.stuck else _eta_text(p)
             bar_width = max(10, min(40, out.width - len(p.name) - len(text) - 24))
-            bars.add_row(p.name, ProgressBar(total=max(p.total or 0, 1), completed=p.done, width=bar_width),
-                         f"{p.done:,}/{p.total:,}", _percent(p), display.escape(text))
+            total = _total(p) or 0
+            bars.add_row(p.name, ProgressBar(total=max(total, 1), completed=p.done, width=bar_width),
+                         f"{p.done:,}/{total:,}", _percent(p), display.escape(text))
         stamp = dt.datetime.now().astimezone().strftime("%H:%M:%S")
-        lines = [display.escape(n) for p in rows for n in notes(p)]
-        return Group(bars, progress_table(rows), sizing_table(rows), *lines,
-                     f"updated {stamp}; Ctrl-C to stop watching")
+        if pipeline is not None:
+            table = pipeline_table(rows)
+            lines = [display.escape(n) for n in pipeline_notes(rows, pipeline)]
+        else:
+            table = progress_table(rows)
+            lines = [display.escape(n) for p in rows for n in notes(p)]
+        return Group(bars, table, sizing_table(rows), *lines, f"updated {stamp}; Ctrl-C to stop watching")
 
     rows = measure()
     with Live(render(rows), console=out, refresh_per_second=4, transient=False) as live:
@@ -232,5 +306,5 @@ def _watch_live(measure, interval: float, stop) -> int:
                 return 130
             rows = measure()
             live.update(render(rows))
-    _say_why(rows)
+    _say_why(rows, pipeline)
     return _ended(rows)
