@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from .. import jobrows
+from .. import jobrows, pipeview
 from ..errors import UsageError
 from ..progress import class_name, schema_tables
 from . import display
 from .scope import resolve_scope
+from .work import add_pipeline_arguments
 
 HELP = """The jobs table holds keys reserved now (running), failed (error), ignored, or waiting for a retry
 (pending). Finished keys have no row.
@@ -24,7 +25,9 @@ commands (default: list):
   djhpc jobs clear [TARGET] [--status S ...]  delete rows (default: error, ignore and pending)
 
 TARGET is module:Class (default: target in djhpc.yaml); --schema NAME covers every table of a schema
-(--table T narrows it). A KEY is written as djhpc prints it: "subject='r1', session_id=7" (text in
+(--table T narrows it). For list, errors and running TARGET may be a whole pipeline (a module, or
+module:schema): the rows of all its tables, upstream tables first (--tables A,B and --downstream-of A
+narrow it). A KEY is written as djhpc prints it: "subject='r1', session_id=7" (text in
 quotes, numbers bare; the whole key in one shell argument); JSON ('{"subject": "r1", "session_id": 7}')
 and a key_hash (or its first 8 digits) work too.
 retry and clear say how many rows they would delete and ask; without a terminal they need --yes.
@@ -60,6 +63,7 @@ def register(sub):
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="minimal output")
     _filters(p, default=None)
+    _pipeline_filters(p, default=None)
     p.set_defaults(func=run_list, target=None, limit=200)
     cmds = p.add_subparsers(dest="jobs_command", metavar="COMMAND", action=_ListByDefault,
                             parser_class=type(p))
@@ -67,16 +71,19 @@ def register(sub):
     ls = cmds.add_parser("list", help="rows, oldest first (default)")
     _common(ls)
     _filters(ls, default=argparse.SUPPRESS)
+    _pipeline_filters(ls, default=argparse.SUPPRESS)
     ls.add_argument("--limit", type=int, default=argparse.SUPPRESS, metavar="N", help="show at most N rows (200)")
     ls.set_defaults(func=run_list)
 
     er = cmds.add_parser("errors", help="errors grouped by exception type and message")
     _common(er)
+    _pipeline_filters(er, default=argparse.SUPPRESS)
     er.add_argument("--exact", action="store_true", help="group by the exact message (default: numbers as <n>)")
     er.set_defaults(func=run_errors)
 
     rn = cmds.add_parser("running", help="makes running now; --slow: only those past their table's p95")
     _common(rn)
+    _pipeline_filters(rn, default=argparse.SUPPRESS)
     rn.add_argument("--slow", action="store_true", help="only makes running longer than their table's p95")
     rn.set_defaults(func=run_running)
 
@@ -122,17 +129,26 @@ def _filters(p, default):
                    help="only rows last touched longer ago than AGE: 30d, 12h, 90m, 3600 (seconds)")
 
 
+def _pipeline_filters(p, default):
+    """--tables and --downstream-of (a subcommand's default is SUPPRESS: it must not undo the parent's value)."""
+    group = p.add_argument_group("pipelines (TARGET is a module)")
+    add_pipeline_arguments(group)
+    for action in group._group_actions:
+        action.default = default
+
+
 def _yes(p):
     p.add_argument("-y", "--yes", action="store_true", help="do not ask (needed without a terminal)")
 
 
 # ---------------------------------------------------------------------------- scope
-def _scope(args):
-    """(scope, table_name or None): TARGET's table, or --schema with an optional --table."""
-    scope = resolve_scope(args)
-    if scope.target is not None:
+def _scope(args, *, pipeline: bool = False):
+    """(scope, table_name or None): TARGET's table, or --schema with an optional --table; with ``pipeline``
+    (the listing commands) TARGET may name a pipeline, and table_name is None."""
+    scope = resolve_scope(args, allow_pipeline=pipeline)
+    if scope.target is not None or scope.pipeline is not None:
         if args.table:
-            raise UsageError("--table goes with --schema; TARGET names the table already")
+            raise UsageError("--table goes with --schema; TARGET names the table already (a pipeline's: --tables)")
         return scope, scope.table_name
     if not args.table:
         return scope, None
@@ -160,21 +176,42 @@ def _row_dict(r: jobrows.JobRow, full=False) -> dict:
 
 
 # ---------------------------------------------------------------------------- list
+def _class_names(scope) -> dict:
+    """table_name -> class name: a pipeline's own names, else told from the table name."""
+    if scope.pipeline is None:
+        return {}
+    return {scope.targets[c].table_name: c.__name__ for c in scope.pipeline.tables}
+
+
+def _table(names: dict, table_name: str) -> str:
+    return names.get(table_name) or class_name(table_name)
+
+
+def _named(names: dict, row: dict) -> dict:
+    """A --json row, led by its table's class name when the rows are a pipeline's (one table's stay as they were)."""
+    return {"table": _table(names, row["table_name"]), **row} if names else row
+
+
 def run_list(args) -> int:
-    scope, table_name = _scope(args)
-    q = jobrows.select(scope.connection, scope.schema, table_name=table_name, statuses=args.status,
-                       host=args.host, job_id=args.job_id, older_than_seconds=args.older_than,
-                       jobs_table_name=scope.jobs_table)
+    scope, table_name = _scope(args, pipeline=True)
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be >= 1 (got {args.limit})")
-    total = len(q)
-    rows = jobrows.fetch_rows(q, limit=args.limit)
+    if scope.pipeline is not None:
+        rows, total = pipeview.job_rows(scope.pipeline, scope.targets, statuses=args.status, host=args.host,
+                                        job_id=args.job_id, older_than_seconds=args.older_than, limit=args.limit)
+    else:
+        q = jobrows.select(scope.connection, scope.schema, table_name=table_name, statuses=args.status,
+                           host=args.host, job_id=args.job_id, older_than_seconds=args.older_than,
+                           jobs_table_name=scope.jobs_table)
+        total = len(q)
+        rows = jobrows.fetch_rows(q, limit=args.limit)
+    names = _class_names(scope)
     if args.json:
-        display.print_json([_row_dict(r) for r in rows])
+        display.print_json([_named(names, _row_dict(r)) for r in rows])
         return 0
     if _quiet(args):
         for r in rows:
-            print(f"{class_name(r.table_name)}\t{jobrows.key_text(r.key)}\t{r.status}\t{r.key_hash}")
+            print(f"{_table(names, r.table_name)}\t{jobrows.key_text(r.key)}\t{r.status}\t{r.key_hash}")
         return 0
     out = display.console()
     if not rows:
@@ -186,7 +223,7 @@ def run_list(args) -> int:
     for r in rows:
         colour = colours.get(r.status, "")
         status = f"[{colour}]{r.status}[/{colour}]" if colour else r.status
-        t.add_row(class_name(r.table_name), display.escape(jobrows.key_text(r.key)), status, display.escape(r.host),
+        t.add_row(_table(names, r.table_name), display.escape(jobrows.key_text(r.key)), status, display.escape(r.host),
                   str(r.pid), r.task, display.local_time(r.timestamp), str(r.attempts),
                   display.escape(display.short(r.error_message, 80)))
     out.print(t)
@@ -199,15 +236,19 @@ def run_list(args) -> int:
 def run_running(args) -> int:
     from ..running import running_makes
 
-    scope, table_name = _scope(args)
-    makes = running_makes(scope.connection, scope.schema, table_name=table_name, jobs_table=scope.jobs_table,
-                          history_table=scope.history_table)
+    scope, table_name = _scope(args, pipeline=True)
+    if scope.pipeline is not None:
+        makes = pipeview.running_makes(scope.pipeline, scope.targets)
+    else:
+        makes = running_makes(scope.connection, scope.schema, table_name=table_name, jobs_table=scope.jobs_table,
+                              history_table=scope.history_table)
+    names = _class_names(scope)
     if args.slow:
         makes = [m for m in makes if m.over_p95]
     if getattr(args, "json", False):
-        display.print_json([{"table_name": m.table_name, "key": m.key, "host": m.host, "pid": m.pid,
-                             "task": m.task, "seconds": round(m.seconds, 3), "p95": m.p95, "over_p95": m.over_p95}
-                            for m in makes])
+        display.print_json([_named(names, {"table_name": m.table_name, "key": m.key, "host": m.host, "pid": m.pid,
+                                           "task": m.task, "seconds": round(m.seconds, 3), "p95": m.p95,
+                                           "over_p95": m.over_p95}) for m in makes])
         return 0
     out = display.console()
     if not makes:
@@ -216,7 +257,7 @@ def run_running(args) -> int:
     t = display.table("Table", "Key", "Host", "PID", "Task", "Running", "p95", "", right=("PID", "Running", "p95"))
     for m in makes:
         flag = "[red]past p95[/red]" if m.over_p95 else ""
-        t.add_row(class_name(m.table_name), display.escape(jobrows.key_text(m.key)), display.escape(m.host),
+        t.add_row(_table(names, m.table_name), display.escape(jobrows.key_text(m.key)), display.escape(m.host),
                   str(m.pid), m.task, display.seconds_text(m.seconds), display.seconds_text(m.p95), flag)
     out.print(t)
     slow = sum(m.over_p95 for m in makes)
@@ -227,13 +268,18 @@ def run_running(args) -> int:
 
 # ---------------------------------------------------------------------------- errors
 def run_errors(args) -> int:
-    scope, table_name = _scope(args)
-    groups = jobrows.error_groups(scope.connection, scope.schema, table_name=table_name, exact=args.exact,
-                                  jobs_table_name=scope.jobs_table)
+    scope, table_name = _scope(args, pipeline=True)
+    if scope.pipeline is not None:
+        groups = pipeview.error_groups(scope.pipeline, scope.targets, exact=args.exact)
+    else:
+        groups = jobrows.error_groups(scope.connection, scope.schema, table_name=table_name, exact=args.exact,
+                                      jobs_table_name=scope.jobs_table)
+    names = _class_names(scope)
     if args.json:
-        display.print_json([{"table_name": g.table_name, "error_type": g.error_type, "message": g.message,
-                             "count": g.count, "example_key": g.example_key, "example_hash": g.example_hash,
-                             "example_message": g.example_message} for g in groups])
+        display.print_json([_named(names, {"table_name": g.table_name, "error_type": g.error_type,
+                                           "message": g.message, "count": g.count, "example_key": g.example_key,
+                                           "example_hash": g.example_hash, "example_message": g.example_message})
+                            for g in groups])
         return 0
     if _quiet(args):
         for g in groups:
@@ -245,13 +291,22 @@ def run_errors(args) -> int:
         return 0
     t = display.table("Count", "Table", "Exception", "Message", "Example key", right=("Count",))
     for g in groups:
-        t.add_row(f"[red]{g.count:,}[/red]", class_name(g.table_name), display.escape(g.error_type),
+        t.add_row(f"[red]{g.count:,}[/red]", _table(names, g.table_name), display.escape(g.error_type),
                   display.escape(display.short(g.message, 100)), display.escape(jobrows.key_text(g.example_key)))
     out.print(t)
     example = shlex.quote(jobrows.key_text(groups[0].example_key)) if groups[0].example_key else "KEY"
+    where = ""
+    if scope.pipeline is not None:  # show and retry take one table
+        where = display.escape(f" {shlex.quote(_module_class(scope, groups[0].table_name))}")
     out.print(f"{sum(g.count for g in groups):,} failed keys in {len(groups):,} groups; details: djhpc jobs show "
-              f"{display.escape(example)}; run them again: djhpc jobs retry --match TEXT")
+              f"{display.escape(example)}{where}; run them again: djhpc jobs retry{where} --match TEXT")
     return 0
+
+
+def _module_class(scope, table_name: str) -> str:
+    """TARGET naming one table of the scope's pipeline: module:Class (module:schema's module)."""
+    module = scope.pipeline.name.split(":")[0]
+    return f"{module}:{_table(_class_names(scope), table_name)}"
 
 
 # ---------------------------------------------------------------------------- show
