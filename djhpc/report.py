@@ -1,5 +1,7 @@
 """One self-contained HTML page about a table's run: progress over time, throughput, a timeline of makes
 per host and task (failed makes marked from the jobs table), the duration distribution and the error groups.
+For a whole pipeline: a row per table (upstream first: done, ready, running, failed, waiting, blocked, rate,
+ETA), then those sections for each table.
 
 Charts are inline SVG whose geometry is computed here from the completion history, on axes of round numbers
 (1, 2 or 5 × 10^k; clock times and durations on round seconds, minutes, hours); each chart scales to the
@@ -387,17 +389,27 @@ def build_context(table, *, limit: int = REPORT_ROWS) -> dict:
 
     ``table``: a djhpc table class or instance, a DataJoint table class, or a populate target."""
     target = as_target(table)
+    ctx = table_context(target, target_progress(target), limit=limit)
+    if not ctx["rows_drawn"] and not ctx["errors"]:
+        raise UsageError(f"no completions recorded for {target.name} yet and no errors: run populate first "
+                         "(history is off if DJHPC_HISTORY=0)")
+    return ctx
+
+
+def _page(title: str, schema: str) -> dict:
+    now = dt.datetime.now().astimezone()
+    return {"title": f"{title} — djhpc report", "table": title, "schema": schema,
+            "generated": now.strftime("%Y-%m-%d %H:%M:%S %Z (UTC%z)"), "host": socket.gethostname()}
+
+
+def table_context(target, progress, *, limit: int = REPORT_ROWS, eta: str | None = None, stats=()) -> dict:
+    """One table's part of the page: its numbers (``progress``: a TableProgress), charts and errors. ``eta``
+    replaces eta_text's; ``stats`` are (name, value) rows added to the summary."""
     name, schema, connection = target.name, target.database, target.connection
-    progress = target_progress(target)
     rows = history_rows(connection, schema, target.table_name, limit=limit, history_table=target.history_table)
     groups = error_groups(connection, schema, table_name=target.table_name, jobs_table_name=target.jobs_table)
-    if not rows and not groups:
-        raise UsageError(f"no completions recorded for {name} yet and no errors: run populate first "
-                         "(history is off if DJHPC_HISTORY=0)")
-    now = dt.datetime.now().astimezone()
-    ctx = {"title": f"{name} — djhpc report", "table": name, "schema": schema,
-           "generated": now.strftime("%Y-%m-%d %H:%M:%S %Z (UTC%z)"), "host": socket.gethostname(),
-           "progress": progress, "eta": eta_text(progress, clock_format="about %Y-%m-%d %H:%M"),
+    ctx = {**_page(name, schema),
+           "progress": progress, "eta": eta or eta_text(progress, clock_format="about %Y-%m-%d %H:%M"),
            "rows_drawn": len(rows),
            "completions": progress.completions, "truncated": progress.completions > len(rows),
            "errors": [{"table": g.table_name, "type": g.error_type, "message": g.message, "count": f"{g.count:,}",
@@ -407,13 +419,46 @@ def build_context(table, *, limit: int = REPORT_ROWS) -> dict:
         ("Keys in the key source", f"{progress.total:,}"), ("Done", f"{progress.done:,}"),
         ("Remaining", f"{progress.remaining:,}"), ("Running now", f"{progress.reserved:,}"),
         ("Failed", f"{progress.error:,}"), ("Ignored", f"{progress.ignore:,}"),
-        ("Waiting for a retry", f"{progress.pending:,}"),
+        ("Waiting for a retry", f"{progress.pending:,}"), *stats,
         ("Done %", f"{progress.percent:.1f}%" if progress.percent is not None else "—"),
         ("Rate (last 10 min)", f"{progress.rate_per_minute:,.1f} /min" if progress.rate_per_minute is not None
          else "—"), ("ETA", ctx["eta"])]
     failures = failed_makes(connection, schema, target.table_name, target.jobs_table, limit)
     ctx.update(_charts(rows, failures, ctx["truncated"]))
     return ctx
+
+
+def build_pipeline_context(pipeline, targets: dict, *, whole=None, limit: int = REPORT_ROWS) -> dict:
+    """The page of a whole pipeline: a row per table, upstream first, then each table's sections (its newest
+    ``limit`` makes drawn). ``targets``: each table's populate target (pipework.targets_for); ``whole``: the
+    pipeline ``pipeline`` was limited from (pipeview.pipeline_table_progress)."""
+    from .pipeview import blocked_text, outlook, pipeline_table_progress
+
+    progress = pipeline_table_progress(pipeline, targets, whole=whole)
+    tables, rows = [], []
+    for cls, p in zip(pipeline.tables, progress, strict=True):
+        eta = outlook(p, clock_format="about %Y-%m-%d %H:%M")
+        ctx = table_context(targets[cls], p, limit=limit, eta=eta, stats=[
+            ("Ready now", f"{p.ready:,}"), ("Waiting for inputs", _count(p.waiting)),
+            ("Blocked by failures upstream", _count(p.blocked)), ("Keys once upstream is made", _count(p.expected))])
+        ctx.update(table=cls.__name__, anchor=f"table-{cls.__name__}")
+        tables.append(ctx)
+        rows.append({"table": cls.__name__, "anchor": ctx["anchor"], "depends_on": ", ".join(p.depends_on) or "—",
+                     "done": f"{p.done:,} / {_count(p.expected)}", "ready": f"{p.ready:,}",
+                     "running": f"{p.reserved:,}", "failed": f"{p.error:,}", "waiting": _count(p.waiting),
+                     "blocked": _count(p.blocked), "eta": eta, "p95": seconds_text(p.duration.p95 if p.duration
+                                                                                   else None),
+                     "rate": f"{p.rate_per_minute:,.1f}" if p.rate_per_minute is not None else "—"})
+    if not any(t["rows_drawn"] or t["errors"] for t in tables):
+        raise UsageError(f"no completions recorded for any table of pipeline {pipeline.name} yet and no errors: "
+                         "run djhpc work (or submit) first (history is off if DJHPC_HISTORY=0)")
+    schemas = ", ".join(dict.fromkeys(targets[c].database for c in pipeline.tables))
+    return {**_page(pipeline.label, schemas), "tables": tables,
+            "pipeline": {"name": pipeline.name, "rows": rows, "blocked": blocked_text(progress)}}
+
+
+def _count(n) -> str:
+    return "—" if n is None else f"{n:,}"
 
 
 def _charts(rows: list[HistoryRow], failures: list[FailedMake], truncated: bool) -> dict:
@@ -461,12 +506,21 @@ def _template() -> jinja2.Template:
 
 
 def render(context: dict) -> str:
-    return _template().render(**context)
+    return _template().render(**context, page=context)
 
 
 def write_report(table, path, *, limit: int = REPORT_ROWS) -> Path:
     """Write the report of ``table`` to ``path``; returns the path."""
-    html = render(build_context(table, limit=limit))
+    return write_page(build_context(table, limit=limit), path)
+
+
+def write_pipeline_report(pipeline, targets: dict, path, *, whole=None, limit: int = REPORT_ROWS) -> Path:
+    """Write the report of a whole pipeline (a row per table, then each table's sections) to ``path``."""
+    return write_page(build_pipeline_context(pipeline, targets, whole=whole, limit=limit), path)
+
+
+def write_page(context: dict, path) -> Path:
+    html = render(context)
     path = Path(path)
     try:
         path.write_text(html, encoding="utf-8")
