@@ -213,7 +213,7 @@ def running_makes(pipeline: Pipeline, targets: dict) -> list:
 @dataclass
 class TableStatus:
     """One pipeline table in ``djhpc status``: its keys reserved now, those held by tasks that are gone, the
-    array tasks holding its keys and the recorded runs that work on it."""
+    live array tasks holding its keys and the recorded runs that work on it."""
 
     table: str
     table_name: str
@@ -247,8 +247,9 @@ def pipeline_status(pipeline: Pipeline, targets: dict, *, limit: int = 10, defau
     rows = []
     for cls in pipeline.tables:
         name = targets[cls].table_name
+        gone = [g for g in merged.gone if g.table_name == name]
         tasks = {h.task for s in subs for h in s.holding if any(tn == name for tn, _ in h.keys)}
-        rows.append(TableStatus(cls.__name__, name, by_table.get(name, 0),
-                                sum(g.table_name == name for g in merged.gone), len(tasks),
+        rows.append(TableStatus(cls.__name__, name, by_table.get(name, 0), len(gone),
+                                len(tasks - {g.task for g in gone}),
                                 [s.submission.job_id for s in subs if serves(s.submission, {name})]))
     return merged, rows

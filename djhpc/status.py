@@ -122,11 +122,11 @@ def collect(connection, schema: str, *, table_name=None, limit: int = 20, schedu
 
 
 def serves(submission: Submission, names: set, target: str | None = None) -> bool:
-    """Whether a recorded run works on one of the tables named: its table, one of its tables (a pipeline's
-    run may record several, comma-separated), or the same pipeline target."""
+    """Whether a recorded run works on one of the tables named: its table or one of its tables (a pipeline's
+    run may record several, comma-separated); a run that records no table, by its target (the pipeline's)."""
     recorded = {n.strip() for n in str(submission.table_name or "").split(",") if n.strip()}
-    if recorded & names:
-        return True
+    if recorded:
+        return bool(recorded & names)
     return bool(target) and str(submission.target or "").split()[:1] == [target]
 
 
