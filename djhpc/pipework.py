@@ -36,7 +36,11 @@ from .worker import (
 
 log = logging.getLogger(__name__)
 
-LOOK_DEEPER_SECONDS = 2.0  # how often a table's loop asks whether a deeper table has a ready key
+
+
+def look_deeper_seconds() -> float:
+    """How often a table's loop asks whether a deeper table has a ready key (DJHPC_PIPELINE_LOOK_SECONDS)."""
+    return float(os.environ.get("DJHPC_PIPELINE_LOOK_SECONDS", 2.0))
 
 
 def idle_seconds() -> float:
@@ -175,17 +179,18 @@ class PipelineWorker:
 
 class _Lookout:
     """``should_stop`` of one table's loop: True when a deeper table has a ready key (asked every
-    LOOK_DEEPER_SECONDS, so a table's loop makes keys for at least that long)."""
+    DJHPC_PIPELINE_LOOK_SECONDS, so a table's loop makes keys for at least that long)."""
 
     def __init__(self, worker: PipelineWorker, deeper: list):
         self.worker = worker
         self.deeper = deeper
-        self.next_look = time.monotonic() + LOOK_DEEPER_SECONDS
+        self.every = look_deeper_seconds()
+        self.next_look = time.monotonic() + self.every
 
     def __call__(self) -> bool:
         if not self.deeper or time.monotonic() < self.next_look:
             return False
-        self.next_look = time.monotonic() + LOOK_DEEPER_SECONDS
+        self.next_look = time.monotonic() + self.every
         restrictions = self.worker.options.restrictions
         for cls in self.deeper:
             candidates, names = self.worker.targets[cls].candidates(restrictions)
