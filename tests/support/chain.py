@@ -81,7 +81,8 @@ class ChainProject:
         return Counter((c.table, c.session) for c in self.calls())
 
     def rows(self, table: str) -> set[int]:
-        out = self.python(f"import chain, json; print(json.dumps(sorted(int(s) for s in chain.{table}.fetch('session'))))")
+        out = self.python("import chain, json; "
+                          f"print(json.dumps(sorted(int(s) for s in chain.{table}.fetch('session'))))")
         return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
     def history_counts(self) -> Counter:
