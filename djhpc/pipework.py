@@ -19,9 +19,11 @@ import time
 from dataclasses import dataclass, replace
 
 from . import backoff, populate
-from .errors import ConnectError, DjhpcError
+from .errors import ConnectError, DjhpcError, LostConnectionError, TransientError
 from .history import History
+from .liveness import Reaper
 from .pipeline import Pipeline
+from .reservation import Reservations
 from .signals import Interrupted, stop_signals
 from .walltime import Walltime
 from .worker import (
@@ -89,6 +91,8 @@ class PipelineWorker:
         self.totals = Totals()
         self.keylog = KeyLog(pipeline.label, options.log_path)
         self.walltimes = {}
+        self.reapers: dict = {}
+        self.next_reap = 0.0
         self.watched = [t for t in self.targets if t in pipeline.tables]  # refined by run(): served + upstream
 
     # ------------------------------------------------------------------------------------------ the loop
@@ -125,6 +129,7 @@ class PipelineWorker:
             coming, working = self._coming()
             if not coming:
                 return
+            self._reap_if_due()
             now = time.monotonic()
             idle_since = None if working else (idle_since or now)
             if idle_since is not None and now - idle_since > idle_seconds():
@@ -135,7 +140,10 @@ class PipelineWorker:
             waits += 1
 
     def _populate(self, cls, deeper: list) -> bool:
-        """One table's populate loop, left when a deeper table has a ready key; True when it made a key."""
+        """One table's populate loop, left when a deeper table has a ready key; True when it made a key. A table
+        with no key to make (one statement says) is passed over without starting a loop."""
+        if not has_candidates(self.targets[cls], self.options.restrictions):
+            return False
         target = self.targets[cls]
         self.keylog.table_name = target.table_name
         look = _Lookout(self, deeper)
@@ -164,6 +172,28 @@ class PipelineWorker:
         walltime = self.walltimes[cls]
         return walltime is None or walltime.fits()
 
+    def _reap_if_due(self):
+        """While waiting, give back the keys of dead workers in the tables watched: the workers that would reap
+        them (those of another resource class) may all be gone, and their keys would be waited for forever."""
+        now = time.monotonic()
+        if now < self.next_reap:
+            return
+        self.next_reap = now + populate.reap_interval(max((r.owners_seen for r in self.reapers.values()), default=1))
+        for cls in self.watched:
+            target = self.targets[cls]
+            where = (id(target.connection), target.database, target.jobs_table)
+            if where not in self.reapers:
+                jobs = Reservations(target.connection, target.database, jobs_table=target.jobs_table)
+                self.reapers[where] = Reaper(jobs, scheduler=scheduler_for_reaping(), scheduler_every_seconds=300)
+        for reaper in self.reapers.values():
+            try:
+                reclaimed = reaper.reap()
+            except (TransientError, LostConnectionError) as e:
+                log.warning("could not look for dead workers (%s)", e)
+                continue
+            if reclaimed:
+                log.info("gave back %d key(s) of dead workers", len(reclaimed))
+
     def _coming(self) -> tuple[bool, bool]:
         """(whether a key may still come to this worker, whether another worker holds a key of the tables it
         serves or of those above them)."""
@@ -175,6 +205,12 @@ class PipelineWorker:
             working = working or held > 0
             coming = coming or held > 0 or counts.get("pending", 0) > 0 or free > 0
         return coming, working
+
+
+def has_candidates(target, restrictions) -> bool:
+    """Whether the table has a key in its key source not made yet (held by a worker or not): one statement."""
+    candidates, names = target.candidates(restrictions)
+    return bool(candidates.fetch(*names, as_dict=True, limit=1))
 
 
 class _Lookout:
@@ -192,11 +228,7 @@ class _Lookout:
             return False
         self.next_look = time.monotonic() + self.every
         restrictions = self.worker.options.restrictions
-        for cls in self.deeper:
-            candidates, names = self.worker.targets[cls].candidates(restrictions)
-            if candidates.fetch(*names, as_dict=True, limit=1):
-                return True
-        return False
+        return any(has_candidates(self.worker.targets[cls], restrictions) for cls in self.deeper)
 
 
 def work_pipeline(pipeline: Pipeline, options: WorkOptions, *, prefer: str = "deepest",

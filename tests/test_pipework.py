@@ -170,3 +170,18 @@ def reserved(chain: ChainProject) -> int:
                        "print(c.query(\"SELECT COUNT(*) FROM \" + t + \" WHERE status = 'reserved'\").fetchone()[0] "
                        "if c.has_table(t) else 0)")
     return int(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_waiting_worker_gives_back_upstream_keys_of_dead_workers(chain):
+    """A Segment worker waits on Motion keys; the Motion worker holding one dies: the waiting worker reclaims
+    it (nobody else of its class may be left to), then leaves at the idle limit as nobody works above."""
+    chain.add_sessions(range(2))
+    motion = chain.start_worker("--tables", "Motion", DJHPC_TEST_SLEEP="60")
+    wait_for(lambda: reserved(chain) > 0, timeout=60, what="a Motion reservation")
+    os.kill(motion.pid, signal.SIGKILL)
+    finish([motion])
+    assert reserved(chain) > 0
+    out = chain.djhpc("work", "--tables", "Segment", DJHPC_PIPELINE_IDLE_SECONDS="2")
+    assert out.returncode == 0, out.stderr
+    assert "key(s) of dead workers" in out.stderr and reserved(chain) == 0, out.stderr
+    assert not chain.calls()
