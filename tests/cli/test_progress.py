@@ -9,11 +9,15 @@ import sys
 import time
 
 import pytest
+from support.chain import TABLES, ChainProject
+from support.chainviews import EXPECTED as CHAIN_EXPECTED
+from support.chainviews import PARENTS, counts, filled_chain
 from support.env import worker_env
 from support.jobstate import EXPECTED, TARGET, cli, one_line_error
 from support.narrow import djhpc_at, fits, uncut
 
 from djhpc.history import History
+from djhpc.pipeview import PIPELINE_FIELDS
 from djhpc.progress import is_auto_populated, table_progress
 from djhpc.reservation import Reservations, Worker, key_hash
 
@@ -267,3 +271,123 @@ def test_done_means_every_key_made(pipeline, backend, schema_name, tmp_path):
     assert text.startswith("Square: 3 of 3 done (100.0%)") and text.rstrip().endswith("done"), text
     watch = djhpc_at(80, ["progress", TARGET, "--watch"], env, tmp_path)
     assert watch.returncode == 0 and watch.stderr == "", watch.stderr
+
+
+# ---------------------------------------------------------------------------- a whole pipeline (issue 19)
+@pytest.fixture
+def chain(backend, db, schema_name, tmp_path):
+    """chain.py made by a real `djhpc work chain.py` (session 2's Motion fails), two sessions added after it."""
+    return filled_chain(tmp_path / "project", backend, schema_name)
+
+
+def _json(project, *argv) -> list[dict]:
+    out = project.djhpc("progress", *argv, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_a_pipeline_is_one_row_per_table_in_dependency_order(chain):
+    rows = _json(chain, "chain.py")
+    assert [r["table"] for r in rows] == list(TABLES)
+    for r in rows:
+        assert set(PIPELINE_FIELDS) <= set(r), r.keys()
+        assert counts(r) == CHAIN_EXPECTED[r["table"]], r["table"]
+        assert r["depends_on"] == PARENTS[r["table"]] and r["expected"] == 8
+    assert sum(r["blocked"] for r in rows) == 4  # the failed session's dependants, one per table below Motion
+    motion, summary = rows[0], rows[-1]
+    assert motion["left"] == 2 and motion["percent"] == 62.5 and motion["done_all"] is False
+    assert summary["coming"] == 2 and summary["left"] == 2 and summary["completions"] == 5
+    # the module by name (the project folder is where targets are looked for) and djhpc.yaml's target: the same
+    assert [counts(r) for r in _json(chain, "chain")] == [counts(r) for r in rows]
+    assert [counts(r) for r in _json(chain)] == [counts(r) for r in rows]
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_a_pipeline_at_80_and_200_columns(chain, columns):
+    text = _run(columns, ["progress", "chain.py"], chain.env, chain.folder)
+    assert fits(text, columns) and uncut(text), text
+    flat = " ".join(text.split())
+    assert ("4 keys blocked by failures upstream (Segment 1, Trace 1, Quality 1, Summary 1): fix or retry the "
+            "failed keys above them (djhpc jobs errors chain.py)") in flat, text
+    assert "Motion: 1 failed" not in flat  # not stuck: two of its keys are ready
+    assert "10 keys left and no workers running" in flat  # two new sessions in each of five tables
+    if columns == 200:
+        lines = [ln.split() for ln in text.splitlines() if ln.split() and ln.split()[0] in TABLES]
+        shown = [ln[0] for ln in lines]
+        assert shown[:5] == list(TABLES), text  # progress rows, then the make-size rows, each upstream first
+        #                 Total Done Done% Ready Running Failed Ignored Waiting Blocked
+        assert lines[0][1:10] == ["8", "5", "62.5%", "2", "0", "1", "0", "0", "0"], lines[0]
+        assert " ".join(lines[0][11:]) == "no workers running", lines[0]
+        for ln in lines[1:5]:
+            assert ln[1:10] == ["8", "5", "62.5%", "0", "0", "0", "0", "3", "1"], ln
+            assert " ".join(ln[11:]) == "waiting for upstream", ln
+    else:
+        assert "Table Motion  Total 8  Done 5  Done % 62.5%  Ready 2" in text, text
+        assert text.index("Table Segment") < text.index("Table Trace") < text.index("Table Quality") < \
+            text.index("Table Summary")
+
+
+def test_a_pipeline_quiet_and_limited(chain):
+    text = _run(200, ["progress", "chain.py", "-q"], chain.env, chain.folder)
+    lines = text.splitlines()
+    assert [ln.split(":")[0] for ln in lines] == list(TABLES), text
+    assert lines[0].startswith("Motion: 5 of 8 done (62.5%), 2 ready, 0 running, 1 failed, 0 ignored, 0 waiting, "
+                               "0 blocked, ")
+    assert lines[1].startswith("Segment: 5 of 8 done (62.5%), 0 ready, 0 running, 0 failed, 0 ignored, 3 waiting, "
+                               "1 blocked, ") and lines[1].endswith("waiting for upstream")
+    # rows in dependency order whatever order they are named in
+    assert [r["table"] for r in _json(chain, "chain.py", "--tables", "Quality,Motion")] == ["Motion", "Quality"]
+    # below Trace: its upstream tables are not shown, yet what they will give is still counted
+    rows = _json(chain, "chain.py", "--downstream-of", "Trace")
+    assert [r["table"] for r in rows] == ["Trace", "Summary"]
+    assert [counts(r) for r in rows] == [CHAIN_EXPECTED["Trace"], CHAIN_EXPECTED["Summary"]]
+    assert rows[0]["depends_on"] == ["Segment"]
+
+
+def test_watching_a_pipeline_ends_when_it_cannot_go_further(backend, db, schema_name, tmp_path):
+    """--watch follows a worker through the two new sessions; it ends (exit 1: a failed key is left) once nothing
+    can move, saying why in one line."""
+    project = filled_chain(tmp_path / "project", backend, schema_name, DJHPC_TEST_SLEEP=0.1)
+    watch = subprocess.Popen([sys.executable, "-m", "djhpc.cli.main", "progress", "chain.py", "--watch", "--json",
+                              "--interval", "0.2"], env=project.env, cwd=project.folder, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(watch.stdout.readline())
+        assert [counts(r) for r in first] == [CHAIN_EXPECTED[t] for t in TABLES]  # it saw the start
+        worker = project.djhpc("work", "chain.py")
+        assert worker.returncode == 0, worker.stderr[-2000:]  # nothing failed this time
+        out, err = watch.communicate(timeout=60)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.communicate()
+    assert watch.returncode == 1, err
+    last = json.loads(out.splitlines()[-1])
+    assert [(r["table"], r["done"], r["expected"], r["blocked"]) for r in last] == [
+        ("Motion", 7, 8, 0), *[(t, 7, 8, 1) for t in TABLES[1:]]]
+    assert err.startswith("djhpc: nothing is running and the pipeline is not done: Motion: 1 failed — see djhpc "
+                          "jobs errors; Segment: 1 blocked by failures upstream") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("argv", [
+    ["progress", "nonexistent.py"],
+    ["progress", "empty.py"],  # no computed tables
+    ["progress", "chain.py", "--tables", "Qualty"],
+    ["progress", "chain.py:Motion", "--tables", "Quality"],
+    ["progress", "--schema", "x", "--downstream-of", "Motion"],
+    ["status", "empty.py"],
+    ["jobs", "nonexistent.py"],
+    ["jobs", "retry", "chain.py"],
+    ["report", "empty.py", "-o", "r.html"],
+])
+def test_bad_pipeline_input_is_one_line_and_exit_2(backend, db, schema_name, tmp_path, argv):
+    project = ChainProject.create(tmp_path / "project", backend, schema_name)
+    project.add_sessions([1])  # the database and the pipeline's tables exist
+    (project.folder / "empty.py").write_text("import djhpc as dj\n\nschema = dj.Schema('empty_' + "
+                                             f"{schema_name!r})\n\n\n@schema\nclass Note(dj.Manual):\n"
+                                             "    definition = 'note : int'\n")
+    out = project.djhpc(*argv)
+    assert out.returncode == 2 and one_line_error(out.stderr), out.stderr
+    assert out.stdout == ""
+    if "Qualty" in argv:
+        assert "did you mean Quality?" in out.stderr
