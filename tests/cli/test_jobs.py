@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from support.chainviews import filled_chain
 from support.env import worker_env
 from support.jobstate import TARGET, cli, one_line_error
 from support.narrow import djhpc_at, fits, uncut
@@ -16,6 +17,7 @@ from support.pipeline import calls
 
 import djhpc as dj
 from djhpc.keytext import format_key
+from djhpc.reservation import Reservations, Worker
 
 
 def _rows(capsys, *argv):
@@ -250,3 +252,63 @@ def test_a_long_key_wraps_but_is_never_cut(db, schema, backend, schema_name, tmp
     shown = djhpc_at(80, ["jobs", "show", format_key(key), "--schema", schema_name, "--json"], env, tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)[0]["key"] == key
+
+
+# ---------------------------------------------------------------------------- a whole pipeline (issue 19)
+@pytest.fixture
+def chain(backend, db, schema_name, tmp_path):
+    """chain.py made by `djhpc work chain.py` (session 2's Motion failed), and a worker on node-r holding session 6's
+    Motion key and session 6's Quality key (as array task 777_2) until the test ends."""
+    project = filled_chain(tmp_path / "project", backend, schema_name)
+    holder = Reservations(db, schema_name, Worker(host="node-r", pid=4242, sched_job_id="777", sched_task_id="2"))
+    assert len(holder.reserve("__quality", [{"session": 6}])) == 1
+    assert len(holder.reserve("__motion", [{"session": 6}])) == 1
+    yield project
+    holder.close()
+
+
+def _pipeline_rows(project, *argv) -> list[dict]:
+    out = project.djhpc("jobs", *argv, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_the_jobs_rows_of_a_whole_pipeline(chain):
+    rows = _pipeline_rows(chain, "chain.py")
+    # every table's rows, upstream tables first (Motion's reserved row is newer than Quality's, yet listed first)
+    assert [(r["table"], r["table_name"], r["status"], r["key"]) for r in rows] == [
+        ("Motion", "__motion", "error", {"session": 2}), ("Motion", "__motion", "reserved", {"session": 6}),
+        ("Quality", "__quality", "reserved", {"session": 6})]
+    assert "the recording is corrupt" in rows[0]["error_message"]
+    assert _pipeline_rows(chain, "list", "chain.py") == rows
+    assert [r["table"] for r in _pipeline_rows(chain, "chain.py", "--tables", "Quality")] == ["Quality"]
+    assert [r["status"] for r in _pipeline_rows(chain, "list", "chain.py", "--status", "reserved")] == ["reserved"] * 2
+    assert [r["key"] for r in _pipeline_rows(chain, "chain.py", "--job-id", "777_2")] == [{"session": 6}] * 2
+    assert _pipeline_rows(chain, "chain.py", "--downstream-of", "Trace") == []
+    limited = _pipeline_rows(chain, "list", "chain.py", "--limit", "1")
+    assert [(r["table"], r["status"]) for r in limited] == [("Motion", "error")]  # the oldest row
+
+    out = chain.djhpc("jobs", "chain.py", "-q")
+    assert [ln.split("\t")[:3] for ln in out.stdout.splitlines()] == [
+        ["Motion", "session=2", "error"], ["Motion", "session=6", "reserved"], ["Quality", "session=6", "reserved"]]
+    text = djhpc_at(80, ["jobs", "chain.py"], chain.env, chain.folder).stdout
+    assert fits(text, 80) and uncut(text) and text.index("Motion") < text.index("Quality"), text
+
+
+def test_errors_and_running_makes_of_a_whole_pipeline(chain):
+    groups = _pipeline_rows(chain, "errors", "chain.py")
+    assert [(g["table"], g["error_type"], g["message"], g["count"], g["example_key"]) for g in groups] == [
+        ("Motion", "ValueError", "session <n>: the recording is corrupt", 1, {"session": 2})]
+    assert _pipeline_rows(chain, "errors", "chain.py", "--downstream-of", "Segment") == []
+    text = chain.djhpc("jobs", "errors", "chain.py").stdout
+    assert "Motion" in text and "djhpc jobs retry chain.py:Motion --match TEXT" in text, text
+    running = _pipeline_rows(chain, "running", "chain.py")
+    assert sorted((m["table"], m["key"]["session"], m["host"]) for m in running) == [
+        ("Motion", 6, "node-r"), ("Quality", 6, "node-r")]
+    assert [m["table"] for m in _pipeline_rows(chain, "running", "chain.py", "--tables", "Motion")] == ["Motion"]
+    # the key-level commands take one table
+    for argv in (["show", "session=2", "chain.py"], ["retry", "chain.py", "--yes"], ["clear", "chain.py", "--yes"],
+                 ["ignore", "session=3", "chain.py"]):
+        out = chain.djhpc("jobs", *argv)
+        assert out.returncode == 2 and one_line_error(out.stderr) and "module:Class" in out.stderr, out.stderr
+    assert len(_pipeline_rows(chain, "chain.py")) == 3  # nothing was deleted
