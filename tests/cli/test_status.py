@@ -5,12 +5,16 @@ array; a scheduler command missing or failing is one line and exit 2."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 
 import pytest
+from support.chain import TABLES
+from support.chainviews import filled_chain
 from support.cluster import cli_env, djhpc, make_project, submit, wait_until_gone
+from support.env import wait_for
 from support.jobstate import cli, one_line_error
 from support.narrow import djhpc_at, fits, uncut
 from support.pipeline import load_items
@@ -153,3 +157,102 @@ def test_status_of_a_local_run_at_80_and_200_columns(backend, schema_name, tmp_p
             assert word in text, (word, text)
     finally:
         djhpc(["cancel"], project, env)
+
+
+# ---------------------------------------------------------------------------- a whole pipeline (issue 19)
+CHAIN_TABLES = "__motion,__segment,__trace,__quality,__summary"
+
+
+def _pipeline_status(project, *argv) -> dict:
+    out = project.djhpc("status", "chain.py", *argv, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_status_of_a_pipeline_table_by_table(backend, db, schema_name, tmp_path):
+    """Runs recorded for the pipeline (a live local one: this process; one whose process is gone), keys held by
+    each: a row per table in dependency order, reservations of the gone run listed; another table's run left out."""
+    project = filled_chain(tmp_path / "project", backend, schema_name)
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    live, dead = str(os.getpid()), str(ended.pid)
+    runs = Submissions(db, schema_name)
+    runs.record(job_id=live, scheduler="local", target="chain.py", table_name=CHAIN_TABLES, array_size=1)
+    runs.record(job_id=dead, scheduler="local", target="chain.py --tables Quality", table_name="__quality",
+                array_size=1)
+    runs.record(job_id="31337", scheduler="local", target="other.py:Thing", table_name="__thing", array_size=1)
+    working = Reservations(db, schema_name, Worker(host="node-a", pid=os.getpid(), sched_job_id=live,
+                                                   sched_task_id="1"))
+    gone = Reservations(db, schema_name, Worker(host="node-g", pid=ended.pid, sched_job_id=dead, sched_task_id="1"))
+    try:
+        assert len(working.reserve("__motion", [{"session": 6}, {"session": 7}])) == 2
+        assert len(gone.reserve("__quality", [{"session": 6}])) == 1
+        data = _pipeline_status(project)
+        assert [s["job_id"] for s in data["submissions"]] == [dead, live]  # newest first; not the other table's
+        assert [(t["table"], t["reserved"], t["tasks"], t["gone"], t["runs"]) for t in data["tables"]] == [
+            ("Motion", 2, 1, 0, [live]), ("Segment", 0, 0, 0, [live]), ("Trace", 0, 0, 0, [live]),
+            ("Quality", 1, 0, 1, [dead, live]), ("Summary", 0, 0, 0, [live])]
+        assert [(g["table_name"], g["key"], g["state"]) for g in data["gone"]] == [
+            ("__quality", {"session": 6}, "not known")]
+        held = {h["task"]: h for s in data["submissions"] for h in s["holding"]}
+        assert [k["key"] for k in held[f"{live}_1"]["keys"]] == [{"session": 6}, {"session": 7}]
+        assert held[f"{live}_1"]["state"] == "RUNNING" and data["reserved"] == 3
+
+        limited = _pipeline_status(project, "--tables", "Motion")
+        assert [t["table"] for t in limited["tables"]] == ["Motion"] and limited["gone"] == []
+        assert [s["job_id"] for s in limited["submissions"]] == [live]
+
+        text = djhpc_at(200, ["status", "chain.py"], project.env, project.folder).stdout
+        assert "Submissions of pipeline chain" in text and "Tables of pipeline chain" in text, text
+        rows = [ln.split() for ln in text.split("Tables of pipeline chain")[1].splitlines()
+                if ln.split() and ln.split()[0] in TABLES]
+        assert [r[:4] for r in rows[:5]] == [["Motion", "2", "1", "0"], ["Segment", "0", "0", "0"],
+                                             ["Trace", "0", "0", "0"], ["Quality", "1", "0", "1"],
+                                             ["Summary", "0", "0", "0"]], text
+        assert "Reservations whose task is gone" in text and "31337" not in text
+        narrow = djhpc_at(80, ["status", "chain.py"], project.env, project.folder).stdout
+        assert fits(narrow, 80) and uncut(narrow), narrow
+        quiet = project.djhpc("status", "chain.py", "-q").stdout.splitlines()
+        assert [ln for ln in quiet if ln.startswith("table\t")] == [
+            "table\tMotion\treserved=2\ttasks=1\tgone=0", "table\tSegment\treserved=0\ttasks=0\tgone=0",
+            "table\tTrace\treserved=0\ttasks=0\tgone=0", "table\tQuality\treserved=1\ttasks=0\tgone=1",
+            "table\tSummary\treserved=0\ttasks=0\tgone=0"]
+    finally:
+        working.close()
+        gone.close()
+
+
+@pytest.mark.slurm
+def test_status_of_a_pipeline_array_on_slurm(slurm, backend, db, schema_name, tmp_path):
+    """Two SLURM array tasks run `djhpc work chain.py` over four new sessions: while they run, each table's row
+    names the array and the tasks holding its keys; when they are done, nothing is held."""
+    project = filled_chain(tmp_path / "project", backend, schema_name, more=(6, 7, 8, 9))
+    out = subprocess.run(["sbatch", "--parsable", "--array=1-2", "--output=/dev/null", f"--chdir={project.folder}",
+                          "--wrap", f"{sys.executable} -m djhpc.cli.main work chain.py"],
+                         env={**project.env, "DJHPC_TEST_SLEEP": "0.8"}, capture_output=True, text=True, check=True)
+    job = out.stdout.strip().split(";")[0]
+    Submissions(db, schema_name).record(job_id=job, scheduler="slurm", target="chain.py", table_name=CHAIN_TABLES,
+                                        array_size=2)
+    try:
+        seen: dict[str, set] = {}
+
+        def holding() -> bool:
+            data = _pipeline_status(project)
+            for t in data["tables"]:
+                if t["tasks"]:
+                    seen.setdefault(t["table"], set()).add(t["tasks"])
+                    assert t["runs"] == [job] and t["reserved"] >= t["tasks"], t
+            return len(seen) >= 2  # keys of two tables held at some point
+
+        wait_for(holding, timeout=120, what="tasks holding keys of two tables")
+        tasks = {h["task"] for s in _pipeline_status(project)["submissions"] for h in s["holding"]}
+        assert tasks <= {f"{job}_1", f"{job}_2"}, tasks
+        wait_until_gone([job], timeout=180)
+        data = _poll(project.folder, project.env, lambda d: _by_job(d, job)["counts"]["done"] == 2,
+                     "two COMPLETED tasks")
+        final = _pipeline_status(project)
+        assert [(t["table"], t["reserved"], t["tasks"], t["gone"]) for t in final["tables"]] == [
+            (t, 0, 0, 0) for t in TABLES] and data["gone"] == []
+        assert set(project.rows("Summary")) == {0, 1, 3, 4, 5, 6, 7, 8, 9}  # session 2 blocked
+    finally:
+        subprocess.run(["scancel", job], capture_output=True)
