@@ -22,6 +22,8 @@ import zlib
 from pathlib import Path
 
 import pytest
+from support.chain import TABLES, ChainProject
+from support.chainviews import PARENTS, filled_chain
 from support.cluster import cli_env
 from support.env import ROOT, need_binary
 from support.pipeline import PIPELINES
@@ -412,3 +414,99 @@ def test_report_of_a_real_run_fits_800_fills_1400_and_draws_its_failures(tmp_pat
         start, end = longest_grey_run(rows, bpp)  # an axis line: inside the page, as long as the column allows
         assert 16 <= start and end <= width - 16, f"an axis runs to the window's edge at {width} px: {start}-{end}"
         assert end - start >= 0.8 * (min(width, 1200) - 32) * (WIDTH - LEFT - RIGHT) / WIDTH, (width, start, end)
+
+
+# ---------------------------------------------------------------------------- a whole pipeline (issue 19)
+ROW_CELLS = re.compile(r'<tr class="table-row">(.*?)</tr>', re.S)
+
+
+def _cells(row_html: str) -> list[str]:
+    return [html_lib.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row_html,
+                                                                                      re.S)]
+
+
+@pytest.fixture
+def chain(backend, db, schema_name, tmp_path):
+    """chain.py made by `djhpc work chain.py` (session 2's Motion fails), two sessions added after it."""
+    return filled_chain(tmp_path / "project", backend, schema_name)
+
+
+def test_pipeline_report_numbers_without_a_browser(chain, monkeypatch):
+    from djhpc.pipeline import load_pipeline
+    from djhpc.pipework import targets_for
+    from djhpc.report import build_pipeline_context
+
+    monkeypatch.setenv("DJHPC_TEST_SCHEMA", chain.schema)
+    try:
+        pipeline = load_pipeline("chain.py", base=chain.folder)
+        ctx = build_pipeline_context(pipeline, targets_for(pipeline))
+    finally:
+        sys.modules.pop("djhpc_target_chain", None)
+    rows = ctx["pipeline"]["rows"]
+    assert [(r["table"], r["depends_on"], r["done"], r["ready"], r["failed"], r["waiting"], r["blocked"])
+            for r in rows] == [("Motion", "—", "5 / 8", "2", "1", "0", "0")] + [
+        (t, ", ".join(PARENTS[t]), "5 / 8", "0", "0", "3", "1") for t in TABLES[1:]]
+    assert ctx["pipeline"]["blocked"] == "4 keys blocked by failures upstream (Segment 1, Trace 1, Quality 1, " \
+                                        "Summary 1)"
+    tables = {t["table"]: t for t in ctx["tables"]}
+    assert list(tables) == list(TABLES) and all(t["rows_drawn"] == 5 for t in tables.values())
+    assert [(e["type"], e["count"]) for e in tables["Motion"]["errors"]] == [("ValueError", "1")]
+    stats = dict(tables["Summary"]["stats"])
+    assert (stats["Blocked by failures upstream"], stats["Waiting for inputs"], stats["Keys once upstream is made"]) \
+        == ("1", "3", "8")
+
+
+@pytest.mark.chromium
+def test_pipeline_report_has_a_row_per_table_in_chromium(chain, tmp_path):
+    out_file = tmp_path / "chain.html"
+    made = chain.djhpc("report", "chain.py", "-o", out_file)
+    assert made.returncode == 0 and made.stdout.strip() == f"wrote {out_file}", made.stderr
+    html = out_file.read_text(encoding="utf-8")
+    for needle in ("<script", "http://", "https://", "<link", "@import", " src="):
+        assert needle not in html, f"{needle!r} in the page: it must be self-contained"
+    assert html.count("<svg") == 4 * len(TABLES)  # each table's four charts
+
+    dom = chromium(tmp_path, "--dump-dom", out_file.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    text = dom.stdout
+    rows = [_cells(r) for r in ROW_CELLS.findall(text)]
+    # Table, Depends on, Done, Ready, Running, Failed, Waiting, Blocked (then rate, ETA, p95)
+    assert [r[:8] for r in rows] == [["Motion", "—", "5 / 8", "2", "0", "1", "0", "0"]] + [
+        [t, ", ".join(PARENTS[t]), "5 / 8", "0", "0", "0", "3", "1"] for t in TABLES[1:]], rows
+    assert [r[9] for r in rows] == ["no workers running"] + ["waiting for upstream"] * 4
+    assert "4 keys blocked by failures upstream (Segment 1, Trace 1, Quality 1, Summary 1)" in text
+    headings = re.findall(r"<h2>(.*?)</h2>", text)
+    assert headings == ["Tables", *TABLES], headings
+    for t in TABLES:  # each table's own sections, anchored from its row
+        assert f'<section id="table-{t}" class="table-report">' in text and f'href="#table-{t}"' in text
+        assert f'id="table-{t}-timeline"' in text and f'aria-label="{t}: timeline of makes"' in text
+    assert text.count("<h3>Errors</h3>") == 5 and "session &lt;n&gt;: the recording is corrupt" in text
+
+    seen = measure_in_chromium(tmp_path, html, 800)
+    assert seen["doc"] <= 800, f"the page scrolls sideways at 800 px: {seen}"
+    assert len(seen["charts"]) == 4 * len(TABLES) and seen["failed"] == 1  # Motion's failed make in its timeline
+    for c in seen["charts"]:
+        assert c["left"] >= 0 and c["right"] <= 800 and c["outside"] == [], c
+
+    png = tmp_path / "chain.png"
+    shot = chromium(tmp_path, f"--screenshot={png}", "--window-size=1280,2000", out_file.as_uri())
+    assert shot.returncode == 0 and png.exists(), shot.stderr[-2000:]
+    _, _, bpp, pixels = decode_png(png.read_bytes())
+    colours = collections.Counter(r[i:i + 3] for r in pixels[::2] for i in range(0, len(r), bpp * 2))
+    assert colours[b"\xff\xff\xff"] < 0.97 * sum(colours.values()), "the screenshot is (nearly) blank"
+    assert colours[bytes.fromhex("c0392b")] > 0, "the failed and blocked counts are not drawn in red"
+
+
+def test_pipeline_report_limited_and_bad_input(chain, tmp_path):
+    out_file = tmp_path / "below.html"
+    made = chain.djhpc("report", "chain.py", "--downstream-of", "Trace", "-o", out_file)
+    assert made.returncode == 0, made.stderr
+    rows = [_cells(r) for r in ROW_CELLS.findall(out_file.read_text(encoding="utf-8"))]
+    assert [r[:8] for r in rows] == [["Trace", "Segment", "5 / 8", "0", "0", "0", "3", "1"],
+                                     ["Summary", "Trace, Quality", "5 / 8", "0", "0", "0", "3", "1"]]
+    fresh = ChainProject.create(tmp_path / "fresh", f"sqlite:///{tmp_path}/fresh.db", "fresh")
+    fresh.add_sessions([1])
+    out = fresh.djhpc("report", "chain.py", "-o", tmp_path / "none.html")
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "no completions recorded for any table of pipeline" in lines[0]
+    assert not (tmp_path / "none.html").exists()
