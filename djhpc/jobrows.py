@@ -197,14 +197,7 @@ def find(connection, schema: str, key_or_hash: str, *, table=None, table_name: s
          jobs_table_name: str = JOBS_TABLE) -> list[JobRow]:
     """The jobs rows of one key (full detail): by key JSON, key_hash, or a unique hash prefix."""
     key, h = parse_key(key_or_hash, table)
-    q = jobs_table(connection, schema, jobs_table_name)
-    if table_name:
-        q = q & {"table_name": table_name}
-    if len(h) == 32:
-        q = q & {"key_hash": h}
-    else:
-        q = q & SQL(f"{connection.dialect.quote('key_hash')} LIKE %s", (h + "%",))
-    rows = fetch_rows(q, limit=50, full=True)
+    rows = hash_rows(connection, schema, h, table_name=table_name, jobs_table_name=jobs_table_name)
     if len({r.key_hash for r in rows}) > 1 and key is None:
         raise UsageError(f"key_hash prefix {h!r} matches {len(rows)} keys: give more of it")
     if not rows:
@@ -212,6 +205,17 @@ def find(connection, schema: str, key_or_hash: str, *, table=None, table_name: s
         raise UsageError(f"no jobs row for {key_or_hash}{where} in schema {schema}: it is not reserved, failed or "
                          "ignored (list rows with djhpc jobs)")
     return rows
+
+
+def hash_rows(connection, schema: str, h: str, *, table_name=None, jobs_table_name: str = JOBS_TABLE) -> list[JobRow]:
+    """The jobs rows (full detail, at most 50) whose key_hash is ``h``, or starts with it; ``table_name`` as in
+    select."""
+    q = select(connection, schema, table_name=table_name, jobs_table_name=jobs_table_name)
+    if len(h) == 32:
+        q = q & {"key_hash": h}
+    else:
+        q = q & SQL(f"{connection.dialect.quote('key_hash')} LIKE %s", (h + "%",))
+    return fetch_rows(q, limit=50, full=True)
 
 
 def ignore(connection, schema: str, table_name: str, key: dict, *, jobs_table_name: str = JOBS_TABLE) -> str:

@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from . import jobrows
+from .errors import UsageError
 from .pipeline import Pipeline
 from .pipeprogress import pipeline_progress
 from .progress import RATE_WINDOW_SECONDS, TableProgress, add_history, estimated_seconds, eta_text, live_workers
@@ -167,15 +168,19 @@ def blocked_text(rows) -> str | None:
 
 
 # ---------------------------------------------------------------------------- jobs rows
-def job_rows(pipeline: Pipeline, targets: dict, *, statuses=None, host: str | None = None,
-             job_id: str | None = None, older_than_seconds: float | None = None,
-             limit: int | None = None) -> tuple[list[jobrows.JobRow], int]:
-    """(the oldest ``limit`` jobs rows of the pipeline's tables, grouped by table upstream first; how many
-    rows pass the filters in all)."""
+def select(pipeline: Pipeline, targets: dict, **filters) -> list:
+    """The jobs rows of the pipeline's tables that pass jobrows.select's ``filters``: one selection per schema
+    (count them, fetch them, delete them)."""
+    return [jobrows.select(g.connection, g.schema, table_name=g.table_names, jobs_table_name=g.jobs_table,
+                           **filters) for g in table_groups(pipeline, targets)]
+
+
+def job_rows(pipeline: Pipeline, targets: dict, *, limit: int | None = None,
+             **filters) -> tuple[list[jobrows.JobRow], int]:
+    """(the oldest ``limit`` jobs rows of the pipeline's tables that pass jobrows.select's ``filters``, grouped by
+    table upstream first; how many rows pass the filters in all)."""
     rows, total = [], 0
-    for g in table_groups(pipeline, targets):
-        q = jobrows.select(g.connection, g.schema, table_name=g.table_names, statuses=statuses, host=host,
-                           job_id=job_id, older_than_seconds=older_than_seconds, jobs_table_name=g.jobs_table)
+    for q in select(pipeline, targets, **filters):
         total += len(q)
         rows += jobrows.fetch_rows(q, limit=limit)
     rows.sort(key=lambda r: (r.timestamp is None, r.timestamp or dt.datetime.min))
@@ -183,6 +188,32 @@ def job_rows(pipeline: Pipeline, targets: dict, *, statuses=None, host: str | No
     order = table_order(pipeline, targets)
     rows.sort(key=lambda r: order.get(r.table_name, len(order)))  # stable: oldest first within a table
     return rows, total
+
+
+def find(pipeline: Pipeline, targets: dict, key_or_hash: str) -> list[jobrows.JobRow]:
+    """The jobs rows of one key in any of the pipeline's tables (full detail), upstream tables first: a key is
+    looked for in the tables whose primary key it names (typed as each one's), a key_hash or a unique prefix
+    of one in all of them."""
+    key, h = jobrows.parse_key(key_or_hash)
+    order = table_order(pipeline, targets)
+    rows = []
+    if key is None:
+        for g in table_groups(pipeline, targets):
+            rows += jobrows.hash_rows(g.connection, g.schema, h, table_name=g.table_names, jobs_table_name=g.jobs_table)
+        if len({r.key_hash for r in rows}) > 1:
+            raise UsageError(f"key_hash prefix {h!r} matches {len(rows)} keys: give more of it")
+    else:
+        for cls in pipeline.tables:
+            t = targets[cls]
+            if sorted(cls().primary_key) != sorted(key):
+                continue
+            _, typed = jobrows.parse_key(key_or_hash, t)
+            rows += jobrows.hash_rows(t.connection, t.database, typed, table_name=t.table_name,
+                                      jobs_table_name=t.jobs_table)
+    if not rows:
+        raise UsageError(f"no jobs row for {key_or_hash} in the tables of pipeline {pipeline.name}: it is not "
+                         "reserved, failed or ignored (list rows with djhpc jobs)")
+    return sorted(rows, key=lambda r: order.get(r.table_name, len(order)))
 
 
 def error_groups(pipeline: Pipeline, targets: dict, *, exact: bool = False) -> list[jobrows.ErrorGroup]:

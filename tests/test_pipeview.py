@@ -11,15 +11,19 @@ import pytest
 from support.chain import TABLES
 from support.chainviews import EXPECTED, PARENTS, counts, filled_chain
 
+from djhpc import jobrows
+from djhpc.errors import UsageError
 from djhpc.pipeline import load_pipeline
 from djhpc.pipeview import (
     PipelineTableProgress,
     blocked_text,
     error_groups,
+    find,
     job_rows,
     outlook,
     pipeline_table_progress,
     running_makes,
+    select,
     table_groups,
 )
 from djhpc.pipework import targets_for
@@ -119,5 +123,13 @@ def test_jobs_rows_errors_and_running_makes_in_dependency_order(chain, db, schem
         assert error_groups(pipeline.restrict(downstream_of=["Segment"]), targets) == []
         assert sorted(m.table_name for m in running_makes(pipeline, targets)) == ["__motion", "__summary"]
         assert [m.table_name for m in running_makes(pipeline.restrict(tables=["Summary"]), targets)] == ["__summary"]
+        # one key in every table that has it, upstream first; a hash prefix; deleting through the selections
+        assert [(r.table_name, r.status) for r in find(pipeline, targets, "session=6")] == [("__motion", "reserved")]
+        [failed] = find(pipeline, targets, "session=2")
+        assert [r.table_name for r in find(pipeline, targets, failed.key_hash[:8])] == ["__motion"]
+        with pytest.raises(UsageError, match="no jobs row for session=7 in the tables of pipeline chain.py"):
+            find(pipeline.restrict(tables=["Motion"]), targets, "session=7")
+        assert sum(jobrows.delete(q) for q in select(pipeline, targets, statuses=["error"])) == 1
+        assert job_rows(pipeline, targets, statuses=["error"]) == ([], 0)
     finally:
         holder.close()

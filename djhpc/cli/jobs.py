@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from dataclasses import replace
 
 from .. import jobrows, pipeview
 from ..errors import UsageError
@@ -25,9 +26,9 @@ commands (default: list):
   djhpc jobs clear [TARGET] [--status S ...]  delete rows (default: error, ignore and pending)
 
 TARGET is module:Class (default: target in djhpc.yaml); --schema NAME covers every table of a schema
-(--table T narrows it). For list, errors and running TARGET may be a whole pipeline (a module, or
-module:schema): the rows of all its tables, upstream tables first (--tables A,B and --downstream-of A
-narrow it). A KEY is written as djhpc prints it: "subject='r1', session_id=7" (text in
+(--table T narrows it). TARGET may be a whole pipeline (a module, or module:schema): the rows of all its
+tables, upstream tables first (--tables A,B and --downstream-of A narrow it; ignore takes one table:
+--tables T). A KEY is written as djhpc prints it: "subject='r1', session_id=7" (text in
 quotes, numbers bare; the whole key in one shell argument); JSON ('{"subject": "r1", "session_id": 7}')
 and a key_hash (or its first 8 digits) work too.
 retry and clear say how many rows they would delete and ask; without a terminal they need --yes.
@@ -71,19 +72,16 @@ def register(sub):
     ls = cmds.add_parser("list", help="rows, oldest first (default)")
     _common(ls)
     _filters(ls, default=argparse.SUPPRESS)
-    _pipeline_filters(ls, default=argparse.SUPPRESS)
     ls.add_argument("--limit", type=int, default=argparse.SUPPRESS, metavar="N", help="show at most N rows (200)")
     ls.set_defaults(func=run_list)
 
     er = cmds.add_parser("errors", help="errors grouped by exception type and message")
     _common(er)
-    _pipeline_filters(er, default=argparse.SUPPRESS)
     er.add_argument("--exact", action="store_true", help="group by the exact message (default: numbers as <n>)")
     er.set_defaults(func=run_errors)
 
     rn = cmds.add_parser("running", help="makes running now; --slow: only those past their table's p95")
     _common(rn)
-    _pipeline_filters(rn, default=argparse.SUPPRESS)
     rn.add_argument("--slow", action="store_true", help="only makes running longer than their table's p95")
     rn.set_defaults(func=run_running)
 
@@ -111,12 +109,14 @@ def register(sub):
 
 
 def _common(p):
-    p.add_argument("target", nargs="?", metavar="TARGET", help="table as module:Class (default: djhpc.yaml)")
+    p.add_argument("target", nargs="?", metavar="TARGET",
+                   help="table as module:Class, or a whole pipeline as module or pipeline.py (default: djhpc.yaml)")
     p.add_argument("--schema", metavar="NAME", default=argparse.SUPPRESS, help="every table of this schema")
     p.add_argument("--table", metavar="T", default=argparse.SUPPRESS,
                    help="with --schema: one table, by class or table name")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="minimal output")
+    _pipeline_filters(p, default=argparse.SUPPRESS)
 
 
 def _filters(p, default):
@@ -142,10 +142,10 @@ def _yes(p):
 
 
 # ---------------------------------------------------------------------------- scope
-def _scope(args, *, pipeline: bool = False):
-    """(scope, table_name or None): TARGET's table, or --schema with an optional --table; with ``pipeline``
-    (the listing commands) TARGET may name a pipeline, and table_name is None."""
-    scope = resolve_scope(args, allow_pipeline=pipeline)
+def _scope(args):
+    """(scope, table_name or None): TARGET's table, or --schema with an optional --table; TARGET may name a
+    pipeline (scope.pipeline), and table_name is None."""
+    scope = resolve_scope(args, allow_pipeline=True)
     if scope.target is not None or scope.pipeline is not None:
         if args.table:
             raise UsageError("--table goes with --schema; TARGET names the table already (a pipeline's: --tables)")
@@ -193,7 +193,7 @@ def _named(names: dict, row: dict) -> dict:
 
 
 def run_list(args) -> int:
-    scope, table_name = _scope(args, pipeline=True)
+    scope, table_name = _scope(args)
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be >= 1 (got {args.limit})")
     if scope.pipeline is not None:
@@ -236,7 +236,7 @@ def run_list(args) -> int:
 def run_running(args) -> int:
     from ..running import running_makes
 
-    scope, table_name = _scope(args, pipeline=True)
+    scope, table_name = _scope(args)
     if scope.pipeline is not None:
         makes = pipeview.running_makes(scope.pipeline, scope.targets)
     else:
@@ -268,7 +268,7 @@ def run_running(args) -> int:
 
 # ---------------------------------------------------------------------------- errors
 def run_errors(args) -> int:
-    scope, table_name = _scope(args, pipeline=True)
+    scope, table_name = _scope(args)
     if scope.pipeline is not None:
         groups = pipeview.error_groups(scope.pipeline, scope.targets, exact=args.exact)
     else:
@@ -295,31 +295,26 @@ def run_errors(args) -> int:
                   display.escape(display.short(g.message, 100)), display.escape(jobrows.key_text(g.example_key)))
     out.print(t)
     example = shlex.quote(jobrows.key_text(groups[0].example_key)) if groups[0].example_key else "KEY"
-    where = ""
-    if scope.pipeline is not None:  # show and retry take one table
-        where = display.escape(f" {shlex.quote(_module_class(scope, groups[0].table_name))}")
     out.print(f"{sum(g.count for g in groups):,} failed keys in {len(groups):,} groups; details: djhpc jobs show "
-              f"{display.escape(example)}{where}; run them again: djhpc jobs retry{where} --match TEXT")
+              f"{display.escape(example)}; run them again: djhpc jobs retry --match TEXT")
     return 0
-
-
-def _module_class(scope, table_name: str) -> str:
-    """TARGET naming one table of the scope's pipeline: module:Class (module:schema's module)."""
-    module = scope.pipeline.name.split(":")[0]
-    return f"{module}:{_table(_class_names(scope), table_name)}"
 
 
 # ---------------------------------------------------------------------------- show
 def run_show(args) -> int:
     scope, table_name = _scope(args)
-    rows = jobrows.find(scope.connection, scope.schema, args.key, table=scope.target, table_name=table_name,
-                        jobs_table_name=scope.jobs_table)
+    if scope.pipeline is not None:
+        rows = pipeview.find(scope.pipeline, scope.targets, args.key)
+    else:
+        rows = jobrows.find(scope.connection, scope.schema, args.key, table=scope.target, table_name=table_name,
+                            jobs_table_name=scope.jobs_table)
+    names = _class_names(scope)
     if args.json:
-        display.print_json([_row_dict(r, full=True) for r in rows])
+        display.print_json([_named(names, _row_dict(r, full=True)) for r in rows])
         return 0
     out = display.console()
     for r in rows:
-        out.print(f"[bold]{class_name(r.table_name)}[/bold] {display.escape(jobrows.key_text(r.key))}  "
+        out.print(f"[bold]{_table(names, r.table_name)}[/bold] {display.escape(jobrows.key_text(r.key))}  "
                   f"(key_hash {r.key_hash})")
         fields = [("status", r.status), ("host", r.host), ("pid", str(r.pid)), ("user", r.user),
                   ("task", r.task or "—"), ("since", display.local_time(r.timestamp)),
@@ -344,11 +339,18 @@ def run_show(args) -> int:
 
 
 # ---------------------------------------------------------------------------- retry, ignore, clear
+def _select(scope, table_name, **filters) -> list:
+    """The jobs rows to delete: one selection, or one per schema of a pipeline's tables."""
+    if scope.pipeline is not None:
+        return pipeview.select(scope.pipeline, scope.targets, **filters)
+    return [jobrows.select(scope.connection, scope.schema, table_name=table_name, jobs_table_name=scope.jobs_table,
+                           **filters)]
+
+
 def run_retry(args) -> int:
     scope, table_name = _scope(args)
-    q = jobrows.select(scope.connection, scope.schema, table_name=table_name, statuses=["error"], match=args.match,
-                       jobs_table_name=scope.jobs_table)
-    n = len(q)
+    queries = _select(scope, table_name, statuses=["error"], match=args.match)
+    n = sum(len(q) for q in queries)
     if n == 0:
         if not _quiet(args):
             print(f"no error rows for {scope.label}" + (f" matching {args.match!r}" if args.match else ""))
@@ -357,7 +359,7 @@ def run_retry(args) -> int:
                            yes=args.yes):
         print("nothing deleted")
         return 1
-    deleted = jobrows.delete(q)
+    deleted = sum(jobrows.delete(q) for q in queries)
     if not _quiet(args):
         print(f"deleted {deleted:,} error rows: the next populate (djhpc work or submit) runs those keys again")
     return 0
@@ -365,9 +367,17 @@ def run_retry(args) -> int:
 
 def run_ignore(args) -> int:
     scope, table_name = _scope(args)
+    target = scope.target
+    if scope.pipeline is not None:
+        if len(scope.pipeline.tables) != 1:
+            raise UsageError(f"ignore needs one table: name it with --tables T (one of "
+                             f"{', '.join(c.__name__ for c in scope.pipeline.tables)}), or give TARGET as module:Class")
+        target = scope.targets[scope.pipeline.tables[0]]
+        scope = replace(scope, connection=target.connection, schema=target.database, jobs_table=target.jobs_table)
+        table_name = target.table_name
     if not table_name:
         raise UsageError("ignore needs the table: give TARGET, or --schema NAME --table T")
-    key, _ = jobrows.parse_key(args.key, scope.target)
+    key, _ = jobrows.parse_key(args.key, target)
     if key is None:
         raise UsageError("ignore needs the key itself, e.g. \"item=3\" as djhpc jobs prints it (a key_hash cannot "
                          "be turned back into a key)")
@@ -384,9 +394,9 @@ def run_ignore(args) -> int:
 def run_clear(args) -> int:
     scope, table_name = _scope(args)
     statuses = args.status or ["error", "ignore", "pending"]
-    q = jobrows.select(scope.connection, scope.schema, table_name=table_name, statuses=statuses, host=args.host,
-                       job_id=args.job_id, older_than_seconds=args.older_than, jobs_table_name=scope.jobs_table)
-    n = len(q)
+    queries = _select(scope, table_name, statuses=statuses, host=args.host, job_id=args.job_id,
+                      older_than_seconds=args.older_than)
+    n = sum(len(q) for q in queries)
     if n == 0:
         if not _quiet(args):
             print(f"no {'/'.join(statuses)} rows for {scope.label} with these filters")
@@ -397,7 +407,7 @@ def run_clear(args) -> int:
     if not display.confirm(what, yes=args.yes):
         print("nothing deleted")
         return 1
-    deleted = jobrows.delete(q)
+    deleted = sum(jobrows.delete(q) for q in queries)
     if not _quiet(args):
         print(f"deleted {deleted:,} rows")
     return 0

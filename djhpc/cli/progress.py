@@ -63,7 +63,7 @@ def register(sub):
 
 
 def run(args) -> int:
-    scope = resolve_scope(args)
+    scope = resolve_scope(args, allow_pipeline=True)
     if args.watch and scope.target is None and scope.pipeline is None:
         from ..errors import UsageError
 

@@ -41,7 +41,7 @@ def register(sub):
 def run(args) -> int:
     if args.max_makes < 1:
         raise UsageError(f"--max-makes must be >= 1 (got {args.max_makes})")
-    scope = resolve_scope(args, allow_schema=False)
+    scope = resolve_scope(args, allow_schema=False, allow_pipeline=True)
     if scope.pipeline is not None:
         path = write_pipeline_report(scope.pipeline, scope.targets, args.output, whole=scope.whole,
                                      limit=args.max_makes)

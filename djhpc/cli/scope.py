@@ -44,9 +44,9 @@ class Scope:
         return self.target.name if self.target is not None else f"schema {self.schema}"
 
 
-def resolve_scope(args, *, allow_schema: bool = True, allow_pipeline: bool = True) -> Scope:
-    """TARGET (imported: its table and schema, or the pipeline and its tables' targets) or --schema NAME
-    (database only, checked to exist)."""
+def resolve_scope(args, *, allow_schema: bool = True, allow_pipeline: bool = False) -> Scope:
+    """TARGET (imported: its table and schema, or with ``allow_pipeline`` the pipeline and its tables' targets)
+    or --schema NAME (database only, checked to exist)."""
     target, schema = getattr(args, "target", None), getattr(args, "schema", None)
     tables, downstream_of = getattr(args, "tables", None), getattr(args, "downstream_of", None)
     if target and schema:
@@ -66,7 +66,7 @@ def resolve_scope(args, *, allow_schema: bool = True, allow_pipeline: bool = Tru
     loaded = _load(target)
     if isinstance(loaded, Pipeline):
         if not allow_pipeline:
-            raise UsageError(f"this command needs one table: TARGET as module:Class, not the pipeline "
+            raise UsageError(f"this command takes one table: TARGET as module:Class, not the pipeline "
                              f"{loaded.name} (its tables: {', '.join(c.__name__ for c in loaded.tables)})")
         pipeline = loaded.restrict(tables, downstream_of) if tables or downstream_of else loaded
         targets = _targets(loaded)

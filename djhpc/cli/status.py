@@ -46,7 +46,7 @@ def register(sub):
 def run(args) -> int:
     if args.limit < 1:
         raise UsageError(f"--limit must be >= 1 (got {args.limit})")
-    scope = resolve_scope(args)
+    scope = resolve_scope(args, allow_pipeline=True)
     default = "slurm" if shutil.which("squeue") else None
     tables = None
     if scope.pipeline is not None:

@@ -261,8 +261,9 @@ def chain(backend, db, schema_name, tmp_path):
     Motion key and session 6's Quality key (as array task 777_2) until the test ends."""
     project = filled_chain(tmp_path / "project", backend, schema_name)
     holder = Reservations(db, schema_name, Worker(host="node-r", pid=4242, sched_job_id="777", sched_task_id="2"))
-    assert len(holder.reserve("__quality", [{"session": 6}])) == 1
-    assert len(holder.reserve("__motion", [{"session": 6}])) == 1
+    project.claims = holder.reserve("__quality", [{"session": 6}]) + holder.reserve("__motion", [{"session": 6}])
+    assert len(project.claims) == 2
+    project.holder = holder
     yield project
     holder.close()
 
@@ -301,14 +302,45 @@ def test_errors_and_running_makes_of_a_whole_pipeline(chain):
         ("Motion", "ValueError", "session <n>: the recording is corrupt", 1, {"session": 2})]
     assert _pipeline_rows(chain, "errors", "chain.py", "--downstream-of", "Segment") == []
     text = chain.djhpc("jobs", "errors", "chain.py").stdout
-    assert "Motion" in text and "djhpc jobs retry chain.py:Motion --match TEXT" in text, text
+    assert "Motion" in text and "1 failed keys in 1 groups" in text, text
     running = _pipeline_rows(chain, "running", "chain.py")
     assert sorted((m["table"], m["key"]["session"], m["host"]) for m in running) == [
         ("Motion", 6, "node-r"), ("Quality", 6, "node-r")]
     assert [m["table"] for m in _pipeline_rows(chain, "running", "chain.py", "--tables", "Motion")] == ["Motion"]
-    # the key-level commands take one table
-    for argv in (["show", "session=2", "chain.py"], ["retry", "chain.py", "--yes"], ["clear", "chain.py", "--yes"],
-                 ["ignore", "session=3", "chain.py"]):
-        out = chain.djhpc("jobs", *argv)
-        assert out.returncode == 2 and one_line_error(out.stderr) and "module:Class" in out.stderr, out.stderr
-    assert len(_pipeline_rows(chain, "chain.py")) == 3  # nothing was deleted
+
+
+def test_show_ignore_retry_and_clear_in_a_whole_pipeline(chain):
+    """A key found in every table that has it; ignore in the one table named; retry of the failed upstream key,
+    then a worker: its four dependants are made, nothing is blocked any more."""
+    shown = _pipeline_rows(chain, "show", "session=6", "chain.py")
+    assert [(r["table"], r["status"]) for r in shown] == [("Motion", "reserved"), ("Quality", "reserved")]
+    [failed] = _pipeline_rows(chain, "show", "session=2", "chain.py")
+    assert failed["table"] == "Motion" and "ValueError" in failed["error_stack"]
+    assert [r["table"] for r in _pipeline_rows(chain, "show", failed["key_hash"][:8], "chain.py")] == ["Motion"]
+    text = chain.djhpc("jobs", "show", "session=2", "chain.py").stdout
+    assert text.startswith("Motion session=2") and "the recording is corrupt" in text, text
+    missing = chain.djhpc("jobs", "show", "session=5", "chain.py")
+    assert missing.returncode == 2 and one_line_error(missing.stderr) and "pipeline chain.py" in missing.stderr
+
+    refused = chain.djhpc("jobs", "ignore", "session=7", "chain.py")
+    assert refused.returncode == 2 and one_line_error(refused.stderr) and "--tables T" in refused.stderr
+    ignored = chain.djhpc("jobs", "ignore", "session=7", "chain.py", "--tables", "Summary")
+    assert ignored.returncode == 0 and ignored.stdout.startswith("ignored Summary session=7"), ignored.stderr
+    assert [(r["table"], r["status"]) for r in _pipeline_rows(chain, "chain.py", "--status", "ignore")] == [
+        ("Summary", "ignore")]
+    cleared = chain.djhpc("jobs", "clear", "chain.py", "--status", "ignore", "--yes")
+    assert cleared.returncode == 0 and cleared.stdout.strip() == "deleted 1 rows", cleared.stderr
+
+    asked = chain.djhpc("jobs", "retry", "chain.py")  # no terminal to ask: --yes
+    assert asked.returncode == 2 and one_line_error(asked.stderr) and "--yes" in asked.stderr
+    retried = chain.djhpc("jobs", "retry", "chain.py", "--yes")
+    assert retried.returncode == 0 and retried.stdout.startswith("deleted 1 error rows"), retried.stderr
+    assert _pipeline_rows(chain, "errors", "chain.py") == []
+    for claim in chain.claims:  # node-r gives its keys back
+        assert chain.holder.release(claim)
+    worked = chain.djhpc("work", "chain.py", "--tables", "Motion,Segment,Trace", DJHPC_TEST_FAIL="", timeout=120)
+    assert worked.returncode == 0, worked.stderr[-2000:]
+    progress = json.loads(chain.djhpc("progress", "chain.py", "--json").stdout)
+    assert [(r["table"], r["done"], r["ready"], r["waiting"], r["blocked"]) for r in progress] == [
+        ("Motion", 8, 0, 0, 0), ("Segment", 8, 0, 0, 0), ("Trace", 8, 0, 0, 0), ("Quality", 5, 3, 0, 0),
+        ("Summary", 5, 0, 3, 0)]  # the tables not worked: Quality's keys ready, Summary's waiting for them

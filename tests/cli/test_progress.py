@@ -377,7 +377,8 @@ def test_watching_a_pipeline_ends_when_it_cannot_go_further(backend, db, schema_
     ["progress", "--schema", "x", "--downstream-of", "Motion"],
     ["status", "empty.py"],
     ["jobs", "nonexistent.py"],
-    ["jobs", "retry", "chain.py"],
+    ["jobs", "ignore", "session=3", "chain.py"],  # which table's key? (--tables T)
+    ["cancel", "chain.py"],  # takes one table
     ["report", "empty.py", "-o", "r.html"],
 ])
 def test_bad_pipeline_input_is_one_line_and_exit_2(backend, db, schema_name, tmp_path, argv):
