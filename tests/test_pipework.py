@@ -185,3 +185,17 @@ def test_a_waiting_worker_gives_back_upstream_keys_of_dead_workers(chain):
     assert out.returncode == 0, out.stderr
     assert "key(s) of dead workers" in out.stderr and reserved(chain) == 0, out.stderr
     assert not chain.calls()
+
+
+def test_walltime_fit_holds_for_every_table(chain):
+    """With the allocation ending before a usual make (the history's) would end, the worker starts no key of any
+    table and says why."""
+    chain.add_sessions(range(4))
+    (code,) = finish([chain.start_worker(DJHPC_TEST_SLEEP="0.5", DJHPC_TEST_FAIL="")])
+    assert code == 0
+    made = len(chain.calls())
+    chain.add_sessions(range(4, 8))
+    worker = chain.start_worker(DJHPC_TEST_SLEEP="0.5", DJHPC_TEST_FAIL="", DJHPC_END_TIME=f"{time.time() + 0.4:.3f}")
+    assert finish([worker]) == [0], worker.err
+    assert "would not fit in the time left of this allocation" in worker.err
+    assert len(chain.calls()) == made
