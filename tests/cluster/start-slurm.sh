@@ -8,7 +8,8 @@
 # `out=$(start-slurm.sh)` or `start-slurm.sh | tee log` returns.
 #
 # Idempotent: a second run only (re)starts what is not running, or restarts
-# slurmctld/slurmd when the generated slurm.conf differs from the one on disk.
+# slurmctld/slurmd when the generated slurm.conf differs from the one on disk
+# (`scontrol reconfigure` instead when only partitions differ).
 # Exits 0 only once `sinfo` reports the node usable AND a probe batch job ran to
 # COMPLETED.  Stop with stop-slurm.sh.
 #
@@ -28,8 +29,10 @@
 #   SLURM_PROBE=1            0 = skip the probe job (not recommended)
 #   SLURM_START_TIMEOUT=60   seconds to wait for each daemon and for the node
 #
-# The node is `hostname -s`, the partition is `debug` (default), the cluster
-# name is `localcluster`.  Logs: /var/log/slurm/.
+# The node is `hostname -s`, the partitions are `debug` (default) and `gpu`
+# (the same node, no GPUs: a stand-in for a GPU partition, reached with
+# `sbatch --partition=gpu`), the cluster name is `localcluster`.  Logs:
+# /var/log/slurm/.
 set -euo pipefail
 
 KILLWAIT=${SLURM_KILLWAIT:-30}
@@ -44,6 +47,7 @@ PROBE=${SLURM_PROBE:-1}
 TIMEOUT=${SLURM_START_TIMEOUT:-60}
 
 PARTITION=debug
+GPU_PARTITION=gpu
 CLUSTER=localcluster
 DB_PASS=slurm-local-only          # the private MariaDB listens on 127.0.0.1 only
 ETC=/etc/slurm
@@ -212,12 +216,19 @@ JobAcctGatherFrequency=30
 JobCompType=jobcomp/filetxt
 JobCompLoc=$LOGS/jobcomp.log
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$REALMEM State=UNKNOWN
-PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP $share"
+PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP $share
+# a stand-in for a GPU partition: the same node, no GPUs
+PartitionName=$GPU_PARTITION Nodes=ALL Default=NO MaxTime=INFINITE State=UP $share"
 
+# without partitions and comments: what `scontrol reconfigure` cannot change
+settings() { grep -Ev '^(PartitionName=|#)' <<<"$1" || true; }
+old_conf=$(cat "$ETC/slurm.conf" 2>/dev/null || true)
 conf_changed=0
+partitions_only=0
 if write_if_changed "$ETC/slurm.conf" "$slurm_conf"; then
     chmod 644 "$ETC/slurm.conf"
     conf_changed=1
+    [[ -n $old_conf && $(settings "$old_conf") == $(settings "$slurm_conf") ]] && partitions_only=1
     say "wrote $ETC/slurm.conf"
 fi
 
@@ -289,9 +300,15 @@ fi
 
 # ----------------------------------------------------- slurmctld, slurmd ---
 if ((conf_changed)); then
-    # AccountingStorageType etc. cannot be changed by `scontrol reconfigure`
-    halt /run/slurmd.pid slurmd
-    halt /run/slurmctld.pid slurmctld
+    if ((partitions_only)) && running /run/slurmctld.pid slurmctld && running /run/slurmd.pid slurmd; then
+        # partitions can be added or changed in place, so running jobs are not disturbed
+        say "partitions changed: scontrol reconfigure"
+        timeout 30 scontrol reconfigure >/dev/null 2>&1 || fail "scontrol reconfigure (see $LOGS/slurmctld.log)"
+    else
+        # AccountingStorageType etc. cannot be changed by `scontrol reconfigure`
+        halt /run/slurmd.pid slurmd
+        halt /run/slurmctld.pid slurmctld
+    fi
 fi
 if ! running /run/slurmctld.pid slurmctld; then
     say "starting slurmctld"
@@ -318,6 +335,7 @@ while ((SECONDS < deadline)); do
     sleep 0.1
 done
 usable || { sinfo -N -l >&2 || true; fail "node $NODE not usable (state '$(node_state)')"; }
+until_ok "partition $GPU_PARTITION" bash -c "sinfo -h -o %R | grep -qx $GPU_PARTITION"
 
 # ------------------------------------------------------------ probe job ---
 # slurmctld does not schedule during its first ~3 s; the probe absorbs that
@@ -334,6 +352,6 @@ if [[ $PROBE == 1 ]]; then
     say "probe job $job completed"
 fi
 
-say "ready: node $NODE $(node_state), partition $PARTITION, CPUs=$CPUS, $share, KillWait=$KILLWAIT," \
+say "ready: node $NODE $(node_state), partitions $PARTITION $GPU_PARTITION, CPUs=$CPUS, $share, KillWait=$KILLWAIT," \
     "MaxArraySize=${MAXARRAY:-default}, accounting=$ACCOUNTING"
 sinfo
