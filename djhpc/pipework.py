@@ -19,9 +19,11 @@ import time
 from dataclasses import dataclass, replace
 
 from . import backoff, populate
-from .errors import ConnectError, DjhpcError
+from .errors import ConnectError, DjhpcError, LostConnectionError, TransientError
 from .history import History
+from .liveness import Reaper
 from .pipeline import Pipeline
+from .reservation import Reservations
 from .signals import Interrupted, stop_signals
 from .walltime import Walltime
 from .worker import (
@@ -36,7 +38,11 @@ from .worker import (
 
 log = logging.getLogger(__name__)
 
-LOOK_DEEPER_SECONDS = 2.0  # how often a table's loop asks whether a deeper table has a ready key
+
+
+def look_deeper_seconds() -> float:
+    """How often a table's loop asks whether a deeper table has a ready key (DJHPC_PIPELINE_LOOK_SECONDS)."""
+    return float(os.environ.get("DJHPC_PIPELINE_LOOK_SECONDS", 2.0))
 
 
 def idle_seconds() -> float:
@@ -85,6 +91,8 @@ class PipelineWorker:
         self.totals = Totals()
         self.keylog = KeyLog(pipeline.label, options.log_path)
         self.walltimes = {}
+        self.reapers: dict = {}
+        self.next_reap = 0.0
         self.watched = [t for t in self.targets if t in pipeline.tables]  # refined by run(): served + upstream
 
     # ------------------------------------------------------------------------------------------ the loop
@@ -121,6 +129,7 @@ class PipelineWorker:
             coming, working = self._coming()
             if not coming:
                 return
+            self._reap_if_due()
             now = time.monotonic()
             idle_since = None if working else (idle_since or now)
             if idle_since is not None and now - idle_since > idle_seconds():
@@ -131,7 +140,10 @@ class PipelineWorker:
             waits += 1
 
     def _populate(self, cls, deeper: list) -> bool:
-        """One table's populate loop, left when a deeper table has a ready key; True when it made a key."""
+        """One table's populate loop, left when a deeper table has a ready key; True when it made a key. A table
+        with no key to make (one statement says) is passed over without starting a loop."""
+        if not has_candidates(self.targets[cls], self.options.restrictions):
+            return False
         target = self.targets[cls]
         self.keylog.table_name = target.table_name
         look = _Lookout(self, deeper)
@@ -160,6 +172,28 @@ class PipelineWorker:
         walltime = self.walltimes[cls]
         return walltime is None or walltime.fits()
 
+    def _reap_if_due(self):
+        """While waiting, give back the keys of dead workers in the tables watched: the workers that would reap
+        them (those of another resource class) may all be gone, and their keys would be waited for forever."""
+        now = time.monotonic()
+        if now < self.next_reap:
+            return
+        self.next_reap = now + populate.reap_interval(max((r.owners_seen for r in self.reapers.values()), default=1))
+        for cls in self.watched:
+            target = self.targets[cls]
+            where = (id(target.connection), target.database, target.jobs_table)
+            if where not in self.reapers:
+                jobs = Reservations(target.connection, target.database, jobs_table=target.jobs_table)
+                self.reapers[where] = Reaper(jobs, scheduler=scheduler_for_reaping(), scheduler_every_seconds=300)
+        for reaper in self.reapers.values():
+            try:
+                reclaimed = reaper.reap()
+            except (TransientError, LostConnectionError) as e:
+                log.warning("could not look for dead workers (%s)", e)
+                continue
+            if reclaimed:
+                log.info("gave back %d key(s) of dead workers", len(reclaimed))
+
     def _coming(self) -> tuple[bool, bool]:
         """(whether a key may still come to this worker, whether another worker holds a key of the tables it
         serves or of those above them)."""
@@ -173,25 +207,28 @@ class PipelineWorker:
         return coming, working
 
 
+def has_candidates(target, restrictions) -> bool:
+    """Whether the table has a key in its key source not made yet (held by a worker or not): one statement."""
+    candidates, names = target.candidates(restrictions)
+    return bool(candidates.fetch(*names, as_dict=True, limit=1))
+
+
 class _Lookout:
     """``should_stop`` of one table's loop: True when a deeper table has a ready key (asked every
-    LOOK_DEEPER_SECONDS, so a table's loop makes keys for at least that long)."""
+    DJHPC_PIPELINE_LOOK_SECONDS, so a table's loop makes keys for at least that long)."""
 
     def __init__(self, worker: PipelineWorker, deeper: list):
         self.worker = worker
         self.deeper = deeper
-        self.next_look = time.monotonic() + LOOK_DEEPER_SECONDS
+        self.every = look_deeper_seconds()
+        self.next_look = time.monotonic() + self.every
 
     def __call__(self) -> bool:
         if not self.deeper or time.monotonic() < self.next_look:
             return False
-        self.next_look = time.monotonic() + LOOK_DEEPER_SECONDS
+        self.next_look = time.monotonic() + self.every
         restrictions = self.worker.options.restrictions
-        for cls in self.deeper:
-            candidates, names = self.worker.targets[cls].candidates(restrictions)
-            if candidates.fetch(*names, as_dict=True, limit=1):
-                return True
-        return False
+        return any(has_candidates(self.worker.targets[cls], restrictions) for cls in self.deeper)
 
 
 def work_pipeline(pipeline: Pipeline, options: WorkOptions, *, prefer: str = "deepest",

@@ -3,13 +3,17 @@
 Session (manual) -> Motion -> Segment ("GPU": resources ask for the gpu partition) -> Trace (with part
 Trace.Cell); Motion -> Quality; Trace and Quality -> Summary (a fan-in). Every make() appends a line
 ``table session pid start end`` to DJHPC_TEST_CALLS, sleeps DJHPC_TEST_SLEEP seconds, and Motion raises for
-the sessions in DJHPC_TEST_FAIL. DJHPC_TEST_SCHEMA names the schema.
+the sessions in DJHPC_TEST_FAIL. DJHPC_TEST_SCHEMA names the schema. With DJHPC_TEST_WITH=datajoint the
+same tables are written with DataJoint itself (connected through DJ_HOST, DJ_USER, DJ_PASS).
 """
 
+import importlib
 import os
 import time
 
-import djhpc as dj
+dj = importlib.import_module("datajoint" if os.environ.get("DJHPC_TEST_WITH") == "datajoint" else "djhpc")
+if dj.__name__ == "datajoint" and dj.__version__.startswith("0."):
+    dj.config["database.use_tls"] = False  # the test server has no TLS; 0.14 would insist on it
 
 schema = dj.Schema(os.environ["DJHPC_TEST_SCHEMA"])
 

@@ -1,0 +1,58 @@
+"""A whole pipeline written with DataJoint itself (0.14 and 2.x), driven by `djhpc work chain.py`: the same
+five tables as tests/test_pipework.py, each key made once, the failed key's dependants left unmade."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections import Counter
+
+import pytest
+from support.chain import TABLES, ChainProject
+from support.cluster import root_query
+from support.datajoint import datajoint_pythons
+from support.env import mysql_available, unavailable
+
+FAILED = 2
+
+
+@pytest.fixture(params=sorted(datajoint_pythons()) or ["none"])
+def dj_chain(request, tmp_path):
+    python = datajoint_pythons().get(request.param)
+    if not python:
+        unavailable("no DataJoint venv (DJHPC_DATAJOINT_PYTHONS; tests/cluster/ensure-datajoint.sh sets one up)")
+    if not mysql_available():
+        unavailable("no MariaDB at 127.0.0.1:3306")
+    schema = "djhpc_djchain_" + uuid.uuid4().hex[:8]
+    project = ChainProject.create(tmp_path / "project", "mysql://root@127.0.0.1:3306", schema,
+                                  DJHPC_TEST_WITH="datajoint", DJ_HOST="127.0.0.1", DJ_USER="root", DJ_PASS="",
+                                  DJHPC_TEST_FAIL=FAILED, DJHPC_PIPELINE_LOOK_SECONDS="0.3")
+    project.python_path = python
+    yield project
+    root_query(f"DROP DATABASE IF EXISTS `{schema}`")
+
+
+def run(project, *argv, timeout=300):
+    return subprocess.run([project.python_path, *argv], cwd=project.folder, env=project.env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_datajoint_pipeline_workers_make_every_key_once(dj_chain):
+    sessions = list(range(10))
+    out = run(dj_chain, "-c", f"import chain; chain.Session.insert([(s,) for s in {sessions!r}])")
+    assert out.returncode == 0, out.stderr
+    workers = [subprocess.Popen([dj_chain.python_path, "-m", "djhpc.cli.main", "work", "chain.py"],
+                                cwd=dj_chain.folder, env={**dj_chain.env, "DJHPC_TEST_SLEEP": "0.05"},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [w.communicate(timeout=300) for w in workers]
+    assert sorted(w.returncode for w in workers) in ([0, 1], [1, 1]), [e for _, e in results]
+    counts = dj_chain.counts()
+    expected = {(t, s) for t in TABLES for s in sessions if s != FAILED}
+    assert set(counts) == expected and max(counts.values()) == 1, counts
+    history = Counter(root_query(f"SELECT table_name, key_hash FROM `{dj_chain.schema}`.`~djhpc_history`"))
+    assert len(history) == len(expected) and max(history.values()) == 1
+    made = root_query(f"SELECT session FROM `{dj_chain.schema}`.`__summary`")
+    assert {r[0] for r in made} == set(sessions) - {FAILED}
+    # DataJoint's own view agrees: its progress() of the last table counts the same keys
+    out = run(dj_chain, "-c", "import chain; print(chain.Summary().progress(display=False))")
+    assert out.returncode == 0 and out.stdout.strip().endswith(f"(0, {len(sessions) - 1})"), out.stdout + out.stderr
