@@ -408,7 +408,9 @@ class Run:
     @property
     def name(self) -> str:
         if self.share is not None:
-            return f"{self.share.label}'s {self.share.name} class ({', '.join(self.share.tables)})"
+            tables = ", ".join(self.share.tables)
+            return f"{self.share.label}'s {self.share.name} class ({tables})" if self.share.name else \
+                f"{self.share.label} ({tables})"
         return self.filler.name
 
     @property
@@ -522,7 +524,7 @@ class Share:
     """The part of a pipeline one set of arrays serves: a resource class (``djhpc work PIPELINE --tables ...``)."""
 
     label: str  # the pipeline's, e.g. "chain"
-    name: str  # the resource class's, e.g. "gpu"
+    name: str  # the resource class's, e.g. "gpu"; "" for every table at once (GNU parallel)
     tables: tuple[str, ...]  # table class names, upstream first
     table_names: tuple[str, ...]  # their tables' names in the database
     resources: tuple = ()  # the class's profile settings, as (key, value) pairs
@@ -590,9 +592,14 @@ def check_partitions(runs: Sequence[Run]) -> None:
         have = known[name]
         if have is None or partition in have:
             continue
-        who = f"the {run.share.name} class ({', '.join(run.share.tables)})" if run.share else run.name
+        own = dict((_normal(k), v) for k, v in run.share.resources) if run.share else {}
+        if str(own.get("partition")) == partition:
+            who = f"the {run.share.name} class ({', '.join(run.share.tables)})"
+            fix = "fix the tables' resources (their class's resources attribute or tables: in djhpc.yaml)"
+        else:
+            who, fix = (f"the {run.share.name} class" if run.share else run.name), "fix --partition or the profile"
         raise UsageError(f"{who} asks for partition {partition!r}, which {name} does not have (it has "
-                         f"{', '.join(sorted(have))}): fix the table's resources, djhpc.yaml's tables: or --partition")
+                         f"{', '.join(sorted(have))}): {fix}")
 
 
 def _count(n: int, noun: str) -> str:
