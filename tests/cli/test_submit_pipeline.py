@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import statistics
 import uuid
 from pathlib import Path
 
 import pytest
-from support.chain_project import DEFAULT_CLASS, TABLES, ChainProject, exec_line, scripts_by_class
+from support.chain import TABLES, ChainProject
 from support.scripts import bash_syntax_ok, directive_args
+
+DEFAULT_CLASS = ("Motion", "Trace", "Quality", "Summary")  # chain.py's tables without resources, upstream first
 
 FAKE_SBATCH = r"""#!/bin/bash
 log="${FAKE_LOG:?}"
@@ -47,16 +50,54 @@ def fake_bin(tmp_path_factory) -> Path:
     return folder
 
 
+class Project(ChainProject):
+    """chain.py on SQLite, a fake sbatch first on PATH."""
+
+    def write_config(self, text: str) -> None:
+        (self.folder / "djhpc.yaml").write_text(f"database: {self.url}\n{text}", encoding="utf-8")
+
+    def run(self, *args, **env):
+        return self.djhpc(*args, **env)
+
+    def work(self, *args, **env):
+        out = self.djhpc("work", "chain.py", *args, **env)
+        assert out.returncode in (0, 1), out.stderr
+        return out
+
+    def kept_scripts(self) -> list[Path]:
+        folder = self.folder / ".djhpc" / "scripts"
+        return sorted(folder.iterdir()) if folder.exists() else []
+
+
 @pytest.fixture
 def chain(tmp_path, fake_bin):
     """chain.py on SQLite with sessions 1-3, a fake sbatch; scheduler slurm."""
     folder = tmp_path / "project"
-    p = ChainProject(folder, f"sqlite:///{folder}/chain.db", "chain_" + uuid.uuid4().hex[:8], tmp_path,
-                     "scheduler: slurm\n", FAKE_LOG=tmp_path / "sbatch.log",
-                     PATH=f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    p = Project.create(folder, f"sqlite:///{folder}/chain.db", "chain_" + uuid.uuid4().hex[:8],
+                       yaml="scheduler: slurm\n", DJHPC_TEST_SLEEP=0.05, FAKE_LOG=tmp_path / "sbatch.log",
+                       PATH=f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
     p.add_sessions([1, 2, 3])
     p.log = tmp_path / "sbatch.log"
     return p
+
+
+def scripts_by_class(text: str) -> dict[str, str]:
+    """`djhpc render PIPELINE` output split at its '# ==> CLASS class: TABLES <==' lines: class -> script."""
+    out: dict[str, str] = {}
+    name = None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("# ==> ") and " class: " in line:
+            name = line[len("# ==> "):].split(" class: ")[0]
+            out[name] = ""
+        elif name is not None:
+            out[name] += line
+    return out
+
+
+def exec_line(script: str) -> list[str]:
+    """The words of the script's ``exec`` line (the worker's command)."""
+    [line] = [x for x in script.splitlines() if x.startswith("exec ")]
+    return shlex.split(line)[1:]
 
 
 def sbatch_calls(p) -> list[str]:
@@ -122,7 +163,7 @@ def test_render_pbs_and_sge(chain):
 
 
 def test_precedence_profile_class_flags(chain):
-    chain.write_config(f"database: {chain.url}\nscheduler: slurm\nprofile: default\nprofiles:\n"
+    chain.write_config("scheduler: slurm\nprofile: default\nprofiles:\n"
                        "  default: {partition: debug, time: 1h, mem: 2G, array: 2}\n")
     out = chain.run("render", "chain.py", "--time", "2h")
     assert out.returncode == 0, out.stderr
@@ -196,9 +237,9 @@ def test_parallel_runs_one_worker_set_over_the_whole_pipeline(chain):
     assert out.returncode == 0, out.stderr
     assert f"work {chain.folder / 'chain.py'}'" in out.stdout and "--tables" not in out.stdout
     assert "seq 1 15" in out.stdout  # 15 keys of the five tables
-    out = chain.run("parallel", "chain.py", "--jobs", 2, "--run", "--joblog", chain.tmp_path / "joblog")
+    out = chain.run("parallel", "chain.py", "--jobs", 2, "--run", "--joblog", chain.folder / "joblog")
     assert out.returncode == 0, out.stderr
-    assert chain.calls() == {(t, s): 1 for t in TABLES for s in (1, 2, 3)}
+    assert chain.counts() == {(t, s): 1 for t in TABLES for s in (1, 2, 3)}
 
 
 # ------------------------------------------------------------------------------------------- --plan
@@ -282,7 +323,7 @@ def test_plan_numbers_come_from_the_history(chain):
 
 
 def test_plan_counts_gpu_hours_of_the_class_gpus(chain):
-    chain.write_config(f"database: {chain.url}\nscheduler: slurm\ntables:\n  Segment: {{gpus: 2}}\n")
+    chain.write_config("scheduler: slurm\ntables:\n  Segment: {gpus: 2}\n")
     chain.work()
     chain.add_sessions(range(4, 104))
     out = chain.run("submit", "chain.py", "--array", 3, "--plan")
@@ -328,7 +369,7 @@ BAD_INPUT = {
 @pytest.mark.parametrize("case", sorted(BAD_INPUT))
 def test_bad_input_is_one_line_and_submits_nothing(chain, case):
     yaml, args, message = BAD_INPUT[case]
-    chain.write_config(f"database: {chain.url}\nscheduler: slurm\n{yaml}")
+    chain.write_config(f"scheduler: slurm\n{yaml}")
     (chain.folder / "manual.py").write_text("import os\nimport djhpc as dj\nschema = dj.Schema(os.environ["
                                             "'DJHPC_TEST_SCHEMA'])\n\n\n@schema\nclass Note(dj.Manual):\n"
                                             "    definition = 'note : int'\n")

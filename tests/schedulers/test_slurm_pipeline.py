@@ -13,11 +13,12 @@ import subprocess
 from collections import Counter
 
 import pytest
-from support.chain_project import DEFAULT_CLASS, TABLES, ChainProject
+from support.chain import TABLES, ChainProject
 from support.cluster import final_states, jobs_rows, no_secret_anywhere, root_query, submission_rows, wait_until_gone
 
 SESSIONS = range(1, 11)
 FAILING = 3
+DEFAULT_CLASS = ("Motion", "Trace", "Quality", "Summary")  # chain.py's tables without resources
 
 
 def sacct_jobs(job_ids) -> dict:
@@ -35,10 +36,10 @@ def sacct_jobs(job_ids) -> dict:
 @pytest.mark.mysql
 def test_one_array_per_resource_class_makes_every_key_once(slurm, mysql_user, mysql_schema, tmp_path):
     url, password = mysql_user
-    project = ChainProject(tmp_path / "project", url, mysql_schema, tmp_path, "scheduler: slurm\n",
-                           DJHPC_TEST_FAIL=FAILING)
+    project = ChainProject.create(tmp_path / "project", url, mysql_schema, yaml="scheduler: slurm\n",
+                                  DJHPC_TEST_FAIL=FAILING, DJHPC_TEST_SLEEP=0.05)
     project.add_sessions(SESSIONS)
-    out = project.run("submit", "chain.py", "--array", 3, "--time", "10m")
+    out = project.djhpc("submit", "chain.py", "--array", 3, "--time", "10m")
     assert out.returncode == 0, out.stderr
     default_job, gpu_job = out.stdout.split()
     wait_until_gone([default_job, gpu_job], timeout=240)
@@ -55,7 +56,7 @@ def test_one_array_per_resource_class_makes_every_key_once(slurm, mysql_user, my
 
     # every key made once, by the array of its table's class; nothing below the failed key
     made = [s for s in SESSIONS if s != FAILING]
-    calls = project.calls()
+    calls = project.counts()
     assert calls == {(t, s): 1 for t in TABLES for s in made}, calls  # (chain.py logs a make that succeeds)
     history = root_query(f"SELECT table_name, sched_job_id, COUNT(*) FROM `{mysql_schema}`.`~history` "
                          "GROUP BY table_name, sched_job_id")
@@ -74,13 +75,13 @@ def test_one_array_per_resource_class_makes_every_key_once(slurm, mysql_user, my
                                                   (gpu_job, "__segment", 3)]
     assert [json.loads(r[8])["resource_class"] for r in rows] == ["default", "gpu"]
     no_secret_anywhere(password, project.folder, mysql_schema)
-    out = project.run("status", "--schema", mysql_schema, "--quiet")
+    out = project.djhpc("status", "--schema", mysql_schema, "--quiet")
     assert out.returncode == 0, out.stderr
     assert {tuple(line.split("\t")[:3]) for line in out.stdout.splitlines()} == {
         (default_job, "slurm", "Motion,Trace,Quality,Summary"), (gpu_job, "slurm", "Segment")}
 
     # all that is left failed or is blocked by the failure: nothing to submit
-    out = project.run("submit", "chain.py", "--array", 3)
+    out = project.djhpc("submit", "chain.py", "--array", 3)
     assert out.returncode == 0 and out.stdout == "", out.stderr
     assert "1 blocked by a failure upstream" in out.stderr and "nothing to submit: no keys left of chain" in out.stderr
 
@@ -88,10 +89,10 @@ def test_one_array_per_resource_class_makes_every_key_once(slurm, mysql_user, my
 @pytest.mark.slurm
 @pytest.mark.mysql
 def test_an_unknown_partition_is_refused_by_asking_sinfo(slurm, mysql_schema, tmp_path):
-    project = ChainProject(tmp_path / "project", "mysql://root@127.0.0.1:3306", mysql_schema, tmp_path,
-                           "scheduler: slurm\ntables:\n  Quality: {partition: bigmem}\n")
+    project = ChainProject.create(tmp_path / "project", "mysql://root@127.0.0.1:3306", mysql_schema,
+                                  yaml="scheduler: slurm\ntables:\n  Quality: {partition: bigmem}\n")
     project.add_sessions([1])
-    out = project.run("submit", "chain.py", "--array", 2)
+    out = project.djhpc("submit", "chain.py", "--array", 2)
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert "the bigmem class (Quality) asks for partition 'bigmem', which slurm does not have (it has debug, gpu)" \
         in out.stderr
