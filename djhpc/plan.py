@@ -58,11 +58,12 @@ def plan_pipeline(pipeline: Pipeline, *, target: str, tables: Sequence[str] | No
                   downstream_of: Sequence[str] | None = None, whole: bool = False, array: int | None = None,
                   scheduler: str | None = None, profile_name: str | None = None,
                   flags: Mapping[str, Any] | None = None, worker_args: Sequence[str] = (),
-                  template_dir: str | None = None, render: bool = True,
+                  template_dir: str | None = None, render: bool = True, need_array: bool = True,
                   settings: Settings | None = None) -> PipelinePlan:
     """One run per resource class of ``pipeline`` (limited to ``tables``/``downstream_of``), or with ``whole`` one
     run over all its tables (GNU parallel: one set of workers, no classes); nothing written or submitted. A
-    partition the scheduler does not have is a usage error."""
+    partition the scheduler does not have is a usage error. ``need_array`` False (a plan): no --array is no
+    error (``run.array_given`` False)."""
     settings = settings or load_settings()
     served = pipeline.restrict(tables, downstream_of) if tables or downstream_of else pipeline
     targets = targets_for(pipeline)
@@ -78,7 +79,7 @@ def plan_pipeline(pipeline: Pipeline, *, target: str, tables: Sequence[str] | No
         work = _work(rows, left, share.tables)
         run = plan_share(target, share, work, targets[classes[0]], array=array, scheduler=scheduler,
                          profile_name=profile_name, flags=flags, worker_args=worker_args, template_dir=template_dir,
-                         render=render, settings=settings, budget=budget)
+                         render=render, settings=settings, budget=budget, need_array=need_array)
         if budget is not None and run.chunks:
             budget = max(0, budget - concurrent_workers(run))
         runs.append(run)
@@ -203,8 +204,8 @@ def _hours(tables: list[TableCost], per_task: int) -> tuple[float, float]:
 
 
 def _share_seconds(cost: ShareCost) -> float | None:
-    """One task's share of the class's makes at p95 (at least one p95 make); None without history."""
-    if cost.missing or not cost.run.tasks:
+    """One task's share of the class's makes at p95 (at least one p95 make); None without history or --array."""
+    if cost.missing or not cost.run.tasks or not cost.run.array_given:
         return None
     known = [t for t in cost.tables if t.duration is not None]
     work = sum(t.keys_left * t.duration.p95 for t in known) / cost.run.tasks

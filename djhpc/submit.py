@@ -381,6 +381,7 @@ class Run:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     share: Share | None = None  # a pipeline run: the resource class its workers serve (filler: its first table)
+    array_given: bool = True  # False: a plan without --array (one task per key left)
 
     @property
     def task_args(self) -> list[str]:
@@ -535,20 +536,23 @@ def plan_share(target: str, share: Share, work: Work, filler, *, array: int | No
                scheduler: str | None = None, profile_name: str | None = None,
                flags: Mapping[str, Any] | None = None, worker_args: Sequence[str] = (),
                template_dir: str | None = None, render: bool = True, settings: Settings | None = None,
-               budget: Any = "ask") -> Run:
+               budget: Any = "ask", need_array: bool = True) -> Run:
     """The run of one resource class of a pipeline (``filler``: the target of its first table, whose connection
     and schema the run uses), sized to ``work``, without writing or submitting anything.
 
     Settings, weakest first: the profile, the class's resources, the command-line flags (the user's word for this
     submit; a note names each class resource a flag overrides). The class's ``array`` caps its array unless
-    --array is given. The job is named djhpc-PIPELINE-CLASS (a job name given: NAME-CLASS)."""
+    --array is given; with none at all and ``need_array`` False (a plan), one task per key left and
+    ``run.array_given`` False. The job is named djhpc-PIPELINE-CLASS (a job name given: NAME-CLASS)."""
     settings = settings or load_settings()
     own = {_normal(k): v for k, v in share.resources}
     class_array = own.pop("array", None)
     given = {_normal(k): v for k, v in (flags or {}).items() if v is not None and v != [] and v != ()}
     resolved = resolve_profile(settings, profile_name=profile_name, scheduler=scheduler,
                                flags={**own, **given})
-    requested = _requested(array, resolved, class_array)
+    array_given = array is not None or class_array is not None or resolved.array is not None
+    requested = (_requested(array, resolved, class_array) if array_given or need_array
+                 else max(work.available, resolved.profile.throttle or 1))
     _check_template_dir(template_dir)
     profile = resolved.profile
     name = f"{profile.job_name}-{share.name}" if resolved.job_name_given else f"{share.label}-{share.name}"
@@ -558,7 +562,7 @@ def plan_share(target: str, share: Share, work: Work, filler, *, array: int | No
     run = Run(get_scheduler(resolved.scheduler), profile, resolved.name,
               _absolute_pipeline(target, settings.project_dir), None, filler.table, work, requested, 0, [],
               task_env(filler, url), url, list(worker_args), template_dir, None, settings.project_dir, filler,
-              share=share)
+              share=share, array_given=array_given)
     for key, value in own.items():
         if key in given and str(given[key]) != str(value):
             run.notes.append(f"{share.name} class: --{key.replace('_', '-')} {given[key]} overrides its "

@@ -220,7 +220,7 @@ def _flags(args) -> dict:
     return {name: getattr(args, name, None) for name in FLAG_NAMES}
 
 
-def _plan(args, *, scheduler=None, array=None, render=True, whole=False):
+def _plan(args, *, scheduler=None, array=None, render=True, whole=False, need_array=True):
     """The Run of a table, or the PipelinePlan of a pipeline (one run per resource class; ``whole``: one run)."""
     # stdout is the script, the job ids or the command line: what the pipeline's import prints goes to stderr
     # (DataJoint 2.x logs "connected to ..." on stdout; its handler keeps the stream it finds when imported)
@@ -232,7 +232,7 @@ def _plan(args, *, scheduler=None, array=None, render=True, whole=False):
         loaded = target_or_pipeline(args.target)
         if isinstance(loaded, Pipeline):
             return plan_pipeline(loaded, target=resolve_target_name(args.target), tables=args.tables,
-                                 downstream_of=args.downstream_of, whole=whole, **options)
+                                 downstream_of=args.downstream_of, whole=whole, need_array=need_array, **options)
         if args.tables or args.downstream_of:
             raise UsageError("--tables and --downstream-of need a pipeline TARGET (a module, without :Class)")
         return library.plan(args.target, **options)
@@ -271,7 +271,7 @@ def run_render(args) -> int:
 
 
 def run_submit(args) -> int:
-    run = _plan(args, render=not args.plan)
+    run = _plan(args, render=not args.plan, need_array=not args.plan)
     if isinstance(run, PipelinePlan):
         return _print_plan(run) if args.plan else _submit_pipeline(run, dry_run=args.dry_run)
     if args.plan:
@@ -400,6 +400,8 @@ def _print_plan(plan: PipelinePlan) -> int:
         out.print()
         asks = ", ".join(f"{k} {v}" for k, v in run.share.resources) or "the profile's resources"
         tasks = f"{run.tasks:,} task{'s' if run.tasks != 1 else ''}" if run.tasks else "nothing left: not submitted"
+        if run.tasks and not run.array_given:
+            tasks = "tasks: give --array N"
         out.print(f"[bold]{display.escape(run.share.name)}[/bold] class ({asks}): {tasks}")
         t = display.table("Table", "Keys left", "Makes", "Time p50", "Time p95", "CPU p50", "CPU p95",
                           "Peak mem p50", "Peak mem p95", right=("Keys left", "Makes", "Time p50", "Time p95",
@@ -427,7 +429,7 @@ def _plan_lines(cost) -> list[str]:
         return ["nothing left: no --time, --mem or cost"]
     if cost.missing:
         return [f"no history for {', '.join(cost.missing)} (no make of it recorded yet): no --time, --mem or "
-                "cost proposed; run a few keys first (djhpc work ... --limit 3)"]
+                "cost proposed; make a few keys first (djhpc work with --limit)"]
     lines = []
     proposed = []
     if cost.time_seconds is not None:
@@ -435,8 +437,9 @@ def _plan_lines(cost) -> list[str]:
     if cost.mem_mb is not None:
         proposed.append(f"--mem {cost.mem_mb}M")
     if proposed:
+        why = ("give --array N" if not cost.run.array_given else "a class it waits for has no history")
         lines.append("proposed: " + " ".join(proposed) + ("" if cost.time_seconds is not None else
-                                                          " (no --time: a class it waits for has no history)"))
+                                                          f" (no --time: {why})"))
     cpu50, cpu95 = cost.cpu_hours
     lines.append(f"cost: {_hours_text(cpu50)} CPU-hours at p50, {_hours_text(cpu95)} at p95 ({cost.cpus} CPU"
                  f"{'s' if cost.cpus != 1 else ''} a task)")

@@ -144,6 +144,9 @@ def test_render_slurm_one_array_per_class(chain, tmp_path):
     assert "12 of 12 keys of chain's default class (Motion, Trace, Quality, Summary) left" in out.stderr
     assert "3 of 3 keys of chain's gpu class (Segment) left" in out.stderr
     assert sbatch_calls(chain) == [] and chain.kept_scripts() == [] and submissions(chain) == []
+    # djhpc.yaml's target: chain.py names the same pipeline
+    again = chain.run("render", "--array", 5, "--time", "10m", "--", "--max-calls", "7")
+    assert again.returncode == 0 and again.stdout == out.stdout, again.stderr
 
 
 def test_render_pbs_and_sge(chain):
@@ -259,6 +262,10 @@ def p50_p95(values):
 
 def test_plan_without_history_says_so_and_writes_nothing(chain):
     chain.work("--tables", "Motion,Segment")
+    out = chain.run("submit", "--plan")  # the pipeline djhpc.yaml names; no --array: no --time either
+    assert out.returncode == 0, out.stderr
+    assert "default class (the profile's resources): tasks: give --array N" in out.stdout
+    assert "proposed:" not in out.stdout
     out = chain.run("submit", "chain.py", "--array", 2, "--plan")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
@@ -319,6 +326,11 @@ def test_plan_numbers_come_from_the_history(chain):
             f"at p95 (2 CPUs a task)") in default_part
     assert f"cost: {_hours_text(hours(['Segment'], 0))} CPU-hours at p50" in gpu_part
     assert "no GPU-hours (no gpus asked)" in gpu_part
+    # without --array the tasks' share is unknown: no --time, the rest the same
+    out = chain.run("submit", "chain.py", "--plan", "--cpus", 2, COLUMNS=200)
+    assert out.returncode == 0, out.stderr
+    assert f"proposed: --mem {mem(DEFAULT_CLASS)}M (no --time: give --array N)" in out.stdout
+    assert f"cost: {_hours_text(hours(DEFAULT_CLASS, 0))} CPU-hours at p50" in out.stdout
     assert sbatch_calls(chain) == [] and chain.kept_scripts() == [] and submissions(chain) == []
 
 
