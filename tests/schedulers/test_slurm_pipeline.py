@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections import Counter
 
 import pytest
@@ -21,10 +22,12 @@ FAILING = 3
 DEFAULT_CLASS = ("Motion", "Trace", "Quality", "Summary")  # chain.py's tables without resources
 
 
-def sacct_jobs(job_ids) -> dict:
-    """{job id: (job name, partition)} of whole arrays, from sacct."""
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", ",".join(job_ids), "-o", "JobID,JobName,Partition"],
-                         capture_output=True, text=True, check=True).stdout
+def sacct_jobs(job_ids, since: float) -> dict:
+    """{job id: (job name, partition)} of whole arrays, from sacct: jobs since ``since`` (a restarted cluster may
+    give a job id again, and its accounting keeps the old job's row)."""
+    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 1))
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-S", start, "-j", ",".join(job_ids), "-o",
+                          "JobID,JobName,Partition"], capture_output=True, text=True, check=True).stdout
     found = {}
     for line in out.splitlines():
         job, name, partition = line.split("|")
@@ -39,6 +42,7 @@ def test_one_array_per_resource_class_makes_every_key_once(slurm, mysql_user, my
     project = ChainProject.create(tmp_path / "project", url, mysql_schema, yaml="scheduler: slurm\n",
                                   DJHPC_TEST_FAIL=FAILING, DJHPC_TEST_SLEEP=0.05)
     project.add_sessions(SESSIONS)
+    submitted_at = time.time()
     out = project.djhpc("submit", "chain.py", "--array", 3, "--time", "10m")
     assert out.returncode == 0, out.stderr
     default_job, gpu_job = out.stdout.split()
@@ -46,7 +50,7 @@ def test_one_array_per_resource_class_makes_every_key_once(slurm, mysql_user, my
 
     # the arrays: named after pipeline and class, the gpu class's on the gpu partition
     states = final_states([default_job, gpu_job], 6)
-    jobs = sacct_jobs([default_job, gpu_job])
+    jobs = sacct_jobs([default_job, gpu_job], submitted_at)
     assert jobs[default_job] == {("djhpc-chain-default", "debug")}, jobs
     assert jobs[gpu_job] == {("djhpc-chain-gpu", "gpu")}, jobs
     assert {s for k, s in states.items() if k.startswith(gpu_job + "_")} == {"COMPLETED"}, states
@@ -97,3 +101,23 @@ def test_an_unknown_partition_is_refused_by_asking_sinfo(slurm, mysql_schema, tm
     assert "the bigmem class (Quality) asks for partition 'bigmem', which slurm does not have (it has debug, gpu)" \
         in out.stderr
     assert out.stdout == "" and not (project.folder / ".djhpc").exists() and submission_rows(mysql_schema) == ()
+
+
+@pytest.mark.slurm
+@pytest.mark.mysql
+def test_cancel_finds_every_class_array(slurm, mysql_schema, tmp_path):
+    project = ChainProject.create(tmp_path / "project", "mysql://root@127.0.0.1:3306", mysql_schema,
+                                  yaml="scheduler: slurm\n", DJHPC_TEST_SLEEP=30)
+    project.add_sessions([1, 2])
+    out = project.djhpc("submit", "chain.py", "--array", 1)
+    assert out.returncode == 0, out.stderr
+    job_ids = out.stdout.split()
+    assert len(job_ids) == 2
+    try:
+        out = project.djhpc("cancel", "--schema", mysql_schema, "--json")
+        assert out.returncode == 0, out.stderr
+        [order] = json.loads(out.stdout)["cancelled"]
+        assert sorted(order["job_ids"]) == sorted(job_ids)
+        wait_until_gone(job_ids, timeout=60)
+    finally:
+        subprocess.run(["scancel", *job_ids], capture_output=True)
