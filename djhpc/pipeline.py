@@ -1,11 +1,12 @@
 """A whole pipeline as one target: every Computed and Imported table a module declares, in dependency order.
 
 ``djhpc work pipeline.py`` (a module, no ``:Class``) or ``pipeline.py:schema`` (a ``dj.Schema`` object: the
-module's tables in that schema) name one. The graph comes from the tables' foreign keys (through any table in
-between, part tables counted as their master's) and from the pipeline tables a custom ``key_source`` reads;
-a cycle in it is a usage error. Each table may ask for resources (a ``resources`` class attribute, or
-``tables:`` in djhpc.yaml); tables asking for the same resources form one resource class, which one array of
-workers serves.
+module's tables in that schema) name one; so does ``pipeline.py:imaging`` (a module pipeline.py imports, e.g. a
+DataJoint Element: its tables exist only once the workflow's pipeline.py has activated its schema). The graph
+comes from the tables' foreign keys (through any table in between, part tables counted as their master's) and
+from the pipeline tables a custom ``key_source`` reads; a cycle in it is a usage error. Each table may ask for
+resources (a ``resources`` class attribute, or ``tables:`` in djhpc.yaml); tables asking for the same resources
+form one resource class, which one array of workers serves.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from .errors import UsageError
 from .targets import import_module, load_target, loose_name
@@ -45,10 +47,16 @@ class Pipeline:
     tables: list  # table classes in dependency order
     ancestors: dict = field(default_factory=dict)  # class -> set of pipeline classes it depends on
     resources: dict = field(default_factory=dict)  # class -> dict of profile settings (may be empty)
+    module_label: str = ""  # for pipeline.py:imaging[.schema], the module named after the colon: "imaging"
 
     @property
     def label(self) -> str:
-        return Path(self.name).stem if self.name.endswith(".py") else self.name.rsplit(".", 1)[-1]
+        """Short name for logs and job names: ``pipeline`` for pipeline.py[:schema], ``imaging`` for
+        pipeline.py:imaging."""
+        if self.module_label:
+            return self.module_label
+        module = self.name.partition(":")[0]
+        return Path(module).stem if module.endswith(".py") else module.rsplit(".", 1)[-1]
 
     def table(self, name: str):
         """The pipeline's table class called ``name`` (a usage error naming the nearest one if none)."""
@@ -83,7 +91,7 @@ class Pipeline:
             tops = {self.table(n) for n in downstream_of}
             keep = [t for t in keep if t in tops or self.ancestors[t] & tops]
         return Pipeline(self.name, keep, {t: self.ancestors[t] & set(keep) for t in keep},
-                        {t: self.resources[t] for t in keep})
+                        {t: self.resources[t] for t in keep}, self.module_label)
 
     def upstream_of(self, tables: Iterable) -> list:
         """Every pipeline table the given tables depend on (the keys they wait for come from there)."""
@@ -122,14 +130,14 @@ def is_pipeline_target(text: str | None) -> bool:
 
 
 def load(text: str, *, base: Path | None = None, table_resources: Mapping | None = None):
-    """A table class (``module:Class``) or a Pipeline (``module``, ``module:schema``)."""
+    """A table class (``module:Class``, ``module:element.Class``) or a Pipeline (``module``, ``module:schema``,
+    ``module:element``, ``module:element.schema``)."""
     base = base or Path.cwd()
     if ":" in text:
         module_name, _, attr = text.rpartition(":")
-        obj = getattr(import_module(module_name, base), attr, None) if module_name and "." not in attr else None
-        if obj is None or not _is_schema(obj):
+        obj = _attribute(import_module(module_name, base), attr) if module_name else None
+        if obj is None or not (_is_schema(obj) or isinstance(obj, ModuleType)):
             return load_target(text, base=base)
-        return load_pipeline(text, base=base, table_resources=table_resources)
     return load_pipeline(text, base=base, table_resources=table_resources)
 
 
@@ -139,21 +147,86 @@ def load_pipeline(text: str, *, base: Path | None = None, tables: Iterable[str] 
     without computed tables, a cycle, resources that conflict."""
     base = base or Path.cwd()
     module_name, _, attr = text.partition(":")
-    module = import_module(module_name, base)
+    module, schema, module_label = _namespace(import_module(module_name, base), attr, text)
     classes = _computed_classes(module)
-    if attr:
-        schema = getattr(module, attr)
+    if schema is not None:
         database = getattr(schema, "database", None)
         classes = [c for c in classes if _database(c) == database]
     if not classes:
-        where = f"{module_name} (schema {attr})" if attr else module_name
-        raise UsageError(f"pipeline {where} declares no Computed or Imported table: name a module that defines "
-                         "tables with make(), or one table as module:Class")
+        where = f"{module_name} (schema {attr})" if schema is not None else text
+        raise UsageError(_nothing_to_populate(module, text, where))
     ancestors = _graph(classes)
     order = _order(classes, ancestors, text)
     resources = {c: _resources(c, table_resources or {}) for c in order}
-    pipeline = Pipeline(text, order, ancestors, resources)
+    pipeline = Pipeline(text, order, ancestors, resources, module_label)
     return pipeline.restrict(tables, downstream_of) if tables or downstream_of else pipeline
+
+
+def _attribute(module, path: str):
+    """``module``'s attribute named by a dotted path (``imaging``, ``imaging.schema``), or None."""
+    obj = module
+    for part in path.split("."):
+        obj = getattr(obj, part, None) if part else None
+        if obj is None:
+            return None
+    return obj
+
+
+def _namespace(module, attr: str, text: str):
+    """(the module whose tables form the pipeline, the schema limiting them or None, the label of a module named
+    after the colon): ``pipeline.py`` -> pipeline.py; ``pipeline.py:schema`` -> pipeline.py, its schema;
+    ``pipeline.py:imaging[.schema]`` -> the imaging module pipeline.py imported (and activated)."""
+    if not attr:
+        return module, None, ""
+    owner, label, parts = module, "", attr.split(".")
+    for i, part in enumerate(parts):
+        obj = _attribute(owner, part)
+        if isinstance(obj, ModuleType):
+            owner, label = obj, part
+        elif obj is not None and _is_schema(obj) and i == len(parts) - 1:
+            return owner, obj, label
+        else:
+            raise UsageError(f"pipeline {text}: {attr} is not a module or a schema of {module.__name__}: name a "
+                             "module it imports (module:element), a schema (module:schema) or one table "
+                             "(module:Class)")
+    return owner, None, label
+
+
+def _nothing_to_populate(module, text: str, where: str) -> str:
+    """Why the module gives no table to populate, and what to name instead: an Element's module whose schema is
+    not activated yet (a fresh process imported it alone), or a workflow module that activates Elements and
+    defines no computed table of its own."""
+    asleep = _unactivated_classes(module)
+    if asleep:
+        return (f"pipeline {text}: the schema of {', '.join(asleep)} is not activated in this process: name the "
+                f"workflow module that activates it and this module after a colon (e.g. pipeline.py:"
+                f"{module.__name__.rsplit('.', 1)[-1]})")
+    own = [name for name, value in vars(module).items()
+           if isinstance(value, ModuleType) and not name.startswith("_") and _computed_classes(value)]
+    if own:
+        names = " or ".join(f"{text}:{name}" for name in own[:3])
+        return f"pipeline {where} declares no Computed or Imported table; modules it imports do: name {names}"
+    return (f"pipeline {where} declares no Computed or Imported table: name a module that defines tables with "
+            "make(), or one table as module:Class")
+
+
+def _unactivated_classes(module) -> list[str]:
+    """Names of the Computed and Imported classes of a module whose schema (``schema = dj.Schema()``, as an
+    Element's) is not activated yet; none when the module holds no such schema."""
+    from .autopopulate import AutoPopulate
+    from .djtarget import is_datajoint_class
+
+    if not any(_is_schema(v) and getattr(v, "database", None) is None for v in vars(module).values()):
+        return []
+    out = []
+    for name, value in vars(module).items():
+        if not isinstance(value, type) or name.startswith("_") or value.__module__ != module.__name__:
+            continue
+        if issubclass(value, AutoPopulate) and getattr(value, "_declared_spec", None) is None:
+            out.append(name)
+        elif is_datajoint_class(value) and _is_datajoint_autopopulate(value, activated=False):
+            out.append(name)
+    return out
 
 
 # ------------------------------------------------------------------------------------------- the graph
@@ -185,10 +258,10 @@ def _computed_classes(module) -> list:
     return out
 
 
-def _is_datajoint_autopopulate(cls) -> bool:
+def _is_datajoint_autopopulate(cls, activated: bool = True) -> bool:
     from datajoint.autopopulate import AutoPopulate
 
-    return issubclass(cls, AutoPopulate) and getattr(cls, "database", None) is not None
+    return issubclass(cls, AutoPopulate) and (getattr(cls, "database", None) is not None) == activated
 
 
 def _database(cls) -> str | None:

@@ -7,7 +7,8 @@ every few seconds, never more often). Each table's loop is the ordinary one (pop
 reclaim, fencing, stop signals and walltime fit hold as for one table. When no table has a key this worker can
 take, it waits while keys may still come (a key of a table it serves, or of a table above, is reserved by
 another worker or waits for a retry), and leaves when none can (what is left failed, or is blocked by a failure
-upstream). A worker whose upstream tables nobody works on leaves after DJHPC_PIPELINE_IDLE_SECONDS.
+upstream). A worker whose upstream tables nobody works on, and for which no run recorded by ``djhpc submit``
+is still queued or running, leaves after DJHPC_PIPELINE_IDLE_SECONDS.
 """
 
 from __future__ import annotations
@@ -43,6 +44,15 @@ log = logging.getLogger(__name__)
 def look_deeper_seconds() -> float:
     """How often a table's loop asks whether a deeper table has a ready key (DJHPC_PIPELINE_LOOK_SECONDS)."""
     return float(os.environ.get("DJHPC_PIPELINE_LOOK_SECONDS", 2.0))
+
+
+def queue_look_seconds() -> float:
+    """How often a waiting worker asks the scheduler whether the runs serving the tables above are still queued or
+    running (DJHPC_PIPELINE_QUEUE_LOOK_SECONDS): squeue for each waiting task would load the controller."""
+    return float(os.environ.get("DJHPC_PIPELINE_QUEUE_LOOK_SECONDS", 60))
+
+
+LIVE_STATES = ("PENDING", "RUNNING", "SUSPENDED")
 
 
 def idle_seconds() -> float:
@@ -93,12 +103,16 @@ class PipelineWorker:
         self.walltimes = {}
         self.reapers: dict = {}
         self.next_reap = 0.0
+        self.upstream: list = []
+        self.queued = False
+        self.next_queue_look = 0.0
         self.watched = [t for t in self.targets if t in pipeline.tables]  # refined by run(): served + upstream
 
     # ------------------------------------------------------------------------------------------ the loop
     def run(self, upstream: list | None = None) -> int:
         """Work until nothing more can come; the exit code of ``djhpc work``."""
-        self.watched = list(self.order) + [t for t in (upstream or []) if t not in self.order]
+        self.upstream = [t for t in (upstream or []) if t not in self.order]
+        self.watched = list(self.order) + self.upstream
         with stop_signals(exit_code=EXIT_INTERRUPTED):
             try:
                 self._loop()
@@ -131,7 +145,7 @@ class PipelineWorker:
                 return
             self._reap_if_due()
             now = time.monotonic()
-            idle_since = None if working else (idle_since or now)
+            idle_since = None if working or self._upstream_queued() else (idle_since or now)
             if idle_since is not None and now - idle_since > idle_seconds():
                 log.warning("no worker holds a key of the tables above for %.0f s: stopping (submit the "
                             "upstream tables' workers, or again later)", now - idle_since)
@@ -194,6 +208,23 @@ class PipelineWorker:
             if reclaimed:
                 log.info("gave back %d key(s) of dead workers", len(reclaimed))
 
+    def _upstream_queued(self) -> bool:
+        """Whether a run recorded by ``djhpc submit`` for a table above this worker's still has a task pending or
+        running: its keys will come, however long the queue keeps them (a GPU class waiting on CPU workers)."""
+        now = time.monotonic()
+        if now < self.next_queue_look:
+            return self.queued
+        self.next_queue_look = now + queue_look_seconds()
+        names = {self.targets[c].table_name for c in self.upstream}
+        runs = {}
+        for cls in self.upstream:
+            target = self.targets[cls]
+            where = (id(target.connection), target.database)
+            if where not in runs:
+                runs[where] = _recorded_runs(target.connection, target.database)
+        self.queued = any(_live(s) for found in runs.values() for s in found if set(s.table_name.split(",")) & names)
+        return self.queued
+
     def _coming(self) -> tuple[bool, bool]:
         """(whether a key may still come to this worker, whether another worker holds a key of the tables it
         serves or of those above them)."""
@@ -205,6 +236,28 @@ class PipelineWorker:
             working = working or held > 0
             coming = coming or held > 0 or counts.get("pending", 0) > 0 or free > 0
         return coming, working
+
+
+def _recorded_runs(connection, database) -> list:
+    from .submissions import SUBMISSIONS_TABLE, Submissions
+
+    if not connection.has_table(connection.dialect.table(database, SUBMISSIONS_TABLE)):
+        return []
+    return Submissions(connection, database).recent(50)
+
+
+def _live(submission) -> bool:
+    """Whether the scheduler lists a task of a recorded run as pending, running or suspended (unknown: no)."""
+    from .schedulers import get_scheduler
+
+    if submission.scheduler == "parallel":
+        return False
+    try:
+        states = get_scheduler(submission.scheduler).task_states([submission.job_id])
+    except (DjhpcError, OSError) as e:
+        log.info("could not ask %s about run %s (%s)", submission.scheduler, submission.job_id, e)
+        return False
+    return any(str(state) in LIVE_STATES for state in states.values())
 
 
 def has_candidates(target, restrictions) -> bool:

@@ -51,7 +51,10 @@ PENDING_CHECK_SECONDS = 30.0
 REAP_SECONDS = float(os.environ.get("DJHPC_REAP_SECONDS", 10))
 REAPERS = 4  # looks for dead workers per REAP_SECONDS, over all workers of a schema, once there are many
 
-__all__ = ["ORDERS", "Interrupted", "PopulateOptions", "PopulateResult", "run"]
+__all__ = ["ORDERS", "Interrupted", "PopulateOptions", "PopulateResult", "error_message", "raised_by_djhpc", "run"]
+
+# what _after_failure tells _make_one to do next
+_AGAIN, _DONE, _RAISE = "again", "done", "raise"
 
 
 def reap_interval(owners: int) -> float:
@@ -422,41 +425,59 @@ class _Runner:
                 if self._make_in_transaction(key, claim, started):
                     self._succeeded(key, started, time.time() - started, None)
                 return
-            except ReservationLostError as e:
+            except Interrupted as e:  # djhpc's own stop signal (a preempted worker): the key goes back
+                self._give_back(key, claim, started, e)
+                raise
+            except BaseException as e:
+                then = self._after_failure(key, claim, started, e, attempt, since)
+                if then is _RAISE:
+                    raise
+                if then is _DONE:
+                    return
+
+    def _after_failure(self, key, claim, started, e: BaseException, attempt: int, since: float):
+        """What a make that raised ``e`` means: _AGAIN (a transient database failure: make it again), _DONE, or
+        _RAISE. djhpc's own errors mean what djhpc meant only where djhpc (or the driver) raised them: the same
+        class raised by make() itself is that key's error, as DataJoint records it (dj.errors is make's too)."""
+        if raised_by_djhpc(e):
+            if isinstance(e, ReservationLostError):
                 log.warning("%s", e)
                 self._lost(key, started, str(e))
-                return
-            except KeyMadeElsewhere as e:
+                return _DONE
+            if isinstance(e, KeyMadeElsewhere):
                 log.info("%s", e)
                 if claim:
                     self._give_back(key, claim, started, e, outcome="lost")
-                return
-            except (TransientError, LostConnectionError) as e:
-                if _gives_up(e, attempt, since):
-                    self._failed(key, claim, e, started)
-                    return
-                log.warning("%s; retrying %s", e, key)
-                backoff.sleep(backoff.delay(attempt, first=0.1, cap=5))
-                if claim and not self._still_mine(claim):
-                    log.warning("reservation of %s was reclaimed while the database was away", key)
-                    self._lost(key, started, "reclaimed while the database was away")
-                    return
-            except (KeyboardInterrupt, Interrupted) as e:
-                self._give_back(key, claim, started, e)
-                raise
-            except SystemExit as e:
-                self._exited(key, claim, started, e)
-                raise
-            except MakeTimeout as e:
+                return _DONE
+            if isinstance(e, (TransientError, LostConnectionError)):
+                return self._transient(key, claim, started, e, attempt, since)
+            if isinstance(e, MakeTimeout):
                 self.timed_out = (key, claim, e, started)
-                return
-            except Exception as e:
-                if claim and self._lost_quietly(claim):
-                    log.warning("%s failed after its reservation was reclaimed: dropped (%s)", key, e)
-                    self._lost(key, started, f"{type(e).__name__}: {e}")
-                    return
-                self._failed(key, claim, e, started)
-                return
+                return _DONE
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            self._ended_in_make(key, claim, started, e)
+            return _RAISE
+        if not isinstance(e, Exception):  # GeneratorExit and the like: not a make's failure
+            return _RAISE
+        if claim and self._lost_quietly(claim):
+            log.warning("%s failed after its reservation was reclaimed: dropped (%s)", key, e)
+            self._lost(key, started, error_message(e))
+            return _DONE
+        self._failed(key, claim, e, started)
+        return _DONE
+
+    def _transient(self, key, claim, started, e, attempt: int, since: float):
+        """A deadlock or a lost connection inside make's transaction: make the key again, with back-off."""
+        if _gives_up(e, attempt, since):
+            self._failed(key, claim, e, started)
+            return _DONE
+        log.warning("%s; retrying %s", e, key)
+        backoff.sleep(backoff.delay(attempt, first=0.1, cap=5))
+        if claim and not self._still_mine(claim):
+            log.warning("reservation of %s was reclaimed while the database was away", key)
+            self._lost(key, started, "reclaimed while the database was away")
+            return _DONE
+        return _AGAIN
 
     def _give_back(self, key, claim, started, exc, outcome="interrupted"):
         if claim:
@@ -469,15 +490,21 @@ class _Runner:
             self.result.skipped_count += 1
         self._report(key, started, outcome, str(exc) or type(exc).__name__)
 
-    def _exited(self, key, claim, started, exc: SystemExit):
-        """make() called sys.exit(): the key's error, not a worker death later; the loop's end gives back the rest."""
-        message = (f"SystemExit: make() called sys.exit({exc.code!r}); the worker stopped: fix make, "
-                   "then djhpc jobs retry")
+    def _ended_in_make(self, key, claim, started, exc: KeyboardInterrupt | SystemExit):
+        """make() raised KeyboardInterrupt or SystemExit (sys.exit, or a handler of its own): the key's error with
+        DataJoint's message, not a worker death later; the caller raises it on and the loop's end gives back the
+        batch's other keys. djhpc's own stop signals raise Interrupted instead, which gives the key back."""
+        message = error_message(exc)
+        if isinstance(exc, SystemExit):
+            hint = f"make() called sys.exit({exc.code!r}): the worker stopped; fix make, then djhpc jobs retry"
+        else:
+            hint = "make() was interrupted (KeyboardInterrupt): djhpc jobs retry runs the key again"
+        log.warning("%s: %s", key, hint)
         if claim:
             try:
-                self.jobs.fail(claim, message, traceback.format_exc())
+                self.jobs.fail(claim, message, f"{traceback.format_exc()}\n{hint}\n")
             except Exception as e:  # the reaper finds the key once this worker is gone
-                log.warning("could not record the exit of %s (%s)", key, e)
+                log.warning("could not record the error of %s (%s)", key, e)
         self.result.error_list.append((key, exc if self.o.return_exception_objects else message))
         self._report(key, started, "error", message)
 
@@ -532,7 +559,7 @@ class _Runner:
         return self.jobs.still_mine(claim)
 
     def _failed(self, key, claim, exc, started):
-        message = f"{type(exc).__name__}: {exc}"
+        message = error_message(exc)
         if isinstance(exc, MemoryError) and not str(exc):  # say what ran out, not "MemoryError: "
             message = f"MemoryError: make() ran out of memory (this worker's peak RSS {usage_snapshot()[1]:.0f} MB)"
         # an error read from a commit's reply was never raised here: its own text is all there is
@@ -597,6 +624,29 @@ class _Runner:
         if self.o.walltime:
             self.o.walltime.observe(time.time() - started)
         return True
+
+
+def error_message(exc: BaseException) -> str:
+    """A make's error as DataJoint writes it into the jobs table: "ValueError: bad item 3", or the bare class
+    name when the exception has no text ("KeyboardInterrupt")."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+#: where djhpc raises its own errors: its modules, and the database drivers under its connection
+_OWN_MODULES = frozenset({"djhpc", "pymysql", "sqlite3"})
+
+
+def raised_by_djhpc(exc: BaseException) -> bool:
+    """Whether djhpc (or the driver under it) raised ``exc``, told by the module of the innermost frame of its
+    traceback, never by its class: make() may raise any class of dj.errors itself. An error that was never raised
+    (a commit's reply read later) is djhpc's."""
+    tb = exc.__traceback__
+    if tb is None:
+        return True
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__") or ""
+    return module.partition(".")[0] in _OWN_MODULES
 
 
 def _check_timeout(value, name: str) -> None:

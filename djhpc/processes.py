@@ -8,8 +8,9 @@ this process may use and at the keys left, and one process (or one key) runs the
 Children are forked (a table class defined in a notebook or a test cannot be pickled for spawn); a forked
 ``Connection`` opens its own session on first use and never touches the parent's. The children report to the
 parent over a pipe in djhpc's blob format (no pickle): a line per key made or failed (the progress bar), then
-their counts and errors. Ctrl-C (SIGINT) or SIGTERM to the parent stops every child the way ``djhpc work`` stops:
-the make in progress rolls back and its keys are given back; the parent waits for them, then raises.
+their counts and errors. Ctrl-C (SIGINT) or SIGTERM to the parent stops every child the way ``djhpc work`` stops
+(a child's SIGINT raises djhpc's Interrupted, not KeyboardInterrupt): the make in progress rolls back and its keys
+are given back; the parent waits for them, then raises.
 """
 
 from __future__ import annotations
@@ -180,13 +181,14 @@ def _child(table, restrictions, options: PopulateOptions, writer, tickets):
     stopping = False
 
     def on_sigint(signum, frame):
-        # the first SIGINT stops the loop as Ctrl-C stops populate(); later ones (the terminal's and the parent's,
-        # or one after a SIGTERM) must not cut short the giving back of the keys
+        # the first SIGINT stops the loop as djhpc's stop signals do (Interrupted: the make in progress gives its key
+        # back; a KeyboardInterrupt would be that key's error, as DataJoint records one that make raises); later
+        # ones (the terminal's and the parent's, or one after a SIGTERM) must not cut short the giving back
         nonlocal stopping
         if stopping or signals.stop_requested() is not None:
             return
         stopping = True
-        raise KeyboardInterrupt
+        raise signals.Interrupted(signum)
 
     signal.signal(signal.SIGINT, on_sigint)
     # the parent's reservations (its jobs table's, a populate before) take their session locks again whenever the
@@ -215,9 +217,10 @@ def _child(table, restrictions, options: PopulateOptions, writer, tickets):
     try:
         result = populate.run(table, restrictions, options)
         report = {"event": "done", **_counts(result)}
-    except (KeyboardInterrupt, signals.Interrupted) as e:
+    except signals.Interrupted as e:
         report = {"event": "stopped", "error": _describe(e)}
-    except BaseException as e:  # suppress_errors=False: the parent raises it
+    except BaseException as e:  # suppress_errors=False, or make raised KeyboardInterrupt/SystemExit: the parent
+        # raises it
         report = {"event": "raised", "error": _describe(e)}
     stopping = True  # nothing to stop any more: a late SIGINT must not lose the report
     try:
@@ -239,7 +242,7 @@ def _describe(error) -> dict:
     if isinstance(error, str):  # populate's message, "ValueError: bad item 7"
         return {"text": error, "module": "", "name": "", "args": [error]}
     cls = type(error)
-    text = f"{cls.__name__}: {error}" if str(error) else cls.__name__
+    text = populate.error_message(error)
     args = [a if isinstance(a, (str, int, float)) else str(a) for a in error.args]
     return {"text": text, "module": cls.__module__, "name": cls.__qualname__, "args": args}
 
@@ -253,11 +256,15 @@ def _exception(error: dict) -> BaseException:
     for part in (error.get("name") or "").split("."):
         cls = getattr(cls, part, None) if cls is not None and part else None
     if isinstance(cls, type) and issubclass(cls, BaseException):
+        try:  # through __init__, which sets what args alone do not (SystemExit's code)
+            return cls(*error["args"])
+        except Exception:  # a class whose __init__ wants other arguments
+            pass
         try:
             exc = cls.__new__(cls, *error["args"])
             exc.args = tuple(error["args"])
             return exc
-        except Exception:  # a class whose __new__ wants other arguments
+        except Exception:  # a class whose __new__ wants other arguments too
             pass
     return ChildError(error["text"])
 

@@ -215,8 +215,8 @@ def _cond_mapping(query, restriction, negate):
 
 
 def _cond_top(query, restriction, negate):
-    raise QueryError(f"Invalid restriction type {restriction!r}: a dj.Top restricts alone (query & dj.Top(...)), "
-                     "not inside a list or an AndList")
+    # DataJoint's words (its suite compares them): a dj.Top restricts alone, never inside a list or an AndList
+    raise QueryError(f"Invalid restriction type {restriction!r}")
 
 
 def _cond_universal(query, restriction, negate):

@@ -267,6 +267,22 @@ class Work:
         return max(0, self.remaining - self.errors - self.ignored)
 
 
+@dataclass(frozen=True)
+class ShareWork(Work):
+    """What is left of a pipeline's tables that one array serves (sums over the tables, pipeprogress's counts):
+    keys ready now, keys waiting for a retry (pending) and keys to come (waiting) less those blocked by a failure
+    upstream. Keys being made (reserved), in error or ignored are not the new workers'."""
+
+    ready: int = 0
+    pending: int = 0
+    waiting: int = 0
+    blocked: int = 0
+
+    @property
+    def available(self) -> int:
+        return max(0, self.ready + self.pending + self.waiting - self.blocked)
+
+
 def count_work(target) -> Work:
     """What is left of a target (or of a djhpc table): DataJoint's tables are counted with the target's own
     pending keys and djhpc's jobs table in their schema (~djhpc_jobs)."""
@@ -364,9 +380,22 @@ class Run:
     scripts: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    share: Share | None = None  # a pipeline run: the resource class its workers serve (filler: its first table)
+    array_given: bool = True  # False: a plan without --array (one task per key left)
+
+    @property
+    def task_args(self) -> list[str]:
+        """What follows ``djhpc work TARGET`` in a task: a pipeline class's tables, then the worker arguments."""
+        if self.share is None or self.share.whole:
+            return self.worker_args
+        return ["--tables", ",".join(self.share.tables), *self.worker_args]
 
     @property
     def table_name(self) -> str:
+        """The table the run fills (a pipeline class: its tables' names, comma-separated, as submissions keep
+        them)."""
+        if self.share is not None:
+            return ",".join(self.share.table_names)[:255]
         return self.filler.table_name
 
     @property
@@ -379,6 +408,10 @@ class Run:
 
     @property
     def name(self) -> str:
+        if self.share is not None:
+            tables = ", ".join(self.share.tables)
+            return f"{self.share.label}'s {self.share.name} class ({tables})" if self.share.name else \
+                f"{self.share.label} ({tables})"
         return self.filler.name
 
     @property
@@ -392,6 +425,8 @@ class Run:
     def left_message(self) -> str:
         w = self.work
         text = f"{w.available:,} of {w.total:,} keys of {self.name} left"
+        if isinstance(w, ShareWork) and w.blocked:
+            text += f", {w.blocked:,} blocked by a failure upstream"
         if w.errors:
             text += f", {w.errors:,} in error (djhpc jobs errors)"
         if w.reserved:
@@ -406,30 +441,46 @@ def plan(target: str | None = None, *, array: int | None = None, scheduler: str 
     """Resolve, count, limit and render a run without writing or submitting anything."""
     settings = settings or load_settings()
     resolved = resolve_profile(settings, profile_name=profile_name, scheduler=scheduler, flags=flags)
-    profile = resolved.profile
-    requested = array if array is not None else resolved.array
-    if requested is None:
-        raise UsageError("how many workers? give --array N (or set array: in the djhpc.yaml profile)")
-    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
-        raise UsageError(f"--array must be >= 1 (got {requested})")
-    if profile.throttle is not None and profile.throttle > requested:
-        raise UsageError(f"--throttle {profile.throttle} is larger than the array ({requested}): lower it or omit it")
-    if template_dir is not None and not Path(template_dir).is_dir():
-        raise UsageError(f"template directory {template_dir!r} does not exist: fix --template-dir")
-    sched = get_scheduler(resolved.scheduler)
+    requested = _requested(array, resolved)
+    _check_template_dir(template_dir)
     target = target or settings.get("target")
     if not target:
         raise UsageError("no target given and djhpc.yaml sets none: name one as module:Class or pipeline.py:Class")
     target = str(target)
     table_class = load_target(target, base=settings.project_dir)
     filler = target_for(table_class)
+    profile = resolved.profile
     if not resolved.job_name_given:
         profile = dataclasses.replace(profile, job_name=default_job_name(filler.name))
-    work = count_work(filler)
-    url = filler.connection.url
-    run = Run(sched, profile, resolved.name, _absolute_target(target, settings.project_dir), table_class,
-              filler.table, work, requested, 0, [], task_env(filler, url), url, list(worker_args), template_dir, None,
-              settings.project_dir, filler)
+    run = Run(get_scheduler(resolved.scheduler), profile, resolved.name, _absolute_target(target, settings.project_dir),
+              table_class, filler.table, count_work(filler), requested, 0, [], task_env(filler, filler.connection.url),
+              filler.connection.url, list(worker_args), template_dir, None, settings.project_dir, filler)
+    return size_run(run, render=render)
+
+
+def _requested(array: int | None, resolved: ResolvedProfile, fallback: Any = None) -> int:
+    """How many workers the user asks for: --array, else ``fallback`` (a resource class's array), else the
+    profile's."""
+    requested = array if array is not None else fallback if fallback is not None else resolved.array
+    if requested is None:
+        raise UsageError("how many workers? give --array N (or set array: in the djhpc.yaml profile)")
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+        raise UsageError(f"--array must be >= 1 (got {requested})")
+    throttle = resolved.profile.throttle
+    if throttle is not None and throttle > requested:
+        raise UsageError(f"--throttle {throttle} is larger than the array ({requested}): lower it or omit it")
+    return requested
+
+
+def _check_template_dir(template_dir: str | None) -> None:
+    if template_dir is not None and not Path(template_dir).is_dir():
+        raise UsageError(f"template directory {template_dir!r} does not exist: fix --template-dir")
+
+
+def size_run(run: Run, *, render: bool = True, budget: Any = "ask") -> Run:
+    """Cap the run at the keys left and the site's limits, keep it within the database's connections (``budget``:
+    workers the database has room for, None for no limit, "ask" to ask it) and render its scripts."""
+    work, requested, profile, sched = run.work, run.requested, run.profile, run.scheduler
     if work.available == 0:
         return run
     tasks = min(requested, work.available)
@@ -444,19 +495,115 @@ def plan(target: str | None = None, *, array: int | None = None, scheduler: str 
     chunks = plan_arrays(tasks, throttle, limits.max_array_size)
     if len(chunks) > 1:
         run.notes.append(f"MaxArraySize={limits.max_array_size}: {tasks} tasks split into {len(chunks)} arrays")
-    run.budget = (worker_budget(filler.connection, per_worker=DATAJOINT_CONNECTIONS_PER_WORKER) if run.datajoint
-                  else worker_budget(filler.connection))
+    if budget == "ask":
+        budget = (worker_budget(run.connection, per_worker=DATAJOINT_CONNECTIONS_PER_WORKER) if run.datajoint
+                  else worker_budget(run.connection))
+    run.budget = budget
     profile = _fit_budget(run, profile, tasks, chunks)
     run.profile, run.tasks, run.chunks = profile, tasks, chunks
     if render:
         executable = worker_executable(run.datajoint)
         run.scripts = [
-            sched.render(profile, target=run.target, array_size=c.size, worker_args=run.worker_args, env=run.env,
-                         index_offset=c.index_offset, total_tasks=tasks, template_dir=template_dir,
+            sched.render(profile, target=run.target, array_size=c.size, worker_args=run.task_args, env=run.env,
+                         index_offset=c.index_offset, total_tasks=tasks, template_dir=run.template_dir,
                          executable=executable)
             for c in chunks
         ]
     return run
+
+
+def concurrent_workers(run: Run) -> int:
+    """Most workers of the run that may run at once (its arrays' throttles)."""
+    return sum(min(run.profile.throttle or c.size, c.size) for c in run.chunks)
+
+
+# ------------------------------------------------------------------------------------- pipelines
+
+
+@dataclass(frozen=True)
+class Share:
+    """The part of a pipeline one set of arrays serves: a resource class (``djhpc work PIPELINE --tables ...``)."""
+
+    label: str  # the pipeline's, e.g. "chain"
+    name: str  # the resource class's, e.g. "gpu"; "" for every table at once (GNU parallel)
+    tables: tuple[str, ...]  # table class names, upstream first
+    table_names: tuple[str, ...]  # their tables' names in the database
+    resources: tuple = ()  # the class's profile settings, as (key, value) pairs
+    whole: bool = False  # one set of workers over every table (GNU parallel): no --tables
+
+
+def plan_share(target: str, share: Share, work: Work, filler, *, array: int | None = None,
+               scheduler: str | None = None, profile_name: str | None = None,
+               flags: Mapping[str, Any] | None = None, worker_args: Sequence[str] = (),
+               template_dir: str | None = None, render: bool = True, settings: Settings | None = None,
+               budget: Any = "ask", need_array: bool = True) -> Run:
+    """The run of one resource class of a pipeline (``filler``: the target of its first table, whose connection
+    and schema the run uses), sized to ``work``, without writing or submitting anything.
+
+    Settings, weakest first: the profile, the class's resources, the command-line flags (the user's word for this
+    submit; a note names each class resource a flag overrides). The class's ``array`` caps its array unless
+    --array is given; with none at all and ``need_array`` False (a plan), one task per key left and
+    ``run.array_given`` False. The job is named djhpc-PIPELINE-CLASS (a job name given: NAME-CLASS)."""
+    settings = settings or load_settings()
+    own = {_normal(k): v for k, v in share.resources}
+    class_array = own.pop("array", None)
+    given = {_normal(k): v for k, v in (flags or {}).items() if v is not None and v != [] and v != ()}
+    resolved = resolve_profile(settings, profile_name=profile_name, scheduler=scheduler,
+                               flags={**own, **given})
+    array_given = array is not None or class_array is not None or resolved.array is not None
+    requested = (_requested(array, resolved, class_array) if array_given or need_array
+                 else max(work.available, resolved.profile.throttle or 1))
+    _check_template_dir(template_dir)
+    profile = resolved.profile
+    name = f"{profile.job_name}-{share.name}" if resolved.job_name_given else f"{share.label}-{share.name}"
+    profile = dataclasses.replace(profile, job_name=default_job_name(name) if not resolved.job_name_given
+                                  else _job_name(name))
+    url = filler.connection.url
+    run = Run(get_scheduler(resolved.scheduler), profile, resolved.name,
+              _absolute_pipeline(target, settings.project_dir), None, filler.table, work, requested, 0, [],
+              task_env(filler, url), url, list(worker_args), template_dir, None, settings.project_dir, filler,
+              share=share, array_given=array_given)
+    for key, value in own.items():
+        if key in given and str(given[key]) != str(value):
+            run.notes.append(f"{share.name} class: --{key.replace('_', '-')} {given[key]} overrides its "
+                             f"{key}={value} ({', '.join(share.tables)})")
+    return size_run(run, render=render, budget=budget)
+
+
+def _job_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:64]
+
+
+def _absolute_pipeline(target: str, base: Path) -> str:
+    """A pipeline file target (``pipeline.py``, ``dir/pipeline.py:schema``) as an absolute path."""
+    module, colon, attr = target.partition(":")
+    if module.endswith(".py") or "/" in module:
+        return f"{(base / module).resolve()}{colon}{attr}"
+    return target
+
+
+def check_partitions(runs: Sequence[Run]) -> None:
+    """Every run's partition must be one its scheduler has (SLURM: sinfo, SGE: qconf -sql; other schedulers are
+    not asked, nor is a scheduler whose command is missing here): a usage error before anything is written."""
+    known: dict[str, set[str] | None] = {}
+    for run in runs:
+        partition = run.profile.partition
+        if not partition:
+            continue
+        name = run.scheduler.name
+        if name not in known:
+            known[name] = run.scheduler.partitions()
+        have = known[name]
+        if have is None or partition in have:
+            continue
+        own = dict((_normal(k), v) for k, v in run.share.resources) if run.share else {}
+        if str(own.get("partition")) == partition:
+            who = f"the {run.share.name} class ({', '.join(run.share.tables)})"
+            fix = "fix the tables' resources (their class's resources attribute or tables: in djhpc.yaml)"
+        else:
+            who, fix = (f"the {run.share.name} class" if run.share else run.name), "fix --partition or the profile"
+        raise UsageError(f"{who} asks for partition {partition!r}, which {name} does not have (it has "
+                         f"{', '.join(sorted(have))}): {fix}")
 
 
 def _count(n: int, noun: str) -> str:
@@ -542,9 +689,13 @@ def submit(run: Run, *, dry_run: bool = False) -> Submitted:
 
 def recorded_settings(run: Run) -> dict[str, Any]:
     """What a submission row keeps of the settings: the profile (never holds a password), no secrets."""
-    return {"profile_name": run.profile_name, "profile": run.profile.to_dict(), "worker_args": run.worker_args,
-            "requested": run.requested, "keys_left": run.work.available, "database": run.url.redacted,
-            "env": sorted(run.env)}
+    settings = {"profile_name": run.profile_name, "profile": run.profile.to_dict(), "worker_args": run.worker_args,
+                "requested": run.requested, "keys_left": run.work.available, "database": run.url.redacted,
+                "env": sorted(run.env)}
+    if run.share is not None:
+        settings.update(pipeline=run.share.label, resource_class=run.share.name, tables=list(run.share.tables),
+                        table_names=list(run.share.table_names))
+    return settings
 
 
 # ------------------------------------------------------------------------------------- parallel
@@ -556,7 +707,7 @@ def parallel_line(run: Run, *, joblog: str, halt: str = "never", resume_failed: 
     this one did (DataJoint's variables or its config file in this folder)."""
     env = {k: v for k, v in run.env.items() if k != "DJHPC_DATAJOINT_ENV_FILE"}  # a line cannot source it
     write_task_credentials(run, env)
-    return command_line(run.profile, run.target, run.tasks, run.worker_args, joblog,
+    return command_line(run.profile, run.target, run.tasks, run.task_args, joblog,
                         executable=worker_executable(run.datajoint), env=env, halt=halt, resume_failed=resume_failed)
 
 

@@ -115,6 +115,7 @@ def import_module(name: str, base: Path):
             return module
         if str(base) not in sys.path:
             sys.path.insert(0, str(base))
+        _check_dotted(name)
         return importlib.import_module(name)
     except DjhpcError:
         raise
@@ -133,6 +134,21 @@ def import_module(name: str, base: Path):
             hint = ": it could not reach its database; check DataJoint's settings (DJ_HOST, DJ_USER, DJ_PASS or " \
                    "the pipeline's dj_local_conf.json / datajoint.json)"
         raise UsageError(f"target module {name} failed while importing: {type(e).__name__}: {e}{hint}") from e
+
+
+def _check_dotted(name: str):
+    """``pipe.Made`` where ``pipe`` is a module, not a package: the user meant a table (``pipe:Made``) or the whole
+    pipeline (``pipe``). Said before anything is imported (importing ``pipe`` would declare its tables)."""
+    parent, _, last = name.rpartition(".")
+    if not parent:
+        return
+    try:
+        spec = importlib.util.find_spec(parent)
+    except (ImportError, ValueError):
+        return
+    if spec is not None and spec.submodule_search_locations is None:
+        raise UsageError(f"target '{name}': {parent} is a module, not a package: name one table as {parent}:{last} "
+                         f"or the whole pipeline as {parent}")
 
 
 # PyMySQL's numbers for a server that does not answer: can't connect, unknown host, gone away, lost

@@ -97,8 +97,9 @@ def work(table_class, options: WorkOptions) -> int:
         except Interrupted as e:
             log.warning("%s: reservations released; submit again to continue", e)
             return EXIT_INTERRUPTED
-        except KeyboardInterrupt:
-            log.warning("interrupted: reservations released")
+        except KeyboardInterrupt:  # raised by make itself (SIGINT here raises Interrupted): that key's error
+            log.warning("make raised KeyboardInterrupt: its key is an error (djhpc jobs retry runs it again); the "
+                        "other reservations released")
             return EXIT_INTERRUPTED
         except ConnectError as e:
             log.error("%s", e)

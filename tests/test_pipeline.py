@@ -142,3 +142,54 @@ def test_conflicting_resources_from_djhpc_yaml_exit_2(chain):
                                              "tables:\n  Segment: {partiton: gpu}\n", encoding="utf-8")
     out = chain.djhpc("work")
     assert out.returncode == 2 and "tables.Segment: unknown key 'partiton': did you mean 'partition'?" in out.stderr
+
+
+def test_a_module_a_workflow_imports_is_a_pipeline(chain):
+    """An Element's layout: a module whose schema has no name until a workflow module activates it. Named alone
+    it gives one line saying so; named after the workflow module (workflow.py:steps) it is the pipeline."""
+    import sys
+
+    write(chain.folder, "steps.py", """
+        import djhpc as dj
+        schema = dj.Schema()
+        @schema
+        class Recording(dj.Manual):
+            definition = "recording : int"
+        @schema
+        class Sorting(dj.Computed):
+            definition = "-> Recording"
+            def make(self, key):
+                self.insert1(key)
+        @schema
+        class Curated(dj.Computed):
+            definition = "-> Sorting"
+            def make(self, key):
+                self.insert1(key)
+    """)
+    write(chain.folder, "workflow.py", """
+        import os
+        import steps
+        steps.schema.activate(os.environ["DJHPC_TEST_SCHEMA"] + "_steps")
+    """)
+    try:
+        with pytest.raises(UsageError, match=r"^pipeline steps: the schema of Sorting, Curated is not activated in "
+                                             r"this process: name the workflow module that activates it and this "
+                                             r"module after a colon \(e.g. pipeline.py:steps\)$"):
+            load_pipeline("steps")
+        p = load("workflow.py:steps")
+        assert names(p.tables) == ["Sorting", "Curated"] and names(p.parents(p.table("Curated"))) == ["Sorting"]
+        assert p.label == "steps" and p.restrict(tables=["Curated"]).label == "steps"
+        assert names(load("workflow.py:steps.schema").tables) == ["Sorting", "Curated"]
+        assert load("workflow.py:steps.Curated").__name__ == "Curated"
+        with pytest.raises(UsageError, match=r"^pipeline workflow.py declares no Computed or Imported table; "
+                                             r"modules it imports do: name workflow.py:steps$"):
+            load_pipeline("workflow.py")
+        with pytest.raises(UsageError, match=r"^pipeline workflow.py:stepz: stepz is not a module or a schema of "):
+            load_pipeline("workflow.py:stepz")
+        assert load("chain.py:schema").label == "chain"
+    finally:
+        sys.modules.pop("steps", None)
+    # a fresh process, as a cluster task: the workflow module activates the schema, the worker fills both tables
+    chain.python("import workflow; workflow.steps.Recording.insert([(1,), (2,)])")
+    out = chain.djhpc("work", "workflow.py:steps")
+    assert out.returncode == 0 and "steps: 4 made, 0 failed" in out.stderr, out.stderr

@@ -185,3 +185,39 @@ def test_a_waiting_worker_gives_back_upstream_keys_of_dead_workers(chain):
     assert out.returncode == 0, out.stderr
     assert "key(s) of dead workers" in out.stderr and reserved(chain) == 0, out.stderr
     assert not chain.calls()
+
+
+def test_walltime_fit_holds_for_every_table(chain):
+    """With the allocation ending before a usual make (the history's) would end, the worker starts no key of any
+    table and says why."""
+    chain.add_sessions(range(4))
+    (code,) = finish([chain.start_worker(DJHPC_TEST_SLEEP="0.5", DJHPC_TEST_FAIL="")])
+    assert code == 0
+    made = len(chain.calls())
+    chain.add_sessions(range(4, 8))
+    worker = chain.start_worker(DJHPC_TEST_SLEEP="0.5", DJHPC_TEST_FAIL="", DJHPC_END_TIME=f"{time.time() + 0.4:.3f}")
+    assert finish([worker]) == [0], worker.err
+    assert "would not fit in the time left of this allocation" in worker.err
+    assert len(chain.calls()) == made
+
+
+def test_a_class_worker_waits_while_a_run_for_the_tables_above_is_queued(chain):
+    """Nobody holds an upstream key, but a run recorded for Motion is still alive (here a local run: a process):
+    the Segment worker keeps waiting past the idle limit, and leaves once that run has ended."""
+    import subprocess
+
+    chain.add_sessions(range(2))
+    queued = subprocess.Popen(["sleep", "60"])
+    try:
+        chain.python("import chain, djhpc as dj; from djhpc.submissions import Submissions; "
+                     f"Submissions(dj.conn(), chain.schema.database).record(job_id='{queued.pid}', "
+                     "scheduler='local', target='chain.py', table_name='__motion', array_size=1)")
+        worker = chain.start_worker("--tables", "Segment", DJHPC_PIPELINE_IDLE_SECONDS="1",
+                                    DJHPC_PIPELINE_QUEUE_LOOK_SECONDS="0.2")
+        time.sleep(3)  # three idle limits: it must still wait
+        assert worker.poll() is None, finish([worker]) and worker.err
+    finally:
+        queued.kill()
+        queued.wait()
+    assert finish([worker], timeout=60) == [0], worker.err
+    assert "no worker holds a key of the tables above" in worker.err

@@ -195,7 +195,12 @@ def test_error_raises_rolls_back_and_leaves_an_error_row(backend, schema_name, m
     assert r["error_count"] == 1 and r["error_list"][0][1] == "ValueError: bad item 3"
 
 
-def test_keyboard_interrupt_stops_and_leaves_no_reservation(pipeline, monkeypatch):
+def test_a_keyboard_interrupt_raised_in_make_is_the_keys_error_and_the_rest_go_back(pipeline, monkeypatch):
+    """Issue 14: a KeyboardInterrupt that make() raises (a Ctrl-C in populate() alone, as in a notebook) is that
+    key's error, as DataJoint 0.14 records it ("KeyboardInterrupt", its suite's test_sigint), and populate stops
+    with it; this test once asked for no row at all (the key given back). The batch's other keys still go back,
+    and djhpc's own stop signals still give the key back (test_djhpcs_stop_signal_inside_make_gives_the_key_back,
+    tests/test_reliability.py for djhpc work's Ctrl-C)."""
     p = pipeline
     p.Item.insert([(i, i) for i in range(5)])
 
@@ -205,7 +210,33 @@ def test_keyboard_interrupt_stops_and_leaves_no_reservation(pipeline, monkeypatc
     monkeypatch.setattr(p.Square, "make", interrupted)
     with pytest.raises(KeyboardInterrupt):
         p.Square().populate(reserve_jobs=True, suppress_errors=True)
+    row = p.schema.jobs.fetch1()  # one row: the key whose make was interrupted; nothing left reserved
+    assert row["status"] == "error" and row["error_message"] == "KeyboardInterrupt"
+    assert "make() was interrupted" in row["error_stack"] and len(p.Square()) == 0
+
+
+def test_djhpcs_stop_signal_inside_make_gives_the_key_back(pipeline, monkeypatch):
+    """SIGTERM (a scheduler's stop) inside populate() raises djhpc's Interrupted, not DataJoint's
+    SystemExit("SIGTERM received"): the make rolls back and its key goes back for the next worker, no error row."""
+    import signal
+
+    from djhpc.signals import Interrupted
+
+    p = pipeline
+    p.Item.insert([(i, i) for i in range(5)])
+
+    def preempted(self, key):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler raises Interrupted here
+
+    monkeypatch.setattr(p.Square, "make", preempted)
+    t0 = time.monotonic()
+    with pytest.raises(Interrupted):
+        p.Square().populate(reserve_jobs=True, suppress_errors=True)
+    assert time.monotonic() - t0 < 20
     assert len(p.schema.jobs) == 0 and len(p.Square()) == 0
+    monkeypatch.undo()
+    assert p.Square().populate(reserve_jobs=True)["success_count"] == 5
 
 
 def test_three_part_make_and_legacy_make_tuples(pipeline):
@@ -432,9 +463,133 @@ def test_sys_exit_inside_make_is_the_keys_error_and_the_rest_go_back(schema, db)
     assert sorted(Quitter.fetch("n")) == [0, 1, 2]
     rows = schema.jobs.fetch("status", "error_message", as_dict=True)
     assert [r["status"] for r in rows] == ["error"], rows  # nothing left reserved
-    assert rows[0]["error_message"].startswith("SystemExit: make() called sys.exit(4)")
+    # DataJoint's message (its suite's test_sigterm: "SystemExit: SIGTERM received"); djhpc's hint in the stack
+    assert rows[0]["error_message"] == "SystemExit: 4"
+    (stack,) = schema.jobs.fetch("error_stack")
+    assert "make() called sys.exit(4): the worker stopped; fix make, then djhpc jobs retry" in stack
     Quitter().populate(reserve_jobs=True)  # the rest run; the exited key waits for a retry by hand
     assert sorted(Quitter.fetch("n")) == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+
+
+def test_every_error_class_raised_by_make_itself_is_its_keys_error(schema, db):
+    """Issue 14 (DataJoint's test_suppress_dj_errors): make raising any class of dj.errors, with no arguments, gives
+    an error row at once, with DataJoint's bare class name for its message. djhpc's transient and protocol errors
+    (LostConnectionError, TransientError, DiskFullError, KeyMadeElsewhere, MakeTimeout, ReservationLostError) mean
+    a retry, a lost key or a time limit only where djhpc raised them; raised by make they were retried for
+    DJHPC_RECONNECT_SECONDS, or dropped as lost, before."""
+    import inspect
+
+    names = sorted(n for n, c in inspect.getmembers(dj.errors) if inspect.isclass(c) and issubclass(c, Exception))
+    djhpcs_own = {"LostConnectionError", "TransientError", "DiskFullError", "KeyMadeElsewhere", "MakeTimeout",
+                  "ReservationLostError", "UnreachableError", "ServerFullError"}
+    assert djhpcs_own <= set(names)
+
+    @schema
+    class ErrorName(dj.Lookup):
+        definition = """
+        error_name : varchar(64)
+        """
+        contents = [(n,) for n in names]
+
+    @schema
+    class Raiser(dj.Computed):
+        definition = """
+        -> ErrorName
+        """
+
+        def make(self, key):
+            raise getattr(dj.errors, key["error_name"])
+
+    t0 = time.monotonic()
+    result = Raiser().populate(reserve_jobs=True, suppress_errors=True)
+    assert time.monotonic() - t0 < 30
+    assert result["success_count"] == 0 and result["error_count"] == len(names)
+    rows = {r["key"]["error_name"]: r for r in schema.jobs.fetch(as_dict=True)}
+    assert sorted(rows) == names
+    # the class's own name: DataJointError is DjhpcError
+    assert {n: (r["status"], r["error_message"]) for n, r in rows.items()} == \
+        {n: ("error", getattr(dj.errors, n).__name__) for n in names}
+    # without reservation the same: every key in error_list, none retried
+    schema.jobs.delete()
+    result = Raiser().populate(suppress_errors=True)
+    assert result["make_calls"] == result["error_count"] == len(names)
+    assert sorted(message for _, message in result["error_list"]) == sorted(getattr(dj.errors, n).__name__
+                                                                             for n in names)
+
+
+def test_where_an_error_was_raised_decides_whose_it_is():
+    """raised_by_djhpc reads the innermost frame of the traceback: djhpc's modules and the drivers, or anything
+    else (make, the user's helpers)."""
+    import pymysql
+
+    from djhpc import populate
+    from djhpc.errors import LostConnectionError
+
+    def raised(call):
+        try:
+            call()
+        except BaseException as e:
+            return e
+        raise AssertionError("nothing raised")
+
+    def by_make():
+        raise LostConnectionError("make's own")
+
+    def through_djhpc():
+        populate._check_timeout(-1, "make_timeout")  # djhpc.populate raises UsageError
+
+    def reraised_by_make():
+        try:
+            through_djhpc()
+        except dj.UsageError:
+            raise
+
+    assert not populate.raised_by_djhpc(raised(by_make))
+    assert populate.raised_by_djhpc(raised(through_djhpc))
+    assert populate.raised_by_djhpc(raised(reraised_by_make))  # re-raised as it was: still djhpc's
+    assert populate.raised_by_djhpc(raised(lambda: pymysql.connect(host="127.0.0.1", port=1, connect_timeout=1)))
+    assert populate.raised_by_djhpc(LostConnectionError("settled from a commit's reply, never raised"))
+    assert populate.error_message(KeyboardInterrupt()) == "KeyboardInterrupt"
+    assert populate.error_message(SystemExit("SIGTERM received")) == "SystemExit: SIGTERM received"
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+def test_a_connection_lost_inside_make_is_made_again_but_one_make_raises_is_its_error(schema, db):
+    """The server drops make's session while make reads (djhpc's database layer raises LostConnectionError): the
+    key is made again on a new connection. make raising LostConnectionError itself is that key's error, at once."""
+    from test_tables import kill
+
+    @schema
+    class Source(dj.Manual):
+        definition = """
+        n : int
+        """
+
+    calls = []
+
+    @schema
+    class Reader(dj.Computed):
+        definition = """
+        -> Source
+        ---
+        seen : int
+        """
+
+        def make(self, key):
+            calls.append(key["n"])
+            if key["n"] == 2:
+                raise dj.LostConnectionError("make's own words")
+            if key["n"] == 1 and calls.count(1) == 1:
+                kill(self.connection.connection_id)
+            self.insert1(dict(key, seen=len(Source & key)))
+
+    Source.insert([(0,), (1,), (2,)])
+    result = Reader().populate(reserve_jobs=True, suppress_errors=True, order="original", position=0.0)
+    assert sorted(Reader.fetch("n")) == [0, 1] and result["success_count"] == 2
+    assert calls.count(1) == 2 and calls.count(2) == 1, calls
+    row = schema.jobs.fetch1()
+    assert row["key"] == {"n": 2} and row["error_message"] == "LostConnectionError: make's own words"
 
 
 def test_a_bare_memory_error_says_what_ran_out(schema, db):

@@ -78,6 +78,27 @@ def test_an_error_stops_every_process_and_is_raised(pipeline, cores, monkeypatch
     assert "reserved" not in jobs and [r["key"] for r in jobs["error"]] == [{"item": 0}]
 
 
+def test_sys_exit_in_a_childs_make_is_its_keys_error_and_is_raised_with_its_code(pipeline, cores, monkeypatch):
+    """make raising SystemExit (or KeyboardInterrupt) in a child is that key's error, DataJoint's message, as in one
+    process; the parent raises it with its exit code once the other child has given its keys back."""
+    p = pipeline
+    p.Item.insert([(i, i) for i in range(6)])
+    real_make = p.Square.make
+
+    def quits(self, key):
+        if key["item"] == 0:
+            sys.exit(3)
+        real_make(self, key)
+
+    monkeypatch.setattr(p.Square, "make", quits)
+    with pytest.raises(SystemExit) as e:
+        p.Square().populate(processes=2, order="original", suppress_errors=True)
+    assert e.value.code == 3
+    jobs = jobs_by_status(p)
+    assert list(jobs) == ["error"] and [(r["key"], r["error_message"]) for r in jobs["error"]] == \
+        [({"item": 0}, "SystemExit: 3")]
+
+
 def test_display_progress_and_keys(pipeline, cores):
     p = pipeline
     p.Item.insert([(i, i) for i in range(10)])

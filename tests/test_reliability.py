@@ -247,7 +247,9 @@ def test_a_killed_workers_key_is_reclaimable_within_a_second(pipeline, backend, 
         time.sleep(0.02)
     latency = time.monotonic() - killed
     w.wait()
-    assert [c.reason for c in reclaimed] == ["pid-gone"] and latency < 1.0, latency
+    # the PID is gone, or (MariaDB) the session lock went with it first: both are certain evidence. The lease
+    # (30 s and more) is what a reclaim without evidence would wait; 2 s leaves a loaded machine room
+    assert [c.reason for c in reclaimed] in (["pid-gone"], ["session-gone"]) and latency < 2.0, (reclaimed, latency)
     assert start_worker(dict(env, DJHPC_TEST_HOLD="0"), "Held", tmp_path / "again.log").wait(timeout=60) == 0
     assert len(p.Held()) == 1 and len(p.schema.jobs) == 0
 

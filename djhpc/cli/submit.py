@@ -10,13 +10,30 @@ import sys
 
 from .. import durations
 from .. import submit as library
+from ..errors import DjhpcError, UsageError
+from ..pipeline import Pipeline
+from ..plan import PipelinePlan, estimate, plan_pipeline
 from ..schedulers.parallel import check_gnu_parallel, check_halt
-from .common import ArgumentParser
+from . import display
+from .common import ArgumentParser, resolve_target_name, target_or_pipeline
+from .work import add_pipeline_arguments
 
 log = logging.getLogger("djhpc.cli")
 
+PIPELINE_HELP = """A whole pipeline: TARGET without :Class (a module, pipeline.py, or module:schema) means every
+Computed and Imported table it declares. Tables asking for the same resources (their class's `resources`
+attribute, or `tables:` in djhpc.yaml) form a resource class; each class gets its own array, named
+djhpc-PIPELINE-CLASS, whose tasks run `djhpc work PIPELINE --tables <the class's tables>`, sized to the keys
+left of its tables (ready, retrying and still to come, less those blocked by a failure upstream); a class
+with nothing left is not submitted. Settings, weakest first: the profile, the class's resources, the flags
+(a flag such as --partition applies to every class). A partition the scheduler does not have (sinfo,
+qconf -sql) is refused before anything is written.
+"""
+
 SETTINGS_HELP = """settings: djhpc.yaml in this folder or above may set
-  target: pipeline.py:Analysis      the table to populate when TARGET is not given
+  target: pipeline.py:Analysis      the table (or pipeline.py: the pipeline) to populate when TARGET is not given
+  tables:                           resources of a pipeline's tables, e.g.
+    Segmentation: {partition: gpu, gpus: 1, time: 4h}
   scheduler: slurm                  slurm, pbs, torque, sge, lsf, htcondor, parallel or local
   profile: default                  the profile used without --profile (env DJHPC_PROFILE)
   profiles:                         named sets of the flags below, e.g.
@@ -41,8 +58,9 @@ examples:
   djhpc render --array 11
   djhpc render pipeline.py:Analysis --array 4 --scheduler pbs --time 2h --mem 4G
   djhpc render --profile gpu --array 8 -- --max-calls 50
+  djhpc render pipeline.py --array 8                         one script per resource class
 
-""" + SETTINGS_HELP
+""" + PIPELINE_HELP + "\n" + SETTINGS_HELP
 
 SUBMIT_HELP = """Submit a run of populate workers: an array of N tasks, each `djhpc work TARGET`.
 
@@ -59,10 +77,19 @@ examples:
   djhpc submit --array 11 --dry-run                           print and keep the script, submit nothing
   djhpc submit --array 4 --after 12345 --partition gpu --gpus a100:1
   djhpc submit --array 8 --scheduler local                    8 workers in the background here
+  djhpc submit pipeline.py --array 8                          a whole pipeline: one array per resource class
+  djhpc submit pipeline.py --array 8 --plan                   what it would take and cost; submits nothing
 
 then: djhpc progress --watch, djhpc jobs errors, and djhpc submit again to retry what is left.
 
-""" + SETTINGS_HELP
+--plan (a pipeline) prints, from the completion history of past makes, for each resource class: its tables
+with their keys left and the p50/p95 of make time, CPU seconds and peak memory; a proposed --time (a
+task's share of the class's makes at p95 after the classes it waits for, plus one key's way down the
+pipeline, x1.25) and --mem (the largest p95 peak memory x1.25); the CPU-hours and GPU-hours of the makes
+(keys left x make time x the CPUs and GPUs a task holds) at p50 and p95. A table without history gets
+no numbers. Nothing is written or submitted.
+
+""" + PIPELINE_HELP + "\n" + SETTINGS_HELP
 
 PARALLEL_HELP = """Print the GNU parallel command line that runs N populate workers on this machine.
 
@@ -77,6 +104,10 @@ examples:
   djhpc parallel --jobs 4 --run --joblog analysis.joblog
   djhpc parallel --jobs 4 --run --joblog analysis.joblog --resume-failed
   djhpc parallel --jobs 8 --run --halt soon,fail=1 -- --max-calls 100
+  djhpc parallel --jobs 4 --run pipeline.py                  every table of a pipeline, one set of workers
+
+A whole pipeline (TARGET without :Class): one set of workers, each `djhpc work PIPELINE`, takes keys of every
+table (no resource classes here), as many as the keys left of all tables.
 """
 
 
@@ -101,7 +132,9 @@ def _add_parser(sub, name, help_text, description):
                        usage=f"djhpc {name} [TARGET] [options] [-- WORKER_ARGS ...]")
     p.__class__ = WorkerArgsParser
     p.add_argument("target", nargs="?", metavar="TARGET",
-                   help="table as module:Class or path/to/pipeline.py:Class (default: target in djhpc.yaml)")
+                   help="table as module:Class or path/to/pipeline.py:Class, or a whole pipeline as module or "
+                   "pipeline.py (default: target in djhpc.yaml)")
+    add_pipeline_arguments(p.add_argument_group("pipelines (TARGET is a module)"))
     return p
 
 
@@ -166,6 +199,8 @@ def register(sub):
     p = _add_parser(sub, "submit", "submit an array of populate workers", SUBMIT_HELP)
     _add_profile_options(p)
     p.add_argument("--dry-run", action="store_true", help="write and print the script, submit nothing")
+    p.add_argument("--plan", action="store_true", help="a pipeline: print each resource class's keys left, past "
+                   "make times, proposed --time/--mem and CPU/GPU-hours; write and submit nothing")
     p.set_defaults(func=run_submit)
 
     p = _add_parser(sub, "parallel", "print (or --run) the GNU parallel command line for N workers", PARALLEL_HELP)
@@ -185,14 +220,22 @@ def _flags(args) -> dict:
     return {name: getattr(args, name, None) for name in FLAG_NAMES}
 
 
-def _plan(args, *, scheduler=None, array=None, render=True):
+def _plan(args, *, scheduler=None, array=None, render=True, whole=False, need_array=True):
+    """The Run of a table, or the PipelinePlan of a pipeline (one run per resource class; ``whole``: one run)."""
     # stdout is the script, the job ids or the command line: what the pipeline's import prints goes to stderr
     # (DataJoint 2.x logs "connected to ..." on stdout; its handler keeps the stream it finds when imported)
+    options = dict(array=array if array is not None else getattr(args, "array", None),
+                   scheduler=scheduler or getattr(args, "scheduler", None), profile_name=args.profile,
+                   flags=_flags(args), worker_args=args.worker_args, template_dir=getattr(args, "template_dir", None),
+                   render=render)
     with contextlib.redirect_stdout(sys.stderr):
-        return library.plan(args.target, array=array if array is not None else getattr(args, "array", None),
-                            scheduler=scheduler or getattr(args, "scheduler", None), profile_name=args.profile,
-                            flags=_flags(args), worker_args=args.worker_args,
-                            template_dir=getattr(args, "template_dir", None), render=render)
+        loaded = target_or_pipeline(args.target)
+        if isinstance(loaded, Pipeline):
+            return plan_pipeline(loaded, target=resolve_target_name(args.target), tables=args.tables,
+                                 downstream_of=args.downstream_of, whole=whole, need_array=need_array, **options)
+        if args.tables or args.downstream_of:
+            raise UsageError("--tables and --downstream-of need a pipeline TARGET (a module, without :Class)")
+        return library.plan(args.target, **options)
 
 
 def _tell(run) -> None:
@@ -217,6 +260,8 @@ def _print_scripts(run) -> None:
 
 def run_render(args) -> int:
     run = _plan(args)
+    if isinstance(run, PipelinePlan):
+        return _render_pipeline(run)
     if not run.chunks:
         return _nothing_left(run)
     _print_scripts(run)
@@ -226,7 +271,12 @@ def run_render(args) -> int:
 
 
 def run_submit(args) -> int:
-    run = _plan(args)
+    run = _plan(args, render=not args.plan, need_array=not args.plan)
+    if isinstance(run, PipelinePlan):
+        return _print_plan(run) if args.plan else _submit_pipeline(run, dry_run=args.dry_run)
+    if args.plan:
+        raise UsageError("--plan needs a pipeline TARGET (a module, without :Class): for one table, djhpc progress "
+                         "shows its past make times")
     if not run.chunks:
         return _nothing_left(run)
     done = library.submit(run, dry_run=args.dry_run)
@@ -250,7 +300,11 @@ def run_parallel(args) -> int:
     halt = check_halt(args.halt)
     if args.run:
         check_gnu_parallel()
-    run = _plan(args, scheduler="parallel", array=args.jobs, render=False)
+    run = _plan(args, scheduler="parallel", array=args.jobs, render=False, whole=True)
+    if isinstance(run, PipelinePlan):
+        for note in run.notes:
+            log.info("%s", note)
+        [run] = run.runs
     if not run.chunks:
         return _nothing_left(run)
     line = library.parallel_line(run, joblog=args.joblog, halt=halt, resume_failed=args.resume_failed)
@@ -273,3 +327,131 @@ def run_parallel(args) -> int:
     log.warning("GNU parallel reports %s failed worker(s): see %s and djhpc jobs errors; rerun with "
                 "--resume-failed", status if 0 < status < 101 else "some", args.joblog)
     return 1
+
+
+# ------------------------------------------------------------------------------------------- pipelines
+
+
+def _tell_pipeline(plan: PipelinePlan) -> None:
+    for note in plan.notes:
+        log.info("%s", note)
+    for run in plan.runs:
+        _tell(run)
+        if not run.chunks:
+            log.info("nothing to submit for the %s class: %s", run.share.name, run.left_message())
+
+
+def _render_pipeline(plan: PipelinePlan) -> int:
+    if not plan.submitted:
+        _tell_pipeline(plan)
+        log.info("nothing to submit: no keys left of %s", plan.pipeline.label)
+        return 0
+    for run in plan.submitted:
+        print(f"# ==> {run.share.name} class: {', '.join(run.share.tables)} <==")
+        _print_scripts(run)
+    _tell_pipeline(plan)
+    for run in plan.submitted:
+        log.info("%s; %d %s task(s) would be submitted", run.left_message(), run.tasks, run.scheduler.name)
+    return 0
+
+
+def _submit_pipeline(plan: PipelinePlan, *, dry_run: bool) -> int:
+    """One array (or more, split by MaxArraySize) per class with keys left, upstream classes first."""
+    if not plan.submitted:
+        _tell_pipeline(plan)
+        log.info("nothing to submit: no keys left of %s", plan.pipeline.label)
+        return 0
+    done = []
+    for run in plan.submitted:
+        try:
+            done.append((run, library.submit(run, dry_run=dry_run)))
+        except DjhpcError as e:
+            before = [f"job {', '.join(d.job_ids)} ({r.share.name} class)" for r, d in done if d.job_ids]
+            if before:
+                raise type(e)(f"{e} (already submitted: {'; '.join(before)}, which will run)") from e
+            raise
+    if dry_run:
+        for run, _ in done:
+            print(f"# ==> {run.share.name} class: {', '.join(run.share.tables)} <==")
+            _print_scripts(run)
+        _tell_pipeline(plan)
+        where = ", ".join(str(p) for _, d in done for p in d.scripts)
+        log.info("dry run: nothing submitted; scripts kept at %s", where)
+        return 0
+    for _, d in done:
+        for job_id in d.job_ids:
+            print(job_id)
+    sys.stdout.flush()
+    _tell_pipeline(plan)
+    for run, d in done:
+        log.info("submitted %d %s task(s) for %s as job %s; %s", run.tasks, run.scheduler.name, run.name,
+                 ", ".join(d.job_ids), run.left_message())
+    return 0
+
+
+def _print_plan(plan: PipelinePlan) -> int:
+    """--plan: per class, what is left, what past makes took, what to ask for and what it costs."""
+    out = display.console()
+    classes = len(plan.runs)
+    out.print(f"Plan for pipeline {plan.pipeline.label}: {classes} resource class{'es' if classes != 1 else ''}, "
+              "from the completion history of past makes (nothing submitted)")
+    for cost in estimate(plan):
+        run = cost.run
+        out.print()
+        asks = ", ".join(f"{k} {v}" for k, v in run.share.resources) or "the profile's resources"
+        tasks = f"{run.tasks:,} task{'s' if run.tasks != 1 else ''}" if run.tasks else "nothing left: not submitted"
+        if run.tasks and not run.array_given:
+            tasks = "tasks: give --array N"
+        out.print(f"[bold]{display.escape(run.share.name)}[/bold] class ({asks}): {tasks}")
+        t = display.table("Table", "Keys left", "Makes", "Time p50", "Time p95", "CPU p50", "CPU p95",
+                          "Peak mem p50", "Peak mem p95", right=("Keys left", "Makes", "Time p50", "Time p95",
+                                                                 "CPU p50", "CPU p95", "Peak mem p50", "Peak mem p95"))
+        for c in cost.tables:
+            if c.duration is None:
+                t.add_row(c.table, display.number(c.keys_left), "0", "no history", "", "", "", "", "")
+                continue
+            t.add_row(c.table, display.number(c.keys_left), display.number(c.makes),
+                      display.seconds_text(c.duration.median), display.seconds_text(c.duration.p95),
+                      display.seconds_text(c.cpu_seconds.median), display.seconds_text(c.cpu_seconds.p95),
+                      display.megabytes_text(c.max_rss_mb.median), display.megabytes_text(c.max_rss_mb.p95))
+        out.print(t)
+        for line in _plan_lines(cost):
+            out.print(f"  {line}")
+    for note in plan.notes:
+        out.print(f"note: {display.escape(note)}")
+    return 0
+
+
+def _plan_lines(cost) -> list[str]:
+    from ..profile import format_time_slurm
+
+    if not cost.run.tasks:
+        return ["nothing left: no --time, --mem or cost"]
+    if cost.missing:
+        return [f"no history for {', '.join(cost.missing)} (no make of it recorded yet): no --time, --mem or "
+                "cost proposed; make a few keys first (djhpc work with --limit)"]
+    lines = []
+    proposed = []
+    if cost.time_seconds is not None:
+        proposed.append(f"--time {format_time_slurm(cost.time_seconds)}")
+    if cost.mem_mb is not None:
+        proposed.append(f"--mem {cost.mem_mb}M")
+    if proposed:
+        why = ("give --array N" if not cost.run.array_given else "a class it waits for has no history")
+        lines.append("proposed: " + " ".join(proposed) + ("" if cost.time_seconds is not None else
+                                                          f" (no --time: {why})"))
+    cpu50, cpu95 = cost.cpu_hours
+    lines.append(f"cost: {_hours_text(cpu50)} CPU-hours at p50, {_hours_text(cpu95)} at p95 ({cost.cpus} CPU"
+                 f"{'s' if cost.cpus != 1 else ''} a task)")
+    if cost.gpus:
+        gpu50, gpu95 = cost.gpu_hours
+        lines.append(f"      {_hours_text(gpu50)} GPU-hours at p50, {_hours_text(gpu95)} at p95 ({cost.gpus} GPU"
+                     f"{'s' if cost.gpus != 1 else ''} a task)")
+    else:
+        lines.append("      no GPU-hours (no gpus asked)")
+    return lines
+
+
+def _hours_text(hours: float) -> str:
+    """Three significant figures: 0.00417, 1.25, 312."""
+    return f"{hours:,.0f}" if hours >= 100 else f"{hours:.3g}"

@@ -330,6 +330,16 @@ def optional_output(argv: Sequence[str], *, hint: str) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
+def listed_names(argv: Sequence[str], *, hint: str) -> set[str] | None:
+    """One name a line from a listing command (``sinfo -h -o %R``, ``qconf -sql``); None when it is missing or
+    fails (away from the cluster: nothing to check against)."""
+    output = optional_output(argv, hint=hint)
+    if output is None:
+        return None
+    names = {line.strip() for line in output.splitlines() if line.strip()}
+    return names or None
+
+
 def merge_states(live: dict[str, TaskState], past: dict[str, TaskState]) -> dict[str, TaskState]:
     """The live listing is current for what it lists; the history (which lags) only fills in."""
     merged = dict(past)
@@ -516,6 +526,10 @@ class Scheduler:
 
     def site_limits(self) -> SiteLimits:
         return SiteLimits()
+
+    def partitions(self) -> set[str] | None:
+        """The partitions (queues) jobs may be sent to, None when this scheduler is not asked (or cannot say)."""
+        return None
 
     # -- cancel -------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from djhpc.schedulers.base import (
     SiteLimits,
     TaskState,
     command_failed,
+    listed_names,
     merge_states,
     one_line,
     run_command,
@@ -317,6 +318,9 @@ class SgeScheduler(Scheduler):
             if proc.returncode == 0:  # else "job id N not found": not in the accounting file (yet)
                 past.update(parse_qacct(proc.stdout))
         return merge_states(live, past)
+
+    def partitions(self) -> set[str] | None:
+        return listed_names(["qconf", "-sql"], hint=_HINT)
 
     def site_limits(self) -> SiteLimits:
         """max_aj_tasks as the array size limit (our arrays start at 1: the count is the highest index)."""

@@ -21,6 +21,7 @@ from djhpc.schedulers.base import (
     SiteLimits,
     TaskState,
     command_failed,
+    listed_names,
     merge_states,
     one_line,
     optional_output,
@@ -182,6 +183,9 @@ class SlurmScheduler(Scheduler):
         if bad:
             raise UsageError(f"{bad[0]!r} is not a SLURM job id: give the number sbatch printed")
         return ["scancel", *dict.fromkeys(ids)]
+
+    def partitions(self) -> set[str] | None:
+        return listed_names(["sinfo", "-h", "-o", "%R"], hint=_HINT)
 
     def site_limits(self) -> SiteLimits:
         max_array = None

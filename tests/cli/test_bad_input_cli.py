@@ -53,7 +53,8 @@ def djhpc(project, *args, env=None, yaml=None):
 CASES = [
     # (id, args, env, yaml, exact stderr line)
     ("target without a colon", ["work", "pipe.Made"], {}, None,
-     "djhpc: error: target 'pipe.Made' must look like module:Class or path/to/pipeline.py:Class"),
+     "djhpc: error: target 'pipe.Made': pipe is a module, not a package: name one table as pipe:Made or the whole "
+     "pipeline as pipe"),
     ("target that does not import", ["work", "nosuchmodule:Made"], {}, None,
      "djhpc: error: target module nosuchmodule does not import (No module named 'nosuchmodule'): "
      "check the name and PYTHONPATH"),
