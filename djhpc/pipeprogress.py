@@ -34,10 +34,6 @@ def pipeline_progress(pipeline: Pipeline, targets: dict, restrictions=()) -> lis
     return rows
 
 
-def blocked_total(rows: list[dict]) -> int:
-    return sum(r["blocked"] or 0 for r in rows)
-
-
 class _Foresight:
     """Potential key sources of a pipeline's djhpc tables with the default key source."""
 
