@@ -4,9 +4,10 @@ A table's key source holds only the keys whose inputs are made. The keys still t
 *potential* key source: the same join with every pipeline table above it replaced by what that table will hold
 once its own inputs are made (its potential key source, when its primary key is its key source's: one row per
 key). ``waiting`` is what the potential key source adds to the key source; ``blocked``, the part of it that
-depends on a key that failed (or was ignored) upstream and so will not come without a fix. A table with a
-custom ``key_source``, or one whose make inserts several keys per key source key, cannot be foreseen: its
-keys to come are counted only as far as they are already in its key source (``waiting``/``blocked`` None).
+depends on a key that failed (or was ignored) upstream and so will not come without a fix. The same for tables
+written with DataJoint (their primary parents read as DataJoint's own key source reads them). A table with a
+custom ``key_source``, or below one whose make inserts several keys per key source key, cannot be foreseen
+(``waiting``/``blocked`` None).
 """
 
 from __future__ import annotations
@@ -54,15 +55,11 @@ class _Foresight:
         waiting = max(len(potential) - in_key_source, 0)
         if not waiting:
             return 0, 0
-        blocked = set()
+        failed = [k for above in self.pipeline.ancestors[cls] for k in self.failed_keys(above)]
+        if not failed:
+            return waiting, 0
         ks = self._restricted(self._key_source(cls))
-        for above in self.pipeline.ancestors[cls]:
-            failed = self.failed_keys(above)
-            if failed:
-                to_come = potential - ks
-                names = to_come.primary_key
-                blocked |= {tuple(k[n] for n in names) for k in (to_come & failed).fetch(*names, as_dict=True)}
-        return waiting, len(blocked)
+        return waiting, len((potential - ks) & failed)  # a list restricts by any of its keys: each counted once
 
     def failed_keys(self, cls) -> list[dict]:
         """The keys of ``cls`` whose make failed or was ignored (jobs rows)."""
@@ -80,25 +77,38 @@ class _Foresight:
 
     # -------------------------------------------------------------------------------- potential key sources
     def potential_key_source(self, cls):
-        """The join of cls's primary parents with pipeline parents replaced by their potential contents; None
-        when it cannot be foreseen (a DataJoint table, a custom key_source)."""
-        from .autopopulate import AutoPopulate
-
-        if not issubclass(cls, AutoPopulate) or _custom_key_source(cls):
+        """The join of cls's primary parents with pipeline parents replaced by their potential contents (the
+        default key source, as DataJoint builds it); None when it cannot be foreseen (a custom key_source)."""
+        if _custom_key_source(cls):
             return None
         query = None
-        for fk in [fk for fk in cls._declared_spec.foreign_keys if fk.in_key]:
-            parent = self._potential_contents(fk.parent)
-            if parent is None:
+        for parent, renames in self._primary_parents(cls):
+            contents = self._potential_contents(parent)
+            if contents is None:
                 return None
-            renames = {c: p for c, p in zip(fk.attributes, fk.parent_attributes, strict=True) if c != p}
-            part = parent.proj(**renames) if renames else parent.proj()
+            part = contents.proj(**renames) if renames else contents.proj()
+            if hasattr(part, "make_subquery") and contents is not parent:
+                part = part.make_subquery()  # DataJoint would name a base table twice in one FROM clause
             query = part if query is None else query * part
         return self._restricted(query) if query is not None else None
+
+    def _primary_parents(self, cls) -> list[tuple]:
+        """(parent table, {attribute here: attribute there} where they differ) for each primary foreign key."""
+        from .djtarget import is_datajoint_class
+
+        if is_datajoint_class(cls):
+            if self.restrictions:  # djhpc's restrictions are not DataJoint's: nothing foreseen under them
+                return [(None, {})]
+            return [(parent, {a: r for a, r in props["attr_map"].items() if a != r} if props.get("aliased") else {})
+                    for parent, props in cls().parents(primary=True, as_objects=True, foreign_key_info=True)]
+        return [(fk.parent, {c: p for c, p in zip(fk.attributes, fk.parent_attributes, strict=True) if c != p})
+                for fk in cls._declared_spec.foreign_keys if fk.in_key]
 
     def _potential_contents(self, parent):
         """What a parent table will hold: itself, or for a pipeline table with one row per key source key, its
         potential key source."""
+        if parent is None:
+            return None
         table = parent() if isinstance(parent, type) else parent
         cls = self.by_full.get(table.full_table_name)
         if cls is None:

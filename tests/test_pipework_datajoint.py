@@ -3,6 +3,7 @@ five tables as tests/test_pipework.py, each key made once, the failed key's depe
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections import Counter
@@ -53,6 +54,12 @@ def test_datajoint_pipeline_workers_make_every_key_once(dj_chain):
     assert len(history) == len(expected) and max(history.values()) == 1
     made = root_query(f"SELECT session FROM `{dj_chain.schema}`.`__summary`")
     assert {r[0] for r in made} == set(sessions) - {FAILED}
+    # djhpc's view of the DataJoint pipeline: the failed key's dependants are counted blocked, table by table
+    out = run(dj_chain, "-m", "djhpc.cli.main", "progress", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["table"]: r for r in json.loads(out.stdout)}
+    assert list(rows) == ["Motion", "Segment", "Trace", "Quality", "Summary"]
+    assert rows["Motion"]["error"] == 1 and all(rows[t]["blocked"] == 1 for t in TABLES[1:]), rows
     # DataJoint's own view agrees: its progress() of the last table counts the same keys
     out = run(dj_chain, "-c", "import chain; print(chain.Summary().progress(display=False))")
     assert out.returncode == 0 and out.stdout.strip().endswith(f"(0, {len(sessions) - 1})"), out.stdout + out.stderr
