@@ -20,22 +20,13 @@ import time
 from dataclasses import dataclass, replace
 
 from . import backoff, populate
-from .errors import ConnectError, DjhpcError, LostConnectionError, TransientError
+from .errors import DjhpcError, LostConnectionError, TransientError
 from .history import History
 from .liveness import Reaper
 from .pipeline import Pipeline
 from .reservation import Reservations
-from .signals import Interrupted, stop_signals
 from .walltime import Walltime
-from .worker import (
-    EXIT_DATABASE_UNREACHABLE,
-    EXIT_FAILURES,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    KeyLog,
-    WorkOptions,
-    scheduler_for_reaping,
-)
+from .worker import EXIT_FAILURES, EXIT_OK, KeyLog, WorkOptions, guarded, scheduler_for_reaping
 
 log = logging.getLogger(__name__)
 
@@ -113,19 +104,9 @@ class PipelineWorker:
         """Work until nothing more can come; the exit code of ``djhpc work``."""
         self.upstream = [t for t in (upstream or []) if t not in self.order]
         self.watched = list(self.order) + self.upstream
-        with stop_signals(exit_code=EXIT_INTERRUPTED):
-            try:
-                self._loop()
-            except (Interrupted, KeyboardInterrupt) as e:
-                log.warning("%s: reservations released; submit again to continue", e)
-                return EXIT_INTERRUPTED
-            except ConnectError as e:
-                log.error("%s", e)
-                return EXIT_DATABASE_UNREACHABLE
-            except DjhpcError:
-                raise
-            finally:
-                self.keylog.close()
+        stopped, _ = guarded(self._loop, self.keylog)
+        if stopped is not None:
+            return stopped
         t = self.totals
         log.info("%s: %d made, %d failed, %d skipped", self.pipeline.label, t.made, t.failed, t.skipped)
         return EXIT_FAILURES if t.failed else EXIT_OK

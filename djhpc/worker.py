@@ -78,13 +78,34 @@ def scheduler_for_reaping():
         return None
 
 
+def guarded(loop, keylog: KeyLog):
+    """(None, what ``loop()`` returned), or (the exit code, None) when it stopped early: a stop signal (the keys
+    given back), a KeyboardInterrupt make raised, a database that stayed away. The first stop signal raises
+    Interrupted (populate rolls back and gives the keys back); a second one, while that goes on, leaves at once
+    with EXIT_INTERRUPTED. The key log is closed either way."""
+    with stop_signals(exit_code=EXIT_INTERRUPTED):
+        try:
+            return None, loop()
+        except Interrupted as e:
+            log.warning("%s: reservations released; submit again to continue", e)
+            return EXIT_INTERRUPTED, None
+        except KeyboardInterrupt:  # raised by make itself (SIGINT here raises Interrupted): that key's error
+            log.warning("make raised KeyboardInterrupt: its key is an error (djhpc jobs retry runs it again); the "
+                        "other reservations released")
+            return EXIT_INTERRUPTED, None
+        except ConnectError as e:
+            log.error("%s", e)
+            return EXIT_DATABASE_UNREACHABLE, None
+        finally:
+            keylog.close()
+
+
 def work(table_class, options: WorkOptions) -> int:
     """Run one worker on ``table_class`` (a djhpc table, or one written with DataJoint); returns the exit code."""
     target = target_for(table_class)
     keylog = KeyLog(target.table_name, options.log_path)
-    # the first stop signal raises Interrupted (populate rolls back and gives the keys back); a second one,
-    # while that goes on, leaves at once with EXIT_INTERRUPTED
-    with stop_signals(exit_code=EXIT_INTERRUPTED):
+
+    def loop():
         history = History(target.connection, target.database, target.history_table)
         walltime = Walltime.detect(lambda: history.typical_duration(target.table_name))
         if walltime:
@@ -92,22 +113,11 @@ def work(table_class, options: WorkOptions) -> int:
                      dt.datetime.fromtimestamp(walltime.end).astimezone().isoformat(timespec="seconds"))
         opts = replace(options.populate, reserve_jobs=True, on_key=keylog, walltime=walltime,
                        scheduler=scheduler_for_reaping())
-        try:
-            result = populate.run(target, options.restrictions, opts)
-        except Interrupted as e:
-            log.warning("%s: reservations released; submit again to continue", e)
-            return EXIT_INTERRUPTED
-        except KeyboardInterrupt:  # raised by make itself (SIGINT here raises Interrupted): that key's error
-            log.warning("make raised KeyboardInterrupt: its key is an error (djhpc jobs retry runs it again); the "
-                        "other reservations released")
-            return EXIT_INTERRUPTED
-        except ConnectError as e:
-            log.error("%s", e)
-            return EXIT_DATABASE_UNREACHABLE
-        except DjhpcError:
-            raise
-        finally:
-            keylog.close()
+        return populate.run(target, options.restrictions, opts)
+
+    stopped, result = guarded(loop, keylog)
+    if stopped is not None:
+        return stopped
     log.info("%s: %d made, %d failed, %d skipped", target.name, result["success_count"],
              result["error_count"], result["skipped_count"])
     return EXIT_FAILURES if result["error_count"] else EXIT_OK
