@@ -201,7 +201,7 @@ def test_submit_records_one_array_per_class(chain):
     out = chain.run("status", "--schema", chain.schema, "--quiet")
     assert out.returncode == 0, out.stderr  # (the fake cluster knows no job: their tasks show as unknown)
     assert [line.split("\t")[:3] for line in out.stdout.splitlines()] == [
-        ["4242", "slurm", "Segment"], ["4241", "slurm", "Motion,Trace,Quality,Summary"]]
+        ["4242", "slurm", "Segment"], ["4241", "slurm", "Motion, Trace, Quality, Summary"]]
 
 
 def test_a_class_with_nothing_left_is_not_submitted(chain):
