@@ -82,7 +82,7 @@ def test_one_array_per_resource_class_makes_every_key_once(slurm, mysql_user, my
     out = project.djhpc("status", "--schema", mysql_schema, "--quiet")
     assert out.returncode == 0, out.stderr
     assert {tuple(line.split("\t")[:3]) for line in out.stdout.splitlines()} == {
-        (default_job, "slurm", "Motion,Trace,Quality,Summary"), (gpu_job, "slurm", "Segment")}
+        (default_job, "slurm", "Motion, Trace, Quality, Summary"), (gpu_job, "slurm", "Segment")}
 
     # all that is left failed or is blocked by the failure: nothing to submit
     out = project.djhpc("submit", "chain.py", "--array", 3)
