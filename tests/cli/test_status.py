@@ -223,12 +223,11 @@ def test_status_of_a_pipeline_table_by_table(backend, db, schema_name, tmp_path)
 
 
 @pytest.mark.slurm
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
 def test_status_of_a_pipeline_array_on_slurm(slurm, backend, db, schema_name, tmp_path):
     """Two SLURM array tasks run `djhpc work chain.py` over four new sessions: while they run, each table's row
     names the array and the tasks holding its keys; when they are done, nothing is held. On MariaDB only (the
     rows are the same on SQLite, which the local-run tests above cover): the suite's time is spent once."""
-    if backend.startswith("sqlite"):
-        pytest.skip("run on MariaDB only: the same rows on SQLite are covered by the local-run tests")
     project = filled_chain(tmp_path / "project", backend, schema_name, more=(6, 7, 8, 9))
     out = subprocess.run(["sbatch", "--parsable", "--array=1-2", "--output=/dev/null", f"--chdir={project.folder}",
                           "--wrap", f"{sys.executable} -m djhpc.cli.main work chain.py"],
