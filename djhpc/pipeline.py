@@ -315,14 +315,22 @@ def _free_ancestors(table, part_name: str) -> list[str]:
         return []
 
 
+def custom_key_source(cls) -> bool:
+    """Whether the table class (djhpc's or DataJoint's) defines its own key_source instead of the default join."""
+    return any("key_source" in vars(k) for k in cls.__mro__ if not k.__module__.startswith(("djhpc.", "datajoint.")))
+
+
+def key_source(cls):
+    """The table's key source as a query (a key_source property may give a table class)."""
+    ks = cls().key_source
+    return ks() if isinstance(ks, type) else ks
+
+
 def _read_by_key_source(cls, full: dict) -> set:
     """The pipeline tables (other than ``cls``) that a custom key_source names in its SQL."""
-    if not any("key_source" in vars(k) for k in cls.__mro__ if not k.__module__.startswith(("djhpc.", "datajoint."))):
+    if not custom_key_source(cls):
         return set()
-    ks = cls().key_source
-    if isinstance(ks, type):
-        ks = ks()
-    sql = ks.make_sql()
+    sql = key_source(cls).make_sql()
     sql = sql[0] if isinstance(sql, tuple) else sql
     return {c for c, f in full.items() if c is not cls and re.search(re.escape(f), sql)}
 

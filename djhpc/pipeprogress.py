@@ -13,7 +13,7 @@ custom ``key_source``, or below one whose make inserts several keys per key sour
 from __future__ import annotations
 
 from . import jobrows
-from .pipeline import Pipeline
+from .pipeline import Pipeline, custom_key_source, key_source
 
 FIELDS = ("table", "table_name", "total", "done", "remaining", "ready", "waiting", "blocked", "reserved", "error",
           "ignore", "pending")
@@ -58,7 +58,7 @@ class _Foresight:
         failed = [k for above in self.pipeline.ancestors[cls] for k in self.failed_keys(above)]
         if not failed:
             return waiting, 0
-        ks = self._restricted(self._key_source(cls))
+        ks = self._restricted(key_source(cls))
         return waiting, len((potential - ks) & failed)  # a list restricts by any of its keys: each counted once
 
     def failed_keys(self, cls) -> list[dict]:
@@ -79,7 +79,7 @@ class _Foresight:
     def potential_key_source(self, cls):
         """The join of cls's primary parents with pipeline parents replaced by their potential contents (the
         default key source, as DataJoint builds it); None when it cannot be foreseen (a custom key_source)."""
-        if _custom_key_source(cls):
+        if custom_key_source(cls):
             return None
         query = None
         for parent, renames in self._primary_parents(cls):
@@ -118,15 +118,8 @@ class _Foresight:
             return None
         return potential
 
-    def _key_source(self, cls):
-        ks = cls().key_source
-        return ks() if isinstance(ks, type) else ks
-
     def _restricted(self, query):
         for r in self.restrictions:
             query = query & r
         return query
 
-
-def _custom_key_source(cls) -> bool:
-    return any("key_source" in vars(k) for k in cls.__mro__ if not k.__module__.startswith(("djhpc.", "datajoint.")))

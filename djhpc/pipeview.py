@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from . import jobrows
 from .errors import UsageError
 from .pipeline import Pipeline
-from .pipeprogress import pipeline_progress
+from .pipeprogress import FIELDS, pipeline_progress
 from .progress import RATE_WINDOW_SECONDS, TableProgress, add_history, estimated_seconds, eta_text, live_workers
 
 # the keys pipeline_progress gives per table, in its order: --json keeps them
-PIPELINE_FIELDS = ("table", "table_name", "total", "done", "remaining", "ready", "waiting", "blocked", "reserved",
-                   "error", "ignore", "pending")
+PIPELINE_FIELDS = FIELDS
 
 
 @dataclass
