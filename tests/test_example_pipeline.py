@@ -28,7 +28,10 @@ BELOW_MOTION = ("Segmentation", "Traces", "Events", "Summary")
 
 def walkthrough_env(tmp_path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJHPC_", "DJ_", "SLURM_", "EXAMPLE_"))}
-    env.update(PYTHONPATH=str(ROOT), XDG_CONFIG_HOME=str(tmp_path / "config"), EXAMPLE_MAKE_SECONDS="0.03",
+    # makes at a tenth of their length: MotionCorrection's 60 keys then last ~2 s over four workers, longer than
+    # a waiting gpu worker's first looks (0.5 s, then 1 s later), so that pipelining shows whatever the load
+    # (with 0.03 the motion corrections could all end before a gpu worker looked again)
+    env.update(PYTHONPATH=str(ROOT), XDG_CONFIG_HOME=str(tmp_path / "config"), EXAMPLE_MAKE_SECONDS="0.1",
                DJHPC_PIPELINE_LOOK_SECONDS="0.5")
     return env
 
