@@ -5,6 +5,7 @@ run alone. What it adds to a row: % of ideal, rows read per job, server CPU ms p
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -23,8 +24,10 @@ sys.path.pop(0)
 def private_server(workers: int):
     """A fresh MariaDB for one run, with room for every worker's connection (and a heartbeat's) and the runner's."""
     with tempfile.TemporaryDirectory(prefix="djhpc-bench-scale-") as base:
-        server = PrivateMariaDB(Path(base) / "mariadb", options=(f"--max-connections={2 * workers + 50}",
-                                                                 "--innodb-buffer-pool-size=256M"))
+        options = [f"--max-connections={2 * workers + 50}", "--innodb-buffer-pool-size=256M"]
+        if os.environ.get("DJHPC_BENCH_GENERAL_LOG"):  # every statement the server ran, to see where they go
+            options += ["--general-log=1", f"--general-log-file={os.environ['DJHPC_BENCH_GENERAL_LOG']}-{workers}"]
+        server = PrivateMariaDB(Path(base) / "mariadb", options=tuple(options))
         server.install()
         server.start()
         try:

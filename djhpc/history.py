@@ -13,6 +13,8 @@ import resource
 import statistics
 import sys
 
+from .db.pending import ChecksFence
+
 HISTORY_TABLE = "~history"
 _created: set = set()
 
@@ -47,10 +49,14 @@ class History:
 
     def record_statement(self, table_name: str, key_hash: str, worker, started: float, duration: float,
                          cpu_seconds: float, max_rss_mb: float) -> tuple[str, tuple]:
+        """The row as (sql, params); on MySQL a ``ChecksFence``, which can also check the fence before it."""
         started_at = dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None)
-        sql = self.connection.dialect.queries["record_history"].format(history=self.table)
-        return sql, (table_name, key_hash, worker.host, worker.pid, worker.sched_job_id, worker.sched_task_id,
-                     started_at.isoformat(sep=" "), duration, cpu_seconds, max_rss_mb)
+        queries = self.connection.dialect.queries
+        sql = queries["record_history"].format(history=self.table)
+        params = (table_name, key_hash, worker.host, worker.pid, worker.sched_job_id, worker.sched_task_id,
+                  started_at.isoformat(sep=" "), duration, cpu_seconds, max_rss_mb)
+        checked = queries.get("record_history_checked")
+        return ChecksFence(sql, params, checked.format(history=self.table)) if checked else (sql, params)
 
     def recent_durations(self, table_name: str, limit: int = 200) -> list[float]:
         self.ensure_table()

@@ -147,6 +147,13 @@ CREATE TABLE IF NOT EXISTS {history} (
 INSERT INTO {history} (`table_name`, `key_hash`, `host`, `pid`, `sched_job_id`, `sched_task_id`, `started_at`,
   `duration`, `cpu_seconds`, `max_rss_mb`) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 
+-- name: record_history_checked
+-- only: mysql. record_history that also checks the fence before it (Connection.commit_with): it fails (error 1242)
+-- unless the statement before it changed exactly one row, so the separate fence_check statement is not needed
+INSERT INTO {history} (`table_name`, `key_hash`, `host`, `pid`, `sched_job_id`, `sched_task_id`, `started_at`,
+  `duration`, `cpu_seconds`, `max_rss_mb`) VALUES (IF(ROW_COUNT() = 1, %s, (SELECT 1 UNION ALL SELECT 2)),
+  %s, %s, %s, %s, %s, %s, %s, %s, %s)
+
 -- name: recent_durations
 SELECT `duration` FROM {history} WHERE `table_name` = %s ORDER BY `id` DESC LIMIT %s
 

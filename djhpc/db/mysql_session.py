@@ -22,7 +22,7 @@ from pymysql.constants import CLIENT
 
 from ..errors import ConnectError, DatabaseError, LostConnectionError, ServerFullError, UnreachableError
 from . import wire
-from .pending import DeferredCursor, PendingCommit
+from .pending import FENCE_CHECK_FAILED, ChecksFence, DeferredCursor, PendingCommit
 
 log = logging.getLogger(__name__)
 
@@ -273,15 +273,20 @@ class MySQLSession:
     def commit_with(self, statements, *, begin_next: bool, wait: bool, context: str,
                     one_row_at: int | None = None) -> PendingCommit:
         """Make's queued inserts, ``statements``, COMMIT and optionally BEGIN, in one packet. The statement at
-        ``one_row_at`` is followed by the ``fence_check`` statement, which fails unless it changed one row."""
+        ``one_row_at`` is followed by the ``fence_check`` statement, which fails unless it changed one row, or
+        checked by the statement after it when that one can (``ChecksFence``: the history row)."""
         conn = self.conn
         self.settle()
         cur = conn._raw.cursor()
         queued = self.take_deferred()  # make's inserts go first
         parts = [text for text, _, _ in queued]
+        checked_by_next = one_row_at is not None and one_row_at + 1 < len(statements) \
+            and isinstance(statements[one_row_at + 1], ChecksFence)
         for index, (sql, params) in enumerate(statements):
+            if checked_by_next and index == one_row_at + 1:
+                sql = statements[index].checked  # the statement after the fence checks it: one statement less
             parts.append(cur.mogrify(sql, params))
-            if index == one_row_at:
+            if index == one_row_at and not checked_by_next:
                 parts.append(conn.dialect.queries["fence_check"])
         parts.append("COMMIT")
         if begin_next:
@@ -290,6 +295,7 @@ class MySQLSession:
         conn.stats.commits += 1
         pending = PendingCommit(self, queued=queued, statements=len(statements), context=context,
                                 one_row_at=one_row_at)
+        pending.checked_by_next = checked_by_next
         text = ";\n".join(parts)
         try:
             if not wait:
@@ -331,7 +337,10 @@ class MySQLSession:
             return err, None
         at = done - len(pending.queued)
         fence = pending.one_row_at
-        if fence is not None and at > fence:
+        if fence is not None and pending.checked_by_next:
+            if at == fence + 1 and getattr(exc, "args", (None,))[0] == FENCE_CHECK_FAILED:
+                at = fence  # the statement after the fence failed its check: the fence changed other than one row
+        elif fence is not None and at > fence:
             at -= 1  # the fence check after statement ``fence`` is not one of the caller's: its failure is fence's
         return err, (at if 0 <= at < pending.statements else None)
 

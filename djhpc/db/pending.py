@@ -18,6 +18,7 @@ class PendingCommit:
                  one_row_at: int | None = None):
         self._session = session
         self.one_row_at = one_row_at
+        self.checked_by_next = False  # the statement after the fence checks it (ChecksFence)
         self.queued = queued
         self.statements = statements
         self.context = context
@@ -38,6 +39,20 @@ class PendingCommit:
         pending = cls()
         pending.settle(error, failed_at)
         return pending
+
+
+class ChecksFence(tuple):
+    """A closing statement ``(sql, params)`` with a variant, ``checked``, that also fails (error 1242) unless the
+    statement before it changed exactly one row: placed right after a fence, it saves the fence_check statement
+    (MySQL's commit packet). Elsewhere it is the plain statement."""
+
+    def __new__(cls, sql: str, params: tuple, checked: str):
+        self = super().__new__(cls, (sql, params))
+        self.checked = checked
+        return self
+
+
+FENCE_CHECK_FAILED = 1242  # the checked statements' error: a subquery that returns two rows
 
 
 def run_in_turn(statements, execute, errors, *, one_row_at: int | None = None,
