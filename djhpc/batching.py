@@ -18,6 +18,7 @@ COUNT_SECONDS = 0.25  # among other workers, count what is left at most this oft
 COUNTERS = 4  # among many holders, counts per COUNT_SECONDS over all of them
 MAX_RESEEKS = 16  # jumps per worker after losing races: bounded, so the end game cannot spin
 OFFER_MAX = 128  # keys offered at most in one reservation
+CONTENDED_OFFER = 16  # keys offered at least among other walks: one reservation passes over others' held keys
 
 
 def end_game_batch(left: int, held: int, holders: int) -> int:
@@ -43,8 +44,10 @@ class BatchPolicy:
         return max(1, min(self.batch, budget, self.end_cap))
 
     def offer(self, want: int) -> int:
-        """Keys to offer for ``want``: among other walks twice as many, since some will turn out held."""
-        return min(OFFER_MAX, 2 * want) if self.contended else want
+        """Keys to offer for ``want``: among other walks twice as many and at least CONTENDED_OFFER, since some
+        will turn out held (the statement takes the first free ones: a reservation that wins nothing costs a
+        whole round of statements, offering more costs a few index reads)."""
+        return min(OFFER_MAX, max(CONTENDED_OFFER, 2 * want)) if self.contended else want
 
     def made(self, seconds: float):
         """A make took ``seconds``: hold about HOLD_SECONDS of work (fewer keys among other walks); batches at
@@ -58,8 +61,9 @@ class BatchPolicy:
         self.batch = 1
 
     def count_due(self, now: float) -> bool:
-        """Whether to count the keys left along with the next reservation (only among other walks)."""
-        return self.contended and now >= self.next_count_at
+        """Whether to count the keys left along with the next reservation: only among other walks, and only
+        while batches hold more than one key (the count caps the batch; one key at a time needs no cap)."""
+        return self.contended and self.batch > 1 and now >= self.next_count_at
 
     def end_game(self, left: int, held: int, holders: int, seconds: float, now: float):
         """Counts read with a reservation that took ``seconds``: cap the batch, count again later; among many

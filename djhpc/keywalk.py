@@ -44,9 +44,10 @@ class KeyWalker:
         rows = self._fetch(self.q, limit=1, offset=offset)
         return rows[0] if rows else None
 
-    def reseek(self, fraction: float):
-        """Continue the walk from another point (``fraction`` of the pending keys); the walk restarts there."""
-        self.start = self._key_at(int(fraction * len(self.q)))
+    def reseek(self, fraction: float, pending: int | None = None):
+        """Continue the walk from another point (``fraction`` of the ``pending`` keys, counted if not given); the
+        walk restarts there."""
+        self.start = self._key_at(int(fraction * (len(self.q) if pending is None else pending)))
         self.buffer.clear()
         self.cursor = None
         self.phase = 1
@@ -76,6 +77,11 @@ class KeyWalker:
         """Drop the first ``count`` keys of the buffer: they have been handed out, reserved or seen held."""
         for _ in range(min(count, len(self.buffer))):
             self.buffer.popleft()
+
+    def stop(self):
+        """End the walk here: nothing it could offer is free (see populate's end game)."""
+        self.buffer.clear()
+        self.done = True
 
     def window_size(self, n: int) -> int:
         return min(WINDOW, max(self.min_window, 4 * n))

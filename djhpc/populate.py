@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import backoff, blob, signals
-from .batching import MAX_BATCH, BatchPolicy
+from .batching import CONTENDED_OFFER, MAX_BATCH, BatchPolicy
 from .db.connection import reconnect_seconds
 from .deadline import Deadline
 from .errors import (
@@ -38,7 +38,7 @@ from .history import enabled as history_enabled
 from .inflight import InFlight, InFlightTracker, Verdict
 from .keywalk import MIN_WINDOW, WINDOW, KeyWalker
 from .liveness import Reaper
-from .reservation import Claim, Closing, Made, Reservations, ReserveRequest, Worker, key_hash, turns_for
+from .reservation import Claim, Closing, Made, Reservations, ReserveRequest, Worker, key_hash, takes_turns
 from .schedulers import taskenv
 from .signals import Interrupted, stop_signals
 from .target import TableTarget
@@ -149,6 +149,8 @@ class _Runner:
         if self.history:
             self.history.ensure_table()
         self.held: deque[Claim] = deque()
+        self.reservations_sent = 0
+        self.holders_seen = 0  # workers holding keys of the table at the last count
         self.next_reap = 0.0
         self._opens_at_reserve = None  # the connection's opens when this loop first reserved (see _may_hold_orphans)
         self.stopped_early = False  # the loop left by an exception (see run)
@@ -261,7 +263,7 @@ class _Runner:
         except (TransientError, LostConnectionError) as e:
             log.warning("could not look for dead workers (%s)", e)
             return
-        self.jobs.turns = turns_for(self.reaper.owners_seen)
+        self.jobs.in_turn = takes_turns(max(self.reaper.owners_seen, self.holders_seen))
         if reclaimed:
             self.next_pending_check = 0.0
             self.final_reap_done = False
@@ -340,7 +342,10 @@ class _Runner:
         size = walker.window_size(n)
         window = walker.next_window(size) \
             if not self.conn.is_sqlite and len(walker.buffer) < len(offer) + n else None
-        counting = self.policy.count_due(time.monotonic())
+        # the second reservation also counts the holders (once every worker started together has reserved):
+        # among many, reservers take no turns
+        counting = self.policy.count_due(time.monotonic()) or (self.reservations_sent == 1 and not self.conn.is_sqlite)
+        self.reservations_sent += 1
         then = ([window] if window else []) + (self._left_statements(walker) if counting else [])
         t0 = time.monotonic()
         taken = self.jobs.take(ReserveRequest(
@@ -355,17 +360,37 @@ class _Runner:
         if counting:
             now = time.monotonic()
             self.policy.end_game(taken.then[-2][0][0], *taken.then[-1][0], now - t0, now)
+            self.holders_seen = int(taken.then[-1][0][1])
+            self.jobs.in_turn = takes_turns(max(self.reaper.owners_seen, self.holders_seen))
         missed = taken.seen_taken + taken.lost
         self.result.skipped_count += missed
         self.result.lost_count += taken.lost
         self.result.seen_taken_count += taken.seen_taken
         if missed:
             jump = self.policy.met_others(not taken.claims, walker.done)
+            # among other walks offers are larger (passing over held keys): read windows that fill them
+            walker.min_window = max(walker.min_window, 2 * CONTENDED_OFFER)
             if jump is not None:
-                # every key offered was held: this walk has caught up with another; jump elsewhere
-                walker.reseek(jump)
+                # every key offered was held: this walk has caught up with another; jump elsewhere, unless
+                # every key left is held (the end of the run: W workers jumping about would each spin)
+                left, held = self._left_and_held(walker)
+                if left <= held and not self.restrictions:
+                    walker.stop()
+                else:
+                    walker.reseek(jump, left)
                 self._prep.clear()
         self.held.extend(taken.claims)
+
+    def _left_and_held(self, walker: KeyWalker) -> tuple[int, int]:
+        """(keys not made yet, keys reserved) of the table, in one round trip on MySQL. Only reserved rows count
+        as held: a key that failed or waits for a retry is left but not held, so ``left <= held`` means that no
+        key is free (without restrictions, where every reserved row is a key of the walk)."""
+        statements = self._left_statements(walker)
+        if self.conn.is_sqlite:
+            results = [self.conn.query(sql, params, context="count").fetchall() for sql, params in statements]
+        else:
+            results = [rows for _, rows in self.conn.script(statements, context="count")]
+        return int(results[0][0][0]), int(results[1][0][0])
 
     def _left_statements(self, walker: KeyWalker) -> list:
         """Counts of the keys left and of the keys held and their holders, sent with a reservation."""

@@ -8,7 +8,9 @@ Protocol (the invariants the tests check):
   Reserving is one ``INSERT ... SELECT`` that skips keys already reserved/failed/ignored and keys already
   in the target table (``NOT EXISTS``). Reservers of a table take turns, so that statement sees every
   earlier reservation and no two workers race for a key: on MySQL it is sent in one packet between
-  ``GET_LOCK`` and ``RELEASE_LOCK`` with the read of the keys won, so a batch costs one round trip.
+  ``GET_LOCK`` and ``RELEASE_LOCK`` with the read of the keys won, so a batch costs one round trip. Among many
+  workers (``takes_turns``) there are no turns: INSERT IGNORE skips a key another worker inserts at the same
+  time, and a fresh read in the same packet gives back any key made while the statement's view was older.
 - Completing is ``DELETE ... WHERE token = ?`` followed by a check that fails unless it deleted exactly one
   row, as the last statements of make's own transaction (``closing``): if the reservation was reclaimed, the
   check fails, the commit never runs, and the failure is recognised by the check's position (fencing).
@@ -283,19 +285,19 @@ class ReservedRow:
     position: int = 0  # order in its reservation batch: the worker makes its batch in this order
 
 
-WORKERS_PER_TURN = 16  # reservers per turn lock: a turn takes ~5 ms, so 16 workers keep a lock ~10 % busy
+TURN_WORKERS = 32  # reservers that take turns at most: a turn takes ~5 ms, so 32 keep the lock ~15 % busy
 
 
-def turns_for(workers: int) -> int:
-    """How many turn locks the reservers of a table use when ``workers`` hold reservations in its schema."""
-    return max(1, int(workers) // WORKERS_PER_TURN)
+def takes_turns(workers: int) -> bool:
+    """Whether the reservers of a table take turns when ``workers`` hold reservations in its schema: among a
+    few, turns cost two statements and spare races; among many, every reservation would queue behind the
+    others (the wait grows with W), so they reserve without turns and read afresh which keys were made."""
+    return int(workers) <= TURN_WORKERS
 
 
-def reserve_lock_name(schema: str, table_name: str, shard: int = 0) -> str:
-    """The named lock that reservers of one table take turns on (MySQL limits names to 64 characters); with many
-    workers, each shard of them has its own (see ``Reservations.turns``)."""
-    name = "djhpc-reserve:" + hashlib.sha1(f"{schema}.{table_name}".encode()).hexdigest()
-    return name if not shard else f"{name}:{shard}"
+def reserve_lock_name(schema: str, table_name: str) -> str:
+    """The named lock that reservers of one table take turns on (MySQL limits names to 64 characters)."""
+    return "djhpc-reserve:" + hashlib.sha1(f"{schema}.{table_name}".encode()).hexdigest()
 
 
 def lock_name(owner: str) -> str:
@@ -345,10 +347,9 @@ class Reservations:
         self._heartbeat = None
         self._read_committed = True
         self._lock_skip_until = 0.0
-        #: how many locks the reservers of a table take turns on: 1 among a few workers; among many, one lock for
-        #: all would serialise every reservation (turns queue up, ~5 ms each), so they are split in shards by
-        #: owner, and each reservation made beside other shards checks afresh for keys made meanwhile
-        self.turns = 1
+        #: whether reservers take turns on the table's lock (``takes_turns``): among many workers they do not,
+        #: and each reservation checks afresh, in its packet, for keys made meanwhile
+        self.in_turn = True
         self._offers: dict[tuple, str] = {}  # statement shape (keys, key columns, limited, ...) -> its text
 
     # -------------------------------------------------------------- liveness
@@ -502,9 +503,8 @@ class Reservations:
         statement runs anyway, unserialized but still correct (INSERT IGNORE), and the lock is skipped for a
         while. The reservation reads committed rows, not locking ones, so it never deadlocks with completions.
         """
-        shard = int(self.worker.owner[:8], 16) % self.turns if self.turns > 1 and self.worker.owner else 0
-        lock = reserve_lock_name(self.schema, request.table_name, shard)
-        use_lock = time.monotonic() >= self._lock_skip_until
+        lock = reserve_lock_name(self.schema, request.table_name)
+        use_lock = self.in_turn and time.monotonic() >= self._lock_skip_until
         statements = [(self._sql("take_reserve_lock"), (lock, RESERVE_LOCK_WAIT))] if use_lock else []
         if self._read_committed:
             statements.append((self._sql("read_committed_next"), ()))
@@ -512,8 +512,8 @@ class Reservations:
         if not statement[0].rstrip().endswith("RETURNING `key_hash`"):  # else the reservation returns its winners
             statements.append((self._sql("winners"), (request.table_name, token)))
         winners_at = len(statements) - 1
-        recheck = self.turns > 1 and bool(request.done_table and request.key_columns)
-        if recheck:  # beside other shards' reservers: a fresh read of keys made meanwhile, in the same packet
+        recheck = not self.in_turn and bool(request.done_table and request.key_columns)
+        if recheck:  # beside reservers out of turn: a fresh read of keys made meanwhile, in the same packet
             statements.append(self._made_meanwhile(request, request.hashes, request.encoded))
         if use_lock:
             statements.append((self._sql("release_reserve_lock"), (lock,)))
@@ -540,7 +540,7 @@ class Reservations:
             won -= self._give_back_made(request, token, won, {r[0] for r in results[winners_at + 1][1]})
         elif won and not got_lock and request.done_table and request.key_columns:
             won -= self._give_back_made(request, token, won)
-        return won, got_lock and self.turns == 1, later
+        return won, got_lock, later
 
     def _made_meanwhile(self, request: ReserveRequest, hashes, encoded) -> tuple[str, tuple]:
         """The read of which of these offered keys have their row in the target table now (``made_meanwhile``)."""
@@ -551,10 +551,10 @@ class Reservations:
         return sql, tuple(p for h, enc in zip(hashes, encoded, strict=True) for p in (h, *enc))
 
     def _give_back_made(self, request: ReserveRequest, token, won: set, made: set | None = None) -> set:
-        """Out of turn (or beside other shards), the reservation read an older view of the tables: a key another
+        """Out of turn, the reservation read an older view of the tables: a key another
         worker reserved, made and committed within that view's lifetime looked free. Find such keys with a fresh
         read (or take ``made``, read in the same packet) and drop their reservations, so they are never made
-        twice. Rare: only when the turn could not be had, or among many workers."""
+        twice. Rare: only when the turn could not be had, or among many workers (who take no turns)."""
         if made is None:
             offered = [(h, enc) for h, enc in zip(request.hashes, request.encoded, strict=True) if h in won]
             sql, params = self._made_meanwhile(request, [h for h, _ in offered], [e for _, e in offered])

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from djhpc.batching import CONTENDED_BATCH, HOLD_SECONDS, MAX_BATCH, MAX_RESEEKS, OFFER_MAX, BatchPolicy
+from djhpc.batching import (
+    CONTENDED_BATCH,
+    CONTENDED_OFFER,
+    HOLD_SECONDS,
+    MAX_BATCH,
+    MAX_RESEEKS,
+    OFFER_MAX,
+    BatchPolicy,
+)
 
 
 def test_batches_grow_while_makes_are_fast_at_most_doubling():
@@ -40,6 +48,18 @@ def test_among_other_walks_batches_are_smaller_and_offers_larger():
     assert p.batch == CONTENDED_BATCH
     assert p.offer(p.want(32)) == 2 * CONTENDED_BATCH
     assert p.offer(100) == OFFER_MAX
+    assert p.offer(1) == CONTENDED_OFFER  # one key wanted: a few offered, so held keys are passed over at once
+
+
+def test_a_worker_taking_one_key_at_a_time_never_counts_what_is_left():
+    """Issue 16: the count caps batches; slow makes are taken one at a time, so each count (which reads every key
+    left) would be wasted."""
+    p = BatchPolicy()
+    p.met_others(won_nothing=False, walk_done=False)
+    p.made(HOLD_SECONDS * 4)
+    assert p.batch == 1 and not p.count_due(1e9)
+    p.made(0.001)
+    assert p.batch == 2 and p.count_due(1e9)
 
 
 def test_want_respects_the_budget_and_the_end_game_cap():
@@ -53,7 +73,7 @@ def test_want_respects_the_budget_and_the_end_game_cap():
 
 
 def test_counts_are_due_only_among_others_and_not_too_often():
-    p = BatchPolicy()
+    p = BatchPolicy(batch=4)
     assert not p.count_due(0.0)  # alone: never counts
     p.met_others(won_nothing=False, walk_done=False)
     assert p.count_due(0.0)
@@ -76,7 +96,7 @@ def test_among_many_holders_each_counts_less_often():
     so rows read per key stay flat in W."""
     from djhpc.batching import COUNT_SECONDS, COUNTERS
 
-    p = BatchPolicy()
+    p = BatchPolicy(batch=4)
     p.met_others(won_nothing=False, walk_done=False)
     p.end_game(left=2000, held=256, holders=256, seconds=0.001, now=10.0)
     later = 10.0 + COUNT_SECONDS * 256 / COUNTERS
