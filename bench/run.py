@@ -25,13 +25,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.budget import run_budget
 from bench.prototypes import PATCHES
 from bench.scale import run_scale
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PIPELINES = ROOT / "tests" / "pipelines"  # pipeline_bench.py: the tables djhpc's workers declare
-CASES = ("scaling", "sleep", "startup", "progress", "sqlite", "scale")
+CASES = ("scaling", "sleep", "startup", "progress", "sqlite", "scale", "budget")
+AT_SCALE = ("scale", "budget")  # private servers, minutes each: left out of --quick unless asked for
 THROUGHPUT_CASES = ("scaling", "sleep", "sqlite", "scale")
 SERVER_COUNTERS = ("Questions", "Com_commit", "Handler_commit", "Innodb_data_fsyncs", "Innodb_log_writes",
                    "Innodb_row_lock_waits", "Innodb_row_lock_time", "Innodb_deadlocks", "Rows_read")
@@ -133,6 +135,12 @@ def parse_args(argv=None):
                                            "(default 16,64,256; --quick 16)")
     p.add_argument("--scale-keys", type=int, help="keys per worker in the scale case (default 8; --quick 2)")
     p.add_argument("--scale-sleep-ms", type=float, help="make's sleep in the scale case (default 1000)")
+    p.add_argument("--budget-tasks", type=int, help="tasks of the connection-budget case's array (default 1000)")
+    p.add_argument("--budget-connections", type=int, help="the server's max_connections there (default 151)")
+    p.add_argument("--budget-running", type=int, help="tasks running at once there, as the scheduler lets them "
+                   "(default 300: twice the connections; ~60 MB each)")
+    p.add_argument("--budget-keys", type=int, help="keys per task there (default 2)")
+    p.add_argument("--budget-sleep-ms", type=float, help="make's sleep there (default 500)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds one run may take before it is killed")
     p.add_argument("--json", metavar="FILE", help="write every row, run and target check as JSON")
     p.add_argument("--png", metavar="FILE", help="chart of jobs/s against workers (needs matplotlib)")
@@ -150,8 +158,13 @@ def parse_args(argv=None):
     args.scale_workers = _ints(args.scale_workers or ("16" if quick else "16,64,256"), "--scale-workers")
     args.scale_keys = args.scale_keys or (2 if quick else 8)
     args.scale_sleep_ms = args.scale_sleep_ms if args.scale_sleep_ms is not None else 1000
+    args.budget_tasks = args.budget_tasks or (24 if quick else 1000)
+    args.budget_connections = args.budget_connections or (8 if quick else 151)
+    args.budget_running = args.budget_running or (16 if quick else 300)
+    args.budget_keys = args.budget_keys or 2
+    args.budget_sleep_ms = args.budget_sleep_ms if args.budget_sleep_ms is not None else (300 if quick else 500)
     if args.cases is None:
-        args.cases = ",".join(c for c in CASES if not (quick and c == "scale"))
+        args.cases = ",".join(c for c in CASES if not (quick and c in AT_SCALE))
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     bad = [c for c in args.cases if c not in CASES]
     if bad:
@@ -480,6 +493,9 @@ def plan(args, systems: list[System]) -> list[tuple]:
         for w in args.scale_workers:
             out += [("scale", s, w, {"n": args.scale_keys * w, "sleep_seconds": args.scale_sleep_ms / 1000}, 1)
                     for s in at_scale]
+    if "budget" in args.cases:  # djhpc alone: a DataJoint task without a free connection fails
+        out += [("budget", s, args.budget_tasks, {"n": args.budget_tasks * args.budget_keys}, 1)
+                for s in mysql if s.kind == "djhpc"]
     if "sqlite" in args.cases:
         sqlite = [s for s in systems if s.backend == "sqlite"]
         for w in args.sqlite_workers:
@@ -592,8 +608,13 @@ def notes(r) -> str:
                    f"{1000 * r['outside_sleep_s_per_job']:.1f} ms outside the sleep, sleep "
                    f"{1000 * r['sleep_overshoot_s_per_job']:.1f} ms over")
     elif r["case"] == "scale":
-        out.append(f"{r['pct_of_ideal']:.0f}% of ideal; per job {r['rows_read_per_job']:,.0f} rows read, "
-                   f"{r['server_cpu_ms_per_job']:.1f} ms server CPU; peak {r['peak_connections']} connections")
+        out.append(f"{r['pct_of_ideal']:.0f}% of ideal (cores {r.get('machine_busy_pct', 0):.0f}% busy); per job "
+                   f"{r['rows_read_per_job']:,.0f} rows read, {r['server_cpu_ms_per_job']:.1f} ms server CPU; "
+                   f"peak {r['peak_connections']} connections")
+    elif r["case"] == "budget":
+        out.append(f"{r['workers']:,} tasks, max_connections {r['max_connections']}, up to {r['running_at_once']} "
+                   f"running: {r['tasks_waited']} waited for a connection, {r['tasks_failed']} failed; peak "
+                   f"{r['peak_connections']} connections; cores {r['machine_busy_pct']:.0f}% busy")
     elif r["case"] == "startup":
         out.append(f"{r.get('round_trips_before_first_make', '?')} rt before 1st make, "
                    f"peak RSS {r['max_rss_mb']:.0f} MB")
@@ -700,6 +721,12 @@ def check_targets(rows: list[dict], args, reference: str | None) -> list[dict]:
             target(f"start-up driving DataJoint {d} with {big:,} pending: first make within 0.2 s",
                    start["startup_s"] <= 0.2, f"{start['startup_s']:.3f} s")
     scale_targets(row, args, reference, target)
+    budget = row("budget", "djhpc", args.budget_tasks)
+    if budget:
+        target(f"connection budget: {args.budget_tasks:,} tasks against max_connections={args.budget_connections} "
+               "complete, every key made once, no task failed", not budget["checks"],
+               f"{budget['made_keys']:,} of {budget['n']:,} keys, {budget['twice']} twice, {budget['tasks_failed']} "
+               f"tasks failed, {budget['tasks_waited']} waited; peak {budget['peak_connections']} connections")
     mine = [r for r in rows if r["kind"] in ("djhpc", "djhpc-dj") and r["case"] != "progress"]
     if mine:
         twice = sum(r.get("twice_all_repeats", 0) for r in mine)
@@ -831,6 +858,8 @@ def main(argv=None) -> int:
                   f"run {rep + 1}/{repeats}", file=sys.stderr, flush=True)
             if case == "scale":
                 runs.append(run_scale(runner, run_with_retries, system, workers, rep, kwargs))
+            elif case == "budget":
+                runs.append(run_budget(runner, system, args))
             else:
                 runs.append(run_with_retries(runner, system, case, workers, rep, kwargs))
     except BenchError as e:

@@ -20,14 +20,19 @@ from support.mariadb import PrivateMariaDB  # noqa: E402  (the tests' throw-away
 sys.path.pop(0)
 
 
-@contextmanager
 def private_server(workers: int):
     """A fresh MariaDB for one run, with room for every worker's connection (and a heartbeat's) and the runner's."""
+    options = [f"--max-connections={2 * workers + 50}", "--innodb-buffer-pool-size=256M"]
+    if os.environ.get("DJHPC_BENCH_GENERAL_LOG"):  # every statement the server ran, to see where they go
+        options += ["--general-log=1", f"--general-log-file={os.environ['DJHPC_BENCH_GENERAL_LOG']}-{workers}"]
+    return private_server_with(tuple(options))
+
+
+@contextmanager
+def private_server_with(options: tuple[str, ...]):
+    """A fresh MariaDB started with ``options``, stopped and removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="djhpc-bench-scale-") as base:
-        options = [f"--max-connections={2 * workers + 50}", "--innodb-buffer-pool-size=256M"]
-        if os.environ.get("DJHPC_BENCH_GENERAL_LOG"):  # every statement the server ran, to see where they go
-            options += ["--general-log=1", f"--general-log-file={os.environ['DJHPC_BENCH_GENERAL_LOG']}-{workers}"]
-        server = PrivateMariaDB(Path(base) / "mariadb", options=tuple(options))
+        server = PrivateMariaDB(Path(base) / "mariadb", options=options)
         server.install()
         server.start()
         try:
@@ -46,9 +51,9 @@ def run_scale(runner, run, system, workers: int, rep: int, kwargs: dict) -> dict
         runner.server, runner._db = Server("127.0.0.1", private.port, "root", ""), None
         try:
             process = psutil.Process(private.proc.pid)
-            cpu = process.cpu_times()
+            cpu, machine = process.cpu_times(), psutil.cpu_times()
             out = run(runner, system, "scale", workers, rep, kwargs)
-            after = process.cpu_times()
+            after, machine_after = process.cpu_times(), psutil.cpu_times()
             with runner.db().cursor() as cur:
                 cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Max_used_connections')")
                 status = {name: int(value) for name, value in cur.fetchall()}
@@ -62,4 +67,13 @@ def run_scale(runner, run, system, workers: int, rep: int, kwargs: dict) -> dict
     out["rows_read_per_job"] = out["server"].get("Rows_read", 0) / success
     ideal = workers / kwargs["sleep_seconds"]
     out["pct_of_ideal"] = 100 * out["jobs_per_s"] / ideal
+    out["machine_busy_pct"] = busy_pct(machine, machine_after)
     return out
+
+
+def busy_pct(before, after) -> float:
+    """How busy every core of the machine was between two ``psutil.cpu_times()`` (the whole run: workers starting
+    and ending, the server, the runner): near 100 % the gap to ideal is CPU this machine does not have."""
+    idle = (after.idle + getattr(after, "iowait", 0)) - (before.idle + getattr(before, "iowait", 0))
+    total = sum(after) - sum(before)
+    return 100 * (1 - idle / total) if total > 0 else 0.0

@@ -2,7 +2,9 @@
 
 The database URL comes from DJHPC_DATABASE_URL in the environment, never from the command line. The tables
 are the test pipeline tests/pipelines/pipeline_bench.py (the runner puts that folder on PYTHONPATH).
-Modes: ``populate`` (index 0 also declares the tables and fills the key source first), ``progress``.
+Modes: ``populate`` (index 0 also declares the tables and fills the key source first), ``progress``; for the
+connection-budget case ``setup`` (declare and fill, nothing made) and ``task`` (an array task: no barrier,
+connects when it starts, populates until no key is left).
 """
 
 from __future__ import annotations
@@ -70,6 +72,19 @@ def populate(worker):
                                     "commits": stats_after[1] - stats_before[1]})
 
 
+def setup(worker):
+    connection, schema, Item, Result = declare(worker)
+    fill(worker, connection, Item, Result)
+
+
+def task(worker):
+    """One task of a large array: it connects now (waiting for a free connection if the server has none, as
+    ``djhpc work`` does) and makes keys until none is left."""
+    connection, schema, Item, Result = declare(worker)
+    result = Result().populate(reserve_jobs=True)
+    worker.finish(success=result.success_count, lost=result.lost_count, errors=len(result.error_list))
+
+
 def progress(worker):
     s = worker.settings
     connection, schema, Item, Result = declare(worker)
@@ -100,6 +115,8 @@ def main():
     mode = worker.settings["mode"]
     if mode == "populate":
         populate(worker)
+    elif mode in ("setup", "task"):
+        {"setup": setup, "task": task}[mode](worker)
     elif mode == "progress":
         progress(worker)
     else:

@@ -231,3 +231,20 @@ def test_the_scale_case_runs_on_a_private_server_and_reports_cost_per_job(tmp_pa
     if dj_python:
         theirs = next(r for r in rows if r["kind"] == "datajoint")
         assert theirs["success"] == 32 and theirs["ratios"]["jobs_per_s"] is not None
+
+
+@pytest.mark.mysql
+@pytest.mark.slow
+def test_the_connection_budget_case_runs_an_array_larger_than_the_server_takes(tmp_path):
+    """Issue 16's connection-budget case at its quick size: 24 tasks, up to 16 running, against a private server
+    with max_connections=8; every task ends well, every key is made once, and some tasks waited for a connection."""
+    out = tmp_path / "budget.json"
+    command = [sys.executable, "-m", "bench", "--quick", "--cases", "budget", "--no-datajoint", "--json", str(out)]
+    done = subprocess.run(command, cwd=ROOT, env=server_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert (row["case"], row["workers"], row["n"], row["max_connections"]) == ("budget", 24, 48, 8)
+    assert row["made_keys"] == row["rows"] == 48 and row["twice"] == 0 and row["jobs_left"] == 0, row
+    assert row["tasks_failed"] == 0 and row["tracebacks"] == 0 and not row["checks"], row
+    assert row["running_at_once"] > 8 and row["tasks_waited"] > 0, row
+    assert "[met] connection budget: 24 tasks against max_connections=8" in done.stdout
