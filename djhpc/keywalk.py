@@ -4,10 +4,16 @@ Each worker walks the pending keys from its own starting point (the array task's
 a random one), so that start-up costs a few statements whatever the number of pending keys, and concurrent
 workers rarely meet on the same key. Phase 1 runs from the start key to the end, phase 2 from the beginning up
 to the start key.
+
+Where the first key attribute is a number or a date, the starting point is that share of its range (the first
+and last pending keys, two index reads), so that W workers starting together read O(1) rows each; otherwise it
+is the share of the pending keys, counted (each worker reads every pending key once: O(W) rows per key).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import random
 from collections import deque
 from itertools import islice
@@ -33,10 +39,32 @@ class KeyWalker:
         self.done = False
         self.pending_at_start = None
         self.start = None
+        self.start_names = names  # the attributes the start is compared on: the first alone when interpolated
         self.phase = 1
+        self._bounds = None  # (first, last) pending value of the first attribute, where it can be interpolated
         if fraction:
-            self.pending_at_start = len(candidates)
-            self.start = self._key_at(int(fraction * self.pending_at_start))
+            self._bounds = self._interpolable_bounds()
+            if self._bounds is None:
+                self.pending_at_start = len(candidates)
+            self._seek(fraction, self.pending_at_start)
+
+    def _interpolable_bounds(self) -> tuple | None:
+        """The first and last pending values of the first attribute (in walk order), if they can be interpolated."""
+        first = self._fetch(self.q, limit=1)
+        if not first:
+            return None
+        last = self.q.fetch(*self.names, as_dict=True, order_by=[f"{n}{'' if self.desc else ' DESC'}"
+                                                                 for n in self.names], limit=1)
+        lo, hi = first[0][self.names[0]], last[0][self.names[0]] if last else None
+        return (lo, hi) if _between(lo, hi, 0.5) is not None else None
+
+    def _seek(self, fraction: float, pending: int | None):
+        """Start at ``fraction`` of the first attribute's range, else of the ``pending`` keys (counted if None)."""
+        if self._bounds is not None:
+            self.start, self.start_names = {self.names[0]: _between(*self._bounds, fraction)}, self.names[:1]
+            return
+        self.start_names = self.names
+        self.start = self._key_at(int(fraction * (len(self.q) if pending is None else pending)))
 
     def _key_at(self, offset: int) -> dict | None:
         if not offset:
@@ -45,9 +73,11 @@ class KeyWalker:
         return rows[0] if rows else None
 
     def reseek(self, fraction: float, pending: int | None = None):
-        """Continue the walk from another point (``fraction`` of the ``pending`` keys, counted if not given); the
-        walk restarts there."""
-        self.start = self._key_at(int(fraction * (len(self.q) if pending is None else pending)))
+        """Continue the walk from another point (``fraction`` of the first attribute's range, or of the
+        ``pending`` keys, counted if not given); the walk restarts there."""
+        if self._bounds is None and self.pending_at_start is None and pending is None:
+            pending = len(self.q)
+        self._seek(fraction, pending)
         self.buffer.clear()
         self.cursor = None
         self.phase = 1
@@ -99,10 +129,12 @@ class KeyWalker:
 
     def _next_query(self) -> Query:
         if self.phase == 1:
-            inclusive = self.cursor is None and self.start is not None
-            return self.q.key_range(self.names, after=self.cursor or self.start, after_inclusive=inclusive,
-                                    descending=self.desc)
-        return self.q.key_range(self.names, after=self.cursor, before=self.start, descending=self.desc)
+            if self.cursor is None:
+                return self.q.key_range(self.start_names, after=self.start, after_inclusive=self.start is not None,
+                                        descending=self.desc)
+            return self.q.key_range(self.names, after=self.cursor, descending=self.desc)
+        return self.q.key_range(self.names, after=self.cursor, descending=self.desc) \
+            .key_range(self.start_names, before=self.start, descending=self.desc)
 
     def _take_window(self, rows, size: int):
         if rows:
@@ -115,3 +147,20 @@ class KeyWalker:
                 self.phase, self.cursor = 2, None
             else:
                 self.done = True
+
+
+def _between(lo, hi, fraction: float):
+    """The value ``fraction`` of the way from ``lo`` to ``hi`` (numbers and dates); None for other types."""
+    if hi is None or isinstance(lo, bool) or type(lo) is not type(hi):
+        return None
+    if isinstance(lo, int):
+        return lo + int(fraction * (hi - lo))
+    if isinstance(lo, float):
+        return lo + fraction * (hi - lo)
+    if isinstance(lo, decimal.Decimal):
+        return lo + (hi - lo) * decimal.Decimal(repr(fraction))
+    if isinstance(lo, dt.datetime):
+        return lo + (hi - lo) * fraction
+    if isinstance(lo, dt.date):
+        return lo + dt.timedelta(days=int((hi - lo).days * fraction))
+    return None

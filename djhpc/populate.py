@@ -342,11 +342,8 @@ class _Runner:
         size = walker.window_size(n)
         window = walker.next_window(size) \
             if not self.conn.is_sqlite and len(walker.buffer) < len(offer) + n else None
-        # the second reservation also counts the holders (once every worker started together has reserved):
-        # among many, reservers take no turns
-        counting = self.policy.count_due(time.monotonic()) or (self.reservations_sent == 1 and not self.conn.is_sqlite)
-        self.reservations_sent += 1
-        then = ([window] if window else []) + (self._left_statements(walker) if counting else [])
+        counts = self._counts_due(walker)
+        then = ([window] if window else []) + counts
         t0 = time.monotonic()
         taken = self.jobs.take(ReserveRequest(
             self.target.table_name, offer, done_table=self.target.full_table_name, key_columns=names,
@@ -357,11 +354,8 @@ class _Runner:
             self._prep.pop(id(k), None)
         if window:
             walker.accept(taken.then[0], size)
-        if counting:
-            now = time.monotonic()
-            self.policy.end_game(taken.then[-2][0][0], *taken.then[-1][0], now - t0, now)
-            self.holders_seen = int(taken.then[-1][0][1])
-            self.jobs.in_turn = takes_turns(max(self.reaper.owners_seen, self.holders_seen))
+        if counts:
+            self._read_counts(taken.then[-len(counts):], time.monotonic() - t0)
         missed = taken.seen_taken + taken.lost
         self.result.skipped_count += missed
         self.result.lost_count += taken.lost
@@ -380,6 +374,25 @@ class _Runner:
                     walker.reseek(jump, left)
                 self._prep.clear()
         self.held.extend(taken.claims)
+
+    def _counts_due(self, walker: KeyWalker) -> list:
+        """Counts to send with this reservation: the keys left and held (the end game's batch cap, when due), or,
+        with the second reservation on MySQL, the holders alone (once every worker started together has
+        reserved: among many, reservers take no turns)."""
+        self.reservations_sent += 1
+        if self.policy.count_due(time.monotonic()):
+            return self._left_statements(walker)
+        if self.reservations_sent == 2 and not self.conn.is_sqlite:
+            return [self.jobs.held_and_holders_statement(self.target.table_name)]
+        return []
+
+    def _read_counts(self, rows: list, seconds: float):
+        """The rows of ``_counts_due``'s statements, read with a reservation that took ``seconds``."""
+        held, holders = rows[-1][0]
+        if len(rows) == 2:
+            self.policy.end_game(rows[0][0][0], held, holders, seconds, time.monotonic())
+        self.holders_seen = int(holders)
+        self.jobs.in_turn = takes_turns(max(self.reaper.owners_seen, self.holders_seen))
 
     def _left_and_held(self, walker: KeyWalker) -> tuple[int, int]:
         """(keys not made yet, keys reserved) of the table, in one round trip on MySQL. Only reserved rows count

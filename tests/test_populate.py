@@ -359,14 +359,57 @@ def test_a_walk_from_the_middle_wraps_round_to_its_start(backend, schema_name, m
 
     p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
     p.Item.insert([{"item": i, "value": i} for i in range(10)])
+    p.Square.insert([{"item": i, "square": i * i} for i in (0, 1, 5)], allow_direct_insert=True)
     walker = KeyWalker(p.Item.proj() - p.Square, ["item"], "original", 0.5, min_window=8)
+    # the first attribute is a number: half way from the first pending key (2) to the last (9) is 5, made: 6
     walker.accept(walker.q.connection.query(*walker.next_window(3)).fetchall(), 3)
-    assert [k["item"] for k in walker.next(3)] == [5, 6, 7]
-    walker.accept(walker.q.connection.query(*walker.next_window(3)).fetchall(), 3)  # 8, 9: the end
-    walker.accept(walker.q.connection.query(*walker.next_window(3)).fetchall(), 3)  # 0, 1, 2 from the start
-    walker.accept(walker.q.connection.query(*walker.next_window(3)).fetchall(), 3)  # 3, 4, up to the start
+    assert [k["item"] for k in walker.next(3)] == [6, 7, 8]
+    walker.accept(walker.q.connection.query(*walker.next_window(3)).fetchall(), 3)  # 9: the end
+    walker.accept(walker.q.connection.query(*walker.next_window(3)).fetchall(), 3)  # 2, 3, 4 from the start
+    walker.accept(walker.q.connection.query(*walker.next_window(3)).fetchall(), 3)  # nothing more below 5
     assert walker.next_window(3) is None
-    assert [k["item"] for k in walker.next(20)] == [8, 9, 0, 1, 2, 3, 4]
+    assert [k["item"] for k in walker.next(20)] == [9, 2, 3, 4]
+    walker.reseek(0.9)  # the same range: 2 + 6.3 -> 8
+    assert [k["item"] for k in walker.next(20)] == [8, 9, 2, 3, 4, 6, 7]
+
+
+def test_a_walk_over_keys_that_cannot_be_interpolated_starts_at_its_share_of_them(backend, schema_name, monkeypatch,
+                                                                                 tmp_path):
+    """A first key attribute that is text has no middle value: the start is the share of the pending keys."""
+    import djhpc as dj
+    from djhpc.keywalk import KeyWalker
+
+    p = load_pipeline(backend, schema_name, monkeypatch, tmp_path)
+
+    @p.schema
+    class Word(dj.Manual):
+        definition = """
+        word: varchar(16)
+        """
+
+    Word.insert([{"word": w} for w in ("ant", "bee", "cat", "dog", "eel", "fox", "gnu", "hen")])
+    walker = KeyWalker(Word.proj(), ["word"], "original", 0.25, min_window=8)
+    assert walker.pending_at_start == 8
+    assert [k["word"] for k in walker.next(20)] == ["cat", "dog", "eel", "fox", "gnu", "hen", "ant", "bee"]
+
+
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+def test_workers_starting_at_their_share_of_a_numeric_key_read_a_few_rows_not_every_key(pipeline, db):
+    """Issue 16: with W workers each counting the pending keys to find its start, rows read per key grew with W.
+    An integer first attribute is interpolated: the start costs two index reads whatever the number of keys."""
+    from djhpc.keywalk import KeyWalker
+
+    p = pipeline
+    seq = f"{db.dialect.quote(p.schema.database)}.seq_0_to_19999"
+    db.query(f"INSERT INTO {p.Item.full_table_name} (item, value) SELECT seq, seq FROM {seq}")
+
+    def rows_read():
+        return sum(int(v) for k, v in db.query("SHOW SESSION STATUS LIKE 'Handler_read%'").fetchall())
+
+    before = rows_read()
+    walker = KeyWalker(p.Item.proj() - p.Square, ["item"], "original", 0.7, min_window=8)
+    assert 13990 <= walker.next(1)[0]["item"] <= 14010
+    assert rows_read() - before < 200  # counting and skipping 14,000 keys would read 30,000 rows
 
 
 @pytest.mark.parametrize("backend", ["mysql"], indirect=True)
