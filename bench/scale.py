@@ -68,6 +68,7 @@ def run_scale(runner, run, system, workers: int, rep: int, kwargs: dict) -> dict
     ideal = workers / kwargs["sleep_seconds"]
     out["pct_of_ideal"] = 100 * out["jobs_per_s"] / ideal
     out["machine_busy_pct"] = busy_pct(machine, machine_after)
+    out["worker_cpu_ms_per_job"] = 1000 * sum(r.get("cpu_s", 0.0) for r in out["workers_detail"]) / success
     return out
 
 

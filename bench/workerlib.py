@@ -52,6 +52,7 @@ class Worker:
         if delay > 0:
             time.sleep(delay)
         self.counts_at_go = counts.snapshot()
+        self.cpu_at_go = cpu_seconds()
 
     # ------------------------------------------------------------ make
     def made(self, key: dict):
@@ -75,7 +76,8 @@ class Worker:
         ended_at = time.time()
         out = {"index": self.index, "pid": os.getpid(), "started_at": STARTED_AT,
                "ready_at": getattr(self, "ready_at", None), "go_at": self.go_at, "ended_at": ended_at,
-               "max_rss_mb": peak_rss_mb(), "slept_s": self.slept}
+               "max_rss_mb": peak_rss_mb(), "slept_s": self.slept,
+               "cpu_s": cpu_seconds() - getattr(self, "cpu_at_go", 0.0)}
         if self.counts is not None and self.go_at is not None:
             out["counts"] = _delta(self.counts.snapshot(), self.counts_at_go)
         if self.first_make is not None:
@@ -90,6 +92,12 @@ class Worker:
 
 def _delta(after: dict, before: dict) -> dict:
     return {k: after[k] - before.get(k, 0) for k in after}
+
+
+def cpu_seconds() -> float:
+    """CPU time this process used (user and system, its threads included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mb() -> float:

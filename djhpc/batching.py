@@ -17,6 +17,8 @@ HOLD_SECONDS = 0.5  # work a batch holds
 COUNT_SECONDS = 0.25  # among other workers, count what is left at most this often (and at most 2 % of the time)
 COUNTERS = 4  # among many holders, counts per COUNT_SECONDS over all of them
 MAX_RESEEKS = 16  # jumps per worker after losing races: bounded, so the end game cannot spin
+FREE_JUMPS = 2  # jumps before a worker counts what is left (a count reads every key: the end game's sign)
+END_WALK_SHARE = 4  # keys left per key held below which the end game walks on instead of jumping
 OFFER_MAX = 128  # keys offered at most in one reservation
 CONTENDED_OFFER = 16  # keys offered at least among other walks: one reservation passes over others' held keys
 
@@ -38,6 +40,7 @@ class BatchPolicy:
     end_cap: int = MAX_BATCH  # batch limit near the end of the keys (see end_game)
     next_count_at: float = 0.0  # monotonic time of the next count of keys left
     reseeks: int = 0
+    end_walk: bool = False  # the end of the keys: walk on through what is left with full offers, no more jumps
 
     def want(self, budget: int) -> int:
         """Keys to reserve now, with ``budget`` keys left to this worker (limit, max_calls)."""
@@ -46,7 +49,9 @@ class BatchPolicy:
     def offer(self, want: int) -> int:
         """Keys to offer for ``want``: among other walks twice as many and at least CONTENDED_OFFER, since some
         will turn out held (the statement takes the first free ones: a reservation that wins nothing costs a
-        whole round of statements, offering more costs a few index reads)."""
+        whole round of statements, offering more costs a few index reads); in the end walk, all it may."""
+        if self.end_walk:
+            return OFFER_MAX
         return min(OFFER_MAX, max(CONTENDED_OFFER, 2 * want)) if self.contended else want
 
     def made(self, seconds: float):
@@ -77,7 +82,22 @@ class BatchPolicy:
         """Some offered keys were held. Returns where to jump (a fraction of the keys) when every key offered
         was held (this walk caught up with another), else None."""
         self.contended = True
-        if won_nothing and self.reseeks < MAX_RESEEKS and not walk_done:
+        if won_nothing and self.reseeks < MAX_RESEEKS and not walk_done and not self.end_walk:
             self.reseeks += 1
             return random.random()
         return None
+
+    def count_before_jumping(self) -> bool:
+        """Whether to count what is left before this jump: after FREE_JUMPS jumps that found only held keys."""
+        return self.reseeks > FREE_JUMPS
+
+    def after_count(self, left: int, held: int) -> str:
+        """What a walk that won nothing does once it has counted: "stop" when every key left is held,
+        "walk" on through them (the end game: few keys left for each one held, so a jump would land among held
+        keys again), else "jump"."""
+        if left <= held:
+            return "stop"
+        if left < END_WALK_SHARE * max(held, 1):
+            self.end_walk = True
+            return "walk"
+        return "jump"

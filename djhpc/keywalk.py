@@ -48,6 +48,11 @@ class KeyWalker:
                 self.pending_at_start = len(candidates)
             self._seek(fraction, self.pending_at_start)
 
+    @property
+    def interpolates(self) -> bool:
+        """Whether a start or a jump is a share of the first attribute's range (no count needed)."""
+        return self._bounds is not None
+
     def _interpolable_bounds(self) -> tuple | None:
         """The first and last pending values of the first attribute (in walk order), if they can be interpolated."""
         first = self._fetch(self.q, limit=1)

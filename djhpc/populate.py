@@ -365,15 +365,26 @@ class _Runner:
             # among other walks offers are larger (passing over held keys): read windows that fill them
             walker.min_window = max(walker.min_window, 2 * CONTENDED_OFFER)
             if jump is not None:
-                # every key offered was held: this walk has caught up with another; jump elsewhere, unless
-                # every key left is held (the end of the run: W workers jumping about would each spin)
-                left, held = self._left_and_held(walker)
-                if left <= held and not self.restrictions:
-                    walker.stop()
-                else:
-                    walker.reseek(jump, left)
-                self._prep.clear()
+                self._jump(walker, jump)
         self.held.extend(taken.claims)
+
+    def _jump(self, walker: KeyWalker, jump: float):
+        """Every key offered was held: this walk has caught up with another. Jump elsewhere (where the start
+        is interpolated, without a count); after a few jumps count what is left: stop when every key left is
+        held, walk on with full offers when few are free (the end of the run: W workers jumping about would each
+        spin), else jump."""
+        self._prep.clear()
+        if not self.policy.count_before_jumping() and walker.interpolates:
+            walker.reseek(jump)
+            return
+        left, held = self._left_and_held(walker)
+        then = self.policy.after_count(left, held)
+        if then == "stop" and not self.restrictions:
+            walker.stop()
+        elif then == "walk":
+            walker.min_window = WINDOW
+        else:
+            walker.reseek(jump, left)
 
     def _counts_due(self, walker: KeyWalker) -> list:
         """Counts to send with this reservation: the keys left and held (the end game's batch cap, when due), or,
