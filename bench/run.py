@@ -142,7 +142,8 @@ def parse_args(argv=None):
     p.add_argument("--budget-running", type=int, help="tasks running at once there, as the scheduler lets them "
                    "(default 300: twice the connections; ~60 MB each)")
     p.add_argument("--budget-keys", type=int, help="keys per task there (default 2)")
-    p.add_argument("--budget-sleep-ms", type=float, help="make's sleep there (default 500)")
+    p.add_argument("--budget-sleep-ms", type=float,
+                   help="make's sleep there (default 5000: the makes outlast the tasks' arrival)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds one run may take before it is killed")
     p.add_argument("--json", metavar="FILE", help="write every row, run and target check as JSON")
     p.add_argument("--png", metavar="FILE", help="chart of jobs/s against workers (needs matplotlib)")
@@ -165,7 +166,7 @@ def parse_args(argv=None):
     args.budget_connections = args.budget_connections or (8 if quick else 151)
     args.budget_running = args.budget_running or (16 if quick else 300)
     args.budget_keys = args.budget_keys or 2
-    args.budget_sleep_ms = args.budget_sleep_ms if args.budget_sleep_ms is not None else (300 if quick else 500)
+    args.budget_sleep_ms = args.budget_sleep_ms if args.budget_sleep_ms is not None else (300 if quick else 5000)
     if args.cases is None:
         args.cases = ",".join(c for c in CASES if not (quick and c in AT_SCALE))
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
