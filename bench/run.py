@@ -305,7 +305,7 @@ class Runner:
         self.counter += 1
         schema = f"bench_{self.run_id}_{self.counter}"
         slug = system.name.replace(" ", "-").lower()
-        folder = self.tmp / f"{case}-{slug}-{system.backend}-w{workers}-n{n}-r{repeat}"
+        folder = self.tmp / f"{case}-{slug}-{system.backend}-w{workers}-n{n}-r{repeat}-{self.counter}"  # a retry: anew
         folder.mkdir(parents=True)
         self._sqlite_url = f"sqlite:///{folder / 'bench.db'}"
         what = f"{case} {system.name} ({system.backend}) W={workers} N={n}"
