@@ -22,17 +22,23 @@ FAILING = 3
 DEFAULT_CLASS = ("Motion", "Trace", "Quality", "Summary")  # chain.py's tables without resources
 
 
-def sacct_jobs(job_ids, since: float) -> dict:
+def sacct_jobs(job_ids, since: float, timeout: float = 60) -> dict:
     """{job id: (job name, partition)} of whole arrays, from sacct: jobs since ``since`` (a restarted cluster may
-    give a job id again, and its accounting keeps the old job's row)."""
+    give a job id again, and its accounting keeps the old job's row). slurmdbd records a job after slurmctld ends
+    it: until then sacct shows it as ("allocation", ""), so this asks again until every row is complete."""
     start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 1))
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "-S", start, "-j", ",".join(job_ids), "-o",
-                          "JobID,JobName,Partition"], capture_output=True, text=True, check=True).stdout
-    found = {}
-    for line in out.splitlines():
-        job, name, partition = line.split("|")
-        found.setdefault(job.split("_")[0], set()).add((name, partition))
-    return found
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(["sacct", "-X", "-n", "-P", "-S", start, "-j", ",".join(job_ids), "-o",
+                              "JobID,JobName,Partition"], capture_output=True, text=True, check=True).stdout
+        found = {}
+        for line in out.splitlines():
+            job, name, partition = line.split("|")
+            found.setdefault(job.split("_")[0], set()).add((name, partition))
+        complete = set(found) == set(job_ids) and all(p for rows in found.values() for _, p in rows)
+        if complete or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 @pytest.mark.slurm
