@@ -80,8 +80,6 @@ class KeyWalker:
     def reseek(self, fraction: float, pending: int | None = None):
         """Continue the walk from another point (``fraction`` of the first attribute's range, or of the
         ``pending`` keys, counted if not given); the walk restarts there."""
-        if self._bounds is None and self.pending_at_start is None and pending is None:
-            pending = len(self.q)
         self._seek(fraction, pending)
         self.buffer.clear()
         self.cursor = None

@@ -263,7 +263,7 @@ class _Runner:
         except (TransientError, LostConnectionError) as e:
             log.warning("could not look for dead workers (%s)", e)
             return
-        self.jobs.in_turn = takes_turns(max(self.reaper.owners_seen, self.holders_seen))
+        self._settle_turns()
         if reclaimed:
             self.next_pending_check = 0.0
             self.final_reap_done = False
@@ -403,6 +403,10 @@ class _Runner:
         if len(rows) == 2:
             self.policy.end_game(rows[0][0][0], held, holders, seconds, time.monotonic())
         self.holders_seen = int(holders)
+        self._settle_turns()
+
+    def _settle_turns(self):
+        """Reservers take turns only among a few workers: the most seen by the reaper or by the last count."""
         self.jobs.in_turn = takes_turns(max(self.reaper.owners_seen, self.holders_seen))
 
     def _left_and_held(self, walker: KeyWalker) -> tuple[int, int]:
