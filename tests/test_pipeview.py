@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import time
 
 import pytest
 from support.chain import TABLES
@@ -106,6 +107,7 @@ def test_jobs_rows_errors_and_running_makes_in_dependency_order(chain, db, schem
     holder = Reservations(db, schema_name, Worker(host="node-r", pid=4242))
     try:
         assert len(holder.reserve("__summary", [{"session": 7}])) == 1
+        time.sleep(0.002)  # SQLite's timestamps are to the millisecond: Summary's must be the older
         assert len(holder.reserve("__motion", [{"session": 6}])) == 1
         rows, total = job_rows(pipeline, targets)
         assert total == 3 and [(r.table_name, r.status, r.key) for r in rows] == [
