@@ -17,7 +17,7 @@ import sys
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import backoff, blob, signals
@@ -38,7 +38,18 @@ from .history import enabled as history_enabled
 from .inflight import InFlight, InFlightTracker, Verdict
 from .keywalk import MIN_WINDOW, WINDOW, KeyWalker
 from .liveness import Reaper
-from .reservation import Claim, Closing, Made, Reservations, ReserveRequest, Worker, key_hash, takes_turns
+from .reservation import (
+    Claim,
+    Closing,
+    Made,
+    Reservations,
+    ReserveRequest,
+    Worker,
+    is_lease_only,
+    key_hash,
+    lease_only_owner,
+    takes_turns,
+)
 from .schedulers import taskenv
 from .signals import Interrupted, stop_signals
 from .target import TableTarget
@@ -87,6 +98,9 @@ class PopulateOptions:
     scheduler: Any = None  # asked which cluster jobs ended, to reclaim their keys
     walltime: Any = None  # walltime.Walltime: do not start a key that would not fit
     make_timeout: float | None = None  # seconds one make may run (else the table's make_timeout attribute)
+    #: MySQL: a make that leaves the connection unused this long gives it back until its next statement (the
+    #: worker is then judged alive by its PID, the scheduler and its lease, not by a session lock)
+    release_after: float | None = None
 
     def check(self):
         """Raise UsageError naming the first bad option."""
@@ -98,6 +112,7 @@ class PopulateOptions:
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             raise UsageError(f"max_attempts must be >= 1 (got {self.max_attempts!r})")
         _check_timeout(self.make_timeout, "make_timeout")
+        _check_timeout(self.release_after, "release_after")
 
 
 @dataclass
@@ -140,8 +155,9 @@ class _Runner:
         self.policy = BatchPolicy()
         self.jobs = self.reaper = None
         if options.reserve_jobs:
-            self.jobs = Reservations(self.conn, target.database, options.worker or _current_worker(self.conn),
-                                     lease_seconds=options.lease_seconds, jobs_table=target.jobs_table)
+            self.jobs = Reservations(self.conn, target.database, self._worker(), lease_seconds=options.lease_seconds,
+                                     jobs_table=target.jobs_table)
+            self.jobs.release_after = options.release_after if self._releases() else None
             self.reaper = Reaper(self.jobs, lease_seconds=self.jobs.lease_seconds, scheduler=options.scheduler,
                                  scheduler_every_seconds=300)
         self.identity = self.jobs.worker if self.jobs else options.worker or _current_worker(self.conn)
@@ -163,6 +179,16 @@ class _Runner:
         _check_timeout(limit, f"{target.name}.make_timeout")
         self.deadline = Deadline(limit)
         self.timed_out: tuple | None = None  # (key, claim, MakeTimeout, started) of the make just stopped
+
+    def _releases(self) -> bool:
+        return self.o.release_after is not None and not self.conn.is_sqlite
+
+    def _worker(self) -> Worker:
+        """Who reserves: a worker that gives its connection back during makes has a lease-only owner id."""
+        worker = self.o.worker or _current_worker(self.conn)
+        if self._releases() and not is_lease_only(worker.owner):
+            worker = replace(worker, owner=lease_only_owner())
+        return worker
 
     # ---------------------------------------------------------------- the loop
     def _walker(self) -> tuple[KeyWalker, list[str]]:

@@ -106,6 +106,19 @@ def boot_id() -> str:
         return ""
 
 
+LEASE_ONLY = "lease-"  # an owner id starting so holds no session lock: judge it alive by PID, scheduler and lease
+
+
+def lease_only_owner() -> str:
+    """An owner id for a worker that gives its connection back during long makes (populate's release_after): it
+    takes no session lock, whose session would come and go, and reapers judge it without one."""
+    return LEASE_ONLY + secrets.token_hex(13)
+
+
+def is_lease_only(owner: str) -> bool:
+    return owner.startswith(LEASE_ONLY)
+
+
 @dataclass
 class Worker:
     """The identity a worker writes into every reservation and error row (its scheduler ids are handed in)."""
@@ -351,20 +364,24 @@ class Reservations:
         #: and each reservation checks afresh, in its packet, for keys made meanwhile
         self.in_turn = True
         self._offers: dict[tuple, str] = {}  # statement shape (keys, key columns, limited, ...) -> its text
+        #: seconds a make may leave the connection unused before the heartbeat thread releases it (MySQL, a
+        #: lease-only owner); None: the worker holds its connection
+        self.release_after: float | None = None
 
     # -------------------------------------------------------------- liveness
     def _start_liveness(self):
         """Before the first reservation: hold the session lock (MySQL) and start the heartbeat thread."""
         if self._heartbeat is not None:
             return
-        if not self.connection.is_sqlite:
+        if not self.connection.is_sqlite and not is_lease_only(self.worker.owner):
             try:
                 self._take_session_lock(self.connection)
                 self.connection.on_connect.append(self._take_session_lock)
             except DatabaseError as e:
                 # e.g. Galera (error 1235) or a proxy without session locks: the lease alone decides
                 log.warning("session locks are not available (%s): dead workers are found by their lease only", e)
-        self._heartbeat = Heartbeat(self, HEARTBEAT_SECONDS or max(self.lease_seconds / 6, 0.2))
+        self._heartbeat = Heartbeat(self, HEARTBEAT_SECONDS or max(self.lease_seconds / 6, 0.2),
+                                    release_after=self.release_after)
         self._heartbeat.start()
 
     def _take_session_lock(self, connection):
@@ -714,7 +731,11 @@ class Reservations:
         return float(uptime), float(now) - (asked + time.time()) / 2
 
     def free_session_locks(self, owners: list[str]) -> dict[str, bool]:
-        """MySQL: whether each owner's session lock is free (its session is gone)."""
+        """MySQL: whether each owner's session lock is free (its session is gone). Lease-only owners hold none:
+        they are left out."""
+        owners = [o for o in owners if not is_lease_only(o)]
+        if not owners:
+            return {}
         marks = ", ".join([self._sql("is_free_lock")] * len(owners))
         flags = self.connection.query(f"SELECT {marks}", [lock_name(o) for o in owners],
                                       context="is_free_lock").fetchone()
@@ -722,6 +743,8 @@ class Reservations:
 
     def session_of(self, owner: str) -> int | None:
         """MySQL: the connection id holding an owner's session lock, if any."""
+        if is_lease_only(owner):
+            return None
         holder = self._run("session_holder", (lock_name(owner),)).fetchone()[0]
         return int(holder) if holder else None
 
@@ -737,11 +760,13 @@ class Reservations:
 
 class Heartbeat:
     """Renews a worker's reservations from a thread (make holds the main connection), on a connection opened for
-    each beat and closed after it: a worker holds one connection, not two, whatever its makes' length."""
+    each beat and closed after it: a worker holds one connection, not two, whatever its makes' length. With
+    ``release_after`` it also gives the main connection back once a make has left it unused that long."""
 
-    def __init__(self, reservations: Reservations, interval_seconds: float):
+    def __init__(self, reservations: Reservations, interval_seconds: float, *, release_after: float | None = None):
         self.res = reservations
         self.interval = interval_seconds
+        self.release_after = release_after
         self._stop = threading.Event()
         self._thread = None
 
@@ -751,18 +776,27 @@ class Heartbeat:
             self._thread.start()
 
     def _loop(self):
-        while not self._stop.wait(self.interval):
-            connection = None
-            try:
-                connection = type(self.res.connection)(self.res.connection.url)
-                mirror = Reservations(connection, self.res.schema, self.res.worker, jobs_table=self.res.jobs_table)
-                mirror._ready = True
-                mirror.heartbeat()
-            except Exception as e:  # a missed beat is harmless if the next one lands within the lease
-                log.info("heartbeat failed (%s); trying again", e)
-            finally:
-                if connection is not None:
-                    connection.close()
+        tick = self.interval if self.release_after is None else min(self.interval, max(self.release_after / 2, 0.05))
+        next_beat = time.monotonic() + self.interval
+        while not self._stop.wait(tick):
+            if self.release_after is not None and self.res.connection.release_if_idle(self.release_after):
+                log.debug("gave the database connection back while make runs")
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + self.interval
+                self._beat()
+
+    def _beat(self):
+        connection = None
+        try:
+            connection = type(self.res.connection)(self.res.connection.url)
+            mirror = Reservations(connection, self.res.schema, self.res.worker, jobs_table=self.res.jobs_table)
+            mirror._ready = True
+            mirror.heartbeat()
+        except Exception as e:  # a missed beat is harmless if the next one lands within the lease
+            log.info("heartbeat failed (%s); trying again", e)
+        finally:
+            if connection is not None:
+                connection.close()
 
     def stop(self):
         self._stop.set()

@@ -10,7 +10,8 @@
                 the array never exceeds them.
   3. limits     MaxArraySize splits the run into arrays with index offsets (``plan_arrays``),
                 MaxSubmitJobs caps it, and the database's free connections give a default throttle
-                (each worker holds two: its work connection and its heartbeat's; three with DataJoint's own).
+                (each worker holds one through its makes, two with DataJoint's own; with ``djhpc work
+                --release-after`` djhpc's goes back during makes).
   4. database   the URL reaches tasks through the environment: DJHPC_DATABASE_URL, or, when it
                 holds a password, DJHPC_DATABASE_URL_FILE naming a 0600 file. Never the script.
                 A table written with DataJoint connects as DataJoint does, so its tasks get DataJoint's
@@ -419,8 +420,15 @@ class Run:
         return is_datajoint(self.filler)
 
     @property
+    def releases_connection(self) -> bool:
+        """Whether its workers give their connection back during makes (``djhpc work --release-after``)."""
+        return any(a == "--release-after" or a.startswith("--release-after=") for a in self.worker_args)
+
+    @property
     def connections_per_worker(self) -> int:
-        return DATAJOINT_CONNECTIONS_PER_WORKER if self.datajoint else CONNECTIONS_PER_WORKER
+        """Connections a worker holds through its makes: djhpc's (unless released) and a DataJoint table's own."""
+        held = 0 if self.releases_connection else CONNECTIONS_PER_WORKER
+        return held + (DATAJOINT_CONNECTIONS_PER_WORKER - CONNECTIONS_PER_WORKER if self.datajoint else 0)
 
     def left_message(self) -> str:
         w = self.work
@@ -496,8 +504,7 @@ def size_run(run: Run, *, render: bool = True, budget: Any = "ask") -> Run:
     if len(chunks) > 1:
         run.notes.append(f"MaxArraySize={limits.max_array_size}: {tasks} tasks split into {len(chunks)} arrays")
     if budget == "ask":
-        budget = (worker_budget(run.connection, per_worker=DATAJOINT_CONNECTIONS_PER_WORKER) if run.datajoint
-                  else worker_budget(run.connection))
+        budget = _ask_budget(run)
     run.budget = budget
     profile = _fit_budget(run, profile, tasks, chunks)
     run.profile, run.tasks, run.chunks = profile, tasks, chunks
@@ -510,6 +517,18 @@ def size_run(run: Run, *, render: bool = True, budget: Any = "ask") -> Run:
             for c in chunks
         ]
     return run
+
+
+def _ask_budget(run: Run) -> int | None:
+    """How many more workers the database has connections for (None: no limit to keep to)."""
+    per_worker = run.connections_per_worker
+    if per_worker == 0:
+        run.notes.append("no throttle from the database's connections: the workers give theirs back during makes "
+                         "(--release-after) and wait for one when none is free")
+        return None
+    if per_worker == CONNECTIONS_PER_WORKER:
+        return worker_budget(run.connection)
+    return worker_budget(run.connection, per_worker=per_worker)
 
 
 def concurrent_workers(run: Run) -> int:

@@ -15,7 +15,7 @@ import pytest
 import djhpc as dj
 from djhpc.db.connection import Connection
 from djhpc.liveness import Reaper, judge, lock_name, pid_state
-from djhpc.reservation import Reservations, Worker
+from djhpc.reservation import Reservations, Worker, lease_only_owner
 
 
 def reservations_as(db, schema_name, **identity) -> Reservations:
@@ -291,3 +291,16 @@ def test_a_clock_far_from_the_servers_or_another_writers_is_said_once(schema, db
         watch.check_writers(Reservations(db, schema_name).reserved_rows(), 60)
     said = [r.getMessage() for r in caplog.records if r.name == "djhpc.liveness"]
     assert len(said) == 1 and "node-elsewhere" in said[0] and "ahead of this process's" in said[0], said
+
+
+def test_a_lease_only_worker_is_judged_without_a_session_lock(schema, db, schema_name):
+    """A worker that gives its connection back during makes (populate's release_after) holds no session lock:
+    a free lock says nothing of it, its lease (and PID, and the scheduler) does."""
+    r = reservations_as(db, schema_name, host="node-elsewhere", owner=lease_only_owner())
+    r.reserve("__t", [{"item": 1}])
+    assert Reaper(Reservations(db, schema_name), lease_seconds=5).reap() == []
+    age_heartbeat(db, schema_name, 6)
+    assert [c.reason for c in Reaper(Reservations(db, schema_name), lease_seconds=5).reap()] == ["lease-expired"]
+    gone = reservations_as(db, schema_name, pid=2**22 + 7, owner=lease_only_owner())  # this host: no such PID
+    gone.reserve("__t", [{"item": 2}])
+    assert [c.reason for c in Reaper(Reservations(db, schema_name), lease_seconds=5).reap()] == ["pid-gone"]

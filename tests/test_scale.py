@@ -21,9 +21,9 @@ from support.pipeline import load_items, make_calls
 pytestmark = [pytest.mark.slow, pytest.mark.mysql]
 
 
-def _start(env, log_path: Path):
+def _start(env, log_path: Path, *args: str):
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "djhpc.cli.main", "work", "pipeline_counts:Square"],
+        return subprocess.Popen([sys.executable, "-m", "djhpc.cli.main", "work", "pipeline_counts:Square", *args],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -106,5 +106,30 @@ def test_an_array_larger_than_the_connection_limit_waits_for_connections_and_fin
         # max_connections plus the one MariaDB keeps for a SUPER user (root, here)
         assert _status(server.port, "Max_used_connections") <= 21
         assert not [i for i in range(n_workers) if "Traceback" in (tmp_path / f"w{i}.log").read_text()]
+    finally:
+        server.stop()
+
+
+def test_workers_that_give_their_connection_back_during_makes_all_make_at_once(tmp_path, monkeypatch):
+    """30 workers against max_connections=10 with --release-after: all 30 are inside a make at the same time
+    (each gave its connection back while its make waits; without it at most 10 could be), then every key is made
+    once, and no reaper took a live worker's key for want of its session lock."""
+    server = _server(tmp_path, "--max-connections=10")
+    try:
+        n_workers, n_keys = 30, 120
+        p = load_items(server.url, "released", n_keys, monkeypatch, tmp_path)
+        gate = tmp_path / "gate"
+        env = worker_env(server.url, "released", DJHPC_TEST_CALLS=tmp_path / "calls.log", DJHPC_TEST_GATE=gate,
+                         DJHPC_TEST_SLEEP=0.05, DJHPC_CONNECTION_WAIT_SECONDS=600, DJHPC_REAP_SECONDS=0.5)
+        procs = [_start(env, tmp_path / f"w{i}.log", "--release-after", "0.2") for i in range(n_workers)]
+        _wait_for(lambda: len(make_calls(tmp_path)[1]) >= n_workers, procs, 600, "all 30 workers in a make")
+        gate.touch()
+        _finish(procs, tmp_path)
+        made, _ = make_calls(tmp_path)
+        assert len(made) == n_keys and set(made.values()) == {1}
+        assert len(p.Square()) == n_keys and len(p.schema.jobs) == 0
+        assert _status(server.port, "Max_used_connections") <= 11
+        logs = [(tmp_path / f"w{i}.log").read_text() for i in range(n_workers)]
+        assert not [text for text in logs if "reclaimed" in text or "Traceback" in text][:1]
     finally:
         server.stop()

@@ -48,6 +48,10 @@ def register(sub):
     p.add_argument("--make-timeout", type=durations.argument(), metavar="DURATION",
                    help="stop a make running longer than this and record its key as an error: 600 (seconds), "
                         "10m, 2h (default: the table's make_timeout, else no limit)")
+    p.add_argument("--release-after", type=durations.argument(), metavar="DURATION",
+                   help="MySQL: a make that leaves the database connection unused this long gives it back until it "
+                        "needs it again (30s, 2m), so an array larger than the server's max_connections runs whole; "
+                        "the worker is then judged alive by its PID, the scheduler and its heartbeat lease")
     p.add_argument("--log", metavar="FILE", help="append one line per key here (default: stderr)")
     g = p.add_argument_group("pipelines (TARGET is a module)")
     add_pipeline_arguments(g)
@@ -90,7 +94,8 @@ def run(args) -> int:
     loaded = _load_waiting_for_the_database(args.target)
     populate = PopulateOptions(reserve_jobs=True, order=args.order, max_calls=args.max_calls, limit=args.limit,
                                suppress_errors=args.suppress_errors, max_attempts=args.retries + 1,
-                               retry_delay_seconds=args.retry_delay, make_timeout=args.make_timeout)
+                               retry_delay_seconds=args.retry_delay, make_timeout=args.make_timeout,
+                               release_after=args.release_after)
     populate.check()  # a bad value is a usage error before any table is touched
     options = WorkOptions(populate, restrictions=[_and(args.restrict)] if args.restrict else [], log_path=args.log)
     if isinstance(loaded, Pipeline):

@@ -10,15 +10,21 @@ server dropped it, unless a transaction was open: then the transaction is lost a
 completion, a history row) on both: it returns a ``PendingCommit`` whose ``result()`` is None once committed,
 else the error, with ``failed_at`` the position of the closing statement that failed.
 
+``release_if_idle(seconds)`` closes a MySQL connection a long make leaves unused (from the heartbeat thread, which
+is why every statement runs under the connection's lock); the next statement opens a new one and begins the
+transaction again, as long as nothing but reads was sent in it (make's inserts are queued until its commit).
+
 While DataJoint's query cache is on (``set_query_cache(name)``), ``query`` answers reads from db.querycache's files
 and refuses every other statement.
 """
 
 from __future__ import annotations
 
+import functools
 import getpass
 import logging
 import os
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +54,21 @@ class Stats:
 
     def snapshot(self) -> tuple[int, int]:
         return self.statements, self.commits
+
+
+def _guarded(method):
+    """Run under the connection's lock (release_if_idle never closes the socket under a statement) and note when
+    the connection was last used."""
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        with self.guard():
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self._last_used = time.monotonic()
+
+    return guarded
 
 
 class _Transaction:
@@ -121,6 +142,12 @@ class Connection:
         self._depth = 0  # nesting of transaction()
         self.connection_id = 0
         self.opens = 0
+        self.releases = 0  # closed on purpose by release_if_idle (each reopened by the next statement)
+        self._released = False  # closed by release_if_idle: the next statement reopens (and begins again)
+        self._wrote = False  # MySQL: a write was sent in the open transaction (it would go with the session)
+        self._last_used = time.monotonic()
+        self._lock = threading.RLock()
+        self._lock_pid = os.getpid()
         #: called with the connection after each (re)connect, e.g. to take a worker's session lock again
         self.on_connect: list = []
         #: inside make(): writes are queued. SQLite runs them in one short write transaction at the end; MySQL
@@ -173,8 +200,11 @@ class Connection:
             return False
         return True
 
+    @_guarded
     def ping(self):
         """Raise LostConnectionError unless the connection is open and the server answers."""
+        if self._released:
+            _ = self.raw
         if self._raw is None or self._pid != os.getpid():
             raise LostConnectionError("not connected to the database")
         try:
@@ -221,7 +251,9 @@ class Connection:
     def raw(self):
         """The driver connection, opened on first use and again in a forked child."""
         if self._raw is None or self._pid != os.getpid():
-            if self._pid is not None and self._pid != os.getpid():
+            if self._released and self._pid == os.getpid():
+                self._reopen_released()
+            elif self._pid is not None and self._pid != os.getpid():
                 # forked: drop the parent's handle without closing it (closing would end the parent's session)
                 self._forget()
                 self._open()
@@ -241,7 +273,50 @@ class Connection:
     def _forget(self):
         self._raw = None
         self._depth = 0
+        self._released = self._wrote = False
         self.session.forget()
+
+    def guard(self) -> threading.RLock:
+        """The lock every statement runs under (a forked child gets a fresh one: a thread of the parent may have
+        held it at the fork)."""
+        if self._lock_pid != os.getpid():
+            self._lock, self._lock_pid = threading.RLock(), os.getpid()
+        return self._lock
+
+    def release_if_idle(self, seconds: float) -> bool:
+        """MySQL: close the connection if it has been unused for ``seconds`` and nothing of its session would be
+        lost (no write sent in the open transaction; a commit's reply still unread is read first). The next
+        statement opens a new connection, waiting for a free one if the server is full, and begins the open
+        transaction again; reads after the release see a new snapshot. Safe from another thread: a statement
+        running now keeps the connection. True when it was released."""
+        if self.is_sqlite or self._raw is None or self._pid != os.getpid() or self.query_cache:
+            return False
+        lock = self.guard()
+        if not lock.acquire(blocking=False):
+            return False
+        try:
+            if self._raw is None or time.monotonic() - self._last_used < seconds or not self.session.release():
+                return False
+            raw, self._raw = self._raw, None
+            self._released = True
+            self.releases += 1
+            try:
+                raw.close()
+            except Exception:  # a socket the server dropped meanwhile: nothing to close
+                pass
+            return True
+        finally:
+            lock.release()
+
+    def _reopen_released(self):
+        """The first statement after release_if_idle: a new session; the open transaction begun again."""
+        self._released = False
+        opens = self.opens
+        self.reconnect_with_backoff()  # a full server is waited for (connection_wait_seconds)
+        self.opens = opens  # the release read every reply first: nothing can have been lost (populate's orphans)
+        if self._depth:
+            self.stats.statements += 1
+            self._raw.begin()
 
     def _open(self):
         self._raw = self.session.open()
@@ -258,9 +333,11 @@ class Connection:
         return LostConnectionError("the connection was closed during a transaction, which is lost: start the "
                                    "transaction again")
 
+    @_guarded
     def close(self):
         """Close the connection; the next statement opens a new one, except inside a transaction open when it
         closed: that statement (or the commit) raises LostConnectionError."""
+        self._released = False
         mine = self._raw is not None and self._pid == os.getpid()
         if mine:
             self.session.close()
@@ -273,6 +350,7 @@ class Connection:
         if not mine:
             self._depth = 0  # a transaction kept open (``_depth``) is one this process's closing ends
 
+    @_guarded
     def reconnect(self):
         """Drop the connection and open a new one (any open transaction is lost)."""
         self._forget()
@@ -302,6 +380,7 @@ class Connection:
             self.session.check_file()
 
     # ------------------------------------------------------------------ statements
+    @_guarded
     def query(self, sql: str, args=(), *, many: bool = False, context: str = "", as_dict: bool = False,
               suppress_warnings: bool = True, reconnect: bool | None = None):
         """Run one statement; returns the driver cursor (``fetchall``, ``rowcount``, ``lastrowid``), or with
@@ -363,6 +442,7 @@ class Connection:
             return False
         return True
 
+    @_guarded
     def script(self, statements, *, begin_next: bool = False, context: str = "") -> list[tuple[int, list]]:
         """MySQL, outside a transaction: ``statements`` (sql, params) in one round trip; (rowcount, rows) of each.
         The server stops at the first failing statement. ``begin_next`` appends BEGIN for the next transaction."""
@@ -379,6 +459,7 @@ class Connection:
                 querycache.check_read_only(sql)
         return statements
 
+    @_guarded
     def flush_deferred(self):
         """Send or run the writes queued inside make() now, and queue no more."""
         self.defer_writes = False
@@ -397,20 +478,27 @@ class Connection:
     def in_transaction(self) -> bool:
         return self._depth > 0 and self._pid == os.getpid()
 
+    @_guarded
     def start_transaction(self):
         if self._depth == 0:
+            self._wrote = False
             self.session.begin()
         self._depth += 1
 
+    @_guarded
     def commit(self):
         if self._depth == 0:
             return
         self._depth -= 1
         if self._depth == 0:
+            if self._released:
+                _ = self.raw  # reopened, the transaction begun again: whatever is queued commits there
             if self._raw is None:
                 raise self._transaction_lost()
+            self._wrote = False
             self.session.commit()
 
+    @_guarded
     def commit_with(self, statements, *, begin_next: bool = False, wait: bool = True, context: str = "commit",
                     one_row_at: int | None = None) -> PendingCommit:
         """End the outermost transaction: make's queued writes, ``statements`` (sql, params), COMMIT.
@@ -423,9 +511,13 @@ class Connection:
         that position (MySQL checks it in the packet with the ``fence_check`` statement)."""
         if self._depth != 1:
             raise AssertionError("commit_with ends the outermost transaction")
+        if self._released:
+            _ = self.raw
+        self._wrote = False
         return self.session.commit_with(self._uncached(statements), begin_next=begin_next, wait=wait, context=context,
                                         one_row_at=one_row_at)
 
+    @_guarded
     def send_later(self, statements, *, context: str = "later") -> PendingCommit:
         """Outside a transaction, statements whose outcome nobody waits for (a history row): MySQL sends them in
         one packet and reads the reply before its next statement; SQLite runs them now. A failure is kept in
@@ -437,8 +529,10 @@ class Connection:
             return failed or PendingCommit.settled(None)
         return self.session.send_later(list(statements), context=context)
 
+    @_guarded
     def rollback(self):
         """Roll back the whole transaction, whatever the nesting depth."""
+        self._wrote = False
         self.drop_deferred()
         if self._depth == 0:
             return

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from .pending import FENCE_CHECK_FAILED, ChecksFence, DeferredCursor, PendingCom
 log = logging.getLogger(__name__)
 
 _DEFERRABLE_WORDS = ("INSERT", "REPLACE")  # writes whose row count is known before they run
+_READ_WORDS = ("SELECT", "SHOW", "DESC", "EXPLAIN", "WITH", "(SELECT")
+_LOCKING = re.compile(r"\bFOR\s+(?:UPDATE|SHARE)\b|\bLOCK\s+IN\s+SHARE\s+MODE\b|\bGET_LOCK\b", re.IGNORECASE)
 DEFER_BYTES = 1_000_000  # queued inserts are sent once they pass this size (PyMySQL's own statement limit)
 _PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
 _SQL_MODE = ("STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
@@ -70,6 +73,7 @@ class MySQLSession:
         self.deferred: list = []  # (text, context, make() line) of queued inserts
         self.deferred_bytes = 0
         self.returning = False  # the server takes INSERT ... RETURNING (MariaDB >= 10.5), from the handshake
+        self.escaper = None  # a released connection's closed handle: it still formats queued inserts' text
 
     # ------------------------------------------------------------------ connect
     def open(self):
@@ -121,6 +125,21 @@ class MySQLSession:
                 "lost the connection before the commit was confirmed: it may or may not have been made"))
             self.reply = None
 
+    def release(self) -> bool:
+        """Before the connection is closed on purpose (Connection.release_if_idle): read a reply still unread.
+        False when the session holds what a new one would not (a write sent in the open transaction) or was
+        lost meanwhile."""
+        try:
+            self.settle()
+        except LostConnectionError:
+            return False
+        conn = self.conn
+        if conn._raw is None or (conn._depth and conn._wrote):
+            return False
+        self.ahead.forget()
+        self.escaper = conn._raw
+        return True
+
     def close(self):
         if self.reply is not None:
             try:
@@ -139,6 +158,8 @@ class MySQLSession:
         self.settle()
         if conn._depth == 0:
             self.ahead.close_unused(conn)
+        elif not conn._wrote and not _plain_read(sql):
+            conn._wrote = True  # the session now holds a change (or a lock) of the open transaction
         if self.deferred:
             self.send_deferred()  # anything else (a read, an update, a delete) sees the inserts made before it
         for attempt in range(2):
@@ -170,7 +191,9 @@ class MySQLSession:
         """Inside make(): queue an insert's text. Many rows become multi-row INSERTs of at most ``DEFER_BYTES``
         each, as the driver would send them; the queue is sent before it would pass ``DEFER_BYTES``, so that no
         packet nears the server's max_allowed_packet."""
-        cur = self.conn.raw.cursor()
+        conn = self.conn
+        # text only: a released connection's closed handle formats it as well, without reopening
+        cur = (self.escaper if conn._raw is None and conn._released and self.escaper else conn.raw).cursor()
         site = _call_site()
         m = wire.RE_INSERT_VALUES.match(sql) if many else None
         if not many:
@@ -201,7 +224,8 @@ class MySQLSession:
         conn = self.conn
         queued = self.take_deferred()
         self.settle()
-        cur = conn._raw.cursor()
+        conn._wrote = True
+        cur = conn.raw.cursor()
         conn.stats.statements += 1
         done = 0
         try:
@@ -354,6 +378,10 @@ class MySQLSession:
         pending = self.reply if pending is None else pending
         if pending is None:
             return
+        with self.conn.guard():  # PendingCommit.result() calls this from the main thread, release_if_idle too
+            self._settle(pending)
+
+    def _settle(self, pending: PendingCommit):
         if pending is not self.reply:  # its connection is gone: the reply will never be read
             if not pending.done:
                 pending.settle(LostConnectionError("the commit's reply was not read: it may or may not be made"))
@@ -469,6 +497,11 @@ class MySQLSession:
             results.pop()
             self.ahead.open = True
         return results
+
+
+def _plain_read(sql: str) -> bool:
+    """A statement that changes nothing and locks nothing (a new session can run it as well)."""
+    return sql.lstrip()[:7].upper().startswith(_READ_WORDS) and not _LOCKING.search(sql)
 
 
 def _takes_returning(version: str) -> bool:

@@ -425,6 +425,10 @@ def test_default_throttle_keeps_within_the_connection_budget(project, monkeypatc
     assert run.profile.throttle == 9 and "up to 9 workers may run at once" in run.warnings[0]
     run = _plan(project, monkeypatch, 50, array=11)
     assert run.profile.throttle is None and not run.warnings
+    # workers that give their connection back during makes hold none through them: no throttle from the budget
+    run = _plan(project, monkeypatch, 6, array=11, worker_args=["--release-after", "1m"])
+    assert run.profile.throttle is None and "#SBATCH --array=1-11\n" in run.scripts[0] and not run.warnings
+    assert "give theirs back during makes" in run.notes[-1] and "--release-after 1m" in run.scripts[0]
 
 
 def test_submit_warns_when_the_request_exceeds_the_budget(project, monkeypatch):
