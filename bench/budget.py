@@ -19,8 +19,9 @@ import psutil
 from bench.scale import busy_pct, private_server_with
 
 
-def run_budget(runner, system, args) -> dict:
-    """One budget run of ``system`` (djhpc) on a private server of its own."""
+def run_budget(runner, system, args, release_after: float | None = None) -> dict:
+    """One budget run of ``system`` (djhpc) on a private server of its own; with ``release_after`` its workers
+    give their connection back once a make has left it unused that long (``djhpc work --release-after``)."""
     from bench.run import Server
 
     tasks, connections, running = args.budget_tasks, args.budget_connections, args.budget_running
@@ -29,7 +30,7 @@ def run_budget(runner, system, args) -> dict:
     with private_server_with((f"--max-connections={connections}", "--innodb-buffer-pool-size=256M")) as private:
         runner.server, runner._db = Server("127.0.0.1", private.port, "root", ""), None
         try:
-            out = _run(runner, system, tasks, running, n, args.budget_sleep_ms / 1000, args.timeout)
+            out = _run(runner, system, tasks, running, n, args.budget_sleep_ms / 1000, args.timeout, release_after)
             with runner.db().cursor() as cur:
                 cur.execute("SHOW GLOBAL STATUS LIKE 'Max_used_connections'")
                 out["peak_connections"] = int(cur.fetchone()[1])
@@ -37,17 +38,18 @@ def run_budget(runner, system, args) -> dict:
             if runner._db is not None:
                 runner._db.close()
             runner.server, runner._db = saved_server, saved_db
-    out["max_connections"] = connections
+    out["max_connections"], out["release_after"] = connections, release_after
     return out
 
 
-def _run(runner, system, tasks: int, running: int, n: int, sleep_seconds: float, timeout: float) -> dict:
+def _run(runner, system, tasks: int, running: int, n: int, sleep_seconds: float, timeout: float,
+         release_after: float | None) -> dict:
     runner.counter += 1
     schema = f"bench_{runner.run_id}_{runner.counter}"
-    folder = runner.tmp / f"budget-t{tasks}-n{n}"
+    folder = runner.tmp / f"budget-t{tasks}-n{n}{'-released' if release_after else ''}"
     folder.mkdir(parents=True)
     settings = {"folder": str(folder), "schema": schema, "sleep_seconds": sleep_seconds, "n": n,
-                "barrier_timeout_seconds": timeout}
+                "barrier_timeout_seconds": timeout, "release_after": release_after}
     env = runner._env(system)
     setup = subprocess.run([system.python, str(system.script), json.dumps(dict(settings, mode="setup", index=0))],
                            cwd=folder, env=env, capture_output=True, timeout=timeout)

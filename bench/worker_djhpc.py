@@ -79,9 +79,10 @@ def setup(worker):
 
 def task(worker):
     """One task of a large array: it connects now (waiting for a free connection if the server has none, as
-    ``djhpc work`` does) and makes keys until none is left."""
+    ``djhpc work`` does) and makes keys until none is left (giving its connection back during makes with
+    ``release_after``, as ``djhpc work --release-after``)."""
     connection, schema, Item, Result = declare(worker)
-    result = Result().populate(reserve_jobs=True)
+    result = Result().populate(reserve_jobs=True, release_after=worker.settings.get("release_after"))
     worker.finish(success=result.success_count, lost=result.lost_count, errors=len(result.error_list))
 
 

@@ -242,9 +242,13 @@ def test_the_connection_budget_case_runs_an_array_larger_than_the_server_takes(t
     command = [sys.executable, "-m", "bench", "--quick", "--cases", "budget", "--no-datajoint", "--json", str(out)]
     done = subprocess.run(command, cwd=ROOT, env=server_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    (row,) = json.loads(out.read_text())["rows"]
-    assert (row["case"], row["workers"], row["n"], row["max_connections"]) == ("budget", 24, 48, 8)
-    assert row["made_keys"] == row["rows"] == 48 and row["twice"] == 0 and row["jobs_left"] == 0, row
-    assert row["tasks_failed"] == 0 and row["tracebacks"] == 0 and not row["checks"], row
-    assert row["running_at_once"] > 8 and row["tasks_waited"] > 0, row
+    held, released = json.loads(out.read_text())["rows"]
+    assert (held["release_after"], released["release_after"]) == (None, 0.1)
+    for row in (held, released):
+        assert (row["case"], row["workers"], row["n"], row["max_connections"]) == ("budget", 24, 48, 8)
+        assert row["made_keys"] == row["rows"] == 48 and row["twice"] == 0 and row["jobs_left"] == 0, row
+        assert row["tasks_failed"] == 0 and row["tracebacks"] == 0 and not row["checks"], row
+        assert row["running_at_once"] > 8, row
+    assert held["tasks_waited"] > 0, held
     assert "[met] connection budget: 24 tasks against max_connections=8" in done.stdout
+    assert "[met] connection budget (connections given back during makes): 24 tasks" in done.stdout
