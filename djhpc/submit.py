@@ -651,7 +651,9 @@ def _fit_budget(run: Run, profile: Profile, tasks: int, chunks: list[ArrayChunk]
         per_array = max(1, budget // len(chunks))
         profile = dataclasses.replace(profile, throttle=per_array)
         run.notes.append(f"throttle {per_array}: the database has room for about {budget} more workers "
-                         f"({run.connections_per_worker} connections each)")
+                         f"({run.connections_per_worker} connections each)"
+                         + ("" if run.datajoint else "; with long makes, '-- --release-after 30s' lets every task "
+                            "run and give its connection back while it makes"))
     if concurrent(per_array) > budget:
         run.warnings.append(
             f"up to {concurrent(per_array)} workers may run at once, but the database has room for about {budget} "

@@ -164,3 +164,23 @@ def test_a_datajoint_connection_that_cannot_be_made_is_one_line_and_reserves_not
     assert last.startswith("djhpc: error: target module") and "failed while importing" in last, last
     assert "check DataJoint's settings" in last and "wrong" not in last
     assert "~djhpc_jobs" not in pipeline.tables()
+
+
+def test_workers_give_djhpcs_connection_back_during_long_makes(pipeline):
+    """--release-after on a DataJoint table: djhpc's own connection goes back while DataJoint's make runs (DataJoint's
+    stays, its transaction spans the make); the workers hold lease-only owner ids; every key is made once."""
+    pipeline.fill(12)
+    workers = [pipeline.work("Square", "--release-after", "0.2", "-v", DJHPC_TEST_SLEEP="0.8") for _ in range(2)]
+    owners, deadline = set(), time.monotonic() + 120
+    while not owners:  # bounded by events: a reservation is held
+        if "~djhpc_jobs" in pipeline.tables():
+            owners = {r[0] for r in pipeline.rows("SELECT owner FROM {s}.`~djhpc_jobs` WHERE status = 'reserved'")}
+        assert time.monotonic() < deadline and all(w.poll() is None for w in workers)
+        time.sleep(0.05)
+    assert all(o.startswith("lease-") for o in owners), owners
+    outcomes = [finish(w) for w in workers]
+    assert [code for code, _ in outcomes] == [0, 0], [err[-2000:] for _, err in outcomes]
+    assert all("gave the database connection back while make runs" in err for _, err in outcomes)
+    calls = pipeline.calls_of("Square")
+    assert set(calls) == set(range(12)) and max(calls.values()) == 1
+    assert pipeline.rows("SELECT COUNT(*) FROM {s}.`~djhpc_jobs`")[0][0] == 0
