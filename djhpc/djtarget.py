@@ -98,6 +98,11 @@ class DataJointTarget:
         """Seconds one make may run, from the DataJoint class's ``make_timeout`` attribute (None: no limit)."""
         return getattr(self.cls, "make_timeout", None)
 
+    def after_fork(self):
+        """In a forked child (djhpc work --processes): a DataJoint connection of its own (DataJoint's connect()
+        opens a new socket; the parent's, inherited, is neither used nor closed here). djhpc's reopens by itself."""
+        self.dj_connection.connect()
+
     def reconnect(self):
         """Fresh connections after a time limit cut make short: DataJoint's (make's) and djhpc's."""
         _cancel(self.dj_connection)

@@ -53,8 +53,10 @@ def worker_count(processes, keys_left: int) -> int:
     return min(n for n in (processes, keys_left, usable_cores()) if n)  # 0 or None: every core, as DataJoint
 
 
-def run(table, restrictions, options: PopulateOptions, processes: int) -> PopulateResult:
-    """populate() in ``processes`` forked children; their results summed as one PopulateResult."""
+def run(table, restrictions, options: PopulateOptions, processes: int,
+        share: tuple[float, float] = (0.0, 1.0)) -> PopulateResult:
+    """populate() in ``processes`` forked children; their results summed as one PopulateResult. ``share``
+    (start, width): the part of the keys whose walks the children divide (an array task's, in djhpc work)."""
     if table.connection.in_transaction:
         raise UsageError("populate() cannot run inside a transaction: call it outside 'with transaction'")
     options.check()
@@ -67,8 +69,9 @@ def run(table, restrictions, options: PopulateOptions, processes: int) -> Popula
     try:
         for i in range(processes):
             reader, writer = context.Pipe(duplex=False)
+            position = (share[0] + share[1] * i / processes) % 1.0
             child = context.Process(target=_child, name=f"populate-{i + 1}",
-                                    args=(table, restrictions, replace(child_options, position=i / processes),
+                                    args=(table, restrictions, replace(child_options, position=position),
                                           writer, tickets))
             child.start()
             writer.close()
@@ -91,6 +94,7 @@ class _Child:
         self.process = process
         self.reader = reader
         self.report: dict | None = None
+        self.interrupted = False  # sent SIGINT once: a second one would cut short its giving keys back
 
 
 def _collect(children, options: PopulateOptions, total: int) -> PopulateResult:
@@ -161,10 +165,12 @@ def _stop(children):
 
 
 def _interrupt(children):
-    """SIGINT to each child still running: it stops as populate() stops on Ctrl-C (a child already stopping, by
-    the terminal's own SIGINT or a scheduler's SIGTERM, ignores it)."""
+    """SIGINT, once, to each child still running: it stops as populate() stops on Ctrl-C. Never twice: inside its
+    loop a second stop signal raises again, in the middle of giving its keys back (a child already stopping by
+    the terminal's own SIGINT or a scheduler's SIGTERM ignores this one)."""
     for c in children:
-        if c.process.is_alive():
+        if c.process.is_alive() and not c.interrupted:
+            c.interrupted = True
             _signal(c.process, signal.SIGINT)
 
 
@@ -194,6 +200,9 @@ def _child(table, restrictions, options: PopulateOptions, writer, tickets):
     # the parent's reservations (its jobs table's, a populate before) take their session locks again whenever the
     # connection opens: the child opens its own, and is a worker of its own
     table.connection.on_connect.clear()
+    after_fork = getattr(table, "after_fork", None)
+    if after_fork:
+        after_fork()  # a DataJoint table's own connection: one of the child's, the parent's socket left alone
     own_on_key = options.on_key
 
     def on_key(key, started, ended, outcome, message):

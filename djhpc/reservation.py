@@ -801,5 +801,8 @@ class Heartbeat:
     def stop(self):
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            try:
+                self._thread.join(timeout=5)
+            except RuntimeError:  # a stop signal cut its start short: it never ran, or ends by itself (_stop)
+                pass
             self._thread = None

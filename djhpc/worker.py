@@ -10,7 +10,7 @@ import logging
 import sys
 from dataclasses import dataclass, field, replace
 
-from . import populate, signals
+from . import populate, processes, signals
 from .errors import ConnectError, DjhpcError, UsageError
 from .history import History
 from .populate import PopulateOptions
@@ -40,6 +40,7 @@ class WorkOptions:
     populate: PopulateOptions = field(default_factory=_work_defaults)
     restrictions: list = field(default_factory=list)
     log_path: str | None = None
+    processes: int = 1  # populate loops in forked processes of this task (djhpc work --processes)
 
 
 class KeyLog:
@@ -100,6 +101,15 @@ def guarded(loop, keylog: KeyLog):
             keylog.close()
 
 
+def _task_share() -> tuple[float, float]:
+    """(start, width) of this array task's share of the keys, which its processes' walks divide among them."""
+    env = taskenv.current()
+    start, count = env.position(), env.task_count
+    if start is None or not count:
+        return 0.0, 1.0
+    return start, 1.0 / count
+
+
 def work(table_class, options: WorkOptions) -> int:
     """Run one worker on ``table_class`` (a djhpc table, or one written with DataJoint); returns the exit code."""
     target = target_for(table_class)
@@ -113,6 +123,9 @@ def work(table_class, options: WorkOptions) -> int:
                      dt.datetime.fromtimestamp(walltime.end).astimezone().isoformat(timespec="seconds"))
         opts = replace(options.populate, reserve_jobs=True, on_key=keylog, walltime=walltime,
                        scheduler=scheduler_for_reaping())
+        if options.processes > 1:
+            log.info("%d processes, each a worker of its own", options.processes)
+            return processes.run(target, options.restrictions, opts, options.processes, share=_task_share())
         return populate.run(target, options.restrictions, opts)
 
     stopped, result = guarded(loop, keylog)

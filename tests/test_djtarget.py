@@ -184,3 +184,18 @@ def test_workers_give_djhpcs_connection_back_during_long_makes(pipeline):
     calls = pipeline.calls_of("Square")
     assert set(calls) == set(range(12)) and max(calls.values()) == 1
     assert pipeline.rows("SELECT COUNT(*) FROM {s}.`~djhpc_jobs`")[0][0] == 0
+
+
+def test_work_processes_on_a_datajoint_table(pipeline):
+    """djhpc work --processes 2 on a DataJoint table: each forked worker opens DataJoint's connection anew (the
+    parent's socket is not shared), every key is made once, by both."""
+    pipeline.fill(40)
+    code, err = finish(pipeline.work("Square", "--processes", "2", DJHPC_TEST_SLEEP="0.05",
+                                     DJHPC_TEST_CONNECTION_IDS="1"))
+    assert code == 1, err[-3000:]  # item 13 fails, as in every run of this pipeline
+    calls = pipeline.calls_of("Square")
+    assert set(calls) == set(range(40)) and max(calls.values()) == 1
+    sessions = {tuple(line.split()[2:]) for line in pipeline.calls.read_text().splitlines()}
+    assert len(sessions) == 2 and len({pid for pid, _ in sessions}) == 2, sessions  # a session per process
+    assert pipeline.rows("SELECT COUNT(*) FROM {s}.`__square`")[0][0] == 39
+    assert pipeline.rows("SELECT status FROM {s}.`~djhpc_jobs`") == (("error",),)

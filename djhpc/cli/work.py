@@ -23,6 +23,8 @@ examples:
   djhpc work pipeline.py:Analysis --max-calls 100 --restrict "subject = 'm1'"
   djhpc work pipeline.py                                   every computed table of the module
   djhpc work pipeline.py --tables Segmentation             one resource class's tables
+  djhpc work pipeline.py:Analysis --processes 32           32 workers in one task of a 32-core node
+  djhpc work pipeline.py:Analysis --release-after 30s      long makes give the database connection back
 """
 
 
@@ -52,6 +54,9 @@ def register(sub):
                    help="MySQL: a make that leaves the database connection unused this long gives it back until it "
                         "needs it again (30s, 2m), so an array larger than the server's max_connections runs whole; "
                         "the worker is then judged alive by its PID, the scheduler and its heartbeat lease")
+    p.add_argument("--processes", type=_positive, default=1, metavar="N",
+                   help="run N workers in forked processes of this task (a many-core node's task), each with its "
+                        "own connection; a task's processes share its part of the keys (default 1)")
     p.add_argument("--log", metavar="FILE", help="append one line per key here (default: stderr)")
     g = p.add_argument_group("pipelines (TARGET is a module)")
     add_pipeline_arguments(g)
@@ -76,6 +81,15 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _positive(text: str) -> int:
+    import argparse
+
+    value = _non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
+    return value
+
+
 def _non_negative(text: str) -> int:
     import argparse
 
@@ -97,8 +111,12 @@ def run(args) -> int:
                                retry_delay_seconds=args.retry_delay, make_timeout=args.make_timeout,
                                release_after=args.release_after)
     populate.check()  # a bad value is a usage error before any table is touched
-    options = WorkOptions(populate, restrictions=[_and(args.restrict)] if args.restrict else [], log_path=args.log)
+    options = WorkOptions(populate, restrictions=[_and(args.restrict)] if args.restrict else [], log_path=args.log,
+                          processes=args.processes)
     if isinstance(loaded, Pipeline):
+        if args.processes > 1:
+            raise UsageError("--processes takes a table TARGET (module:Class), not a pipeline: submit more tasks "
+                             "for a pipeline")
         serve = loaded.restrict(args.tables, args.downstream_of)
         return work_pipeline(loaded, options, prefer=args.prefer, serve=serve)
     if args.tables or args.downstream_of:

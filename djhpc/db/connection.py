@@ -489,14 +489,23 @@ class Connection:
     def commit(self):
         if self._depth == 0:
             return
-        self._depth -= 1
-        if self._depth == 0:
-            if self._released:
-                _ = self.raw  # reopened, the transaction begun again: whatever is queued commits there
-            if self._raw is None:
-                raise self._transaction_lost()
-            self._wrote = False
+        if self._depth > 1:
+            self._depth -= 1
+            return
+        if self._released:
+            _ = self.raw  # reopened, the transaction begun again: whatever is queued commits there
+        if self._raw is None:
+            self._depth = 0
+            raise self._transaction_lost()
+        self._wrote = False
+        try:
             self.session.commit()
+        except Exception:
+            self._depth = 0
+            raise
+        except BaseException:
+            raise  # a stop signal before the COMMIT ran: still in the transaction, for the caller's rollback
+        self._depth = 0
 
     @_guarded
     def commit_with(self, statements, *, begin_next: bool = False, wait: bool = True, context: str = "commit",

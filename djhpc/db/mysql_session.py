@@ -140,6 +140,18 @@ class MySQLSession:
         self.escaper = conn._raw
         return True
 
+    def abandon(self):
+        """A stop signal (Interrupted, KeyboardInterrupt) cut a reply short: the rest of it would be taken for the
+        next statement's. The connection goes, and with it any open transaction, as when it is lost."""
+        conn = self.conn
+        raw, conn._raw, conn._depth = conn._raw, None, 0
+        self.ahead.forget()
+        if raw is not None:
+            try:
+                raw.close()
+            except Exception:  # closing a socket in an unknown state may fail; it is dropped either way
+                pass
+
     def close(self):
         if self.reply is not None:
             try:
@@ -179,6 +191,11 @@ class MySQLSession:
             except (BrokenPipeError, ConnectionError) as e:
                 lost = LostConnectionError(f"lost the connection to the database server ({e})")
                 lost.__cause__ = e
+            except Exception:
+                raise
+            except BaseException:
+                self.abandon()
+                raise
             conn._raw = None
             if conn._depth or attempt or not conn.reconnects:
                 conn._depth = 0
@@ -240,6 +257,11 @@ class MySQLSession:
             conn._raw = None
             conn._depth = 0
             raise LostConnectionError(f"lost the connection to the database server ({e})") from e
+        except Exception:
+            raise
+        except BaseException:
+            self.abandon()
+            raise
 
     def deferred_error(self, exc, queued, index):
         """The error of the ``index``-th statement of a packet, named after the make() line that queued it."""
@@ -348,6 +370,12 @@ class MySQLSession:
             self.conn._depth = 1
             self.conn.rollback()
             return
+        except Exception:
+            raise
+        except BaseException:
+            pending.settle(LostConnectionError("the commit's reply was not read: it may or may not be made"))
+            self.abandon()
+            raise
         pending.settle(None)
 
     def _packet_error(self, exc, pending, done) -> tuple[Exception, int | None]:
@@ -404,13 +432,7 @@ class MySQLSession:
             self._settle_failed(e, pending, raw, done)
             return
         except BaseException:
-            # a signal stopped the read half-way: the rest of the reply would be taken for the next one's
-            conn._raw, conn._depth = None, 0
-            self.ahead.forget()
-            try:
-                raw.close()
-            except Exception:  # closing a socket in an unknown state may fail; it is dropped either way
-                pass
+            self.abandon()
             raise
         pending.settle(None)
 
@@ -493,6 +515,11 @@ class MySQLSession:
         except ConnectionError as e:
             conn._raw = None
             raise LostConnectionError(f"lost the connection to the database server ({e})") from e
+        except Exception:
+            raise
+        except BaseException:
+            self.abandon()  # e.g. a reservation's reply half-read: whether it committed is for release_orphans
+            raise
         if begin_next:
             results.pop()
             self.ahead.open = True

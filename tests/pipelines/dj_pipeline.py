@@ -2,8 +2,9 @@
 
 The schema is named by DJHPC_TEST_SCHEMA; DataJoint connects with DJ_HOST/DJ_USER/DJ_PASS. Every make appends
 "table item pid" to the file DJHPC_TEST_CALLS (one write per line: lines of concurrent workers never mix), so a
-test can tell a key made twice. DJHPC_TEST_SLEEP makes each make sleep that long; DJHPC_TEST_STEAL=item makes
-that key's make hand its djhpc reservation to another owner, as a reaper would, before it inserts.
+test can tell a key made twice; with DJHPC_TEST_CONNECTION_IDS also the id of DataJoint's session that made it.
+DJHPC_TEST_SLEEP makes each make sleep that long; DJHPC_TEST_STEAL=item makes that key's make hand its djhpc
+reservation to another owner, as a reaper would, before it inserts.
 """
 
 import os
@@ -21,8 +22,11 @@ def _called(table: str, key: dict):
     path = os.environ.get("DJHPC_TEST_CALLS")
     if path:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        session = ""
+        if os.environ.get("DJHPC_TEST_CONNECTION_IDS"):
+            session = f" {dj.conn().query('SELECT CONNECTION_ID()').fetchone()[0]}"
         try:
-            os.write(fd, f"{table} {key['item']} {os.getpid()}\n".encode())
+            os.write(fd, f"{table} {key['item']} {os.getpid()}{session}\n".encode())
         finally:
             os.close(fd)
     if os.environ.get("DJHPC_TEST_SLEEP"):
