@@ -40,6 +40,7 @@ from typing import Any
 
 from .config import DatabaseURL, Settings, load_settings, parse_url
 from .errors import ConfigError, DjhpcError, SchedulerError, UsageError
+from .history import History
 from .profile import Profile, parse_time
 from .reservation import Reservations
 from .schedulers import ArrayChunk, Scheduler, SiteLimits, default_scheduler_name, get_scheduler, plan_arrays
@@ -675,12 +676,25 @@ def script_folder(run: Run) -> Path:
     return run.project_dir / ".djhpc" / "scripts"
 
 
+def _create_worker_tables(run: Run) -> None:
+    """The jobs and history tables the tasks write, made here once: else hundreds of tasks starting at the same
+    moment each find them missing and send CREATE TABLE (harmless, but a statement each and a queue on the
+    server's dictionary lock). A failure is left to the tasks, which create them as before."""
+    f = run.filler
+    try:
+        Reservations(f.connection, f.database, jobs_table=f.jobs_table).ensure_table()
+        History(f.connection, f.database, f.history_table).ensure_table()
+    except DjhpcError as e:
+        log.debug("the tasks will create the jobs and history tables (%s)", e)
+
+
 def submit(run: Run, *, dry_run: bool = False) -> Submitted:
     """Write each array's script and submit it (dry_run: write only); record what was submitted."""
     if not run.chunks:
         return Submitted([], [])
     if not dry_run:
         check_submit_command(run.scheduler)
+        _create_worker_tables(run)
     write_task_credentials(run)
     records = Submissions(run.connection, run.schema)
     job_ids: list[str] = []

@@ -261,6 +261,9 @@ def test_submit_prints_job_id_and_records_it(project):
     assert Path(row.script).read_text() == script
     assert row.settings["profile"]["partition"] == "cpu" and row.settings["worker_args"] == ["--max-calls", "3"]
     assert "submitted 5 slurm task(s) for Square as job 4241; 20 of 20 keys of Square left" in out.stderr
+    # the tables every task writes exist before the tasks start: hundreds of them do not race to create them
+    connection = dj.conn()
+    assert all(connection.has_table(connection.dialect.table(project.schema, name)) for name in ("~jobs", "~history"))
 
 
 def test_array_is_capped_at_the_keys_left(project):
