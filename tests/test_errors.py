@@ -188,3 +188,20 @@ def test_cli_prints_one_line_without_the_chain(tmp_path, env, expected, code):
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(expected), done.stderr
     assert "Traceback" not in done.stderr and "cause" not in done.stderr
+
+
+def test_a_statement_the_user_may_not_run_is_an_access_error(mysql_user, mysql_schema):
+    """MySQL 1044/1142 (no privilege for a database or table) are DataJoint's AccessError, with the fix named,
+    not a refused password: the connection itself was accepted."""
+    from djhpc.db.connection import Connection
+
+    url, _ = mysql_user
+    c = Connection(url)
+    try:
+        c.query(f"CREATE DATABASE `{mysql_schema}`")  # allowed: its own schema
+        for sql, code in (("CREATE DATABASE djhpc_not_granted_here", 1044), ("SELECT * FROM mysql.user", 1142)):
+            with pytest.raises(errors.AccessError, match="may not do this .* ask its administrator") as e:
+                c.query(sql)
+            assert e.value.code == code and isinstance(e.value, errors.DatabaseError)
+    finally:
+        c.close()

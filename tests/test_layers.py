@@ -26,7 +26,7 @@ PACKAGE = ROOT / "djhpc"
 # A name ending in ".*" stands for every submodule of that package (not the package itself); a module
 # named exactly wins over a pattern. Names listed here need not exist yet.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("cli entry point", ["djhpc.cli.main"]),
+    ("cli entry point", ["djhpc.__main__", "djhpc.cli.main"]),
     ("cli commands", ["djhpc.cli.*"]),
     ("cli helpers", ["djhpc.cli.scope", "djhpc.cli.display"]),
     ("cli common", ["djhpc.cli", "djhpc.cli.common"]),

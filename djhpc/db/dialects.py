@@ -14,6 +14,7 @@ from importlib import resources
 import pymysql
 
 from ..errors import (
+    AccessError,
     ConnectError,
     DatabaseError,
     DataError,
@@ -181,8 +182,11 @@ _MYSQL_ERRORS = {code: (cls, text) for codes, cls, text in (
      "{where}transient database failure ({code}): the transaction may be retried"),
     ((2006, 2013, 2014, 2055, 4031, 1927), LostConnectionError,
      "{where}lost the connection to the database server ({code})"),
-    ((1045, 1044, 1698), ConnectError,
+    ((1045, 1698), ConnectError,
      "the database refused the user name or password: check DJ_USER/DJ_PASS or the URL"),
+    ((1044, 1142, 1143, 1227, 1370), AccessError,
+     "{where}the database user may not do this ({msg}): ask its administrator for the privilege, or use another "
+     "user"),
     ((2003, 2005), ConnectError,
      "cannot reach the database server: check the host and port, and that the server runs"),
     ((1054,), QueryError, "{where}{msg}: name only attributes of the query (see its heading)"),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from support.cluster import cli_env, make_project
+from support.env import ROOT
 from support.pipeline import load_items
 
 from djhpc.cli.main import build_parser
@@ -288,3 +289,9 @@ def test_a_mistyped_target_gets_the_nearest(project, typed, hint):
     folder, env, _ = project
     out = run(["progress", typed], folder, env)
     assert out.returncode == 2 and hint in one_line_error(out)
+
+
+def test_python_dash_m_djhpc_is_the_command_line():
+    done = subprocess.run([sys.executable, "-m", "djhpc", "--version"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0 and done.stdout.startswith("djhpc "), done.stderr
