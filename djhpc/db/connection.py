@@ -83,7 +83,11 @@ class _Transaction:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            self.conn.commit()
+            try:
+                self.conn.commit()
+            except BaseException:
+                self.conn.rollback()  # a stop signal before the COMMIT ran leaves the transaction open
+                raise
         else:
             self.conn.rollback()
         return False
