@@ -317,7 +317,8 @@ class _Runner:
         if self._opens_at_reserve is None:
             return False
         conn = self.jobs.connection
-        return conn._raw is None or conn.opens != self._opens_at_reserve
+        # a connection given back on purpose (release_after) read every reply before it went
+        return (conn._raw is None and not conn._released) or conn.opens != self._opens_at_reserve
 
     def _release_orphans(self):
         """Give back rows under this worker's owner id that it does not know it holds (best effort: the database
