@@ -52,8 +52,8 @@ def register(sub):
                         "10m, 2h (default: the table's make_timeout, else no limit)")
     p.add_argument("--release-after", type=durations.argument(), metavar="DURATION",
                    help="MySQL: a make that leaves the database connection unused this long gives it back until it "
-                        "needs it again (30s, 2m), so an array larger than the server's max_connections runs whole; "
-                        "the worker is then judged alive by its PID, the scheduler and its heartbeat lease")
+                        "needs it again: 30 (seconds), 2m; so an array larger than the server's max_connections runs "
+                        "whole (the worker is then judged alive by its PID, the scheduler and its heartbeat lease)")
     p.add_argument("--processes", type=_positive, default=1, metavar="N",
                    help="run N workers in forked processes of this task (a many-core node's task), each with its "
                         "own connection; a task's processes share its part of the keys (default 1)")
