@@ -145,9 +145,11 @@ class SQLiteSession:
         return True
 
     def rollback_raw(self):
+        raw = self.conn._raw
         try:
-            if self.writing:
-                self.conn._raw.execute("ROLLBACK")
+            # in_transaction too: a stop signal may land just after BEGIN IMMEDIATE ran, before ``writing`` is set
+            if self.writing or (raw is not None and raw.in_transaction):
+                raw.execute("ROLLBACK")
         finally:
             self.writing = False
 
