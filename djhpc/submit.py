@@ -527,8 +527,6 @@ def _ask_budget(run: Run) -> int | None:
         run.notes.append("no throttle from the database's connections: the workers give theirs back during makes "
                          "(--release-after) and wait for one when none is free")
         return None
-    if per_worker == CONNECTIONS_PER_WORKER:
-        return worker_budget(run.connection)
     return worker_budget(run.connection, per_worker=per_worker)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pymysql
@@ -58,78 +60,77 @@ def _finish(procs, tmp_path):
         assert code == 0, f"worker {i} exited {code}: {(tmp_path / f'w{i}.log').read_text()[-2000:]}"
 
 
-def test_128_workers_at_once_make_every_key_exactly_once(tmp_path, monkeypatch):
-    server = _server(tmp_path, "--max-connections=400")
+@dataclass
+class GatedRun:
+    """What a gated run left: the pipeline module, make calls per key, the PIDs that made, each worker's log."""
+
+    pipeline: object
+    made: dict
+    pids: set
+    logs: list[str]
+    port: int
+
+
+@contextmanager
+def _gated_run(tmp_path, monkeypatch, schema: str, *, max_connections: int, workers: int, keys: int, ready,
+               what: str, args=(), sleep=0.01, **env):
+    """``workers`` djhpc work processes against a private server with ``max_connections``, held inside their
+    first make until ``ready(procs)`` holds, then let go; every worker ends with 0, every key is made exactly once
+    and nothing stays reserved. Yields a GatedRun while the server still runs."""
+    server = _server(tmp_path, f"--max-connections={max_connections}")
     try:
-        n_workers, n_keys = 128, 128 * 4
-        p = load_items(server.url, "scale128", n_keys, monkeypatch, tmp_path)
+        p = load_items(server.url, schema, keys, monkeypatch, tmp_path)
         gate = tmp_path / "gate"
-        env = worker_env(server.url, "scale128", DJHPC_TEST_CALLS=tmp_path / "calls.log", DJHPC_TEST_GATE=gate,
-                         DJHPC_TEST_SLEEP=0.01)
-        procs = [_start(env, tmp_path / f"w{i}.log") for i in range(n_workers)]
-        # half the workers inside a make at the same time: the rest reserve against them as they arrive
-        _wait_for(lambda: len(make_calls(tmp_path)[1]) >= n_workers // 2, procs, 600, "64 workers in a make")
+        environ = worker_env(server.url, schema, DJHPC_TEST_CALLS=tmp_path / "calls.log", DJHPC_TEST_GATE=gate,
+                             DJHPC_TEST_SLEEP=sleep, **env)
+        procs = [_start(environ, tmp_path / f"w{i}.log", *args) for i in range(workers)]
+        _wait_for(lambda: ready(procs), procs, 600, what)
         gate.touch()
         _finish(procs, tmp_path)
         made, pids = make_calls(tmp_path)
-        assert len(p.Square()) == n_keys and len(p.Square.Note()) == n_keys
         assert set(made.values()) == {1}, [k for k, c in made.items() if c > 1][:10]
-        assert len(made) == n_keys
+        assert len(made) == keys
+        assert len(p.Square()) == keys
         assert len(p.schema.jobs) == 0, p.schema.jobs.fetch(as_dict=True)[:5]
-        assert len(pids) >= n_workers // 2
+        yield GatedRun(p, made, pids, [(tmp_path / f"w{i}.log").read_text() for i in range(workers)], server.port)
     finally:
         server.stop()
+
+
+def _in_make(tmp_path, n: int):
+    """A ``ready`` for _gated_run: at least ``n`` workers are inside a make."""
+    return lambda procs: len(make_calls(tmp_path)[1]) >= n
+
+
+def test_128_workers_at_once_make_every_key_exactly_once(tmp_path, monkeypatch):
+    # half the workers inside a make at the same time: the rest reserve against them as they arrive
+    with _gated_run(tmp_path, monkeypatch, "scale128", max_connections=400, workers=128, keys=128 * 4,
+                    ready=_in_make(tmp_path, 64), what="64 workers in a make") as run:
+        assert len(run.pipeline.Square.Note()) == 128 * 4
+        assert len(run.pids) >= 64
 
 
 def test_an_array_larger_than_the_connection_limit_waits_for_connections_and_finishes(tmp_path, monkeypatch):
     """60 workers against max_connections=20: those without a connection wait for one (saying so), none fails,
     and the server never held more than its limit."""
-    server = _server(tmp_path, "--max-connections=20")
-    try:
-        n_workers, n_keys = 60, 300
-        p = load_items(server.url, "budget", n_keys, monkeypatch, tmp_path)
-        gate = tmp_path / "gate"
-        env = worker_env(server.url, "budget", DJHPC_TEST_CALLS=tmp_path / "calls.log", DJHPC_TEST_GATE=gate,
-                         DJHPC_TEST_SLEEP=0.01, DJHPC_CONNECTION_WAIT_SECONDS=600)
-        procs = [_start(env, tmp_path / f"w{i}.log") for i in range(n_workers)]
+    def waiting() -> int:
+        return sum("has no free connection" in (tmp_path / f"w{i}.log").read_text() for i in range(60))
 
-        def waiting() -> int:
-            return sum("has no free connection" in (tmp_path / f"w{i}.log").read_text() for i in range(n_workers))
-
-        _wait_for(lambda: waiting() >= 10 and len(make_calls(tmp_path)[1]) >= 5, procs, 600,
-                  "workers in a make while 10 others wait for a connection")
-        gate.touch()
-        _finish(procs, tmp_path)
-        made, _ = make_calls(tmp_path)
-        assert len(made) == n_keys and set(made.values()) == {1}
-        assert len(p.Square()) == n_keys and len(p.schema.jobs) == 0
+    with _gated_run(tmp_path, monkeypatch, "budget", max_connections=20, workers=60, keys=300,
+                    ready=lambda procs: waiting() >= 10 and _in_make(tmp_path, 5)(procs),
+                    what="workers in a make while 10 others wait for a connection",
+                    DJHPC_CONNECTION_WAIT_SECONDS=600) as run:
         # max_connections plus the one MariaDB keeps for a SUPER user (root, here)
-        assert _status(server.port, "Max_used_connections") <= 21
-        assert not [i for i in range(n_workers) if "Traceback" in (tmp_path / f"w{i}.log").read_text()]
-    finally:
-        server.stop()
+        assert _status(run.port, "Max_used_connections") <= 21
+        assert not [text for text in run.logs if "Traceback" in text][:1]
 
 
 def test_workers_that_give_their_connection_back_during_makes_all_make_at_once(tmp_path, monkeypatch):
     """30 workers against max_connections=10 with --release-after: all 30 are inside a make at the same time
     (each gave its connection back while its make waits; without it at most 10 could be), then every key is made
     once, and no reaper took a live worker's key for want of its session lock."""
-    server = _server(tmp_path, "--max-connections=10")
-    try:
-        n_workers, n_keys = 30, 120
-        p = load_items(server.url, "released", n_keys, monkeypatch, tmp_path)
-        gate = tmp_path / "gate"
-        env = worker_env(server.url, "released", DJHPC_TEST_CALLS=tmp_path / "calls.log", DJHPC_TEST_GATE=gate,
-                         DJHPC_TEST_SLEEP=0.05, DJHPC_CONNECTION_WAIT_SECONDS=600, DJHPC_REAP_SECONDS=0.5)
-        procs = [_start(env, tmp_path / f"w{i}.log", "--release-after", "0.2") for i in range(n_workers)]
-        _wait_for(lambda: len(make_calls(tmp_path)[1]) >= n_workers, procs, 600, "all 30 workers in a make")
-        gate.touch()
-        _finish(procs, tmp_path)
-        made, _ = make_calls(tmp_path)
-        assert len(made) == n_keys and set(made.values()) == {1}
-        assert len(p.Square()) == n_keys and len(p.schema.jobs) == 0
-        assert _status(server.port, "Max_used_connections") <= 11
-        logs = [(tmp_path / f"w{i}.log").read_text() for i in range(n_workers)]
-        assert not [text for text in logs if "reclaimed" in text or "Traceback" in text][:1]
-    finally:
-        server.stop()
+    with _gated_run(tmp_path, monkeypatch, "released", max_connections=10, workers=30, keys=120,
+                    ready=_in_make(tmp_path, 30), what="all 30 workers in a make", args=("--release-after", "0.2"),
+                    sleep=0.05, DJHPC_CONNECTION_WAIT_SECONDS=600, DJHPC_REAP_SECONDS=0.5) as run:
+        assert _status(run.port, "Max_used_connections") <= 11
+        assert not [text for text in run.logs if "reclaimed" in text or "Traceback" in text][:1]

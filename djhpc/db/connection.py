@@ -207,8 +207,7 @@ class Connection:
     @_guarded
     def ping(self):
         """Raise LostConnectionError unless the connection is open and the server answers."""
-        if self._released:
-            _ = self.raw
+        self._reopen_if_released()
         if self._raw is None or self._pid != os.getpid():
             raise LostConnectionError("not connected to the database")
         try:
@@ -311,6 +310,12 @@ class Connection:
             return True
         finally:
             lock.release()
+
+    def _reopen_if_released(self):
+        """Before a statement that needs the session itself (not just a socket): one given back by
+        release_if_idle is opened again first, with its transaction begun again."""
+        if self._released:
+            _ = self.raw
 
     def _reopen_released(self):
         """The first statement after release_if_idle: a new session; the open transaction begun again."""
@@ -496,8 +501,7 @@ class Connection:
         if self._depth > 1:
             self._depth -= 1
             return
-        if self._released:
-            _ = self.raw  # reopened, the transaction begun again: whatever is queued commits there
+        self._reopen_if_released()  # the transaction begun again: whatever is queued commits there
         if self._raw is None:
             self._depth = 0
             raise self._transaction_lost()
@@ -524,8 +528,7 @@ class Connection:
         that position (MySQL checks it in the packet with the ``fence_check`` statement)."""
         if self._depth != 1:
             raise AssertionError("commit_with ends the outermost transaction")
-        if self._released:
-            _ = self.raw
+        self._reopen_if_released()
         self._wrote = False
         return self.session.commit_with(self._uncached(statements), begin_next=begin_next, wait=wait, context=context,
                                         one_row_at=one_row_at)

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pymysql
@@ -152,6 +153,21 @@ class MySQLSession:
             except Exception:  # closing a socket in an unknown state may fail; it is dropped either way
                 pass
 
+    @contextmanager
+    def abandoned_on_stop(self, pending: PendingCommit | None = None):
+        """Around reading a reply: an error passes through; a stop signal (not an Exception) abandons the
+        connection, whose half-read reply would be taken for the next statement's, and a commit's ``pending``
+        outcome becomes unknown."""
+        try:
+            yield
+        except Exception:
+            raise
+        except BaseException:
+            if pending is not None:
+                pending.settle(LostConnectionError("the commit's reply was not read: it may or may not be made"))
+            self.abandon()
+            raise
+
     def close(self):
         if self.reply is not None:
             try:
@@ -177,11 +193,12 @@ class MySQLSession:
         for attempt in range(2):
             cur = conn.raw.cursor()
             try:
-                conn.stats.statements += 1
-                if many:
-                    cur.executemany(sql, params)
-                else:
-                    cur.execute(sql, params or None)
+                with self.abandoned_on_stop():
+                    conn.stats.statements += 1
+                    if many:
+                        cur.executemany(sql, params)
+                    else:
+                        cur.execute(sql, params or None)
                 return cur
             except pymysql.err.Error as e:
                 err = conn.dialect.translate(e, context=context)
@@ -191,11 +208,6 @@ class MySQLSession:
             except (BrokenPipeError, ConnectionError) as e:
                 lost = LostConnectionError(f"lost the connection to the database server ({e})")
                 lost.__cause__ = e
-            except Exception:
-                raise
-            except BaseException:
-                self.abandon()
-                raise
             conn._raw = None
             if conn._depth or attempt or not conn.reconnects:
                 conn._depth = 0
@@ -246,10 +258,11 @@ class MySQLSession:
         conn.stats.statements += 1
         done = 0
         try:
-            cur.execute(";\n".join(text for text, _, _ in queued))
-            done = 1
-            while cur.nextset():
-                done += 1
+            with self.abandoned_on_stop():
+                cur.execute(";\n".join(text for text, _, _ in queued))
+                done = 1
+                while cur.nextset():
+                    done += 1
         except pymysql.err.Error as e:
             _drain(cur)
             raise self.deferred_error(e, queued, done) from e
@@ -257,11 +270,6 @@ class MySQLSession:
             conn._raw = None
             conn._depth = 0
             raise LostConnectionError(f"lost the connection to the database server ({e})") from e
-        except Exception:
-            raise
-        except BaseException:
-            self.abandon()
-            raise
 
     def deferred_error(self, exc, queued, index):
         """The error of the ``index``-th statement of a packet, named after the make() line that queued it."""
@@ -360,22 +368,17 @@ class MySQLSession:
     def _run_commit_packet(self, cur, text, pending):
         done = 0
         try:
-            cur.execute(text)
-            done = 1
-            while cur.nextset():
-                done += 1
+            with self.abandoned_on_stop(pending):
+                cur.execute(text)
+                done = 1
+                while cur.nextset():
+                    done += 1
         except pymysql.err.Error as e:
             _drain(cur)
             pending.settle(*self._packet_error(e, pending, done))
             self.conn._depth = 1
             self.conn.rollback()
             return
-        except Exception:
-            raise
-        except BaseException:
-            pending.settle(LostConnectionError("the commit's reply was not read: it may or may not be made"))
-            self.abandon()
-            raise
         pending.settle(None)
 
     def _packet_error(self, exc, pending, done) -> tuple[Exception, int | None]:
@@ -500,11 +503,13 @@ class MySQLSession:
         conn.stats.statements += 1
         results = []
         try:
-            cur.execute(text)
-            while True:
-                results.append((cur.rowcount, list(cur.fetchall() or ())))
-                if not cur.nextset():
-                    break
+            # a stop signal may cut a reservation's reply short: whether it committed is for release_orphans
+            with self.abandoned_on_stop():
+                cur.execute(text)
+                while True:
+                    results.append((cur.rowcount, list(cur.fetchall() or ())))
+                    if not cur.nextset():
+                        break
         except pymysql.err.Error as e:
             err = conn.dialect.translate(e, context=context)
             if isinstance(err, LostConnectionError):
@@ -515,11 +520,6 @@ class MySQLSession:
         except ConnectionError as e:
             conn._raw = None
             raise LostConnectionError(f"lost the connection to the database server ({e})") from e
-        except Exception:
-            raise
-        except BaseException:
-            self.abandon()  # e.g. a reservation's reply half-read: whether it committed is for release_orphans
-            raise
         if begin_next:
             results.pop()
             self.ahead.open = True

@@ -408,7 +408,7 @@ def test_worker_budget_from_the_server(mysql_schema, tmp_path):
 
 def _plan(project, monkeypatch, budget, limits=SiteLimits(), **kwargs):
     monkeypatch.chdir(project.folder)
-    monkeypatch.setattr(library, "worker_budget", lambda connection: budget)
+    monkeypatch.setattr(library, "worker_budget", lambda connection, per_worker=1: budget)
     monkeypatch.setattr(library, "_site_limits", lambda scheduler: limits)
     sys.modules.pop("djhpc_target_pipeline", None)
     dj.conn(project.url, reset=True)
@@ -438,7 +438,7 @@ def test_submit_warns_when_the_request_exceeds_the_budget(project, monkeypatch):
     from djhpc.cli.main import main
 
     monkeypatch.chdir(project.folder)
-    monkeypatch.setattr(library, "worker_budget", lambda connection: 4)
+    monkeypatch.setattr(library, "worker_budget", lambda connection, per_worker=1: 4)
     monkeypatch.setenv("PATH", project.env["PATH"])
     monkeypatch.setenv("FAKE_LOG", str(project.log))
     sys.modules.pop("djhpc_target_pipeline", None)
