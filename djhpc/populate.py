@@ -172,6 +172,7 @@ class _Runner:
         self.stopped_early = False  # the loop left by an exception (see run)
         self.next_pending_check = 0.0
         self.final_reap_done = False
+        self.won_last = True  # the last reservation won a key (see _reserve_offer)
         self._prep: dict[int, tuple] = {}  # id(key) -> what reserving it needs, for keys offered again
         self.inflight = InFlightTracker(TRANSIENT_RETRIES)  # the key whose commit is on its way (MySQL)
         self.raise_after: Exception | None = None  # a failure to raise once the loop has wound down
@@ -375,7 +376,10 @@ class _Runner:
         taken = self.jobs.take(ReserveRequest(
             self.target.table_name, offer, done_table=self.target.full_table_name, key_columns=names,
             encoded=[p[2] for p in prepared], hashes=[p[0] for p in prepared], packed=[p[1] for p in prepared],
-            begin_next=self.target.begins_ahead, want=n, then=then))
+            begin_next=self.target.begins_ahead and self.won_last, want=n, then=then))
+        # after a reservation that won nothing, the next one sends no BEGIN ahead: among others' held keys
+        # (the end of a run) a BEGIN that no make uses would cost its COMMIT too
+        self.won_last = bool(taken.claims)
         walker.consume(taken.tried)
         for k in offer[:taken.tried]:
             self._prep.pop(id(k), None)

@@ -12,6 +12,7 @@ from support.env import worker_env
 from support.pipeline import calls, load_pipeline
 
 import djhpc as dj
+from djhpc import batching
 
 WORKER = "import pipeline_counts as p; r = p.{table}().populate(reserve_jobs=True, suppress_errors=True{extra}); " \
          "print('RESULT', r['success_count'], r['error_count'], r['make_calls'])"
@@ -97,6 +98,32 @@ def test_statement_budget_per_job(pipeline, db, monkeypatch):
         assert abs(history_cost) < 0.1, runs  # sent in the same round trip as the COMMIT
         # one round trip per job: make's insert, the fence, history, COMMIT and the next BEGIN together
         assert runs["1"]["statements"] / n < 1.3, runs
+
+
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+def test_a_reservation_that_won_nothing_leaves_no_empty_transaction_behind(pipeline, db, monkeypatch):
+    """Issue 16: a reservation packet ends with BEGIN for the make of the key it wins; among keys others hold
+    (the end of a run) it wins nothing, and that BEGIN cost a COMMIT of nothing. After a reservation that won
+    nothing the next one sends no BEGIN: at most one empty transaction per streak of losses."""
+    p = pipeline
+    p.PairSum().populate()  # declares everything
+    p.Pair.insert([(i, i) for i in range(40)])
+    other = dj.Reservations(type(db)(db.url), p.schema.database)
+    held = other.reserve(p.PairSum.table_name, [{"a": i, "b": i} for i in range(30)])
+    assert len(held) == 30
+
+    def com(name):
+        return int(db.query("SHOW SESSION STATUS LIKE %s", (name,)).fetchone()[1])
+
+    monkeypatch.setattr(batching.random, "random", lambda: 0.0)  # every jump lands on the held keys again
+    before = {name: com(name) for name in ("Com_begin", "Com_commit", "Com_insert_select")}
+    r = p.PairSum().populate(reserve_jobs=True, position=0.0)
+    n = {name: com(name) - before[name] for name in before}
+    assert r["success_count"] == 10 and len(p.PairSum()) == 10
+    # the start and two jumps among held keys won nothing, then the end walk won the ten free keys in batches
+    assert n["Com_insert_select"] >= 3 + 1, n
+    assert n["Com_begin"] <= 10 + 1 and n["Com_commit"] <= 10 + 1, n  # one empty transaction, not three
+    other.connection.close()
 
 
 @pytest.mark.parametrize("backend", ["mysql"], indirect=True)
