@@ -49,9 +49,6 @@ JOBS_TABLE = "~jobs"
 _created: set = set()  # (database, schema, pid) whose jobs table this process has made sure of
 ERROR_MESSAGE_LIMIT = 2047
 RESERVE_LOCK_WAIT = 2  # seconds a reserver waits for its turn before reserving without one
-#: seconds a worker's first reservation waits for its turn: a longer queue means that many workers started
-#: together, who then reserve without turns (each turn is a few ms: hundreds in a queue would take seconds)
-FIRST_TURN_WAIT = 0.25
 LEASE_SECONDS = float(os.environ.get("DJHPC_LEASE_SECONDS", 180))
 HEARTBEAT_SECONDS = float(os.environ.get("DJHPC_HEARTBEAT_SECONDS", 0)) or None
 _TRUNCATED = "...truncated"
@@ -363,7 +360,6 @@ class Reservations:
         self._heartbeat = None
         self._read_committed = True
         self._lock_skip_until = 0.0
-        self._first_turn = True  # the next reservation in turn is this worker's first (see FIRST_TURN_WAIT)
         #: whether reservers take turns on the table's lock (``takes_turns``): among many workers they do not,
         #: and each reservation checks afresh, in its packet, for keys made meanwhile
         self.in_turn = True
@@ -526,9 +522,7 @@ class Reservations:
         """
         lock = reserve_lock_name(self.schema, request.table_name)
         use_lock = self.in_turn and time.monotonic() >= self._lock_skip_until
-        first, self._first_turn = self._first_turn and use_lock, self._first_turn and not use_lock
-        wait = FIRST_TURN_WAIT if first else RESERVE_LOCK_WAIT
-        statements = [(self._sql("take_reserve_lock"), (lock, wait))] if use_lock else []
+        statements = [(self._sql("take_reserve_lock"), (lock, RESERVE_LOCK_WAIT))] if use_lock else []
         if self._read_committed:
             statements.append((self._sql("read_committed_next"), ()))
         statements.append(statement)
@@ -552,10 +546,7 @@ class Reservations:
                 return self._reserve_in_turn(request, token, statement)
             raise
         got_lock = use_lock and results[0][1] and results[0][1][0][0] == 1
-        if use_lock and not got_lock and first:
-            log.info("many workers are reserving keys of %s at once: reserving without turns", request.table_name)
-            self.in_turn = False
-        elif use_lock and not got_lock:
+        if use_lock and not got_lock:
             log.warning("waited %ss for the reservation lock of %s: reserving without it for a minute",
                         RESERVE_LOCK_WAIT, request.table_name)
             self._lock_skip_until = time.monotonic() + 60

@@ -92,8 +92,6 @@ def test_a_stuck_turn_holder_delays_others_briefly_then_they_reserve_without_tur
     monkeypatch.setattr(reservation, "RESERVE_LOCK_WAIT", 0.3)
     jobs = quiet(db, schema.database)
     jobs.ensure_table()
-    warm, warm_enc = keys_and_encoded(1, start=100)  # the first reservation, in turn: later ones wait longer
-    assert len(jobs.take(ReserveRequest("__t", warm, done_table=target, key_columns=["k"], encoded=warm_enc)).claims)
     holder = dj.Connection(db.url)  # a worker stopped while it held the turn
     holder.query("SELECT GET_LOCK(%s, 0)", (reserve_lock_name(schema.database, "__t"),))
     try:
@@ -219,34 +217,6 @@ def test_among_many_workers_nobody_takes_turns_and_a_made_key_is_still_never_han
     assert c["statements"] == 2  # the packet, and the DELETE of key 2's reservation
     assert quiet(db, schema.database).counts("__t")["reserved"] == 3
     other.close()
-
-
-@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
-def test_a_first_reservation_behind_a_queue_stops_taking_turns_at_once(db, schema, target, caplog):
-    """Issue 16: hundreds of workers started together queue for the turn with their first reservation (each turn
-    a few ms: the last waited seconds). A first reservation waits FIRST_TURN_WAIT, then reserves without turns
-    from then on, quietly: many workers are starting, nothing is stuck. A made key is still never handed out."""
-    jobs = quiet(db, schema.database)
-    jobs.ensure_table()
-    other = type(db)(db.url)  # the queue ahead: another worker's turn that lasts
-    busy = reserve_lock_name(schema.database, "__t")
-    assert other.query("SELECT GET_LOCK(%s, 0)", (busy,)).fetchone()[0] == 1
-    try:
-        keys, enc = keys_and_encoded(4)
-        db.query(f"INSERT INTO {target} VALUES (%s)", (2,))  # made by another worker
-        started = time.monotonic()
-        taken = jobs.take(ReserveRequest("__t", keys, done_table=target, key_columns=["k"], encoded=enc))
-        waited = time.monotonic() - started
-        assert reservation.FIRST_TURN_WAIT * 0.9 < waited < reservation.RESERVE_LOCK_WAIT
-        assert sorted(cl.key["k"] for cl in taken.claims) == [0, 1, 3]
-        assert jobs.in_turn is False and "reserving without it" not in caplog.text
-        started = time.monotonic()  # the next one does not queue
-        more, enc_more = keys_and_encoded(2, start=10)
-        assert len(jobs.take(ReserveRequest("__t", more, done_table=target, key_columns=["k"],
-                                            encoded=enc_more)).claims) == 2
-        assert time.monotonic() - started < reservation.FIRST_TURN_WAIT
-    finally:
-        other.close()
 
 
 @pytest.mark.parametrize("backend", ["mysql"], indirect=True)
