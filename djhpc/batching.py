@@ -91,12 +91,11 @@ class BatchPolicy:
         """Whether to count what is left before this jump: after FREE_JUMPS jumps that found only held keys."""
         return self.reseeks > FREE_JUMPS
 
-    def after_count(self, left: int, held: int, holders: int = 0) -> str:
-        """What a walk that won nothing does once it has counted: "stop" when every key left is held, or when
-        fewer keys are free than workers hold keys (those take them as their makes end: a walk through the rest
-        would pass over every key made to find them), "walk" on through them (the end game: few keys left for
-        each one held, so a jump would land among held keys again), else "jump"."""
-        if left - held < max(holders, 1):
+    def after_count(self, left: int, held: int) -> str:
+        """What a walk that won nothing does once it has counted: "stop" when every key left is held,
+        "walk" on through them (the end game: few keys left for each one held, so a jump would land among held
+        keys again), else "jump"."""
+        if left <= held:
             return "stop"
         if left < END_WALK_SHARE * max(held, 1):
             self.end_walk = True

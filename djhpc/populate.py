@@ -173,7 +173,6 @@ class _Runner:
         self.next_pending_check = 0.0
         self.final_reap_done = False
         self.won_last = True  # the last reservation won a key (see _reserve_offer)
-        self.left_to_holders = False  # the walk stopped with keys free, for the workers holding keys (see _jump)
         self._prep: dict[int, tuple] = {}  # id(key) -> what reserving it needs, for keys offered again
         self.inflight = InFlightTracker(TRANSIENT_RETRIES)  # the key whose commit is on its way (MySQL)
         self.raise_after: Exception | None = None  # a failure to raise once the loop has wound down
@@ -280,23 +279,21 @@ class _Runner:
             left = min(left, self.o.max_calls - self.result.make_calls)
         return max(left, 1)
 
-    def _reap_if_due(self, force=False) -> bool:
-        """Give back dead workers' keys: at start, every REAP_SECONDS, and before giving up on the walk. True
-        when some were."""
+    def _reap_if_due(self, force=False):
+        """Give back dead workers' keys: at start, every REAP_SECONDS, and before giving up on the walk."""
         now = time.monotonic()
         if not force and now < self.next_reap:
-            return False
+            return
         self.next_reap = now + reap_interval(self.reaper.owners_seen)
         try:
             reclaimed = self.reaper.reap()
         except (TransientError, LostConnectionError) as e:
             log.warning("could not look for dead workers (%s)", e)
-            return False
+            return
         self._settle_turns()
         if reclaimed:
             self.next_pending_check = 0.0
             self.final_reap_done = False
-        return bool(reclaimed)
 
     def _take_more(self, walker: KeyWalker, names):
         """Reserve the next batch, retrying deadlocks and dropped connections with back-off."""
@@ -354,24 +351,18 @@ class _Runner:
             # it has enough, so the batch stays full and the rest is offered again next time
             offer = walker.peek(self.policy.offer(n), n)
             if not offer:
-                if self._walk_over():
-                    walker.reseek(random.random())
-                    continue
+                self._walk_over()
                 return
             self._reserve_offer(walker, names, offer, n)
 
-    def _walk_over(self) -> bool:
-        """The walk is over: give back dead workers' keys once, then take pending keys until none is left. True
-        when the walk must start again: it left free keys to holders, and the look found some of them dead."""
+    def _walk_over(self):
+        """The walk is over: give back dead workers' keys once, then take pending keys until none is left."""
         if self.restrictions:
-            return False
+            return
         if not self.final_reap_done:
             self.final_reap_done = True
-            if self._reap_if_due(force=True) and self.left_to_holders:
-                self.left_to_holders = False
-                return True
+            self._reap_if_due(force=True)
         self.held.extend(self.jobs.claim_pending(self.target.table_name, 1))
-        return False
 
     def _reserve_offer(self, walker: KeyWalker, names, offer: list[dict], n: int):
         prepared = [self._prepared(k, names) for k in offer]
@@ -417,14 +408,10 @@ class _Runner:
         if not self.policy.count_before_jumping() and walker.interpolates:
             walker.reseek(jump)
             return
-        left, held, holders = self._left_and_held(walker)
-        self.holders_seen = holders
-        then = self.policy.after_count(left, held, 0 if self.restrictions else holders)
+        left, held = self._left_and_held(walker)
+        then = self.policy.after_count(left, held)
         if then == "stop" and not self.restrictions:
             walker.stop()
-            # keys still free are left to the workers holding keys, who take them as their makes end: if the
-            # final look finds one of those dead, this walk starts again (see _walk_over)
-            self.left_to_holders = left > held
         elif then == "walk":
             walker.min_window = WINDOW
         else:
@@ -453,17 +440,16 @@ class _Runner:
         """Reservers take turns only among a few workers: the most seen by the reaper or by the last count."""
         self.jobs.in_turn = takes_turns(max(self.reaper.owners_seen, self.holders_seen))
 
-    def _left_and_held(self, walker: KeyWalker) -> tuple[int, int, int]:
-        """(keys not made yet, keys reserved, workers holding them) of the table, in one round trip on MySQL.
-        Only reserved rows count as held: a key that failed or waits for a retry is left but not held, so
-        ``left <= held`` means that no key is free (without restrictions, where every reserved row is a key of
-        the walk)."""
+    def _left_and_held(self, walker: KeyWalker) -> tuple[int, int]:
+        """(keys not made yet, keys reserved) of the table, in one round trip on MySQL. Only reserved rows count
+        as held: a key that failed or waits for a retry is left but not held, so ``left <= held`` means that no
+        key is free (without restrictions, where every reserved row is a key of the walk)."""
         statements = self._left_statements(walker)
         if self.conn.is_sqlite:
             results = [self.conn.query(sql, params, context="count").fetchall() for sql, params in statements]
         else:
             results = [rows for _, rows in self.conn.script(statements, context="count")]
-        return int(results[0][0][0]), int(results[1][0][0]), int(results[1][0][1])
+        return int(results[0][0][0]), int(results[1][0][0])
 
     def _left_statements(self, walker: KeyWalker) -> list:
         """Counts of the keys left and of the keys held and their holders, sent with a reservation."""

@@ -101,16 +101,3 @@ def test_among_many_holders_each_counts_less_often():
     p.end_game(left=2000, held=256, holders=256, seconds=0.001, now=10.0)
     later = 10.0 + COUNT_SECONDS * 256 / COUNTERS
     assert not p.count_due(later - 0.01) and p.count_due(later)
-
-
-def test_after_a_count_a_walk_stops_when_fewer_keys_are_free_than_workers_hold():
-    """Issue 16: at the end of a run the keys still free are fewer than the workers making keys, who take them as
-    their makes end; a walk on through the rest would pass over every key made to find them (O(N) rows per
-    worker). Without holders it stops only when nothing is free."""
-    p = BatchPolicy()
-    assert p.after_count(left=30, held=30) == "stop"
-    assert p.after_count(left=40, held=30, holders=30) == "stop"  # 10 free, 30 workers about to want one
-    assert p.after_count(left=40, held=30, holders=10) == "walk"  # 10 free, 10 holders: few free per held
-    assert not p.end_walk or p.after_count(left=31, held=30) == "walk"
-    assert BatchPolicy().after_count(left=1000, held=30, holders=30) == "jump"
-    assert BatchPolicy().after_count(left=1, held=0, holders=0) == "walk"

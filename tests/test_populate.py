@@ -10,11 +10,9 @@ import time
 import pytest
 from support.env import worker_env
 from support.pipeline import calls, load_pipeline
-from support.reservations import quiet
 
 import djhpc as dj
 from djhpc import batching
-from djhpc.reservation import Worker
 
 WORKER = "import pipeline_counts as p; r = p.{table}().populate(reserve_jobs=True, suppress_errors=True{extra}); " \
          "print('RESULT', r['success_count'], r['error_count'], r['make_calls'])"
@@ -126,54 +124,6 @@ def test_a_reservation_that_won_nothing_leaves_no_empty_transaction_behind(pipel
     assert n["Com_insert_select"] >= 3 + 1, n
     assert n["Com_begin"] <= 10 + 1 and n["Com_commit"] <= 10 + 1, n  # one empty transaction, not three
     other.connection.close()
-
-
-def _held_by_others(p, db, keys):
-    """Each key reserved by a live worker of its own on this host (this process under lease-only owner ids:
-    no session lock to hold)."""
-    from djhpc.reservation import lease_only_owner
-
-    for key in keys:
-        jobs = quiet(db, p.schema.database, owner=lease_only_owner(), pid_start=Worker.current().pid_start)
-        assert len(jobs.reserve(p.PairSum.table_name, [key])) == 1
-
-
-def test_at_the_end_a_walk_leaves_the_few_free_keys_to_the_workers_holding_keys(pipeline, db, monkeypatch):
-    """Issue 16: 30 workers each making a key, 10 keys free: a worker whose walk finds only held keys counts, and
-    stops instead of walking on over every key made to find the 10 (the 30 take them as their makes end)."""
-    p = pipeline
-    p.PairSum().populate()
-    p.Pair.insert([(i, i) for i in range(40)])
-    _held_by_others(p, db, [{"a": i, "b": i} for i in range(30)])
-    monkeypatch.setattr(batching.random, "random", lambda: 0.0)  # every jump lands on the held keys again
-    r = p.PairSum().populate(reserve_jobs=True, position=0.0)
-    assert r["success_count"] == 0 and len(p.PairSum()) == 0
-    assert len(p.schema.jobs & "status = 'reserved'") == 30
-
-
-def test_free_keys_left_to_holders_found_dead_are_made_by_the_walk_after_all(pipeline, db, monkeypatch, tmp_path):
-    """The workers the free keys were left to die meanwhile: the final look for dead workers reclaims their keys,
-    and the walk starts again, so the free keys are made too, not only the reclaimed ones."""
-    from djhpc import liveness, populate
-
-    p = pipeline
-    p.PairSum().populate()
-    p.Pair.insert([(i, i) for i in range(40)])
-    _held_by_others(p, db, [{"a": i, "b": i} for i in range(30)])
-    died = []
-    monkeypatch.setattr(liveness, "pid_state", lambda pid, start: "gone" if died else "alive")
-    count = populate._Runner._left_and_held
-
-    def count_then_die(self, walker):
-        out = count(self, walker)
-        died.append(True)  # the 30 holders die once this worker has counted and left the free keys to them
-        return out
-
-    monkeypatch.setattr(populate._Runner, "_left_and_held", count_then_die)
-    monkeypatch.setattr(batching.random, "random", lambda: 0.0)
-    r = p.PairSum().populate(reserve_jobs=True, position=0.0)
-    assert died and r["success_count"] == 40 and len(p.PairSum()) == 40 and len(p.schema.jobs) == 0
-    assert set(calls(tmp_path).values()) == {1} and len(calls(tmp_path)) == 40
 
 
 @pytest.mark.parametrize("backend", ["mysql"], indirect=True)
