@@ -450,17 +450,21 @@ class Reservations:
         self._start_liveness()
         token = secrets.token_hex(16)
         statement = self._reserve_statement(request, token)
+        raced = 0
         if self.connection.is_sqlite:
             # one statement is one write transaction: it reads the latest state under the write lock
             won_count = self.connection.query(*statement, context="reserve").rowcount
             won, serialized = self._winners(request, token, won_count), True
             later = self._read_each(request.then)
         else:
-            won, serialized, later = self._reserve_in_turn(request, token, statement)
-        return self._taken(request, token, won, serialized, later)
+            won, serialized, later, raced = self._reserve_in_turn(request, token, statement)
+        return self._taken(request, token, won, serialized, later, raced)
 
     @staticmethod
-    def _taken(request: ReserveRequest, token, won: set, serialized: bool, later: list) -> Taken:
+    def _taken(request: ReserveRequest, token, won: set, serialized: bool, later: list, raced: int = 0) -> Taken:
+        """``raced``: keys the statement found free in its view but another worker inserted first (INSERT
+        IGNORE's skipped duplicates, possible only out of turn): lost in a race; the other keys missed were seen
+        held or made."""
         tried = len(request.keys)
         limit = request.limit
         if limit is not None and won and (len(won) >= limit or not serialized):
@@ -470,7 +474,8 @@ class Reservations:
         claims = [Claim(request.table_name, k, h, token)
                   for k, h in zip(request.keys[:tried], request.hashes[:tried], strict=True) if h in won]
         missed = tried - len(claims)
-        return Taken(claims, missed if serialized else 0, 0 if serialized else missed, tried, later)
+        lost = 0 if serialized else min(raced, missed)
+        return Taken(claims, missed - lost, lost, tried, later)
 
     def _reserve_statement(self, request: ReserveRequest, token) -> tuple[str, tuple]:
         """The named ``reserve`` statement for this many keys, and its parameters."""
@@ -514,7 +519,8 @@ class Reservations:
 
     def _reserve_in_turn(self, request: ReserveRequest, token, statement):
         """MySQL: take the table's reservation lock, reserve, read the winners and drop the lock, in one packet
-        (with the ``then`` reads after it). Returns (hashes won, whether it was in turn, rows of each read).
+        (with the ``then`` reads after it). Returns (hashes won, whether it was in turn, rows of each read, keys
+        lost in a race: the reservation's warnings).
 
         The lock is waited for at most RESERVE_LOCK_WAIT seconds; past that (a holder stuck mid-packet) the
         statement runs anyway, unserialized but still correct (INSERT IGNORE), and the lock is skipped for a
@@ -525,6 +531,7 @@ class Reservations:
         statements = [(self._sql("take_reserve_lock"), (lock, RESERVE_LOCK_WAIT))] if use_lock else []
         if self._read_committed:
             statements.append((self._sql("read_committed_next"), ()))
+        reserve_at = len(statements)
         statements.append(statement)
         if not statement[0].rstrip().endswith("RETURNING `key_hash`"):  # else the reservation returns its winners
             statements.append((self._sql("winners"), (request.table_name, token)))
@@ -557,7 +564,8 @@ class Reservations:
             won -= self._give_back_made(request, token, won, {r[0] for r in results[winners_at + 1][1]})
         elif won and not got_lock and request.done_table and request.key_columns:
             won -= self._give_back_made(request, token, won)
-        return won, got_lock, later
+        raced = results.warnings[reserve_at] if getattr(results, "warnings", None) else 0
+        return won, got_lock, later, raced
 
     def _made_meanwhile(self, request: ReserveRequest, hashes, encoded) -> tuple[str, tuple]:
         """The read of which of these offered keys have their row in the target table now (``made_meanwhile``)."""

@@ -501,13 +501,14 @@ class MySQLSession:
         text = ";\n".join([cur.mogrify(sql, params or None) for sql, params in statements]
                           + (["BEGIN"] if begin_next else []))
         conn.stats.statements += 1
-        results = []
+        results = ScriptResults()
         try:
             # a stop signal may cut a reservation's reply short: whether it committed is for release_orphans
             with self.abandoned_on_stop():
                 cur.execute(text)
                 while True:
                     results.append((cur.rowcount, list(cur.fetchall() or ())))
+                    results.warnings.append(cur._result.warning_count if cur._result is not None else 0)
                     if not cur.nextset():
                         break
         except pymysql.err.Error as e:
@@ -522,8 +523,18 @@ class MySQLSession:
             raise LostConnectionError(f"lost the connection to the database server ({e})") from e
         if begin_next:
             results.pop()
+            results.warnings.pop()
             self.ahead.open = True
         return results
+
+
+class ScriptResults(list):
+    """(rowcount, rows) of each statement of a packet; ``warnings``: each one's warning count (an INSERT IGNORE's
+    skipped duplicates)."""
+
+    def __init__(self):
+        super().__init__()
+        self.warnings: list[int] = []
 
 
 def _plain_read(sql: str) -> bool:
