@@ -564,7 +564,7 @@ class Reservations:
             won -= self._give_back_made(request, token, won, {r[0] for r in results[winners_at + 1][1]})
         elif won and not got_lock and request.done_table and request.key_columns:
             won -= self._give_back_made(request, token, won)
-        raced = results.warnings[reserve_at] if getattr(results, "warnings", None) else 0
+        raced = results.warnings[reserve_at]
         return won, got_lock, later, raced
 
     def _made_meanwhile(self, request: ReserveRequest, hashes, encoded) -> tuple[str, tuple]:

@@ -75,7 +75,7 @@ class GatedRun:
 def _gated_run(tmp_path, monkeypatch, schema: str, *, max_connections: int, workers: int, keys: int, ready,
                what: str, args=(), sleep=0.01, **env):
     """``workers`` djhpc work processes against a private server with ``max_connections``, held inside their
-    first make until ``ready(procs)`` holds, then let go; every worker ends with 0, every key is made exactly once
+    first make until ``ready()`` holds, then let go; every worker ends with 0, every key is made exactly once
     and nothing stays reserved. Yields a GatedRun while the server still runs."""
     server = _server(tmp_path, f"--max-connections={max_connections}")
     try:
@@ -84,7 +84,7 @@ def _gated_run(tmp_path, monkeypatch, schema: str, *, max_connections: int, work
         environ = worker_env(server.url, schema, DJHPC_TEST_CALLS=tmp_path / "calls.log", DJHPC_TEST_GATE=gate,
                              DJHPC_TEST_SLEEP=sleep, **env)
         procs = [_start(environ, tmp_path / f"w{i}.log", *args) for i in range(workers)]
-        _wait_for(lambda: ready(procs), procs, 600, what)
+        _wait_for(ready, procs, 600, what)
         gate.touch()
         _finish(procs, tmp_path)
         made, pids = make_calls(tmp_path)
@@ -99,7 +99,7 @@ def _gated_run(tmp_path, monkeypatch, schema: str, *, max_connections: int, work
 
 def _in_make(tmp_path, n: int):
     """A ``ready`` for _gated_run: at least ``n`` workers are inside a make."""
-    return lambda procs: len(make_calls(tmp_path)[1]) >= n
+    return lambda: len(make_calls(tmp_path)[1]) >= n
 
 
 def test_128_workers_at_once_make_every_key_exactly_once(tmp_path, monkeypatch):
@@ -117,7 +117,7 @@ def test_an_array_larger_than_the_connection_limit_waits_for_connections_and_fin
         return sum("has no free connection" in (tmp_path / f"w{i}.log").read_text() for i in range(60))
 
     with _gated_run(tmp_path, monkeypatch, "budget", max_connections=20, workers=60, keys=300,
-                    ready=lambda procs: waiting() >= 10 and _in_make(tmp_path, 5)(procs),
+                    ready=lambda: waiting() >= 10 and _in_make(tmp_path, 5)(),
                     what="workers in a make while 10 others wait for a connection",
                     DJHPC_CONNECTION_WAIT_SECONDS=600) as run:
         # max_connections plus the one MariaDB keeps for a SUPER user (root, here)
