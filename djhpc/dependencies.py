@@ -11,27 +11,52 @@ from .errors import DjhpcError, UsageError
 from .query import new_alias
 
 
-def foreign_key_graph(connection) -> dict:
-    """parent (schema, table) -> [(child (schema, table), child columns, parent columns)] from the catalog."""
-    graph: dict = {}
-    if connection.is_sqlite:
-        names = [r[0] for r in connection.query(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'").fetchall()]
-        for name in names:
-            rows = connection.query(f"PRAGMA foreign_key_list({connection.dialect.quote(name)})").fetchall()
-            fks: dict = {}
-            for r in rows:
-                fks.setdefault(r[0], []).append((r[2], r[3], r[4]))
-            for items in fks.values():
-                parent = tuple(items[0][0].split(".", 1))
-                child = tuple(name.split(".", 1))
-                graph.setdefault(parent, []).append((child, [i[1] for i in items], [i[2] for i in items]))
+def foreign_key_graph(connection, schemas=None) -> dict:
+    """parent (schema, table) -> [(child (schema, table), child columns, parent columns)] from the catalog: every
+    foreign key on the server, or (``schemas``, a list) those whose child or parent is in one of them, as
+    DataJoint's dependencies read (a lab server holds hundreds of schemas nobody here activated)."""
+    if not connection.is_sqlite:
+        return _mysql_foreign_keys(connection, schemas)
+    graph = _sqlite_foreign_keys(connection)
+    if schemas is None:
         return graph
+    wanted = set(schemas)
+    kept = {parent: [link for link in links if parent[0] in wanted or link[0][0] in wanted]
+            for parent, links in graph.items()}
+    return {parent: links for parent, links in kept.items() if links}
+
+
+def _sqlite_foreign_keys(connection) -> dict:
+    graph: dict = {}
+    names = [r[0] for r in connection.query(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'").fetchall()]
+    for name in names:
+        rows = connection.query(f"PRAGMA foreign_key_list({connection.dialect.quote(name)})").fetchall()
+        fks: dict = {}
+        for r in rows:
+            fks.setdefault(r[0], []).append((r[2], r[3], r[4]))
+        for items in fks.values():
+            parent = tuple(items[0][0].split(".", 1))
+            child = tuple(name.split(".", 1))
+            graph.setdefault(parent, []).append((child, [i[1] for i in items], [i[2] for i in items]))
+    return graph
+
+
+def _mysql_foreign_keys(connection, schemas) -> dict:
+    """In one query of the catalog: all, or those touching ``schemas``."""
+    where, params = "", ()
+    if schemas is not None:
+        if not schemas:
+            return {}
+        marks = ", ".join(["%s"] * len(schemas))
+        where = f" AND (TABLE_SCHEMA IN ({marks}) OR REFERENCED_TABLE_SCHEMA IN ({marks}))"
+        params = (*schemas, *schemas)
     rows = connection.query(
         "SELECT TABLE_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_SCHEMA, "
         "REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
-        "WHERE REFERENCED_TABLE_NAME IS NOT NULL ORDER BY TABLE_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, "
-        "ORDINAL_POSITION").fetchall()
+        f"WHERE REFERENCED_TABLE_NAME IS NOT NULL{where} ORDER BY TABLE_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, "
+        "ORDINAL_POSITION", params).fetchall()
+    graph: dict = {}
     fks: dict = {}
     for s, t, c, col, ps, pt, pcol in rows:
         fks.setdefault((s, t, c), {"parent": (ps, pt), "cols": [], "pcols": []})
@@ -195,10 +220,11 @@ class Dependencies:
         self.clear()
         c = self._conn
         name = lambda st: c.dialect.table(*st)  # noqa: E731
-        keys = _primary_keys(c, list(getattr(c, "schemas", {})))
+        schemas = list(getattr(c, "schemas", {}))
+        keys = _primary_keys(c, schemas)
         for table, key in keys.items():
             self._nodes[name(table)] = {"primary_key": key}
-        for parent, links in foreign_key_graph(c).items():
+        for parent, links in foreign_key_graph(c, schemas).items():
             for child, cols, pcols in links:
                 if parent[1].startswith("~") or child[1].startswith("~"):
                     continue

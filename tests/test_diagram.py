@@ -109,6 +109,28 @@ def test_a_renamed_reference_passes_through_a_numbered_node(simple):
     assert alias not in order and order.index(t["E"].full_table_name) < order.index(t["H"].full_table_name)
 
 
+@pytest.fixture
+def stranger(db, schema_name):
+    """Another schema on the server, not activated on this connection, with a renamed foreign key of its own."""
+    other = schema_name + "_other"
+    t = db.dialect.table
+    if not db.is_sqlite:
+        db.query(f"CREATE DATABASE {db.dialect.quote(other)}")
+    db.query(f"CREATE TABLE {t(other, 'p')} (p INT PRIMARY KEY)")
+    db.query(f"CREATE TABLE {t(other, 'c')} (c INT PRIMARY KEY, q INT, FOREIGN KEY (q) REFERENCES {t(other, 'p')} (p))")
+    yield other
+    if not db.is_sqlite:
+        db.query(f"DROP DATABASE {db.dialect.quote(other)}")
+
+
+def test_the_graph_holds_the_schemas_of_the_connection_only(simple, stranger, db):
+    """As DataJoint's dependencies: the foreign keys of the schemas activated on the connection, not of every
+    schema on a lab's server."""
+    d = dj.Diagram(simple["H"])
+    assert not any(stranger in n for n in d)
+    assert [n for n in d if n.isdigit()] == ["0"]
+
+
 def test_make_graph_names_classes_and_tiers(simple, schema):
     t = simple
     graph = dj.Diagram(schema, context=t)._make_graph()
