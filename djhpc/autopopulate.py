@@ -85,6 +85,8 @@ class AutoPopulate:
         out = {"total": total, "done": total - remaining, "remaining": remaining}
         if detail:
             out.update({s: int(n) for s, n in zip(statuses, row[2:], strict=True)})
+            if restrictions:  # the jobs rows of the restricted keys only, as the total and remaining are
+                out.update(jobs.counts_within(self.table_name, lambda keys: len(ks & keys)))
         return out
 
     def parpopulate(self, *restrictions, **kwargs):

@@ -154,6 +154,8 @@ class DataJointTarget:
         total, remaining = int(row[0]), int(row[1])
         out = {"total": total, "done": total - remaining, "remaining": remaining}
         out.update({s: int(n) for s, n in zip(statuses, row[2:], strict=True)})
+        if restrictions:  # the jobs rows of the restricted keys only, as the total and remaining are
+            out.update(jobs.counts_within(self.table_name, lambda keys: len(todo & keys)))
         return out
 
     def typed_key(self, key: dict) -> dict:

@@ -29,7 +29,17 @@ from .pipeline import Pipeline
 from .pipeprogress import pipeline_progress
 from .pipework import targets_for
 from .progress import SAMPLE_SIZE, Spread, spread
-from .submit import Run, Share, ShareWork, check_partitions, concurrent_workers, is_datajoint, plan_share, worker_budget
+from .submit import (
+    Run,
+    Share,
+    ShareWork,
+    check_partitions,
+    concurrent_workers,
+    is_datajoint,
+    plan_share,
+    worker_budget,
+    worker_restrictions,
+)
 from .walltime import SAFETY_FACTOR
 
 __all__ = ["PipelinePlan", "ShareCost", "TableCost", "estimate", "plan_pipeline"]
@@ -67,7 +77,7 @@ def plan_pipeline(pipeline: Pipeline, *, target: str, tables: Sequence[str] | No
     settings = settings or load_settings()
     served = pipeline.restrict(tables, downstream_of) if tables or downstream_of else pipeline
     targets = targets_for(pipeline)
-    rows = {r["table"]: r for r in pipeline_progress(pipeline, targets)}
+    rows = {r["table"]: r for r in pipeline_progress(pipeline, targets, worker_restrictions(worker_args))}
     notes: list[str] = []
     left = _keys_left(pipeline, rows, notes)
     shares = _shares(served, targets, whole, everything=served.tables == pipeline.tables)

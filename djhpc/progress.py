@@ -297,12 +297,8 @@ def table_progress(table, *restrictions, window_seconds: float = RATE_WINDOW_SEC
         raise UsageError(f"{type(table).__name__} is not a Computed or Imported table: name one that has make()")
     connection, schema = table.connection, type(table).database
     now = now or _utc_now()
-    ks = table._key_source()
-    for r in restrictions:
-        ks = ks & r
-    total = len(ks)
-    remaining = len(ks - table)
-    counts = Reservations(connection, schema).counts(table.table_name)
+    counts = table.progress(*restrictions, detail=True)
+    total, remaining = counts["total"], counts["remaining"]
     p = TableProgress(type(table).__name__, table.table_name, total, total - remaining, remaining,
                       counts["reserved"], counts["error"], counts["ignore"], counts["pending"],
                       window_seconds=window_seconds)

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 JOBS_TABLE = "~jobs"
 _created: set = set()  # (database, schema, pid) whose jobs table this process has made sure of
 ERROR_MESSAGE_LIMIT = 2047
+KEYS_PER_COUNT = 500  # keys of the jobs table one restricted count looks for (an OR of that many keys)
 RESERVE_LOCK_WAIT = 2  # seconds a reserver waits for its turn before reserving without one
 LEASE_SECONDS = float(os.environ.get("DJHPC_LEASE_SECONDS", 180))
 HEARTBEAT_SECONDS = float(os.environ.get("DJHPC_HEARTBEAT_SECONDS", 0)) or None
@@ -699,6 +700,21 @@ class Reservations:
         out = {"reserved": 0, "error": 0, "ignore": 0, "pending": 0}
         for status, n in self._run("count_by_status", (table_name,)).fetchall():
             out[status] = int(n)
+        return out
+
+    def counts_within(self, table_name: str, count_keys) -> dict[str, int]:
+        """Like ``counts``, of only the keys ``count_keys(keys)`` finds in a restricted key source (it returns how
+        many of a list of keys it holds): progress under a restriction. Reads the key of each of the table's rows
+        (its failures and the keys being made: few beside the key source)."""
+        self.ensure_table()
+        keys: dict[str, list] = {}
+        for status, raw in self._run("keys_by_status", (table_name,)).fetchall():
+            key = _safe_key(raw)
+            if key:
+                keys.setdefault(status, []).append(key)
+        out = {"reserved": 0, "error": 0, "ignore": 0, "pending": 0}
+        for status, found in keys.items():
+            out[status] = sum(count_keys(found[i:i + KEYS_PER_COUNT]) for i in range(0, len(found), KEYS_PER_COUNT))
         return out
 
     def count_statement(self, table_name: str, status: str) -> tuple[str, tuple]:

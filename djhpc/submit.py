@@ -285,17 +285,29 @@ class ShareWork(Work):
         return max(0, self.ready + self.pending + self.waiting - self.blocked)
 
 
-def count_work(target) -> Work:
-    """What is left of a target (or of a djhpc table): DataJoint's tables are counted with the target's own
-    pending keys and djhpc's jobs table in their schema (~djhpc_jobs)."""
+def count_work(target, restrictions=()) -> Work:
+    """What is left of a target (or of a djhpc table) under ``restrictions`` (the workers' --restrict), counted in
+    one statement: a DataJoint table's key source and djhpc's jobs table in its schema (~djhpc_jobs)."""
     if not is_datajoint(target):
         table = target.table if isinstance(target, TableTarget) else target
-        d = table.progress(detail=True)
-        return Work(d["total"], d["remaining"], d["error"], d["ignore"], d["reserved"])
-    remaining = len(target.candidates(())[0])
-    total = max(int(target.table.progress(display=False)[1]), remaining)  # DataJoint's count of its key source
-    counts = Reservations(target.connection, target.database, jobs_table=target.jobs_table).counts(target.table_name)
-    return Work(total, remaining, counts["error"], counts["ignore"], counts["reserved"])
+        d = table.progress(*restrictions, detail=True)
+    else:
+        d = target.progress(restrictions)
+    return Work(d["total"], d["remaining"], d["error"], d["ignore"], d["reserved"])
+
+
+def worker_restrictions(worker_args: Sequence[str]) -> list:
+    """The restriction the workers will populate under: their ``--restrict SQL`` arguments (all must hold), as
+    ``djhpc work`` reads them; [] without any. A run is sized to the keys left under it."""
+    from .query import AndList
+
+    found = []
+    for i, arg in enumerate(worker_args):
+        if arg == "--restrict" and i + 1 < len(worker_args):
+            found.append(worker_args[i + 1])
+        elif arg.startswith("--restrict="):
+            found.append(arg.split("=", 1)[1])
+    return [AndList(found)] if found else []
 
 
 def is_datajoint(target) -> bool:
@@ -434,6 +446,9 @@ class Run:
     def left_message(self) -> str:
         w = self.work
         text = f"{w.available:,} of {w.total:,} keys of {self.name} left"
+        restricted = worker_restrictions(self.worker_args)
+        if restricted:
+            text += f" where {' AND '.join(f'({r})' for r in restricted[0])}"
         if isinstance(w, ShareWork) and w.blocked:
             text += f", {w.blocked:,} blocked by a failure upstream"
         if w.errors:
@@ -462,7 +477,8 @@ def plan(target: str | None = None, *, array: int | None = None, scheduler: str 
     if not resolved.job_name_given:
         profile = dataclasses.replace(profile, job_name=default_job_name(filler.name))
     run = Run(get_scheduler(resolved.scheduler), profile, resolved.name, _absolute_target(target, settings.project_dir),
-              table_class, filler.table, count_work(filler), requested, 0, [], task_env(filler, filler.connection.url),
+              table_class, filler.table, count_work(filler, worker_restrictions(worker_args)), requested, 0, [],
+              task_env(filler, filler.connection.url),
               filler.connection.url, list(worker_args), template_dir, None, settings.project_dir, filler)
     return size_run(run, render=render)
 

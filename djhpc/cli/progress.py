@@ -10,6 +10,7 @@ import sys
 
 from ..pipeview import PipelineTableProgress, blocked_text, outlook, pipeline_table_progress
 from ..progress import EMPTY_KEY_SOURCE, RATE_WINDOW_SECONDS, TableProgress, eta_text, schema_progress, table_progress
+from ..query import AndList
 from . import display
 from .scope import resolve_scope
 from .work import add_pipeline_arguments
@@ -42,6 +43,7 @@ examples:
   djhpc progress pipeline:Analysis --watch          refresh until nothing is left to run
   djhpc progress pipeline.py                        every computed table of the module
   djhpc progress pipeline.py --downstream-of Segmentation
+  djhpc progress pipeline:Analysis --restrict "subject = 'm1'"
   djhpc progress --schema my_pipeline --json
 """
 
@@ -57,6 +59,10 @@ def register(sub):
     p.add_argument("--window", type=display.age_argument, default=RATE_WINDOW_SECONDS, metavar="AGE",
                    help="rate over makes started this recently: 10m, 1h, 600 (seconds) (default 10m)")
     p.add_argument("--json", action="store_true", help="machine-readable rows (--watch: one JSON line each time)")
+    p.add_argument("--restrict", action="append", default=[], metavar="SQL",
+                   help="count only keys where this SQL condition on the key source holds (repeatable: all must "
+                   "hold), as djhpc work --restrict; running, failed and ignored counts, rate and make-size "
+                   "percentiles stay the table's")
     display.add_quiet(p)
     add_pipeline_arguments(p.add_argument_group("pipelines (TARGET is a module)"))
     p.set_defaults(func=run)
@@ -72,15 +78,21 @@ def run(args) -> int:
         from ..errors import UsageError
 
         raise UsageError(f"--interval must be > 0 seconds (got {args.interval:g})")
+    if args.restrict and scope.target is None and scope.pipeline is None:
+        from ..errors import UsageError
+
+        raise UsageError("--restrict needs TARGET (module:Class or a pipeline): without the pipeline's code there "
+                         "is no key source to restrict")
+    restrictions = [AndList(args.restrict)] if args.restrict else []
 
     def measure() -> list[TableProgress]:
         if scope.pipeline is not None:
-            return pipeline_table_progress(scope.pipeline, scope.targets, whole=scope.whole,
+            return pipeline_table_progress(scope.pipeline, scope.targets, restrictions, whole=scope.whole,
                                            window_seconds=args.window)
         if scope.target is None:
             return schema_progress(scope.connection, scope.schema, window_seconds=args.window,
                                    jobs_table=scope.jobs_table, history_table=scope.history_table)
-        return [table_progress(scope.target, window_seconds=args.window)]
+        return [table_progress(scope.target, *restrictions, window_seconds=args.window)]
 
     if args.watch:
         return _watch(measure, args, scope.pipeline)

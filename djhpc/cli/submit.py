@@ -76,6 +76,7 @@ examples:
   djhpc submit pipeline.py:Analysis --array 100 --throttle 20 --time 30m --mem 2G
   djhpc submit --array 11 --dry-run                           print and keep the script, submit nothing
   djhpc submit --array 4 --after 12345 --partition gpu --gpus a100:1
+  djhpc submit --array 20 --restrict "subject = 'm1'"         only m1's keys, sized to those left
   djhpc submit --array 8 --scheduler local                    8 workers in the background here
   djhpc submit pipeline.py --array 8                          a whole pipeline: one array per resource class
   djhpc submit pipeline.py --array 8 --plan                   what it would take and cost; submits nothing
@@ -134,6 +135,9 @@ def _add_parser(sub, name, help_text, description):
     p.add_argument("target", nargs="?", metavar="TARGET",
                    help="table as module:Class or path/to/pipeline.py:Class, or a whole pipeline as module or "
                    "pipeline.py (default: target in djhpc.yaml)")
+    p.add_argument("--restrict", action="append", default=[], metavar="SQL",
+                   help="populate only keys where this SQL condition on the key source holds (repeatable: all must "
+                   "hold); the run is sized to the keys left under it; each task gets it as djhpc work --restrict")
     add_pipeline_arguments(p.add_argument_group("pipelines (TARGET is a module)"))
     return p
 
@@ -226,7 +230,7 @@ def _plan(args, *, scheduler=None, array=None, render=True, whole=False, need_ar
     # (DataJoint 2.x logs "connected to ..." on stdout; its handler keeps the stream it finds when imported)
     options = dict(array=array if array is not None else getattr(args, "array", None),
                    scheduler=scheduler or getattr(args, "scheduler", None), profile_name=args.profile,
-                   flags=_flags(args), worker_args=args.worker_args, template_dir=getattr(args, "template_dir", None),
+                   flags=_flags(args), worker_args=_worker_args(args), template_dir=getattr(args, "template_dir", None),
                    render=render)
     with contextlib.redirect_stdout(sys.stderr):
         loaded = target_or_pipeline(args.target)
@@ -236,6 +240,11 @@ def _plan(args, *, scheduler=None, array=None, render=True, whole=False, need_ar
         if args.tables or args.downstream_of:
             raise UsageError("--tables and --downstream-of need a pipeline TARGET (a module, without :Class)")
         return library.plan(args.target, **options)
+
+
+def _worker_args(args) -> list[str]:
+    """The workers' arguments: each --restrict, then what followed ``--``."""
+    return [*(a for sql in args.restrict for a in ("--restrict", sql)), *args.worker_args]
 
 
 def _tell(run) -> None:

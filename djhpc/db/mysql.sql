@@ -76,6 +76,10 @@ ON DUPLICATE KEY UPDATE `status` = IF(`status` = 'reserved', `status`, 'ignore')
 -- name: count_by_status
 SELECT `status`, COUNT(*) FROM {jobs} WHERE `table_name` = %s GROUP BY `status`
 
+-- name: keys_by_status
+-- the key of each of a table's rows: progress under a restriction counts those of its keys
+SELECT `status`, `key` FROM {jobs} WHERE `table_name` = %s
+
 -- name: count_status
 SELECT COUNT(*) FROM {jobs} WHERE `table_name` = %s AND `status` = %s
 

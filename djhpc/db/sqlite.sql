@@ -75,6 +75,10 @@ ON CONFLICT ("table_name", "key_hash") DO UPDATE SET "status" =
 -- name: count_by_status
 SELECT "status", COUNT(*) FROM {jobs} WHERE "table_name" = ? GROUP BY "status"
 
+-- name: keys_by_status
+-- the key of each of a table's rows: progress under a restriction counts those of its keys
+SELECT "status", "key" FROM {jobs} WHERE "table_name" = ?
+
 -- name: count_status
 SELECT COUNT(*) FROM {jobs} WHERE "table_name" = ? AND "status" = ?
 

@@ -80,6 +80,12 @@ def test_progress_counts_datajoints_key_source(ran):
     assert watched.returncode == 1 and "Traceback" not in watched.stderr, watched.stderr[-2000:]
     assert watched.stdout.startswith("Square: 199 of 200 done") and "failed" in watched.stdout + watched.stderr
 
+    # --restrict: DataJoint's key source under it (all must hold), and the jobs rows of its keys only
+    (row,) = as_json(ran, "progress", ":Square", "--restrict", "item < 20", "--restrict", "item <> 5")
+    assert (row["total"], row["done"], row["error"], row["left"]) == (19, 18, 1, 0)
+    (row,) = as_json(ran, "progress", ":Square", "--restrict", "item > 13")
+    assert (row["total"], row["done"], row["error"], row["done_all"]) == (186, 186, 0, True)
+
     rows = {r["name"]: r for r in as_json(ran, "progress", "--schema", ran.schema)}
     assert set(rows) == {"Square", "Doubled"}
     assert (rows["Square"]["total"], rows["Square"]["done"], rows["Square"]["error"]) == (None, 199, 1)

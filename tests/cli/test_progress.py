@@ -33,6 +33,9 @@ def test_counts_match_a_state_with_every_status(state, schema_name, capsys):
     assert p.left == 8 and not p.finished  # 12 remaining, less 3 failed and 1 ignored
     assert p.completions == 8 and p.recent == 8 and p.rate_per_minute > 0 and p.eta_seconds > 0
     assert p.duration.median <= p.duration.p95 and p.max_rss_mb.median > 0
+    # under a restriction, the jobs rows of its keys only: every key, or none
+    assert _counts(table_progress(pipeline.Square, "item >= 0").as_dict()) == EXPECTED
+    assert _counts(table_progress(pipeline.Square, "item < 0").as_dict()) == dict.fromkeys(EXPECTED, 0)
 
     rc, out, err = cli(capsys, "progress", TARGET, "--json")
     assert rc == 0, err
@@ -95,6 +98,20 @@ def test_no_history_yet_says_so(pipeline, capsys):
     rc, out, _ = cli(capsys, "progress", TARGET, "--json")
     (row,) = json.loads(out)
     assert row["duration"] is None and row["eta_seconds"] is None and row["total"] == 3
+
+
+def test_a_restriction_counts_its_keys_only(pipeline, schema_name, capsys):
+    """--restrict as djhpc work's (repeatable, all must hold): total and done of the restricted key source."""
+    pipeline.Item.insert([(i, i) for i in range(10)])
+    pipeline.Square.populate("item < 3")
+    rc, out, err = cli(capsys, "progress", TARGET, "--restrict", "item < 6", "--restrict", "item <> 0", "--json")
+    assert rc == 0, err
+    (row,) = json.loads(out)
+    assert (row["total"], row["done"], row["remaining"]) == (5, 2, 3)
+    rc, out, _ = cli(capsys, "progress", TARGET, "--restrict", "item >= 3", "-q")
+    assert out.startswith("Square: 0 of 7 done (0.0%)"), out
+    rc, _, err = cli(capsys, "progress", "--schema", schema_name, "--restrict", "item < 3")
+    assert rc == 2 and one_line_error(err) and "--restrict needs TARGET" in err
 
 
 @pytest.mark.parametrize("argv", [
@@ -342,6 +359,14 @@ def test_a_pipeline_quiet_and_limited(chain):
     assert [r["table"] for r in rows] == ["Trace", "Summary"]
     assert [counts(r) for r in rows] == [CHAIN_EXPECTED["Trace"], CHAIN_EXPECTED["Summary"]]
     assert rows[0]["depends_on"] == ["Segment"]
+    # --restrict: each table's key source under it (sessions 5, 6 and 7: one made, two new; 2, the failure, out)
+    rows = _json(chain, "chain.py", "--restrict", "session >= 5")
+    assert [(r["table"], r["expected"], r["done"], r["ready"], r["waiting"], r["blocked"], r["error"]) for r in rows] \
+        == [("Motion", 3, 1, 2, 0, 0, 0)] + [(t, 3, 1, 0, 2, 0, 0) for t in TABLES[1:]], rows
+    # the failure is counted, and blocks below, where the restriction takes it in
+    rows = _json(chain, "chain.py", "--restrict", "session BETWEEN 2 AND 3")
+    assert [(r["table"], r["expected"], r["done"], r["ready"], r["waiting"], r["blocked"], r["error"]) for r in rows] \
+        == [("Motion", 2, 1, 0, 0, 0, 1)] + [(t, 2, 1, 0, 1, 1, 0) for t in TABLES[1:]], rows
 
 
 def test_watching_a_pipeline_ends_when_it_cannot_go_further(backend, db, schema_name, tmp_path):

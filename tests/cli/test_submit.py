@@ -330,6 +330,32 @@ def test_local_scheduler_starts_the_workers(project):
     assert project.submissions()[0].scheduler == "local"
 
 
+def test_a_restriction_sizes_the_run_and_reaches_every_task(project):
+    """--restrict (repeatable, all must hold): the array is sized to the keys left under it, the message says
+    which, each task's `djhpc work` gets it quoted, and the workers make those keys and no other."""
+    restrict = ("--restrict", "item < 7", "--restrict", "item >= 2 AND item <> 4")
+    out = project.run("render", "--array", 50, *restrict)
+    assert out.returncode == 0, out.stderr
+    assert "only 4 keys left: 4 tasks instead of 50" in out.stderr
+    assert "4 of 4 keys of Square left where (item < 7) AND (item >= 2 AND item <> 4)" in out.stderr
+    assert "--restrict 'item < 7' --restrict 'item >= 2 AND item <> 4'" in out.stdout
+    # after `--` too, the same sizing
+    out = project.run("render", "--array", 50, "--", "--restrict", "item < 7")
+    assert "only 7 keys left: 7 tasks instead of 50" in out.stderr, out.stderr
+    out = project.run("submit", "--array", 3, "--scheduler", "local", *restrict)
+    assert out.returncode == 0, out.stderr
+    pid = int(out.stdout)
+    deadline = time.monotonic() + 60
+    while alive(pid):
+        assert time.monotonic() < deadline, "local workers did not finish"
+        time.sleep(0.1)
+    made, _ = make_calls(project.tmp_path)
+    assert sorted(made) == [f"Square [('item', {i})]" for i in (2, 3, 5, 6)] and set(made.values()) == {1}
+    assert project.submissions()[0].settings["worker_args"] == list(restrict)
+    out = project.run("submit", "--array", 3, *restrict)
+    assert "nothing to submit: 0 of 4 keys of Square left where" in out.stderr and project.sbatch_calls() == []
+
+
 # ---------------------------------------------------------------------------------- parallel
 
 
