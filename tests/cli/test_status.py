@@ -49,7 +49,8 @@ def _by_job(data, job) -> dict:
 def test_status_of_a_submitted_array(slurm, backend, schema_name, tmp_path, monkeypatch):
     project = make_project(tmp_path / "project", backend, "scheduler: slurm\n")
     load_items(backend, schema_name, 6, monkeypatch, tmp_path)
-    env = cli_env(schema_name, tmp_path, DJHPC_TEST_SLEEP=1.5)
+    gate = tmp_path / "gate"  # the tasks hold their first key until the views of a running array are checked
+    env = cli_env(schema_name, tmp_path, DJHPC_TEST_GATE=gate)
     [job] = submit(project, env, "--array", 3)
     jobs = [job]
     holder = None
@@ -66,6 +67,7 @@ def test_status_of_a_submitted_array(slurm, backend, schema_name, tmp_path, monk
         text = djhpc(["status"], project, env)
         assert text.returncode == 0 and job in text.stdout and "Keys held by running tasks" in text.stdout
         assert "\x1b[" not in text.stdout
+        gate.touch()
 
         # when it is over: three tasks done, nothing held
         wait_until_gone([job], timeout=120)
@@ -142,7 +144,7 @@ def test_status_of_a_local_run_at_80_and_200_columns(backend, schema_name, tmp_p
     run when the columns do not fit), the held keys whole; no line wider than the terminal."""
     project = make_project(tmp_path / "project", backend, "scheduler: local\n")
     load_items(backend, schema_name, 8, monkeypatch, tmp_path)
-    env = cli_env(schema_name, tmp_path, DJHPC_TEST_SLEEP=1.0)
+    env = cli_env(schema_name, tmp_path, DJHPC_TEST_GATE=tmp_path / "gate")  # the tasks hold a key till cancelled
     [job] = submit(project, env, "--array", 2)
     try:
         data = _poll(project, env, lambda d: any(h["keys"] for h in _by_job(d, job)["holding"]),
