@@ -28,6 +28,7 @@ from collections.abc import Callable
 from .config import DatabaseURL
 from .db.connection import Connection
 from .db.pending import PendingCommit, run_in_turn
+from .djrelease import IdleRelease, computes_apart
 from .errors import KeyMadeElsewhere, UsageError
 from .query import AndList, keyset_condition
 
@@ -68,6 +69,7 @@ class DataJointTarget:
     history_table = DJHPC_HISTORY
     begins_ahead = False  # make's transaction is DataJoint's, on DataJoint's connection
     wait_for_commit = True
+    release_after: float | None = None  # populate's: DataJoint's connection too is given back in make_compute
 
     def __init__(self, table_class, connection: Connection | None = None):
         self.version = datajoint_version()
@@ -198,6 +200,9 @@ class DataJointTarget:
                 self.connection.send_later(after, context="history")
 
         conn.commit_transaction = fenced_commit
+        released = self.release_after is not None and computes_apart(self.table)
+        if released:
+            self.table.make_compute = IdleRelease(conn, self.release_after).wrap(self.table.make_compute)
         try:
             outcome = self.table._populate1(dict(key), None, True, True, make_kwargs or None)
         except _Aborted as aborted:
@@ -208,6 +213,8 @@ class DataJointTarget:
             raise
         finally:
             del conn.commit_transaction
+            if released:
+                del self.table.make_compute
         if outcome is True:
             return PendingCommit.settled(None)
         if outcome is False:

@@ -158,6 +158,8 @@ class _Runner:
             self.jobs = Reservations(self.conn, target.database, self._worker(), lease_seconds=options.lease_seconds,
                                      jobs_table=target.jobs_table)
             self.jobs.release_after = options.release_after if self._releases() else None
+            if hasattr(target, "release_after"):  # a DataJoint table: its own connection, in make_compute
+                target.release_after = self.jobs.release_after
             self.reaper = Reaper(self.jobs, lease_seconds=self.jobs.lease_seconds, scheduler=options.scheduler,
                                  scheduler_every_seconds=300)
         self.identity = self.jobs.worker if self.jobs else options.worker or _current_worker(self.conn)

@@ -186,6 +186,51 @@ def test_workers_give_djhpcs_connection_back_during_long_makes(pipeline):
     assert pipeline.rows("SELECT COUNT(*) FROM {s}.`~djhpc_jobs`")[0][0] == 0
 
 
+@pytest.fixture
+def dj_user(dj_schema):
+    """A MariaDB user of its own, allowed on the pipeline's schema: the worker's connections are those of it."""
+    user, password = "djhpc_u_" + uuid.uuid4().hex[:8], "pw-" + uuid.uuid4().hex[:16]
+    root_query(f"CREATE USER '{user}'@'%%' IDENTIFIED BY %s", (password,))
+    root_query(f"GRANT ALL ON `{dj_schema}`.* TO '{user}'@'%'")
+    yield user, password
+    root_query(f"DROP USER IF EXISTS '{user}'@'%'")
+
+
+def test_a_tripartite_make_gives_both_connections_back_while_it_computes(pipeline, dj_user, tmp_path):
+    """--release-after on a tripartite DataJoint table: while make_compute runs (outside DataJoint's transaction)
+    the worker holds no connection at all, neither djhpc's nor DataJoint's; DataJoint's is opened again at the
+    next statement make_compute sends (item 0) or when it returns (the others), and every key is made once."""
+    user, password = dj_user
+    pipeline.fill(3)
+    gate = tmp_path / "gate"
+    worker = pipeline.work("Doubled", "--release-after", "0.2", "-v", DJ_USER=user, DJ_PASS=password,
+                           DJHPC_TEST_GATE=gate, DJHPC_TEST_QUERY_AFTER=0, DJHPC_TEST_SLEEP="0.5")
+
+    def connections() -> int:
+        return root_query("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = %s", (user,))[0][0]
+
+    deadline = time.monotonic() + 120
+
+    def wait_for(holds, what: str):
+        while not holds():
+            if time.monotonic() > deadline or worker.poll() is not None:
+                worker.kill()
+                pytest.fail(f"{what} did not happen: {connections()} connections; {worker.communicate()[1][-2000:]}")
+            time.sleep(0.05)
+
+    wait_for(lambda: pipeline.calls_of("Doubled"), "the first make_compute")  # bounded by events
+    # it waits at the gate: both connections go once unused for 0.2 s
+    wait_for(lambda: connections() == 0, "no connection held during make_compute")
+    gate.touch()
+    code, err = finish(worker)
+    assert code == 0, err[-3000:]
+    assert "gave DataJoint's connection back while make_compute runs" in err
+    calls = pipeline.calls_of("Doubled")
+    assert set(calls) == {0, 1, 2} and max(calls.values()) == 1
+    assert pipeline.rows("SELECT SUM(doubled) FROM {s}.`__doubled`")[0][0] == 2 * (0 + 1 + 2)
+    assert pipeline.rows("SELECT COUNT(*) FROM {s}.`~djhpc_jobs`")[0][0] == 0
+
+
 def test_work_processes_on_a_datajoint_table(pipeline):
     """djhpc work --processes 2 on a DataJoint table: each forked worker opens DataJoint's connection anew (the
     parent's socket is not shared), every key is made once, by both."""

@@ -44,7 +44,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("jobs table", ["djhpc.jobs"]),
     ("tables", ["djhpc.tables"]),
     ("populate", ["djhpc.populate", "djhpc.autopopulate", "djhpc.processes", "djhpc.keywalk", "djhpc.batching",
-                  "djhpc.inflight", "djhpc.target", "djhpc.djtarget"]),
+                  "djhpc.inflight", "djhpc.target", "djhpc.djtarget", "djhpc.djrelease"]),
     # the scheduler adapters know nothing of populate: the loop reads its task's environment through them
     # (schedulers.taskenv) and its reaper asks them which tasks ended; submission renders and submits with them
     ("schedulers", ["djhpc.schedulers", "djhpc.schedulers.*"]),

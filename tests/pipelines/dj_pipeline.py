@@ -3,8 +3,9 @@
 The schema is named by DJHPC_TEST_SCHEMA; DataJoint connects with DJ_HOST/DJ_USER/DJ_PASS. Every make appends
 "table item pid" to the file DJHPC_TEST_CALLS (one write per line: lines of concurrent workers never mix), so a
 test can tell a key made twice; with DJHPC_TEST_CONNECTION_IDS also the id of DataJoint's session that made it.
-DJHPC_TEST_SLEEP makes each make sleep that long; DJHPC_TEST_STEAL=item makes that key's make hand its djhpc
-reservation to another owner, as a reaper would, before it inserts.
+DJHPC_TEST_SLEEP makes each make sleep that long, then wait for the file DJHPC_TEST_GATE to exist, then (for
+the item DJHPC_TEST_QUERY_AFTER names) send a statement on DataJoint's connection; DJHPC_TEST_STEAL=item makes
+that key's make hand its djhpc reservation to another owner, as a reaper would, before it inserts.
 """
 
 import os
@@ -31,6 +32,12 @@ def _called(table: str, key: dict):
             os.close(fd)
     if os.environ.get("DJHPC_TEST_SLEEP"):
         time.sleep(float(os.environ["DJHPC_TEST_SLEEP"]))
+    gate = os.environ.get("DJHPC_TEST_GATE")
+    deadline = time.monotonic() + 600
+    while gate and not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if os.environ.get("DJHPC_TEST_QUERY_AFTER") == str(key["item"]):
+        dj.conn().query("SELECT 1").fetchall()
 
 
 def _steal_if_asked(table, key: dict):
