@@ -439,9 +439,20 @@ class Run:
 
     @property
     def connections_per_worker(self) -> int:
-        """Connections a worker holds through its makes: djhpc's (unless released) and a DataJoint table's own."""
+        """Connections a worker holds through its makes: djhpc's (unless released) and a DataJoint table's own
+        (unless released too: a tripartite make's, while make_compute runs)."""
         held = 0 if self.releases_connection else CONNECTIONS_PER_WORKER
-        return held + (DATAJOINT_CONNECTIONS_PER_WORKER - CONNECTIONS_PER_WORKER if self.datajoint else 0)
+        if self.datajoint and not (self.releases_connection and self.computes_apart):
+            held += DATAJOINT_CONNECTIONS_PER_WORKER - CONNECTIONS_PER_WORKER
+        return held
+
+    @property
+    def computes_apart(self) -> bool:
+        """A DataJoint table whose make is tripartite (one table's run): its compute can give DataJoint's
+        connection back."""
+        from .djrelease import computes_apart
+
+        return self.share is None and self.datajoint and computes_apart(self.filler.table)
 
     def left_message(self) -> str:
         w = self.work
@@ -667,8 +678,8 @@ def _fit_budget(run: Run, profile: Profile, tasks: int, chunks: list[ArrayChunk]
         profile = dataclasses.replace(profile, throttle=per_array)
         run.notes.append(f"throttle {per_array}: the database has room for about {budget} more workers "
                          f"({run.connections_per_worker} connections each)"
-                         + ("" if run.datajoint else "; with long makes, '-- --release-after 30s' lets every task "
-                            "run and give its connection back while it makes"))
+                         + ("" if run.datajoint and not run.computes_apart else "; with long makes, '-- "
+                            "--release-after 30s' lets every task run and give its connection back while it makes"))
     if concurrent(per_array) > budget:
         run.warnings.append(
             f"up to {concurrent(per_array)} workers may run at once, but the database has room for about {budget} "

@@ -621,6 +621,12 @@ def test_a_datajoint_table_renders_runs_locally_and_in_parallel(mysql_user, mysq
     assert script.rstrip().endswith(f"exec {python} -m djhpc.cli.main work {folder}/pipeline.py:Square")
     assert "12 of 12 keys of Square left" in rendered.stderr
     bash_syntax_ok(script, tmp_path)
+    # --release-after: a tripartite make's worker gives both connections back while it computes (no throttle
+    # from the database's); a classic make's keeps DataJoint's, counted
+    released = [run("-m", "djhpc.cli.main", "render", f"pipeline.py:{t}", "--array", 3, "--", "--release-after", 30)
+                for t in ("Doubled", "Square")]
+    assert [r.returncode for r in released] == [0, 0], released[0].stderr + released[1].stderr
+    assert ["no throttle from the database's connections" in r.stderr for r in released] == [True, False]
 
     line = run("-m", "djhpc.cli.main", "parallel", "--jobs", 2)
     assert line.returncode == 0, line.stderr
