@@ -149,6 +149,19 @@ def test_render_slurm_one_array_per_class(chain, tmp_path):
     assert again.returncode == 0 and again.stdout == out.stdout, again.stderr
 
 
+def test_a_restriction_sizes_each_class_and_reaches_its_tasks(chain):
+    """--restrict on a pipeline: each class sized to its tables' keys under it, each task's worker given it."""
+    out = chain.run("render", "chain.py", "--array", 5, "--restrict", "session >= 3")
+    assert out.returncode == 0, out.stderr
+    scripts = scripts_by_class(out.stdout)
+    assert "--array=1-4" in directive_args(scripts["default"], "#SBATCH")  # one session in four tables
+    assert "--array=1-1" in directive_args(scripts["gpu"], "#SBATCH")
+    assert exec_line(scripts["gpu"])[-4:] == ["--tables", "Segment", "--restrict", "session >= 3"]
+    assert "4 of 4 keys of chain's default class (Motion, Trace, Quality, Summary) left where (session >= 3)" \
+        in out.stderr
+    assert "1 of 1 keys of chain's gpu class (Segment) left where (session >= 3)" in out.stderr
+
+
 def test_render_pbs_and_sge(chain):
     out = chain.run("render", "chain.py", "--array", 2, "--scheduler", "pbs")
     assert out.returncode == 0, out.stderr
