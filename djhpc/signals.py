@@ -50,6 +50,15 @@ _first: int | None = None
 LOOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
+_listeners: list[Callable[[int], None]] = []
+
+
+def on_first_stop(listener: Callable[[int], None]) -> None:
+    """Call ``listener(signum)`` when the first stop signal of this process arrives inside a stop_signals block
+    (a forked worker tells its parent it is stopping already, so the parent does not signal it again)."""
+    _listeners.append(listener)
+
+
 def active() -> bool:
     """Whether a stop_signals block is open (an outer one: djhpc work around populate)."""
     return _depth > 0
@@ -85,6 +94,9 @@ def stop_signals(
         global _first
         if _first is not None and exit_code is not None:
             os._exit(exit_code)
+        if _first is None:
+            for listener in _listeners:
+                listener(signum)
         _first = signum
         stop(signum)
 

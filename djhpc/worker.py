@@ -101,7 +101,7 @@ def guarded(loop, keylog: KeyLog):
             keylog.close()
 
 
-def _task_share() -> tuple[float, float]:
+def task_share() -> tuple[float, float]:
     """(start, width) of this array task's share of the keys, which its processes' walks divide among them."""
     env = taskenv.current()
     start, count = env.position(), env.task_count
@@ -125,7 +125,7 @@ def work(table_class, options: WorkOptions) -> int:
                        scheduler=scheduler_for_reaping())
         if options.processes > 1:
             log.info("%d processes, each a worker of its own", options.processes)
-            return processes.run(target, options.restrictions, opts, options.processes, share=_task_share())
+            return processes.run(target, options.restrictions, opts, options.processes, share=task_share())
         return populate.run(target, options.restrictions, opts)
 
     stopped, result = guarded(loop, keylog)

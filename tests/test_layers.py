@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("operator view", ["djhpc.report", "djhpc.progress", "djhpc.status", "djhpc.jobrows", "djhpc.cancel",
                        "djhpc.running", "djhpc.logs", "djhpc.pipeprogress", "djhpc.pipeview", "djhpc.plan"]),
     ("submission", ["djhpc.submit", "djhpc.submissions", "djhpc.targets", "djhpc.worker", "djhpc.walltime",
-                    "djhpc.pipeline", "djhpc.pipework"]),
+                    "djhpc.pipeline", "djhpc.pipework", "djhpc.pipeprocesses"]),
     # dj.Diagram draws the tables' tiers over the dependencies, beside the schemas
     ("schemas", ["djhpc.schemas", "djhpc.diagram"]),
     # as in DataJoint, schema.jobs is a table: schemas -> jobs -> tables

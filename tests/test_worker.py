@@ -84,10 +84,10 @@ def test_a_stop_signal_to_a_task_of_processes_gives_every_key_back(pipeline, bac
     assert len(pipeline.Square()) == 0 and len(pipeline.schema.jobs) == 0
 
 
-def test_processes_are_at_least_one_and_take_a_table_not_a_pipeline(pipeline, backend, schema_name, tmp_path):
+def test_processes_are_at_least_one_and_a_pipelines_take_no_budget(pipeline, backend, schema_name, tmp_path):
     env = worker_env(backend, schema_name)
     for args, message in ((["pipeline_counts:Square", "--processes", "0"], "--processes: must be >= 1 (got 0)"),
-                          (["pipeline_counts", "--processes", "2"], "--processes takes a table TARGET")):
+                          (["pipeline_counts", "--processes", "2", "--limit", "3"], "take no --processes")):
         done = subprocess.run([sys.executable, "-m", "djhpc.cli.main", "work", *args], env=env,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -24,6 +24,7 @@ examples:
   djhpc work pipeline.py                                   every computed table of the module
   djhpc work pipeline.py --tables Segmentation             one resource class's tables
   djhpc work pipeline.py:Analysis --processes 32           32 workers in one task of a 32-core node
+  djhpc work pipeline.py --processes 32                    the same over every table of the pipeline
   djhpc work pipeline.py:Analysis --release-after 30s      long makes give the database connection back
 """
 
@@ -114,10 +115,14 @@ def run(args) -> int:
     options = WorkOptions(populate, restrictions=[_and(args.restrict)] if args.restrict else [], log_path=args.log,
                           processes=args.processes)
     if isinstance(loaded, Pipeline):
-        if args.processes > 1:
-            raise UsageError("--processes takes a table TARGET (module:Class), not a pipeline: submit more tasks "
-                             "for a pipeline")
         serve = loaded.restrict(args.tables, args.downstream_of)
+        if args.processes > 1:
+            if args.max_calls is not None or args.limit is not None:
+                raise UsageError("--max-calls and --limit count one worker's makes: with a pipeline TARGET they "
+                                 "take no --processes (run one process, or give a table TARGET)")
+            from ..pipeprocesses import run as run_processes
+
+            return run_processes(loaded, options, args.processes, prefer=args.prefer, serve=serve)
         return work_pipeline(loaded, options, prefer=args.prefer, serve=serve)
     if args.tables or args.downstream_of:
         raise UsageError("--tables and --downstream-of need a pipeline TARGET (a module, without :Class)")
