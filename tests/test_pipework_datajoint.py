@@ -42,11 +42,14 @@ def test_datajoint_pipeline_workers_make_every_key_once(dj_chain):
     sessions = list(range(10))
     out = run(dj_chain, "-c", f"import chain; chain.Session.insert([(s,) for s in {sessions!r}])")
     assert out.returncode == 0, out.stderr
-    workers = [subprocess.Popen([dj_chain.python_path, "-m", "djhpc.cli.main", "work", "chain.py"],
+    # a worker of one process, and one of two forked processes (each opens DataJoint's connection anew)
+    workers = [subprocess.Popen([dj_chain.python_path, "-m", "djhpc.cli.main", "work", "chain.py", *more],
                                 cwd=dj_chain.folder, env={**dj_chain.env, "DJHPC_TEST_SLEEP": "0.05"},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for more in ([], ["--processes", "2"])]
     results = [w.communicate(timeout=300) for w in workers]
     assert sorted(w.returncode for w in workers) in ([0, 1], [1, 1]), [e for _, e in results]
+    assert "Traceback" not in results[1][1] and len({c.pid for c in dj_chain.calls()}) >= 2
     counts = dj_chain.counts()
     expected = {(t, s) for t in TABLES for s in sessions if s != FAILED}
     assert set(counts) == expected and max(counts.values()) == 1, counts
