@@ -38,6 +38,7 @@ from .submit import (
     is_datajoint,
     plan_share,
     worker_budget,
+    worker_processes,
     worker_restrictions,
 )
 from .walltime import SAFETY_FACTOR
@@ -82,7 +83,7 @@ def plan_pipeline(pipeline: Pipeline, *, target: str, tables: Sequence[str] | No
     left = _keys_left(pipeline, rows, notes)
     shares = _shares(served, targets, whole, everything=served.tables == pipeline.tables)
     first = targets[served.tables[0]]
-    per_worker = 2 if is_datajoint(first) else 1
+    per_worker = (2 if is_datajoint(first) else 1) * worker_processes(worker_args)
     budget = worker_budget(first.connection, per_worker=per_worker)
     runs = []
     for share, classes in shares:

@@ -296,6 +296,19 @@ def count_work(target, restrictions=()) -> Work:
     return Work(d["total"], d["remaining"], d["error"], d["ignore"], d["reserved"])
 
 
+def worker_processes(worker_args: Sequence[str]) -> int:
+    """The processes each task runs (its ``djhpc work --processes N``; 1 without): each holds connections."""
+    for i, arg in enumerate(worker_args):
+        text = worker_args[i + 1] if arg == "--processes" and i + 1 < len(worker_args) else \
+            arg.split("=", 1)[1] if arg.startswith("--processes=") else None
+        if text is not None:
+            try:
+                return max(1, int(text))
+            except ValueError:
+                return 1  # the task's djhpc work says what is wrong with it
+    return 1
+
+
 def worker_restrictions(worker_args: Sequence[str]) -> list:
     """The restriction the workers will populate under: their ``--restrict SQL`` arguments (all must hold), as
     ``djhpc work`` reads them; [] without any. A run is sized to the keys left under it."""
@@ -444,7 +457,7 @@ class Run:
         held = 0 if self.releases_connection else CONNECTIONS_PER_WORKER
         if self.datajoint and not (self.releases_connection and self.computes_apart):
             held += DATAJOINT_CONNECTIONS_PER_WORKER - CONNECTIONS_PER_WORKER
-        return held
+        return held * worker_processes(self.worker_args)
 
     @property
     def computes_apart(self) -> bool:

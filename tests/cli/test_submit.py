@@ -434,7 +434,7 @@ def test_worker_budget_from_the_server(mysql_schema, tmp_path):
 
 def _plan(project, monkeypatch, budget, limits=SiteLimits(), **kwargs):
     monkeypatch.chdir(project.folder)
-    monkeypatch.setattr(library, "worker_budget", lambda connection, per_worker=1: budget)
+    monkeypatch.setattr(library, "worker_budget", lambda connection, per_worker=1: budget // per_worker)
     monkeypatch.setattr(library, "_site_limits", lambda scheduler: limits)
     sys.modules.pop("djhpc_target_pipeline", None)
     dj.conn(project.url, reset=True)
@@ -458,6 +458,9 @@ def test_default_throttle_keeps_within_the_connection_budget(project, monkeypatc
     run = _plan(project, monkeypatch, 6, array=11, worker_args=["--release-after", "1m"])
     assert run.profile.throttle is None and "#SBATCH --array=1-11\n" in run.scripts[0] and not run.warnings
     assert "give theirs back during makes" in run.notes[-1] and "--release-after 1m" in run.scripts[0]
+    # a task of 3 processes holds 3 connections: 6 free connections make room for 2 tasks
+    run = _plan(project, monkeypatch, 6, array=11, worker_args=["--processes", "3"])
+    assert run.profile.throttle == 2 and "about 2 more workers (3 connections each)" in run.notes[-1]
 
 
 def test_submit_warns_when_the_request_exceeds_the_budget(project, monkeypatch):
