@@ -77,7 +77,7 @@ class IdleRelease:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -86,7 +86,13 @@ class IdleRelease:
         except AttributeError:
             pass
         with self._lock:
-            self._reopen()  # make_insert's stage finds the connection as DataJoint left it: open
+            if exc_type is None:
+                self._reopen()  # make_insert's stage finds the connection as DataJoint left it: open
+                return
+            try:  # make_compute raised: its error is the key's, not a failed reopening's
+                self._reopen()
+            except Exception as e:  # DataJoint reconnects at its next statement by itself
+                log.info("DataJoint's connection not opened again after make_compute failed: %s", e)
 
     def _watch(self) -> None:
         tick = min(max(self.seconds / 2, 0.05), 1.0)

@@ -105,6 +105,20 @@ def test_reopening_waits_for_a_free_connection_and_other_errors_raise(monkeypatc
     assert conn.refusals == []
 
 
+def test_a_compute_that_raises_keeps_its_error_when_reopening_fails(monkeypatch):
+    monkeypatch.setattr(djrelease.backoff, "sleep", lambda seconds: None)
+    conn = FakeDataJointConnection(refusals=[pymysql.err.OperationalError(2003, "Can't connect")])
+    release = IdleRelease(conn, 0.01)
+
+    def make_compute():
+        _wait_until(lambda: release.releases == 1)
+        raise ValueError("bad data")
+
+    with pytest.raises(ValueError, match="bad data"):
+        release.wrap(make_compute)()
+    assert not conn.open and conn.refusals == []
+
+
 def test_only_a_tripartite_make_computes_apart():
     class Classic:
         def make(self, key):
