@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import signal
 import sys
 import threading
@@ -23,6 +22,7 @@ from . import signals
 from .deadline import EXIT_HUNG
 from .pipeline import Pipeline
 from .pipework import work_pipeline
+from .processes import send_signal
 from .worker import (
     EXIT_DATABASE_UNREACHABLE,
     EXIT_FAILURES,
@@ -65,7 +65,7 @@ def run(pipeline: Pipeline, options: WorkOptions, processes: int, *, prefer: str
             for i, c in enumerate(children):
                 if c.is_alive() and not stopping[i]:
                     stopping[i] = 1
-                    _signal(c.pid, signal.SIGINT)
+                    send_signal(c, signal.SIGINT)
 
         def on_stop(signum: int) -> None:
             if not passing_on:
@@ -82,7 +82,7 @@ def run(pipeline: Pipeline, options: WorkOptions, processes: int, *, prefer: str
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         for c in children:
             if c.is_alive():  # the parent itself failed: its children must not outlive it
-                _signal(c.pid, signal.SIGKILL)
+                send_signal(c, signal.SIGKILL)
                 c.join()
     return combined_exit_code([c.exitcode for c in children])
 
@@ -125,10 +125,3 @@ def _reopen_datajoint(pipeline: Pipeline) -> None:
             if id(conn) not in seen:
                 seen.add(id(conn))
                 conn.connect()
-
-
-def _signal(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass

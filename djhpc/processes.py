@@ -157,7 +157,7 @@ def _stop(children):
             p.join()
     except KeyboardInterrupt:
         for p in running:
-            _signal(p, signal.SIGKILL)
+            send_signal(p, signal.SIGKILL)
         raise
     finally:
         for c in children:
@@ -171,10 +171,11 @@ def _interrupt(children):
     for c in children:
         if c.process.is_alive() and not c.interrupted:
             c.interrupted = True
-            _signal(c.process, signal.SIGINT)
+            send_signal(c.process, signal.SIGINT)
 
 
-def _signal(process, signum):
+def send_signal(process, signum):
+    """``signum`` to a child process, unless it has gone already."""
     try:
         os.kill(process.pid, signum)
     except ProcessLookupError:
