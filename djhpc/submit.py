@@ -296,17 +296,25 @@ def count_work(target, restrictions=()) -> Work:
     return Work(d["total"], d["remaining"], d["error"], d["ignore"], d["reserved"])
 
 
-def worker_processes(worker_args: Sequence[str]) -> int:
-    """The processes each task runs (its ``djhpc work --processes N``; 1 without): each holds connections."""
+def _option_values(worker_args: Sequence[str], name: str) -> list[str]:
+    """The values the workers' arguments give option ``name`` (``--name V`` or ``--name=V``), in order."""
+    found = []
     for i, arg in enumerate(worker_args):
-        text = worker_args[i + 1] if arg == "--processes" and i + 1 < len(worker_args) else \
-            arg.split("=", 1)[1] if arg.startswith("--processes=") else None
-        if text is not None:
-            try:
-                return max(1, int(text))
-            except ValueError:
-                return 1  # the task's djhpc work says what is wrong with it
-    return 1
+        if arg == name and i + 1 < len(worker_args):
+            found.append(worker_args[i + 1])
+        elif arg.startswith(name + "="):
+            found.append(arg.split("=", 1)[1])
+    return found
+
+
+def worker_processes(worker_args: Sequence[str]) -> int:
+    """The processes each task runs (its ``djhpc work --processes N``, the last given as there; 1 without): each
+    holds connections."""
+    given = _option_values(worker_args, "--processes")
+    try:
+        return max(1, int(given[-1])) if given else 1
+    except ValueError:
+        return 1  # the task's djhpc work says what is wrong with it
 
 
 def worker_restrictions(worker_args: Sequence[str]) -> list:
@@ -314,12 +322,7 @@ def worker_restrictions(worker_args: Sequence[str]) -> list:
     ``djhpc work`` reads them; [] without any. A run is sized to the keys left under it."""
     from .query import AndList
 
-    found = []
-    for i, arg in enumerate(worker_args):
-        if arg == "--restrict" and i + 1 < len(worker_args):
-            found.append(worker_args[i + 1])
-        elif arg.startswith("--restrict="):
-            found.append(arg.split("=", 1)[1])
+    found = _option_values(worker_args, "--restrict")
     return [AndList(found)] if found else []
 
 
