@@ -61,8 +61,8 @@ def register(sub):
     p.add_argument("--json", action="store_true", help="machine-readable rows (--watch: one JSON line each time)")
     p.add_argument("--restrict", action="append", default=[], metavar="SQL",
                    help="count only keys where this SQL condition on the key source holds (repeatable: all must "
-                   "hold), as djhpc work --restrict; running, failed and ignored counts, rate and make-size "
-                   "percentiles stay the table's")
+                   "hold), as djhpc work --restrict, with the running, failed and ignored keys among them; rate "
+                   "and make-size percentiles stay the table's")
     display.add_quiet(p)
     add_pipeline_arguments(p.add_argument_group("pipelines (TARGET is a module)"))
     p.set_defaults(func=run)
