@@ -111,6 +111,16 @@ def alive(pid: int) -> bool:
         return False
 
 
+def wait_for_local_run(out: subprocess.CompletedProcess, seconds: float) -> None:
+    """A `submit --scheduler local` that printed its run's PID: until that process has ended."""
+    assert out.returncode == 0, out.stderr
+    pid = int(out.stdout)
+    deadline = time.monotonic() + seconds
+    while alive(pid):
+        assert time.monotonic() < deadline, "local workers did not finish"
+        time.sleep(0.1)
+
+
 def one_error_line(out: subprocess.CompletedProcess, code: int = 2) -> str:
     assert out.returncode == code, (out.returncode, out.stderr)
     assert out.stderr.startswith("djhpc: error: ") and out.stderr.count("\n") == 1, out.stderr
@@ -318,12 +328,7 @@ def test_a_later_array_rejected_names_what_runs_already(project):
 
 def test_local_scheduler_starts_the_workers(project):
     out = project.run("submit", "--array", 3, "--scheduler", "local")
-    assert out.returncode == 0, out.stderr
-    pid = int(out.stdout)
-    deadline = time.monotonic() + 60
-    while alive(pid):
-        assert time.monotonic() < deadline, "local workers did not finish"
-        time.sleep(0.1)
+    wait_for_local_run(out, 60)
     made, pids = make_calls(project.tmp_path)
     assert len(made) == 20 and set(made.values()) == {1}
     assert len(project.pipeline.Square()) == 20 and project.sbatch_calls() == []
@@ -343,12 +348,7 @@ def test_a_restriction_sizes_the_run_and_reaches_every_task(project):
     out = project.run("render", "--array", 50, "--", "--restrict", "item < 7")
     assert "only 7 keys left: 7 tasks instead of 50" in out.stderr, out.stderr
     out = project.run("submit", "--array", 3, "--scheduler", "local", *restrict)
-    assert out.returncode == 0, out.stderr
-    pid = int(out.stdout)
-    deadline = time.monotonic() + 60
-    while alive(pid):
-        assert time.monotonic() < deadline, "local workers did not finish"
-        time.sleep(0.1)
+    wait_for_local_run(out, 60)
     made, _ = make_calls(project.tmp_path)
     assert sorted(made) == [f"Square [('item', {i})]" for i in (2, 3, 5, 6)] and set(made.values()) == {1}
     assert project.submissions()[0].settings["worker_args"] == list(restrict)
@@ -637,12 +637,7 @@ def test_a_datajoint_table_renders_runs_locally_and_in_parallel(mysql_user, mysq
     assert "DJHPC_DATAJOINT_ENV_FILE" not in line.stdout and password not in line.stdout
 
     out = run("-m", "djhpc.cli.main", "submit", "--array", 2, "--scheduler", "local")
-    assert out.returncode == 0, out.stderr
-    pid = int(out.stdout)
-    deadline = time.monotonic() + 90
-    while alive(pid):
-        assert time.monotonic() < deadline, "local workers did not finish"
-        time.sleep(0.1)
+    wait_for_local_run(out, 90)
     made = root_query(f"SELECT COUNT(*) FROM `{mysql_schema}`.`__square`")[0][0]
     errors = root_query(f"SELECT error_message FROM `{mysql_schema}`.`~djhpc_jobs`")
     assert made == 12 and errors == ()
